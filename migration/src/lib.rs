@@ -1,0 +1,17 @@
+//! Schema migrations of havend's database, applied in order at start-up and by
+//! `havend migrate`. A merged migration is never edited; changes are new files.
+
+pub use sea_orm_migration::MigrationStatus;
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_create_webhook_events;
+
+/// Every migration, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_create_webhook_events::Migration)]
+    }
+}

@@ -1,0 +1,573 @@
+//! Configuration: TOML files in one directory, secrets from the environment,
+//! validated into an immutable snapshot that readers share through [`ConfigHandle`].
+//!
+//! Layering: defaults compiled in → `havend.toml` and `partners.toml` in the
+//! config directory → environment overrides for secrets. Every error names the
+//! file, the key and the problem.
+
+mod secret;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+
+pub use secret::{REDACTED, Secret};
+
+use crate::webhooks::{Partner, Scheme};
+
+/// The daemon's own settings file in the config directory.
+pub const DAEMON_FILE: &str = "havend.toml";
+/// The partners' file (schemes and webhook secrets) in the config directory.
+pub const PARTNERS_FILE: &str = "partners.toml";
+
+/// Default listen address: loopback, so a fresh install is not exposed.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default data directory (the embedded SQLite database lives here).
+pub const DEFAULT_DATA_DIR: &str = "./data";
+/// Default largest accepted request body (SPEC section 2).
+pub const DEFAULT_BODY_LIMIT_BYTES: usize = 256 * 1024;
+/// A client must send its request headers within this time.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 5_000;
+/// A client must send its whole body within this time (slow-loris bodies).
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 10_000;
+/// A connection with no traffic and no request in flight is closed after this.
+pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
+/// On SIGTERM, in-flight requests get this long to finish.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+/// Requests that may wait for the intake actor at once; over it → 503.
+pub const DEFAULT_MAX_IN_FLIGHT_STORES: usize = 4_096;
+/// Database connections in the pool.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
+/// How long a query waits for a pooled connection before it fails.
+pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 3_000;
+/// Group commit: the longest a stored event waits for companions.
+pub const DEFAULT_FLUSH_DELAY_US: u64 = 1_000;
+/// Group commit: a batch this large is flushed at once.
+pub const DEFAULT_MAX_BATCH: usize = 512;
+/// How long an HTTP handler waits for the intake actor's answer.
+pub const DEFAULT_STORE_TIMEOUT_MS: u64 = 5_000;
+/// Signatures older than this are rejected (SPEC section 2).
+pub const DEFAULT_TOLERANCE_PAST_SECS: i64 = 300;
+/// Signatures dated further in the future than this are rejected.
+pub const DEFAULT_TOLERANCE_FUTURE_SECS: i64 = 60;
+
+/// The loaded configuration, shared read-only; swapped whole on reload.
+pub type ConfigHandle = Arc<ArcSwap<Config>>;
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the embedded database and other local state live.
+    pub data_dir: PathBuf,
+    /// The HTTP listener.
+    pub server: ServerConfig,
+    /// The database (PostgreSQL or SQLite).
+    pub database: DatabaseConfig,
+    /// The intake actor's group commit.
+    pub intake: IntakeConfig,
+    /// Rules shared by all partners' webhooks.
+    pub webhooks: WebhooksConfig,
+    /// Log output.
+    pub log: LogConfig,
+    /// Partners that may send webhooks, from `partners.toml`.
+    #[serde(skip_deserializing)]
+    pub partners: BTreeMap<Partner, PartnerConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            server: ServerConfig::default(),
+            database: DatabaseConfig::default(),
+            intake: IntakeConfig::default(),
+            webhooks: WebhooksConfig::default(),
+            log: LogConfig::default(),
+            partners: BTreeMap::new(),
+        }
+    }
+}
+
+/// The HTTP listener's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Largest accepted request body; larger → 413.
+    pub body_limit_bytes: usize,
+    /// Time a client has to send its request headers.
+    pub header_read_timeout_ms: u64,
+    /// Time a client has to send its request body.
+    pub body_read_timeout_ms: u64,
+    /// Time an idle keep-alive connection is kept open.
+    pub idle_timeout_ms: u64,
+    /// Time in-flight requests get to finish on shutdown.
+    pub shutdown_grace_ms: u64,
+    /// Admission limit: stores waiting for the intake actor; over it → 503.
+    pub max_in_flight_stores: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("default listen address is valid"),
+            body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
+            header_read_timeout_ms: DEFAULT_HEADER_READ_TIMEOUT_MS,
+            body_read_timeout_ms: DEFAULT_BODY_READ_TIMEOUT_MS,
+            idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            max_in_flight_stores: DEFAULT_MAX_IN_FLIGHT_STORES,
+        }
+    }
+}
+
+/// The database connection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `postgres://…` or `sqlite://…`; unset → a SQLite file in the data directory.
+    /// Overridden by the `HAVEND_DATABASE_URL` environment variable.
+    #[serde(serialize_with = "serialize_redacted_url")]
+    pub url: Option<Secret>,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// How long a query waits for a pooled connection.
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            acquire_timeout_ms: DEFAULT_ACQUIRE_TIMEOUT_MS,
+        }
+    }
+}
+
+/// The intake actor's group commit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntakeConfig {
+    /// Share one transaction among concurrent requests; off → one transaction
+    /// per request (kept for measuring what group commit gains).
+    pub group_commit: bool,
+    /// Longest time the first event of a batch waits for companions.
+    pub flush_delay_us: u64,
+    /// A batch this large is written at once.
+    pub max_batch: usize,
+    /// How long a request waits for its event to be stored before 503.
+    pub store_timeout_ms: u64,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        Self {
+            group_commit: true,
+            flush_delay_us: DEFAULT_FLUSH_DELAY_US,
+            max_batch: DEFAULT_MAX_BATCH,
+            store_timeout_ms: DEFAULT_STORE_TIMEOUT_MS,
+        }
+    }
+}
+
+/// Rules shared by every partner's webhooks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Oldest accepted signature timestamp, in seconds before now.
+    pub tolerance_past_secs: i64,
+    /// Furthest accepted signature timestamp, in seconds after now.
+    pub tolerance_future_secs: i64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            tolerance_past_secs: DEFAULT_TOLERANCE_PAST_SECS,
+            tolerance_future_secs: DEFAULT_TOLERANCE_FUTURE_SECS,
+        }
+    }
+}
+
+/// Log output.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` for people, `json` for log collectors.
+    pub format: LogFormat,
+    /// A `tracing` filter (`info`, `havend=debug,sqlx=warn`); `RUST_LOG` wins.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, filter: "info".into() }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One partner's webhook settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartnerConfig {
+    /// Signature scheme; unset → the partner's usual one (Stripe: `stripe`,
+    /// the others: `haven-hmac`).
+    #[serde(default)]
+    pub scheme: Option<Scheme>,
+    /// Active secrets; a signature made with any of them is accepted, so a
+    /// secret can be rotated without downtime. Overridden by the
+    /// `HAVEND_{PARTNER}_SECRETS` environment variable (comma-separated).
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+}
+
+impl PartnerConfig {
+    /// The scheme in force for `partner`.
+    pub fn scheme_for(&self, partner: Partner) -> Scheme {
+        self.scheme.unwrap_or_else(|| partner.default_scheme())
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartnersFile {
+    #[serde(default)]
+    partners: BTreeMap<String, PartnerConfig>,
+}
+
+/// A problem found while loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The directory or a file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file or directory.
+        file: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A file is not valid TOML or does not fit the schema.
+    #[error("{file}: {message}")]
+    Parse {
+        /// The file.
+        file: String,
+        /// The parser's message, which names the key and the line.
+        message: String,
+    },
+    /// A value is out of range or inconsistent.
+    #[error("{file}: {key}: {problem}")]
+    Invalid {
+        /// The file (or environment variable) the value came from.
+        file: String,
+        /// The key, dotted.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// Every problem found in one load, reported together.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl Config {
+    /// Loads and validates the configuration in `dir`, taking secrets from
+    /// this process's environment.
+    pub fn load(dir: &Path) -> Result<Config, ConfigErrors> {
+        Self::load_with_env(dir, |key| std::env::var(key).ok())
+    }
+
+    /// Loads and validates the configuration in `dir`, reading environment
+    /// overrides through `env` (tests pass their own).
+    pub fn load_with_env(
+        dir: &Path,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        check_directory(dir, &mut errors);
+
+        let mut config: Config = read_toml(&dir.join(DAEMON_FILE), &mut errors).unwrap_or_default();
+        let partners: PartnersFile = read_toml(&dir.join(PARTNERS_FILE), &mut errors).unwrap_or_default();
+
+        for (name, partner_config) in partners.partners {
+            match name.parse::<Partner>() {
+                Ok(partner) => {
+                    config.partners.insert(partner, partner_config);
+                }
+                Err(problem) => errors.push(invalid(PARTNERS_FILE, format!("partners.{name}"), problem)),
+            }
+        }
+        config.apply_env(&env);
+        config.validate(&mut errors);
+
+        if errors.is_empty() { Ok(config) } else { Err(ConfigErrors(errors)) }
+    }
+
+    /// The database URL in force: the configured one or the embedded SQLite file.
+    pub fn database_url(&self) -> Secret {
+        match &self.database.url {
+            Some(url) => url.clone(),
+            None => Secret::new(format!("sqlite://{}?mode=rwc", self.data_dir.join("havend.db").display())),
+        }
+    }
+
+    /// The configuration as TOML with every secret redacted (`check-config`).
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|error| format!("# cannot print config: {error}\n"))
+    }
+
+    fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) {
+        if let Some(url) = env(DATABASE_URL_ENV) {
+            self.database.url = Some(Secret::new(url));
+        }
+        for partner in Partner::ALL {
+            if let Some(list) = env(&partner.secrets_env()) {
+                let secrets = list
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(Secret::new)
+                    .collect();
+                self.partners
+                    .entry(partner)
+                    .or_insert_with(|| PartnerConfig { scheme: None, secrets: Vec::new() })
+                    .secrets = secrets;
+            }
+        }
+    }
+
+    fn validate(&self, errors: &mut Vec<ConfigError>) {
+        let server = &self.server;
+        if server.body_limit_bytes == 0 {
+            errors.push(invalid(DAEMON_FILE, "server.body_limit_bytes", "must be greater than 0"));
+        }
+        for (key, value) in [
+            ("server.header_read_timeout_ms", server.header_read_timeout_ms),
+            ("server.body_read_timeout_ms", server.body_read_timeout_ms),
+            ("server.idle_timeout_ms", server.idle_timeout_ms),
+            ("database.acquire_timeout_ms", self.database.acquire_timeout_ms),
+            ("intake.store_timeout_ms", self.intake.store_timeout_ms),
+        ] {
+            if value == 0 {
+                errors.push(invalid(DAEMON_FILE, key, "must be greater than 0"));
+            }
+        }
+        if server.max_in_flight_stores == 0 {
+            errors.push(invalid(DAEMON_FILE, "server.max_in_flight_stores", "must be greater than 0"));
+        }
+        if self.database.max_connections == 0 {
+            errors.push(invalid(DAEMON_FILE, "database.max_connections", "must be greater than 0"));
+        }
+        let url = self.database_url();
+        if !(url.expose().starts_with("postgres://")
+            || url.expose().starts_with("postgresql://")
+            || url.expose().starts_with("sqlite:"))
+        {
+            errors.push(invalid(
+                DAEMON_FILE,
+                "database.url",
+                "must start with postgres:// or sqlite:",
+            ));
+        }
+        if !(1..=10_000).contains(&self.intake.max_batch) {
+            errors.push(invalid(DAEMON_FILE, "intake.max_batch", "must be between 1 and 10000"));
+        }
+        if self.intake.flush_delay_us > 100_000 {
+            errors.push(invalid(DAEMON_FILE, "intake.flush_delay_us", "must be at most 100000 (100 ms)"));
+        }
+        if self.webhooks.tolerance_past_secs <= 0 || self.webhooks.tolerance_future_secs < 0 {
+            errors.push(invalid(
+                DAEMON_FILE,
+                "webhooks.tolerance_past_secs",
+                "tolerances must not be negative (past > 0)",
+            ));
+        }
+        for (partner, partner_config) in &self.partners {
+            let key = format!("partners.{partner}.secrets");
+            if partner_config.secrets.is_empty() {
+                errors.push(invalid(
+                    PARTNERS_FILE,
+                    key.clone(),
+                    format!("at least one secret is required (or set {})", partner.secrets_env()),
+                ));
+            }
+            let scheme = partner_config.scheme_for(*partner);
+            for (index, secret) in partner_config.secrets.iter().enumerate() {
+                if let Err(problem) = scheme.check_secret(secret) {
+                    errors.push(invalid(PARTNERS_FILE, format!("{key}[{index}]"), problem));
+                }
+            }
+        }
+    }
+}
+
+/// Environment variable that overrides `database.url`.
+pub const DATABASE_URL_ENV: &str = "HAVEND_DATABASE_URL";
+
+fn invalid(file: &str, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { file: file.into(), key: key.into(), problem: problem.into() }
+}
+
+fn check_directory(dir: &Path, errors: &mut Vec<ConfigError>) {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(source) => {
+            errors.push(ConfigError::Read { file: dir.display().to_string(), source });
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".toml") && name != DAEMON_FILE && name != PARTNERS_FILE {
+            errors.push(invalid(
+                &name,
+                "(file)",
+                format!("unknown config file; expected {DAEMON_FILE} or {PARTNERS_FILE}"),
+            ));
+        }
+    }
+}
+
+/// Reads one optional TOML file; a missing file means "all defaults".
+fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, errors: &mut Vec<ConfigError>) -> Option<T> {
+    let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(source) => {
+            errors.push(ConfigError::Read { file, source });
+            return None;
+        }
+    };
+    match toml::from_str(&text) {
+        Ok(value) => Some(value),
+        Err(error) => {
+            errors.push(ConfigError::Parse { file, message: error.to_string().trim_end().to_owned() });
+            None
+        }
+    }
+}
+
+/// Prints a database URL with its password replaced by [`REDACTED`].
+fn serialize_redacted_url<S: serde::Serializer>(url: &Option<Secret>, serializer: S) -> Result<S::Ok, S::Error> {
+    match url {
+        None => serializer.serialize_str("(embedded SQLite in data_dir)"),
+        Some(url) => serializer.serialize_str(&redact_url(url.expose())),
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host/…` with [`REDACTED`].
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_owned();
+    };
+    match rest[..at].find(':') {
+        Some(colon) => format!("{}{}:{REDACTED}{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn empty_directory_gives_embedded_defaults() {
+        let dir = dir_with(&[]);
+        let config = Config::load_with_env(dir.path(), |_| None).unwrap();
+        assert_eq!(config.server.body_limit_bytes, 256 * 1024);
+        assert!(config.database_url().expose().starts_with("sqlite://"));
+        assert!(config.partners.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_is_reported_with_file_and_key() {
+        let dir = dir_with(&[(DAEMON_FILE, "[server]\nlisten_adress = \"127.0.0.1:1\"\n")]);
+        let error = Config::load_with_env(dir.path(), |_| None).unwrap_err().to_string();
+        assert!(error.contains("havend.toml"), "{error}");
+        assert!(error.contains("listen_adress"), "{error}");
+    }
+
+    #[test]
+    fn partner_without_secret_is_rejected_naming_the_key() {
+        let dir = dir_with(&[(PARTNERS_FILE, "[partners.aurora]\nscheme = \"haven-hmac\"\n")]);
+        let error = Config::load_with_env(dir.path(), |_| None).unwrap_err().to_string();
+        assert!(error.contains("partners.toml: partners.aurora.secrets"), "{error}");
+    }
+
+    #[test]
+    fn unknown_partner_is_rejected() {
+        let dir = dir_with(&[(PARTNERS_FILE, "[partners.acme]\nsecrets = [\"s\"]\n")]);
+        let error = Config::load_with_env(dir.path(), |_| None).unwrap_err().to_string();
+        assert!(error.contains("partners.acme"), "{error}");
+    }
+
+    #[test]
+    fn environment_secrets_override_the_file() {
+        let dir = dir_with(&[(PARTNERS_FILE, "[partners.aurora]\nsecrets = [\"from-file\"]\n")]);
+        let config = Config::load_with_env(dir.path(), |key| {
+            (key == "HAVEND_AURORA_SECRETS").then(|| "one, two".to_owned())
+        })
+        .unwrap();
+        let secrets: Vec<_> = config.partners[&Partner::Aurora].secrets.iter().map(|s| s.expose().to_owned()).collect();
+        assert_eq!(secrets, ["one", "two"]);
+    }
+
+    #[test]
+    fn standard_webhooks_secret_must_be_base64() {
+        let dir = dir_with(&[(
+            PARTNERS_FILE,
+            "[partners.hi-events]\nscheme = \"standard-webhooks\"\nsecrets = [\"whsec_***\"]\n",
+        )]);
+        let error = Config::load_with_env(dir.path(), |_| None).unwrap_err().to_string();
+        assert!(error.contains("partners.hi-events.secrets[0]"), "{error}");
+    }
+
+    #[test]
+    fn redacted_config_hides_secrets_and_passwords() {
+        let dir = dir_with(&[
+            (DAEMON_FILE, "[database]\nurl = \"postgres://havend:hunter2@db:5432/havend\"\n"),
+            (PARTNERS_FILE, "[partners.stripe]\nsecrets = [\"whsec_abcdef\"]\n"),
+        ]);
+        let printed = Config::load_with_env(dir.path(), |_| None).unwrap().to_redacted_toml();
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains("whsec_abcdef"), "{printed}");
+        assert!(printed.contains("postgres://havend:[redacted]@db:5432/havend"), "{printed}");
+    }
+
+    #[test]
+    fn redact_url_leaves_urls_without_password() {
+        assert_eq!(redact_url("sqlite://./data/havend.db"), "sqlite://./data/havend.db");
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+    }
+}

@@ -1,0 +1,153 @@
+//! The one place where errors become HTTP responses, in SPEC section 3's shape:
+//! `{"error","message","user_message","error_id","request_id","timestamp","details"}`.
+
+use http::{HeaderValue, StatusCode};
+use serde_json::{Value, json};
+
+use crate::intake::StoreError;
+use crate::webhooks::{PayloadError, SignatureError};
+
+/// An error answer: status, machine code, messages and details.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// Machine-readable code (`INVALID_SIGNATURE`, …).
+    pub code: &'static str,
+    /// Technical message for the integrator.
+    pub message: String,
+    /// Message safe to show an end user.
+    pub user_message: &'static str,
+    /// Structured details (the offending field, the limit, …).
+    pub details: Value,
+    /// Seconds to send in `Retry-After` (429/503).
+    pub retry_after: Option<u32>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>, user_message: &'static str) -> Self {
+        Self { status, code, message: message.into(), user_message, details: json!({}), retry_after: None }
+    }
+
+    /// 404: no such route, partner or event.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "NOT_FOUND", message, "The requested resource does not exist.")
+    }
+
+    /// 405: the path exists but not with this method.
+    pub fn method_not_allowed(allowed: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "METHOD_NOT_ALLOWED",
+            format!("method not allowed; use {allowed}"),
+            "This action is not supported.",
+        )
+        .with_details(json!({ "allowed": allowed }))
+    }
+
+    /// 413: the body is over the configured limit.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+            format!("request body exceeds {limit} bytes"),
+            "The request is too large.",
+        )
+        .with_details(json!({ "limit_bytes": limit }))
+    }
+
+    /// 408: the client did not send its body in time.
+    pub fn body_timeout() -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT", "request body not received in time", "The request timed out.")
+    }
+
+    /// 400: the body could not be read.
+    pub fn bad_body(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message, "The request could not be read.")
+    }
+
+    /// 503: too many requests are waiting to be stored.
+    pub fn overloaded() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "OVERLOADED",
+            "too many requests in flight; retry shortly",
+            "The service is busy. Please retry.",
+        )
+        .retry_after(1)
+    }
+
+    /// 503: the intake actor is restarting or did not answer in time.
+    pub fn intake_unavailable(message: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "STORAGE_UNAVAILABLE",
+            message,
+            "The service is temporarily unavailable. Please retry.",
+        )
+        .retry_after(5)
+    }
+
+    /// 500: a bug; the details are in the log under the error id.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message, "Something went wrong on our side.")
+    }
+
+    /// Adds structured details.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// Asks the client to wait `seconds` before retrying.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The response: the SPEC's JSON shape, `Retry-After` when set.
+    pub fn into_response(self, request_id: &str) -> super::Response {
+        let error_id = uuid::Uuid::new_v4().to_string();
+        if self.status.is_server_error() {
+            tracing::warn!(request_id, error_id, code = self.code, message = %self.message, "Request failed");
+        }
+        let body = json!({
+            "error": self.code,
+            "message": self.message,
+            "user_message": self.user_message,
+            "error_id": error_id,
+            "request_id": request_id,
+            "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "details": self.details,
+        });
+        let mut response = super::json_response(self.status, &body);
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+impl From<SignatureError> for ApiError {
+    fn from(error: SignatureError) -> Self {
+        let details = match &error {
+            SignatureError::MissingHeader(h) | SignatureError::MalformedHeader(h) => json!({ "header": h }),
+            _ => json!({}),
+        };
+        Self::new(StatusCode::UNAUTHORIZED, "INVALID_SIGNATURE", error.to_string(), "The request could not be authenticated.")
+            .with_details(details)
+    }
+}
+
+impl From<PayloadError> for ApiError {
+    fn from(error: PayloadError) -> Self {
+        let details = error.field().map(|f| json!({ "field": f })).unwrap_or_else(|| json!({}));
+        Self::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", error.to_string(), "The request is not valid.").with_details(details)
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        Self::intake_unavailable(error.to_string())
+    }
+}

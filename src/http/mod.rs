@@ -1,0 +1,262 @@
+//! The hyper listener: HTTP/1.1 and HTTP/2 on one port, a request id on every
+//! exchange, header/body/idle timeouts, and graceful shutdown that lets
+//! in-flight requests finish.
+//!
+//! It is not an actor: each connection is a task that verifies and validates
+//! a request with pure functions and then makes one timed call to the intake
+//! actor.
+
+mod error;
+mod health;
+mod webhook;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use sea_orm::DatabaseConnection;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+pub use error::ApiError;
+
+use crate::config::ConfigHandle;
+use crate::intake::IntakeSlot;
+
+/// The request id header, honoured when valid and echoed on every response.
+pub const REQUEST_ID: &str = "x-request-id";
+/// Longest request id taken from a client.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+/// How often a connection checks whether it has been idle too long.
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A response with a fully buffered body.
+pub type Response = http::Response<Full<Bytes>>;
+
+/// What every request handler can reach.
+pub struct AppState {
+    /// The current config snapshot.
+    pub config: ConfigHandle,
+    /// The database, for `/health`.
+    pub db: DatabaseConnection,
+    /// The current intake actor.
+    pub intake: IntakeSlot,
+    /// Admission limit on requests waiting to be stored.
+    pub admission: Semaphore,
+}
+
+/// Serves `listener` until `shutdown` turns true, then stops accepting and
+/// waits (up to the configured grace period) for open requests to finish.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: watch::Receiver<bool>) {
+    let connections = TaskTracker::new();
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(serve_connection(stream, peer, state.clone(), shutdown.clone()));
+                }
+                Err(error) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    warn!(%error, "Accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        }
+    }
+    drop(listener);
+    connections.close();
+    let grace = Duration::from_millis(state.config.load().server.shutdown_grace_ms);
+    info!(connections = connections.len(), "Listener closed; draining connections");
+    if tokio::time::timeout(grace, connections.wait()).await.is_err() {
+        warn!(connections = connections.len(), "Shutdown grace period over; closing remaining connections");
+    }
+}
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let config = state.config.load_full();
+    let activity = Arc::new(Activity::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(config.server.header_read_timeout_ms));
+    builder.http2().timer(TokioTimer::new());
+
+    let service_activity = activity.clone();
+    let service = service_fn(move |request| {
+        let state = state.clone();
+        let busy = service_activity.begin();
+        async move {
+            let response = route(&state, request, peer).await;
+            drop(busy);
+            Ok::<_, Infallible>(response)
+        }
+    });
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+
+    let idle_timeout = Duration::from_millis(config.server.idle_timeout_ms);
+    let mut idle_check = tokio::time::interval(IDLE_CHECK_INTERVAL.min(idle_timeout));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    debug!(%peer, %error, "Connection ended with an error");
+                }
+                break;
+            }
+            _ = stopped(&mut shutdown), if !closing => {
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            _ = idle_check.tick(), if !closing => {
+                if activity.idle_for() >= idle_timeout {
+                    debug!(%peer, "Closing idle connection");
+                    connection.as_mut().graceful_shutdown();
+                    closing = true;
+                }
+            }
+        }
+    }
+}
+
+/// Completes once shutdown is signalled (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    while !*shutdown.borrow_and_update() {
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Tracks a connection's requests in flight and when it was last busy.
+struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    last_active_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self { start: Instant::now(), in_flight: AtomicUsize::new(0), last_active_ms: AtomicU64::new(0) }
+    }
+
+    fn begin(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Busy(self.clone())
+    }
+
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_active_ms.load(Ordering::Acquire));
+        self.start.elapsed().saturating_sub(last)
+    }
+}
+
+/// A request in flight on a connection; dropping it marks the connection active now.
+struct Busy(Arc<Activity>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let now = self.0.start.elapsed().as_millis() as u64;
+        self.0.last_active_ms.store(now, Ordering::Release);
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Dispatches one request and stamps its request id on the response.
+async fn route(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -> Response {
+    let request_id = request_id(&request);
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let span = info_span!("request", request_id = %request_id, method = %method, path = %path);
+    async {
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let result = match (&method, segments.as_slice()) {
+            (&Method::POST, ["webhooks", "stripe"]) => webhook::receive(state, request, "stripe", None, &request_id, peer).await,
+            (&Method::POST, ["webhooks", partner, event]) => {
+                webhook::receive(state, request, partner, Some(event), &request_id, peer).await
+            }
+            (_, ["webhooks", _] | ["webhooks", _, _]) => Err(ApiError::method_not_allowed("POST")),
+            (&Method::GET | &Method::HEAD, ["health"]) => Ok(health::health(state).await),
+            (_, ["health"]) => Err(ApiError::method_not_allowed("GET")),
+            _ => Err(ApiError::not_found(format!("no route for {method} {path}"))),
+        };
+        let mut response = result.unwrap_or_else(|error| error.into_response(&request_id));
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        let status = response.status();
+        if status.is_server_error() {
+            warn!(status = status.as_u16(), "Request answered with a server error");
+        } else if status.is_client_error() {
+            info!(status = status.as_u16(), "Request refused");
+        } else {
+            debug!(status = status.as_u16(), "Request answered");
+        }
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+/// The client's `X-Request-Id` when it is up to 128 of `[A-Za-z0-9._-]`,
+/// otherwise a new UUID.
+fn request_id<B>(request: &Request<B>) -> String {
+    request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| is_valid_request_id(id))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+fn is_valid_request_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID_LEN
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A JSON response with the given status.
+pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut response = http::Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_honoured_only_when_well_formed() {
+        assert!(is_valid_request_id("req-1.a_B"));
+        assert!(!is_valid_request_id(""));
+        assert!(!is_valid_request_id("has space"));
+        assert!(!is_valid_request_id(&"a".repeat(129)));
+        assert!(is_valid_request_id(&"a".repeat(128)));
+        let request = Request::builder().header(REQUEST_ID, "bad id!").body(()).unwrap();
+        assert!(uuid::Uuid::parse_str(&request_id(&request)).is_ok());
+    }
+}

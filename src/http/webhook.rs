@@ -1,0 +1,135 @@
+//! `POST /webhooks/{partner}/{event}` and `POST /webhooks/stripe`.
+//!
+//! Route → partner config (404) → body limit (413) → signature and time
+//! window (401) → payload (400) → admission (503) → one timed call to the
+//! intake actor, answered after the commit. Nothing touches the database
+//! before the signature holds.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use ractor::call_t;
+use serde_json::json;
+use tracing::{info, warn};
+
+use super::{ApiError, AppState, Response, json_response};
+use crate::intake::store::{STATUS_IGNORED, STATUS_INVALID, STATUS_PENDING};
+use crate::intake::{IntakeMsg, NewEvent, Stored};
+use crate::webhooks::signature::{Verified, WEBHOOK_ID};
+use crate::webhooks::{Disposition, Partner, Window, payload};
+
+/// Receives, verifies, validates and durably stores one partner event.
+pub async fn receive(
+    state: &AppState,
+    request: Request<Incoming>,
+    partner: &str,
+    event: Option<&str>,
+    request_id: &str,
+    peer: SocketAddr,
+) -> Result<Response, ApiError> {
+    let config = state.config.load_full();
+    let partner: Partner = partner.parse().map_err(|_| ApiError::not_found(format!("unknown partner {partner}")))?;
+    let partner_config = config
+        .partners
+        .get(&partner)
+        .ok_or_else(|| ApiError::not_found(format!("partner {partner} is not configured")))?;
+    let event_known = match event {
+        None => !partner.event_in_path(),
+        Some(event) => payload::is_known_event(partner, event),
+    };
+    if !event_known {
+        return Err(ApiError::not_found(format!("unknown event {} for partner {partner}", event.unwrap_or("(none)"))));
+    }
+
+    let (parts, body) = request.into_parts();
+    let limit = config.server.body_limit_bytes;
+    let body = read_body(body, parts.headers.get(http::header::CONTENT_LENGTH), limit, config.server.body_read_timeout_ms).await?;
+
+    let window = Window { past_secs: config.webhooks.tolerance_past_secs, future_secs: config.webhooks.tolerance_future_secs };
+    let now = chrono::Utc::now();
+    let scheme = partner_config.scheme_for(partner);
+    let verified = scheme
+        .verify(partner, &parts.headers, &body, &partner_config.secrets, now.timestamp(), window)
+        .inspect_err(|error| info!(%partner, %error, "Webhook signature refused"))?;
+    let parsed = payload::parse(partner, event, &body)?;
+
+    let _admitted = state.admission.try_acquire().map_err(|_| ApiError::overloaded())?;
+    let (status, last_error) = match &parsed.disposition {
+        Disposition::Pending => (STATUS_PENDING, None),
+        Disposition::Ignored(reason) => (STATUS_IGNORED, Some(reason.clone())),
+        Disposition::Invalid(reason) => (STATUS_INVALID, Some(reason.clone())),
+    };
+    let partner_event_id = parsed.partner_event_id.clone();
+    let new_event = NewEvent {
+        id: uuid::Uuid::now_v7(),
+        partner,
+        partner_event_id: parsed.partner_event_id,
+        event_type: parsed.event_type,
+        status,
+        last_error,
+        body,
+        headers: headers_of_interest(&parts.headers, &verified),
+        source_ip: Some(peer.ip().to_string()),
+        request_id: request_id.to_owned(),
+        received_at: now,
+    };
+
+    let intake = state
+        .intake
+        .load_full()
+        .ok_or_else(|| ApiError::intake_unavailable("the intake actor is restarting"))?;
+    let stored = call_t!(intake, IntakeMsg::Store, config.intake.store_timeout_ms, new_event)
+        .map_err(|error| {
+            warn!(%partner, event_id = %partner_event_id, %error, "Intake did not answer");
+            ApiError::intake_unavailable("the event could not be stored in time")
+        })??;
+
+    let duplicate = stored == Stored::Duplicate;
+    info!(%partner, event_id = %partner_event_id, duplicate, status, "Webhook stored");
+    let mut body = json!({
+        "received": true,
+        "duplicate": duplicate,
+        "partner": partner.as_str(),
+        "partner_event_id": partner_event_id,
+        "request_id": request_id,
+    });
+    if !duplicate {
+        body["status"] = json!(status);
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// Reads the body within `limit` bytes and `timeout_ms`.
+async fn read_body(
+    body: Incoming,
+    content_length: Option<&http::HeaderValue>,
+    limit: usize,
+    timeout_ms: u64,
+) -> Result<Bytes, ApiError> {
+    let declared = content_length.and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    match tokio::time::timeout(Duration::from_millis(timeout_ms), Limited::new(body, limit).collect()).await {
+        Err(_) => Err(ApiError::body_timeout()),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::payload_too_large(limit)),
+        Ok(Err(error)) => Err(ApiError::bad_body(format!("cannot read request body: {error}"))),
+    }
+}
+
+/// The received headers worth keeping with the event (never the signature).
+fn headers_of_interest(headers: &http::HeaderMap, verified: &Verified) -> String {
+    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    json!({
+        "content_type": text(http::header::CONTENT_TYPE.as_str()),
+        "user_agent": text(http::header::USER_AGENT.as_str()),
+        "webhook_id": verified.webhook_id.as_deref().or(text(WEBHOOK_ID)),
+        "signature_timestamp": verified.timestamp,
+    })
+    .to_string()
+}
