@@ -134,17 +134,17 @@ impl Daemon {
         info!("havend stopped");
     }
 
-    /// Test-only: makes the current intake actor panic.
+    /// Test-only: makes the current intake actor panic; returns its id.
     #[cfg(feature = "test-hooks")]
-    pub fn inject_intake_panic(&self) {
-        if let Some(intake) = self.intake.load_full() {
-            let _ = intake.cast(intake::IntakeMsg::Panic);
-        }
+    pub fn inject_intake_panic(&self) -> Option<ractor::ActorId> {
+        let intake = self.intake.load_full()?;
+        let _ = intake.cast(intake::IntakeMsg::Panic);
+        Some(intake.get_id())
     }
 
-    /// Whether an intake actor is currently published (false while restarting).
-    pub fn intake_ready(&self) -> bool {
-        self.intake.load().is_some()
+    /// The id of the intake actor currently published (a restart changes it).
+    pub fn intake_actor_id(&self) -> Option<ractor::ActorId> {
+        self.intake.load().as_ref().map(|intake| intake.get_id())
     }
 }
 

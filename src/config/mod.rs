@@ -329,8 +329,15 @@ impl Config {
     }
 
     /// The configuration as TOML with every secret redacted (`check-config`).
+    /// Defaults are filled in (the embedded database URL, each partner's
+    /// scheme) so what is printed is what runs.
     pub fn to_redacted_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|error| format!("# cannot print config: {error}\n"))
+        let mut effective = self.clone();
+        effective.database.url = Some(self.database_url());
+        for (partner, partner_config) in effective.partners.iter_mut() {
+            partner_config.scheme = Some(partner_config.scheme_for(*partner));
+        }
+        toml::to_string_pretty(&effective).unwrap_or_else(|error| format!("# cannot print config: {error}\n"))
     }
 
     fn apply_env(&mut self, env: &impl Fn(&str) -> Option<String>) {
@@ -468,7 +475,7 @@ fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, errors: &mut Vec<Confi
 /// Prints a database URL with its password replaced by [`REDACTED`].
 fn serialize_redacted_url<S: serde::Serializer>(url: &Option<Secret>, serializer: S) -> Result<S::Ok, S::Error> {
     match url {
-        None => serializer.serialize_str("(embedded SQLite in data_dir)"),
+        None => serializer.serialize_none(),
         Some(url) => serializer.serialize_str(&redact_url(url.expose())),
     }
 }

@@ -1,1 +1,10 @@
-fn main(){}
+//! havend's integration tests: the real listener over HTTP against real
+//! PostgreSQL and SQLite (and the real binary for the CLI).
+
+mod support;
+
+mod binary;
+mod intake;
+mod resilience;
+mod signatures;
+mod validation;

@@ -1,0 +1,119 @@
+//! Durable intake: deduplication, concurrency and group commit.
+
+use std::sync::Arc;
+
+use havend::webhooks::Partner;
+
+use crate::on_both_backends;
+use crate::support::*;
+
+async fn duplicate_event_is_acknowledged_and_stored_once(backend: Backend) {
+    let daemon = TestDaemon::start(backend).await;
+    let body = booking_created("bk_dup");
+    let first = daemon.deliver(Partner::Aurora, Some("booking-created"), &body).await;
+    let second = daemon.deliver(Partner::Aurora, Some("booking-created"), &body).await;
+    assert_eq!((first.status, first.json["duplicate"].as_bool()), (200, Some(false)));
+    assert_eq!((second.status, second.json["duplicate"].as_bool()), (200, Some(true)));
+    assert_eq!(second.json["partner_event_id"], "booking-created:bk_dup");
+    assert_eq!(daemon.stored().await, 1);
+    daemon.stop().await;
+}
+
+async fn hundred_concurrent_deliveries_of_one_event_store_one_row(backend: Backend) {
+    let daemon = Arc::new(TestDaemon::start(backend).await);
+    let body = booking_created("bk_storm");
+    let deliveries = (0..100).map(|_| {
+        let daemon = daemon.clone();
+        let body = body.clone();
+        tokio::spawn(async move { daemon.deliver(Partner::Aurora, Some("booking-created"), &body).await })
+    });
+    let answers = futures_join(deliveries).await;
+    assert!(answers.iter().all(|a| a.status == 200), "every delivery acknowledged");
+    let fresh = answers.iter().filter(|a| a.json["duplicate"] == false).count();
+    assert_eq!(fresh, 1, "exactly one delivery stored the event");
+    assert_eq!(daemon.stored().await, 1);
+}
+
+async fn concurrent_distinct_events_are_all_stored(backend: Backend) {
+    let daemon = Arc::new(TestDaemon::start(backend).await);
+    let deliveries = (0..300).map(|i| {
+        let daemon = daemon.clone();
+        tokio::spawn(async move {
+            daemon.deliver(Partner::Aurora, Some("booking-created"), &booking_created(&format!("bk_many_{i}"))).await
+        })
+    });
+    let answers = futures_join(deliveries).await;
+    assert!(answers.iter().all(|a| a.status == 200 && a.json["duplicate"] == false));
+    assert_eq!(daemon.stored().await, 300);
+}
+
+async fn without_group_commit_every_event_is_still_stored_once(backend: Backend) {
+    let daemon = Arc::new(TestDaemon::start_with(backend, |c| c.intake.group_commit = false).await);
+    let deliveries = (0..60).map(|i| {
+        let daemon = daemon.clone();
+        // Every event twice, concurrently: the unique key still decides.
+        tokio::spawn(async move {
+            daemon.deliver(Partner::Aurora, Some("booking-created"), &booking_created(&format!("bk_solo_{}", i / 2))).await
+        })
+    });
+    let answers = futures_join(deliveries).await;
+    assert!(answers.iter().all(|a| a.status == 200));
+    assert_eq!(answers.iter().filter(|a| a.json["duplicate"] == false).count(), 30);
+    assert_eq!(daemon.stored().await, 30);
+}
+
+async fn two_attendees_of_one_tribe_event_are_two_events(backend: Backend) {
+    let daemon = TestDaemon::start(backend).await;
+    for attendee in ["m_1", "m_2"] {
+        let body = format!(r#"{{"id":"tev_9","attendeeId":"{attendee}","type":"workshop","attended":true}}"#);
+        let answer = daemon.deliver(Partner::Tribe, Some("event-attendance"), &body).await;
+        assert_eq!((answer.status, answer.json["duplicate"].as_bool()), (200, Some(false)));
+    }
+    assert!(daemon.event(Partner::Tribe, "event-attendance:tev_9:m_1").await.is_some());
+    assert!(daemon.event(Partner::Tribe, "event-attendance:tev_9:m_2").await.is_some());
+    daemon.stop().await;
+}
+
+async fn cancellation_of_a_created_booking_is_a_new_event(backend: Backend) {
+    let daemon = TestDaemon::start(backend).await;
+    let created = daemon.deliver(Partner::Aurora, Some("booking-created"), &booking_created("bk_77")).await;
+    let cancelled = daemon.deliver(Partner::Aurora, Some("booking-cancelled"), r#"{"id":"bk_77"}"#).await;
+    assert_eq!(created.json["duplicate"], false);
+    assert_eq!(cancelled.json["duplicate"], false, "{:?}", cancelled.json);
+    assert!(daemon.event(Partner::Aurora, "booking-cancelled:bk_77").await.is_some());
+    assert_eq!(daemon.stored().await, 2);
+    daemon.stop().await;
+}
+
+async fn request_id_is_honoured_and_echoed(backend: Backend) {
+    let daemon = TestDaemon::start(backend).await;
+    let body = booking_created("bk_rid");
+    let mut headers = sign(Partner::Aurora, &body, now());
+    headers.push(("x-request-id".into(), "partner-req.42_a".into()));
+    let answer = daemon.post("/webhooks/aurora/booking-created", &headers, body).await;
+    assert_eq!(answer.headers["x-request-id"], "partner-req.42_a");
+    let row = daemon.event(Partner::Aurora, "booking-created:bk_rid").await.unwrap();
+    assert_eq!(row.request_id, "partner-req.42_a");
+    let health = daemon.get("/health").await;
+    assert_eq!((health.status, health.json["database"].as_str()), (200, Some("ok")));
+    assert!(uuid::Uuid::parse_str(health.headers["x-request-id"].to_str().unwrap()).is_ok());
+    daemon.stop().await;
+}
+
+async fn futures_join<T: Send + 'static>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut results = Vec::new();
+    for task in tasks.collect::<Vec<_>>() {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+on_both_backends!(
+    duplicate_event_is_acknowledged_and_stored_once,
+    hundred_concurrent_deliveries_of_one_event_store_one_row,
+    concurrent_distinct_events_are_all_stored,
+    without_group_commit_every_event_is_still_stored_once,
+    two_attendees_of_one_tribe_event_are_two_events,
+    cancellation_of_a_created_booking_is_a_new_event,
+    request_id_is_honoured_and_echoed,
+);

@@ -1,0 +1,141 @@
+//! Outages, crashes, overload, slow clients and shutdown: never a 2xx for an
+//! event that was not stored, and the daemon stays up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use havend::webhooks::Partner;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::on_both_backends;
+use crate::support::proxy::TcpProxy;
+use crate::support::*;
+
+/// PostgreSQL only: the proxy sits between havend and the shared server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_answers_503_and_the_next_event_after_it_is_stored() {
+    let database = TestDatabase::create(Backend::Postgres).await;
+    let upstream = "127.0.0.1:5432".parse().unwrap();
+    let proxy = TcpProxy::start(upstream).await;
+    let proxy_addr = proxy.addr;
+    let daemon = TestDaemon::start_on(
+        database,
+        |db| db.url.replacen("127.0.0.1:5432", &proxy_addr.to_string(), 1),
+        |_| {},
+    )
+    .await;
+
+    let before = daemon.deliver(Partner::Aurora, Some("booking-created"), &booking_created("bk_before")).await;
+    assert_eq!(before.status, 200);
+
+    proxy.cut();
+    let during = daemon.deliver(Partner::Aurora, Some("booking-created"), &booking_created("bk_during")).await;
+    assert_eq!(during.status, 503, "{:?}", during.json);
+    assert_eq!(assert_error_shape(&during), "STORAGE_UNAVAILABLE");
+    assert!(during.headers.contains_key("retry-after"));
+    let health = daemon.get("/health").await;
+    assert_eq!((health.status, health.json["database"].as_str()), (503, Some("down")));
+    assert!(daemon.event(Partner::Aurora, "booking-created:bk_during").await.is_none());
+
+    proxy.restore();
+    let stored = eventually(Duration::from_secs(15), || async {
+        daemon.deliver(Partner::Aurora, Some("booking-created"), &booking_created("bk_after")).await.status == 200
+    })
+    .await;
+    assert!(stored, "an event is stored again once the database is back");
+    assert!(daemon.event(Partner::Aurora, "booking-created:bk_after").await.is_some());
+    // The partner's retry of the refused event now lands.
+    let retried = daemon.deliver(Partner::Aurora, Some("booking-created"), &booking_created("bk_during")).await;
+    assert_eq!((retried.status, retried.json["duplicate"].as_bool()), (200, Some(false)));
+    daemon.stop().await;
+}
+
+async fn intake_actor_panic_is_restarted_and_later_requests_succeed(backend: Backend) {
+    let daemon = TestDaemon::start(backend).await;
+    assert_eq!(daemon.deliver(Partner::Aurora, Some("booking-created"), &booking_created("bk_p0")).await.status, 200);
+
+    for round in 0..3 {
+        let crashed = daemon.daemon().inject_intake_panic().expect("an intake actor is running");
+        let replaced = eventually(Duration::from_secs(10), || async {
+            daemon.daemon().intake_actor_id().is_some_and(|id| id != crashed)
+        })
+        .await;
+        assert!(replaced, "round {round}: the supervisor started a new intake actor");
+        let recovered = eventually(Duration::from_secs(10), || async {
+            let body = booking_created(&format!("bk_p{round}_after"));
+            daemon.deliver(Partner::Aurora, Some("booking-created"), &body).await.status == 200
+        })
+        .await;
+        assert!(recovered, "round {round}: requests succeed after the restart");
+    }
+    assert_eq!(daemon.stored().await, 4);
+    daemon.stop().await;
+}
+
+async fn over_the_admission_limit_answers_503_with_retry_after(backend: Backend) {
+    let daemon = Arc::new(
+        TestDaemon::start_with(backend, |c| {
+            c.server.max_in_flight_stores = 1;
+            // Hold the first event in its batch long enough for the second to arrive.
+            c.intake.flush_delay_us = 100_000;
+        })
+        .await,
+    );
+    let first = {
+        let daemon = daemon.clone();
+        tokio::spawn(async move { daemon.deliver(Partner::Aurora, Some("booking-created"), &booking_created("bk_a1")).await })
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let second = daemon.deliver(Partner::Aurora, Some("booking-created"), &booking_created("bk_a2")).await;
+    assert_eq!(second.status, 503);
+    assert_eq!(assert_error_shape(&second), "OVERLOADED");
+    assert_eq!(second.headers["retry-after"], "1");
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(daemon.stored().await, 1);
+}
+
+async fn shutdown_finishes_in_flight_requests(backend: Backend) {
+    let mut daemon = TestDaemon::start_with(backend, |c| c.intake.flush_delay_us = 50_000).await;
+    let addr = daemon.addr;
+    let body = booking_created("bk_drain");
+    let headers = sign(Partner::Aurora, &body, now());
+    let in_flight = tokio::spawn(async move {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let mut request = http::Request::post(format!("http://{addr}/webhooks/aurora/booking-created"));
+        for (name, value) in &headers {
+            request = request.header(name.as_str(), value.as_str());
+        }
+        client.request(request.body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap()).await.unwrap().status()
+    });
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    daemon.daemon.take().unwrap().shutdown().await;
+    assert_eq!(in_flight.await.unwrap(), 200, "the request in flight at shutdown is answered");
+    assert!(daemon.event(Partner::Aurora, "booking-created:bk_drain").await.is_some(), "and its event is stored");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
+}
+
+async fn slow_or_idle_client_cannot_hold_a_connection(backend: Backend) {
+    let daemon = TestDaemon::start_with(backend, |c| {
+        c.server.header_read_timeout_ms = 300;
+        c.server.idle_timeout_ms = 500;
+    })
+    .await;
+    // Half a request line and then silence.
+    let mut slow = tokio::net::TcpStream::connect(daemon.addr).await.unwrap();
+    slow.write_all(b"POST /webhooks/aurora/booking-created HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    // Connected and silent.
+    let mut idle = tokio::net::TcpStream::connect(daemon.addr).await.unwrap();
+    for (what, stream) in [("slow headers", &mut slow), ("idle", &mut idle)] {
+        let mut buf = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut buf)).await;
+        assert!(closed.is_ok(), "{what}: the server closed the connection");
+    }
+    daemon.stop().await;
+}
+
+on_both_backends!(
+    intake_actor_panic_is_restarted_and_later_requests_succeed,
+    over_the_admission_limit_answers_503_with_retry_after,
+    shutdown_finishes_in_flight_requests,
+    slow_or_idle_client_cannot_hold_a_connection,
+);

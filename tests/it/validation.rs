@@ -1,0 +1,74 @@
+//! Bad input: a clear error in the SPEC's shape, and nothing stored.
+
+use havend::webhooks::Partner;
+
+use crate::on_both_backends;
+use crate::support::*;
+
+async fn invalid_payloads_are_refused_with_400_and_store_nothing(backend: Backend) {
+    let daemon = TestDaemon::start(backend).await;
+    let cases = [
+        ("malformed JSON", r#"{"id":"bk_1","#.to_owned(), None),
+        ("missing field", r#"{"id":"bk_1","total_price":"10","nights":1}"#.to_owned(), Some("guest_id")),
+        ("negative amount", r#"{"id":"bk_1","guest_id":"g","total_price":-10,"nights":1}"#.to_owned(), Some("total_price")),
+    ];
+    for (what, body, field) in cases {
+        let answer = daemon.deliver(Partner::Aurora, Some("booking-created"), &body).await;
+        assert_eq!(answer.status, 400, "{what}: {:?}", answer.json);
+        assert_eq!(assert_error_shape(&answer), "VALIDATION_ERROR");
+        if let Some(field) = field {
+            assert_eq!(answer.json["details"]["field"], field, "{what}");
+        }
+    }
+    assert_eq!(daemon.stored().await, 0);
+    daemon.stop().await;
+}
+
+async fn body_over_the_limit_is_refused_with_413(backend: Backend) {
+    let daemon = TestDaemon::start(backend).await;
+    let padding = "x".repeat(300 * 1024);
+    let body = format!(r#"{{"id":"bk_big","guest_id":"g","total_price":"1","nights":1,"note":"{padding}"}}"#);
+    let answer = daemon.deliver(Partner::Aurora, Some("booking-created"), &body).await;
+    assert_eq!(answer.status, 413);
+    assert_eq!(assert_error_shape(&answer), "PAYLOAD_TOO_LARGE");
+    assert_eq!(daemon.stored().await, 0);
+    daemon.stop().await;
+}
+
+async fn unknown_partner_or_event_is_404(backend: Backend) {
+    let daemon = TestDaemon::start(backend).await;
+    let body = booking_created("bk_404");
+    for path in ["/webhooks/acme/booking-created", "/webhooks/aurora/booking-exploded", "/webhooks/stripe/payment", "/nowhere"] {
+        let answer = daemon.post(path, &sign(Partner::Aurora, &body, now()), body.clone()).await;
+        assert_eq!(answer.status, 404, "{path}");
+        assert_eq!(assert_error_shape(&answer), "NOT_FOUND");
+    }
+    let answer = daemon.get("/webhooks/aurora/booking-created").await;
+    assert_eq!(answer.status, 405);
+    assert_eq!(daemon.stored().await, 0);
+    daemon.stop().await;
+}
+
+async fn signed_stripe_event_havend_does_not_handle_is_stored_as_ignored(backend: Backend) {
+    let daemon = TestDaemon::start(backend).await;
+    let body = r#"{"id":"evt_customer_1","type":"customer.created","data":{"object":{"id":"cus_1"}}}"#;
+    let answer = daemon.deliver(Partner::Stripe, None, body).await;
+    assert_eq!(answer.status, 200, "{:?}", answer.json);
+    assert_eq!(answer.json["status"], "ignored");
+    let row = daemon.event(Partner::Stripe, "evt_customer_1").await.unwrap();
+    assert_eq!((row.status.as_str(), row.next_attempt_at), ("ignored", None));
+
+    let unusable = r#"{"id":"evt_pi_nouser","type":"payment_intent.succeeded","data":{"object":{"amount_received":100,"metadata":{}}}}"#;
+    let answer = daemon.deliver(Partner::Stripe, None, unusable).await;
+    assert_eq!((answer.status, answer.json["status"].as_str()), (200, Some("invalid")));
+    let row = daemon.event(Partner::Stripe, "evt_pi_nouser").await.unwrap();
+    assert!(row.last_error.unwrap().contains("haven_user_id"));
+    daemon.stop().await;
+}
+
+on_both_backends!(
+    invalid_payloads_are_refused_with_400_and_store_nothing,
+    body_over_the_limit_is_refused_with_413,
+    unknown_partner_or_event_is_404,
+    signed_stripe_event_havend_does_not_handle_is_stored_as_ignored,
+);
