@@ -44,8 +44,10 @@ pub const DEFAULT_MAX_IN_FLIGHT_STORES: usize = 4_096;
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// How long a query waits for a pooled connection before it fails.
 pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 3_000;
-/// Group commit: the longest a stored event waits for companions.
-pub const DEFAULT_FLUSH_DELAY_US: u64 = 1_000;
+/// Group commit: extra time the first event of a batch waits for companions.
+/// 0 (the default) adds no wait: events that arrive while a commit is in
+/// flight queue up in the mailbox and share the next one anyway.
+pub const DEFAULT_FLUSH_DELAY_US: u64 = 0;
 /// Group commit: a batch this large is flushed at once.
 pub const DEFAULT_MAX_BATCH: usize = 512;
 /// How long an HTTP handler waits for the intake actor's answer.
@@ -158,7 +160,7 @@ pub struct IntakeConfig {
     /// Share one transaction among concurrent requests; off → one transaction
     /// per request (kept for measuring what group commit gains).
     pub group_commit: bool,
-    /// Longest time the first event of a batch waits for companions.
+    /// Extra time the first event of a batch waits for companions (0: none).
     pub flush_delay_us: u64,
     /// A batch this large is written at once.
     pub max_batch: usize,

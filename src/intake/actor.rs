@@ -1,9 +1,10 @@
 //! The intake actor: group-commits verified webhooks into the inbox.
 //!
 //! HTTP handlers `call` it with one event each. The first event of a batch
-//! schedules a `Flush` a moment later; a full batch flushes at once. While a
-//! flush awaits the database the mailbox fills, so under load many requests
-//! share one commit. Every caller is answered only after that commit.
+//! queues a `Flush` (after `flush_delay_us`, by default at once, behind the
+//! events already waiting); a full batch flushes immediately. While a flush
+//! awaits the database the mailbox fills, so under load many requests share
+//! one commit. Every caller is answered only after that commit.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -70,7 +71,14 @@ impl Actor for IntakeActor {
                     return Ok(());
                 }
                 if state.batch.is_empty() {
-                    myself.send_after(Duration::from_micros(config.intake.flush_delay_us), || IntakeMsg::Flush);
+                    // With no delay the Flush still queues behind every Store
+                    // already in the mailbox, so those share the commit.
+                    match config.intake.flush_delay_us {
+                        0 => myself.cast(IntakeMsg::Flush)?,
+                        delay => {
+                            myself.send_after(Duration::from_micros(delay), || IntakeMsg::Flush);
+                        }
+                    }
                 }
                 state.batch.push((event, reply));
                 if state.batch.len() >= config.intake.max_batch {
@@ -127,6 +135,7 @@ async fn write_batch(
         });
     }
     let leader_events: Vec<&NewEvent> = leaders.iter().map(|&i| &batch[i].0).collect();
+    let started = std::time::Instant::now();
 
     let outcome_of_leader: Vec<Result<Stored, StoreError>> =
         match with_timeout(timeout, store::insert_new(db, &leader_events)).await {
@@ -143,7 +152,7 @@ async fn write_batch(
                 retry_one_by_one(db, &leader_events, timeout).await
             }
         };
-    debug!(events = batch.len(), rows = leader_events.len(), "Inbox batch written");
+    debug!(events = batch.len(), rows = leader_events.len(), elapsed_us = started.elapsed().as_micros() as u64, "Inbox batch written");
 
     let leader_result: HashMap<usize, &Result<Stored, StoreError>> =
         leaders.iter().copied().zip(outcome_of_leader.iter()).collect();
