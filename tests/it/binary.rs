@@ -90,3 +90,17 @@ async fn binary_stores_a_webhook_signed_by_sign_webhook_and_exits_cleanly_on_sig
     use sea_orm::{EntityTrait, PaginatorTrait};
     assert_eq!(entity::webhook_events::Entity::find().count(&db).await.unwrap(), 1);
 }
+
+#[test]
+fn migrate_applies_lists_and_reverts_migrations() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "127.0.0.1:0", "");
+    let migrate = |action: &str| {
+        let output = Command::new(HAVEND).args(["migrate", "--config"]).arg(dir.path()).arg(action).output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    assert!(migrate("status").contains("pending m20261123_000001_create_webhook_events"));
+    assert!(migrate("up").contains("applied m20261123_000001_create_webhook_events"));
+    assert!(migrate("down").contains("pending m20261123_000001_create_webhook_events"));
+}

@@ -117,3 +117,25 @@ on_both_backends!(
     cancellation_of_a_created_booking_is_a_new_event,
     request_id_is_honoured_and_echoed,
 );
+
+/// The listener speaks HTTP/2 (prior knowledge, as a proxy in front of havend would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_delivery_is_stored() {
+    let daemon = TestDaemon::start(Backend::Sqlite).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let body = booking_created("bk_h2");
+    let mut request = http::Request::post(format!("http://{}/webhooks/aurora/booking-created", daemon.addr));
+    for (name, value) in sign(Partner::Aurora, &body, now()) {
+        request = request.header(name, value);
+    }
+    let response = client
+        .request(request.body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), 200);
+    assert!(daemon.event(Partner::Aurora, "booking-created:bk_h2").await.is_some());
+    daemon.stop().await;
+}
