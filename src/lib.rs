@@ -13,13 +13,19 @@
 //! [`Daemon::start`] is the one place that wires the supervision tree and the
 //! listener together; `main` and the integration tests both go through it.
 
+pub mod breaker;
+pub mod chain;
+pub mod alert;
 pub mod cli;
+pub mod custody;
 pub mod config;
 pub mod db;
 pub mod http;
 pub mod intake;
+pub mod ledger;
 pub mod supervisor;
 pub mod telemetry;
+pub mod wallet;
 pub mod webhooks;
 
 use std::net::SocketAddr;
@@ -34,10 +40,14 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tracing::info;
 
+use crate::breaker::{BreakerConfig, BreakerStatus};
+use crate::chain::ChainClient;
 use crate::config::{Config, ConfigHandle};
+use crate::custody::MasterKeys;
 use crate::http::AppState;
 use crate::intake::IntakeSlot;
-use crate::supervisor::{RootArgs, RootMsg, RootSupervisor};
+use crate::supervisor::{ChainSlot, ChainStart, RootArgs, RootMsg, RootSupervisor};
+use crate::wallet::{RegistryMsg, WalletSettings, WalletStatus};
 
 /// How long the supervision tree gets to stop after the listener has drained.
 pub const ACTOR_STOP_TIMEOUT: Duration = Duration::from_secs(15);
@@ -54,6 +64,12 @@ pub enum AppError {
     /// The supervision tree gave up (an actor kept failing).
     #[error("the supervision tree stopped: {0}")]
     Supervisor(String),
+    /// Keys could not be loaded or do not decrypt the configured wallets.
+    #[error(transparent)]
+    Custody(#[from] custody::CustodyError),
+    /// The chain configuration cannot be used.
+    #[error("chain: {0}")]
+    Chain(String),
 }
 
 /// A running daemon: listener plus supervision tree.
@@ -62,6 +78,7 @@ pub struct Daemon {
     config: ConfigHandle,
     db: DatabaseConnection,
     intake: IntakeSlot,
+    chain: ChainSlot,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     root: ActorRef<RootMsg>,
@@ -75,11 +92,19 @@ impl Daemon {
         let db = db::connect(&config).await?;
         db::migrate_up(&db).await.map_err(db::DbError::from)?;
         let addr = listener.local_addr().map_err(|e| AppError::Spawn(e.to_string()))?;
+        let chain_start = chain_start(&config, &db).await?;
         let max_in_flight = config.server.max_in_flight_stores;
         let config: ConfigHandle = Arc::new(ArcSwap::from_pointee(config));
         let intake: IntakeSlot = Arc::new(ArcSwapOption::empty());
+        let chain: ChainSlot = Arc::new(ArcSwapOption::empty());
 
-        let root_args = RootArgs { db: db.clone(), config: config.clone(), intake_slot: intake.clone() };
+        let root_args = RootArgs {
+            db: db.clone(),
+            config: config.clone(),
+            intake_slot: intake.clone(),
+            chain: chain_start,
+            chain_slot: chain.clone(),
+        };
         let (root, root_handle) =
             Actor::spawn(None, RootSupervisor, root_args).await.map_err(|e| AppError::Spawn(e.to_string()))?;
 
@@ -87,12 +112,13 @@ impl Daemon {
             config: config.clone(),
             db: db.clone(),
             intake: intake.clone(),
+            chain: chain.clone(),
             admission: Semaphore::new(max_in_flight),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let server = tokio::spawn(http::serve(listener, state, shutdown_rx));
         info!(%addr, "havend is listening");
-        Ok(Daemon { addr, config, db, intake, shutdown, server, root, root_handle })
+        Ok(Daemon { addr, config, db, intake, chain, shutdown, server, root, root_handle })
     }
 
     /// The address the listener is bound to.
@@ -146,6 +172,58 @@ impl Daemon {
     pub fn intake_actor_id(&self) -> Option<ractor::ActorId> {
         self.intake.load().as_ref().map(|intake| intake.get_id())
     }
+}
+
+impl Daemon {
+    /// Every wallet actor's status (empty without a chain).
+    pub async fn wallet_statuses(&self) -> Vec<WalletStatus> {
+        let Some(chain) = self.chain.load_full() else { return Vec::new() };
+        ractor::call_t!(chain.registry, RegistryMsg::Statuses, 5_000).unwrap_or_default()
+    }
+
+    /// Tells every wallet actor that work may be waiting.
+    pub fn nudge_wallets(&self) {
+        if let Some(chain) = self.chain.load_full() {
+            let _ = chain.registry.cast(RegistryMsg::Nudge(None));
+        }
+    }
+
+    /// The RPC circuit breaker's status.
+    pub async fn breaker_status(&self) -> Option<BreakerStatus> {
+        let chain = self.chain.load_full()?;
+        chain.breaker.status().await
+    }
+}
+
+/// Checks the `[chain]` config against the database and keys: the daemon
+/// refuses to start without a master key, or with one that does not decrypt
+/// the hot wallets it is to sign for.
+async fn chain_start(config: &Config, db: &DatabaseConnection) -> Result<Option<ChainStart>, AppError> {
+    let Some(chain) = &config.chain else { return Ok(None) };
+    let keys = MasterKeys::load(config.custody.master_key_file.as_deref())?;
+    let client = ChainClient::new(&chain.rpc_url, Duration::from_millis(chain.rpc_timeout_ms)).map_err(AppError::Chain)?;
+    let mut wallets = Vec::with_capacity(chain.wallets.len());
+    for address in &chain.wallets {
+        let wallet = custody::find(db, &address.to_string()).await?;
+        if wallet.kind != custody::HOT {
+            return Err(AppError::Chain(format!("wallet {address} is not a hot wallet")));
+        }
+        custody::unlock(db, &keys, &wallet, &config.daemon_name, "start-up key check").await?;
+        wallets.push(wallet.id);
+    }
+    Ok(Some(ChainStart {
+        client,
+        token: chain.token,
+        keys,
+        wallets,
+        settings: WalletSettings::from_config(chain),
+        breaker: BreakerConfig {
+            failure_threshold: config.breaker.failure_threshold,
+            open_for: Duration::from_secs(config.breaker.open_secs),
+            close_after: config.breaker.close_after,
+        },
+        owner: config.daemon_name.clone(),
+    }))
 }
 
 /// Runs the daemon on `listener` until `signal` completes.

@@ -1,28 +1,74 @@
-//! The root supervisor: starts the daemon's actors, restarts one that fails
-//! (within a budget), and publishes the replacement where its users look.
+//! The root supervisor: starts the daemon's actors, restarts the intake actor
+//! when it fails (within a budget) and publishes the replacement where the
+//! listener looks. The breaker and the wallet registry have no fallible
+//! state of their own; if either fails, the supervisor fails upward and the
+//! process exits for systemd to restart it.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use alloy::primitives::Address;
+use arc_swap::ArcSwapOption;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use sea_orm::DatabaseConnection;
+use tokio::sync::watch;
 use tracing::{error, info, warn};
+use uuid::Uuid;
 
+use crate::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle, BreakerState};
+use crate::chain::ChainClient;
 use crate::config::ConfigHandle;
+use crate::custody::MasterKeys;
 use crate::intake::{IntakeActor, IntakeArgs, IntakeMsg, IntakeSlot};
+use crate::wallet::{RegistryArgs, RegistryMsg, WalletRegistry, WalletSettings};
 
 /// Restarts allowed per child within [`RESTART_WINDOW`] before the supervisor
 /// gives up and fails upward (systemd then restarts the process).
 pub const MAX_RESTARTS: usize = 10;
 /// The window [`MAX_RESTARTS`] is counted in.
 pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// How long a child gets to stop on shutdown.
+const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Messages the root supervisor handles (it only reacts to its children).
 pub enum RootMsg {}
 
 /// The root of the supervision tree.
 pub struct RootSupervisor;
+
+/// What the chain side of the tree needs to start.
+pub struct ChainStart {
+    /// RPC client.
+    pub client: ChainClient,
+    /// The token contract.
+    pub token: Address,
+    /// Master keys for the wallet actors.
+    pub keys: MasterKeys,
+    /// Hot wallets this daemon signs for.
+    pub wallets: Vec<Uuid>,
+    /// Wallet behaviour.
+    pub settings: WalletSettings,
+    /// RPC breaker thresholds.
+    pub breaker: BreakerConfig,
+    /// This daemon's name.
+    pub owner: String,
+}
+
+/// The running chain side, for the listener and operators.
+pub struct ChainHandles {
+    /// RPC client.
+    pub client: ChainClient,
+    /// The token contract.
+    pub token: Address,
+    /// The RPC breaker.
+    pub breaker: BreakerHandle,
+    /// The wallet registry.
+    pub registry: ActorRef<RegistryMsg>,
+}
+
+/// Where the chain handles are published (empty without a `[chain]` config).
+pub type ChainSlot = Arc<ArcSwapOption<ChainHandles>>;
 
 /// What the root supervisor is started with.
 pub struct RootArgs {
@@ -32,6 +78,10 @@ pub struct RootArgs {
     pub config: ConfigHandle,
     /// Where the current intake actor is published for the listener.
     pub intake_slot: IntakeSlot,
+    /// The chain side, when configured.
+    pub chain: Option<ChainStart>,
+    /// Where the chain handles are published.
+    pub chain_slot: ChainSlot,
 }
 
 /// The supervisor's children and restart history.
@@ -41,6 +91,9 @@ pub struct RootState {
     intake_slot: IntakeSlot,
     intake: ActorRef<IntakeMsg>,
     intake_restarts: RestartBudget,
+    chain_slot: ChainSlot,
+    /// Breaker and registry, stopped in reverse order on shutdown.
+    others: Vec<ActorCell>,
 }
 
 impl Actor for RootSupervisor {
@@ -51,12 +104,34 @@ impl Actor for RootSupervisor {
     async fn pre_start(&self, myself: ActorRef<RootMsg>, args: RootArgs) -> Result<RootState, ActorProcessingErr> {
         let intake = spawn_intake(&myself, &args.db, &args.config).await?;
         args.intake_slot.store(Some(Arc::new(intake.clone())));
+        let mut others = Vec::new();
+        if let Some(chain) = args.chain {
+            let (state_tx, state_rx) = watch::channel(BreakerState::Closed);
+            let breaker_args = BreakerArgs { name: "rpc".into(), config: chain.breaker, state_tx, db: args.db.clone() };
+            let (breaker, _) = Actor::spawn_linked(None, BreakerActor, breaker_args, myself.get_cell()).await?;
+            others.push(breaker.get_cell());
+            let breaker = BreakerHandle::new(breaker, state_rx);
+            let registry_args = RegistryArgs {
+                wallets: chain.wallets,
+                owner: chain.owner,
+                db: args.db.clone(),
+                keys: chain.keys,
+                chain: chain.client.clone(),
+                breaker: breaker.clone(),
+                settings: chain.settings,
+            };
+            let (registry, _) = Actor::spawn_linked(None, WalletRegistry, registry_args, myself.get_cell()).await?;
+            others.push(registry.get_cell());
+            args.chain_slot.store(Some(Arc::new(ChainHandles { client: chain.client, token: chain.token, breaker, registry })));
+        }
         Ok(RootState {
             db: args.db,
             config: args.config,
             intake_slot: args.intake_slot,
             intake,
             intake_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
+            chain_slot: args.chain_slot,
+            others,
         })
     }
 
@@ -73,6 +148,10 @@ impl Actor for RootSupervisor {
             }
             _ => return Ok(()),
         };
+        if state.others.iter().any(|other| other.get_id() == cell.get_id()) {
+            error!(actor = ?cell.get_name(), %reason, "A chain actor stopped; failing upward");
+            return Err(format!("chain actor stopped: {reason}").into());
+        }
         if cell.get_id() != state.intake.get_id() {
             return Ok(());
         }
@@ -89,11 +168,14 @@ impl Actor for RootSupervisor {
         Ok(())
     }
 
-    async fn post_stop(&self, _myself: ActorRef<RootMsg>, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+    async fn post_stop(&self, myself: ActorRef<RootMsg>, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+        state.chain_slot.store(None);
         state.intake_slot.store(None);
-        // Unlink first so the child's exit is not taken for a failure to restart.
-        state.intake.unlink(_myself.get_cell());
-        state.intake.stop_and_wait(None, Some(Duration::from_secs(10))).await.ok();
+        // Unlink first so a child's exit is not taken for a failure to handle.
+        for child in state.others.iter().rev().chain(std::iter::once(&state.intake.get_cell())) {
+            child.unlink(myself.get_cell());
+            child.stop_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await.ok();
+        }
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ pub use sea_orm_migration::MigrationStatus;
 pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_webhook_events;
+mod m20261123_000002_create_chain_tables;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -12,6 +13,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261123_000001_create_webhook_events::Migration)]
+        vec![
+            Box::new(m20261123_000001_create_webhook_events::Migration),
+            Box::new(m20261123_000002_create_chain_tables::Migration),
+        ]
     }
 }

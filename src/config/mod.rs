@@ -76,6 +76,14 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// Log output.
     pub log: LogConfig,
+    /// This daemon's name: the owner recorded on the hot wallets it signs for.
+    pub daemon_name: String,
+    /// The chain and the hot wallets this daemon signs for; unset → no signing.
+    pub chain: Option<ChainConfig>,
+    /// Circuit breaker thresholds.
+    pub breaker: BreakerSettings,
+    /// Where the master key comes from.
+    pub custody: CustodyConfig,
     /// Partners that may send webhooks, from `partners.toml`.
     #[serde(skip_deserializing)]
     pub partners: BTreeMap<Partner, PartnerConfig>,
@@ -90,6 +98,10 @@ impl Default for Config {
             intake: IntakeConfig::default(),
             webhooks: WebhooksConfig::default(),
             log: LogConfig::default(),
+            daemon_name: DEFAULT_DAEMON_NAME.into(),
+            chain: None,
+            breaker: BreakerSettings::default(),
+            custody: CustodyConfig::default(),
             partners: BTreeMap::new(),
         }
     }
@@ -223,6 +235,122 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+/// The chain, the token and how this daemon's wallet actors behave.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// JSON-RPC endpoint.
+    #[serde(serialize_with = "serialize_redacted_url_str")]
+    pub rpc_url: String,
+    /// The HAVEN token contract.
+    pub token: alloy::primitives::Address,
+    /// Expected chain id; checked against the node at start-up.
+    pub chain_id: u64,
+    /// Hot wallets (addresses) this daemon signs for. Each hot wallet must be
+    /// named by exactly one daemon; a second one fences the first out.
+    #[serde(default)]
+    pub wallets: Vec<alloy::primitives::Address>,
+    /// Blocks on top of a receipt before an intent is `confirmed` (1: the block itself).
+    #[serde(default = "default_finality_depth")]
+    pub finality_depth: u64,
+    /// Each RPC call gives up after this.
+    #[serde(default = "default_rpc_timeout_ms")]
+    pub rpc_timeout_ms: u64,
+    /// How often a wallet actor looks at the chain and its queue.
+    #[serde(default = "default_poll_interval_ms")]
+    pub poll_interval_ms: u64,
+    /// Transactions per wallet signed and not yet final, at most.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Gas limit of a `mint` call (pipelined calls cannot be estimated).
+    #[serde(default = "default_gas_limit")]
+    pub gas_limit_mint: u64,
+    /// Gas limit of a `burn` call.
+    #[serde(default = "default_gas_limit")]
+    pub gas_limit_burn: u64,
+    /// Tip offered, wei.
+    #[serde(default = "default_priority_fee")]
+    pub priority_fee_wei: u64,
+    /// Fee cap = base fee × this + tip.
+    #[serde(default = "default_base_fee_multiplier")]
+    pub base_fee_multiplier: u64,
+    /// A replacement raises fees by at least this many percent.
+    #[serde(default = "default_fee_bump_percent")]
+    pub fee_bump_percent: u64,
+    /// A broadcast transaction not mined after this is checked: rebroadcast
+    /// when the node forgot it, re-signed with bumped fees when underpriced.
+    #[serde(default = "default_resend_after_ms")]
+    pub resend_after_ms: u64,
+    /// A hot wallet below this native balance (wei, decimal string) holds new work and alerts.
+    #[serde(default = "default_min_balance_wei")]
+    pub min_balance_wei: String,
+}
+
+/// Default confirmation depth (dev chains do not reorg).
+pub const DEFAULT_FINALITY_DEPTH: u64 = 1;
+fn default_finality_depth() -> u64 {
+    DEFAULT_FINALITY_DEPTH
+}
+fn default_rpc_timeout_ms() -> u64 {
+    5_000
+}
+fn default_poll_interval_ms() -> u64 {
+    250
+}
+/// Default in-flight window per wallet: geth guarantees an account 16
+/// executable slots and more while the pool has room.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
+fn default_max_in_flight() -> usize {
+    DEFAULT_MAX_IN_FLIGHT
+}
+fn default_gas_limit() -> u64 {
+    150_000
+}
+fn default_priority_fee() -> u64 {
+    1_000_000_000
+}
+fn default_base_fee_multiplier() -> u64 {
+    2
+}
+fn default_fee_bump_percent() -> u64 {
+    13
+}
+fn default_resend_after_ms() -> u64 {
+    6_000
+}
+fn default_min_balance_wei() -> String {
+    "10000000000000000".into()
+}
+
+/// Circuit breaker thresholds (SPEC section 4).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSettings {
+    /// Consecutive transport failures that open it.
+    pub failure_threshold: u32,
+    /// Seconds it stays open before a probe.
+    pub open_secs: u64,
+    /// Successful probes that close it.
+    pub close_after: u32,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self { failure_threshold: 5, open_secs: 30, close_after: 2 }
+    }
+}
+
+/// Where the master key that encrypts private keys comes from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CustodyConfig {
+    /// A file holding `version:hex` keys; `HAVEND_MASTER_KEY` wins over it.
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// Default daemon name.
+pub const DEFAULT_DAEMON_NAME: &str = "havend";
 
 /// One partner's webhook settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -408,6 +536,26 @@ impl Config {
                 "tolerances must not be negative (past > 0)",
             ));
         }
+        if let Some(chain) = &self.chain {
+            if chain.max_in_flight == 0 {
+                errors.push(invalid(DAEMON_FILE, "chain.max_in_flight", "must be greater than 0"));
+            }
+            if chain.finality_depth == 0 {
+                errors.push(invalid(DAEMON_FILE, "chain.finality_depth", "must be at least 1"));
+            }
+            if chain.fee_bump_percent < 10 {
+                errors.push(invalid(DAEMON_FILE, "chain.fee_bump_percent", "must be at least 10 (nodes refuse smaller replacements)"));
+            }
+            if alloy::primitives::U256::from_str_radix(&chain.min_balance_wei, 10).is_err() {
+                errors.push(invalid(DAEMON_FILE, "chain.min_balance_wei", "must be a whole number of wei"));
+            }
+            if !(chain.rpc_url.starts_with("http://") || chain.rpc_url.starts_with("https://")) {
+                errors.push(invalid(DAEMON_FILE, "chain.rpc_url", "must be an http:// or https:// URL"));
+            }
+        }
+        if self.breaker.failure_threshold == 0 || self.breaker.close_after == 0 {
+            errors.push(invalid(DAEMON_FILE, "breaker", "failure_threshold and close_after must be greater than 0"));
+        }
         for (partner, partner_config) in &self.partners {
             let key = format!("partners.{partner}.secrets");
             if partner_config.secrets.is_empty() {
@@ -480,6 +628,10 @@ fn serialize_redacted_url<S: serde::Serializer>(url: &Option<Secret>, serializer
         None => serializer.serialize_none(),
         Some(url) => serializer.serialize_str(&redact_url(url.expose())),
     }
+}
+
+fn serialize_redacted_url_str<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact_url(url))
 }
 
 /// Replaces the password of `scheme://user:password@host/…` with [`REDACTED`].

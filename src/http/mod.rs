@@ -52,6 +52,8 @@ pub struct AppState {
     pub db: DatabaseConnection,
     /// The current intake actor.
     pub intake: IntakeSlot,
+    /// The chain side, when configured.
+    pub chain: crate::supervisor::ChainSlot,
     /// Admission limit on requests waiting to be stored.
     pub admission: Semaphore,
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod binary;
+mod chain;
 mod intake;
 mod resilience;
 mod signatures;

@@ -2,6 +2,7 @@
 //! PostgreSQL (own database per test) or SQLite (own file per test), an HTTP
 //! client, signing helpers, and a TCP proxy to cut the database off.
 
+pub mod chain;
 pub mod proxy;
 
 use std::net::SocketAddr;
@@ -121,6 +122,8 @@ pub struct TestDaemon {
     pub addr: SocketAddr,
     pub db: DatabaseConnection,
     pub client: Client<HttpConnector, Full<Bytes>>,
+    /// Temporary directories that must live as long as the daemon (key files).
+    pub keep: Vec<tempfile::TempDir>,
     _database: TestDatabase,
     _data_dir: tempfile::TempDir,
 }
@@ -159,7 +162,7 @@ impl TestDaemon {
         let addr = daemon.local_addr();
         let db = Database::connect(&database.url).await.unwrap();
         let client = Client::builder(TokioExecutor::new()).build_http();
-        TestDaemon { daemon: Some(daemon), addr, db, client, _database: database, _data_dir: data_dir }
+        TestDaemon { daemon: Some(daemon), addr, db, client, keep: Vec::new(), _database: database, _data_dir: data_dir }
     }
 
     pub fn daemon(&self) -> &Daemon {

@@ -1,0 +1,52 @@
+//! Reward intents: each becomes exactly one effective on-chain mint or burn.
+
+use sea_orm::entity::prelude::*;
+
+/// One intent and its progress `queued → signed → broadcast → confirmed | failed`.
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "transactions")]
+pub struct Model {
+    /// havend's id for the intent.
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    /// The `bytes32` passed to the contract (0x-hex), unique on chain too.
+    #[sea_orm(unique)]
+    pub intent_id: String,
+    /// What caused it (unique: one intent per event and purpose, or per API key).
+    #[sea_orm(unique)]
+    pub source: String,
+    /// The user credited or debited.
+    pub user_id: Uuid,
+    /// The hot wallet that signs it.
+    pub hot_wallet_id: Uuid,
+    /// `mint` or `burn`.
+    pub kind: String,
+    /// Amount in base units (18 decimals), as a decimal string.
+    pub amount: String,
+    /// Why (shown to operators).
+    pub reason: String,
+    /// `queued`, `signed`, `broadcast`, `confirmed`, `failed` or `cancelled`.
+    pub status: String,
+    /// Raised when an operator retries a failed intent.
+    pub generation: i32,
+    /// The nonce of its signed attempts.
+    pub nonce: Option<i64>,
+    /// The mint this burn reverses.
+    pub reverses: Option<Uuid>,
+    /// The mined attempt's hash.
+    pub tx_hash: Option<String>,
+    /// The block it was mined in.
+    pub block_number: Option<i64>,
+    /// Why it failed or was held.
+    pub last_error: Option<String>,
+    /// When it was queued.
+    pub created_at: DateTimeUtc,
+    /// When it last changed.
+    pub updated_at: DateTimeUtc,
+}
+
+/// Relations are expressed by ids in queries.
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

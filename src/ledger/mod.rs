@@ -1,0 +1,145 @@
+//! The ledger: users (a partner identity, its custodial wallet, its assigned
+//! hot wallet) and reward intents (`transactions`), each of which becomes
+//! exactly one effective mint or burn.
+
+use alloy::primitives::U256;
+use entity::{transactions, users};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
+    TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::chain::{CallKind, intent_id};
+use crate::custody::{self, CustodyError, MasterKeys};
+
+/// Intent status: waiting for its wallet actor.
+pub const QUEUED: &str = "queued";
+/// Intent status: nonce assigned, signed attempt stored, maybe not sent.
+pub const SIGNED: &str = "signed";
+/// Intent status: sent to the node.
+pub const BROADCAST: &str = "broadcast";
+/// Intent status: mined successfully at the finality depth.
+pub const CONFIRMED: &str = "confirmed";
+/// Intent status: mined and reverted (its nonce is used, its effect did not happen).
+pub const FAILED: &str = "failed";
+/// Intent status: withdrawn before signing (a reversal whose mint never happened).
+pub const CANCELLED: &str = "cancelled";
+
+/// Why an intent could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// No active hot wallet exists to assign the user to.
+    #[error("no active hot wallet to assign")]
+    NoHotWallet,
+    /// Custody failed creating the user's wallet.
+    #[error(transparent)]
+    Custody(#[from] CustodyError),
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// A mint or burn to queue.
+#[derive(Debug, Clone)]
+pub struct NewIntent {
+    /// `{partner}:{external id}`.
+    pub user: String,
+    /// Mint or burn.
+    pub kind: CallKind,
+    /// Base units.
+    pub amount: U256,
+    /// Why, for operators.
+    pub reason: String,
+    /// Unique cause: a second intent with the same source is not created.
+    pub source: String,
+    /// The mint a burn reverses.
+    pub reverses: Option<Uuid>,
+}
+
+/// The user behind `external_ref`, created with a custodial wallet on first
+/// use and assigned one of `hot_wallets` (stable: by the ref's hash).
+pub async fn ensure_user(
+    db: &impl ConnectionTrait,
+    keys: &MasterKeys,
+    external_ref: &str,
+    hot_wallets: &[Uuid],
+) -> Result<users::Model, LedgerError> {
+    if let Some(user) = users::Entity::find().filter(users::Column::ExternalRef.eq(external_ref)).one(db).await? {
+        return Ok(user);
+    }
+    if hot_wallets.is_empty() {
+        return Err(LedgerError::NoHotWallet);
+    }
+    let wallet = custody::create_wallet(db, keys, custody::USER, "ledger").await?;
+    let digest = alloy::primitives::keccak256(external_ref.as_bytes());
+    let hot = hot_wallets[digest[31] as usize % hot_wallets.len()];
+    let user = users::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        external_ref: Set(external_ref.to_owned()),
+        wallet_id: Set(wallet.id),
+        address: Set(wallet.address.clone()),
+        hot_wallet_id: Set(hot),
+        created_at: Set(chrono::Utc::now()),
+    };
+    users::Entity::insert(user).on_conflict_do_nothing_on([users::Column::ExternalRef]).exec(db).await?;
+    // Whoever won a concurrent first reward, the stored row is the user.
+    Ok(users::Entity::find().filter(users::Column::ExternalRef.eq(external_ref)).one(db).await?.ok_or(DbErr::RecordNotFound(external_ref.into()))?)
+}
+
+/// Active hot wallets that take new work.
+pub async fn active_hot_wallets(db: &impl ConnectionTrait) -> Result<Vec<Uuid>, DbErr> {
+    Ok(custody::list_hot(db).await?.into_iter().filter(|w| w.status == custody::ACTIVE).map(|w| w.id).collect())
+}
+
+/// Queues an intent (idempotent on `source`); returns the stored intent.
+pub async fn enqueue(db: &DatabaseConnection, keys: &MasterKeys, intent: NewIntent) -> Result<transactions::Model, LedgerError> {
+    let txn = db.begin().await?;
+    let stored = enqueue_in(&txn, keys, intent).await?;
+    txn.commit().await?;
+    Ok(stored)
+}
+
+/// [`enqueue`] inside the caller's transaction.
+pub async fn enqueue_in(db: &impl ConnectionTrait, keys: &MasterKeys, intent: NewIntent) -> Result<transactions::Model, LedgerError> {
+    if let Some(existing) = transactions::Entity::find().filter(transactions::Column::Source.eq(&intent.source)).one(db).await? {
+        return Ok(existing);
+    }
+    let hot_wallets = active_hot_wallets(db).await?;
+    let user = ensure_user(db, keys, &intent.user, &hot_wallets).await?;
+    let id = Uuid::now_v7();
+    let now = chrono::Utc::now();
+    let row = transactions::ActiveModel {
+        id: Set(id),
+        intent_id: Set(intent_id(id).to_string()),
+        source: Set(intent.source.clone()),
+        user_id: Set(user.id),
+        hot_wallet_id: Set(user.hot_wallet_id),
+        kind: Set(intent.kind.as_str().into()),
+        amount: Set(intent.amount.to_string()),
+        reason: Set(intent.reason),
+        status: Set(QUEUED.into()),
+        generation: Set(0),
+        nonce: Set(None),
+        reverses: Set(intent.reverses),
+        tx_hash: Set(None),
+        block_number: Set(None),
+        last_error: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    Ok(row.insert(db).await?)
+}
+
+/// A user's balance by the ledger: confirmed mints minus confirmed burns.
+pub async fn ledger_balance(db: &impl ConnectionTrait, user_id: Uuid) -> Result<U256, DbErr> {
+    let rows = transactions::Entity::find()
+        .filter(transactions::Column::UserId.eq(user_id))
+        .filter(transactions::Column::Status.eq(CONFIRMED))
+        .all(db)
+        .await?;
+    Ok(rows.iter().fold(U256::ZERO, |sum, tx| {
+        let amount = U256::from_str_radix(&tx.amount, 10).unwrap_or_default();
+        if tx.kind == CallKind::Burn.as_str() { sum.saturating_sub(amount) } else { sum + amount }
+    }))
+}

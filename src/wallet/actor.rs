@@ -1,0 +1,790 @@
+//! One actor per hot wallet: it alone assigns the wallet's nonces.
+//!
+//! Each tick: look at the chain (new blocks' receipts, the mined nonce),
+//! settle what is final, requeue intents whose nonce a foreign transaction
+//! took, rebroadcast what the node forgot, re-sign with bumped fees what is
+//! underpriced, then sign a batch of queued intents — written ahead in one
+//! fenced commit — and broadcast it in nonce order without waiting for
+//! receipts. A failed or unknown commit restarts the actor, which rebuilds
+//! its state from the database and the chain.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+use alloy::eips::BlockId;
+use alloy::primitives::{Address, B256, U256};
+use alloy::signers::local::PrivateKeySigner;
+use entity::wallets;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use sea_orm::{DatabaseConnection, EntityTrait};
+use serde::Serialize;
+use serde_json::json;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use super::WalletSettings;
+use super::store::{self, NewAttempt, Outcome, StoreError};
+use crate::alert::{self, Severity};
+use crate::breaker::BreakerHandle;
+use crate::chain::{self, CallKind, ChainClient, Fees, RpcFailure, SendRejection, TxRequest};
+use crate::custody::{self, MasterKeys};
+use crate::ledger::{CANCELLED, CONFIRMED, FAILED, QUEUED};
+
+/// Blocks whose receipts one tick scans at most (catching up after an outage).
+const MAX_BLOCKS_PER_TICK: u64 = 64;
+/// Ticks between native balance checks.
+const BALANCE_CHECK_EVERY: u64 = 20;
+
+/// Messages a wallet actor handles.
+pub enum WalletMsg {
+    /// The periodic tick (one timer at a time).
+    Tick,
+    /// Work may be waiting: run a tick now.
+    Nudge,
+    /// The wallet's state, for operators and tests.
+    Status(RpcReplyPort<WalletStatus>),
+}
+
+/// A wallet actor's state as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct WalletStatus {
+    /// The hot wallet.
+    pub address: Address,
+    /// The epoch this actor holds.
+    pub epoch: i64,
+    /// The next nonce it will assign.
+    pub next_nonce: u64,
+    /// Intents signed and not yet final.
+    pub in_flight: usize,
+    /// Why it stopped signing, if it did.
+    pub halted: Option<String>,
+    /// Whether new work is held (low native balance).
+    pub held: bool,
+}
+
+/// The wallet actor.
+pub struct WalletActor;
+
+/// What a wallet actor starts with.
+pub struct WalletArgs {
+    /// The wallet to sign for.
+    pub wallet_id: Uuid,
+    /// This daemon's name (the owner recorded on the wallet).
+    pub owner: String,
+    /// The database.
+    pub db: DatabaseConnection,
+    /// Master keys, to decrypt the wallet's key.
+    pub keys: MasterKeys,
+    /// The RPC client.
+    pub chain: ChainClient,
+    /// The RPC circuit breaker.
+    pub breaker: BreakerHandle,
+    /// Gas, fees, window, depths.
+    pub settings: WalletSettings,
+}
+
+struct Attempt {
+    number: i32,
+    hash: B256,
+    raw: Vec<u8>,
+    fees: Fees,
+    gas_limit: u64,
+}
+
+struct Mined {
+    hash: B256,
+    block: u64,
+    success: bool,
+}
+
+/// One signed intent at one nonce.
+struct InFlight {
+    transaction_id: Uuid,
+    kind: CallKind,
+    account: Address,
+    amount: U256,
+    attempts: Vec<Attempt>,
+    broadcast: bool,
+    last_sent: Option<Instant>,
+    mined: Option<Mined>,
+}
+
+impl InFlight {
+    fn newest(&self) -> &Attempt {
+        self.attempts.last().expect("an in-flight intent has at least one attempt")
+    }
+}
+
+/// The wallet actor's state: its key, its epoch and the nonces it tracks.
+pub struct WalletState {
+    wallet_id: Uuid,
+    address: Address,
+    signer: PrivateKeySigner,
+    owner: String,
+    db: DatabaseConnection,
+    chain: ChainClient,
+    breaker: BreakerHandle,
+    settings: WalletSettings,
+    epoch: i64,
+    next_nonce: u64,
+    in_flight: BTreeMap<u64, InFlight>,
+    by_hash: HashMap<B256, u64>,
+    scanned_block: Option<u64>,
+    started: bool,
+    halted: Option<String>,
+    accepts_new_work: bool,
+    held: bool,
+    ticks: u64,
+    timer_pending: bool,
+}
+
+/// Why a tick ended early.
+enum Stop {
+    /// The RPC failed; the breaker has been told.
+    Rpc,
+    /// A fenced write found another owner.
+    Fenced,
+    /// A commit failed or its outcome is unknown: restart and reconcile.
+    Db(String),
+}
+
+impl From<StoreError> for Stop {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Fenced => Stop::Fenced,
+            StoreError::NotAllowed(status) => Stop::Db(format!("write refused: wallet {status}")),
+            StoreError::Db(e) => Stop::Db(e.to_string()),
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for Stop {
+    fn from(error: sea_orm::DbErr) -> Self {
+        Stop::Db(error.to_string())
+    }
+}
+
+impl Actor for WalletActor {
+    type Msg = WalletMsg;
+    type State = WalletState;
+    type Arguments = WalletArgs;
+
+    async fn pre_start(&self, myself: ActorRef<WalletMsg>, args: WalletArgs) -> Result<WalletState, ActorProcessingErr> {
+        let (epoch, wallet) = store::claim(&args.db, args.wallet_id, &args.owner).await?;
+        let signer = custody::unlock(&args.db, &args.keys, &wallet, &args.owner, "wallet actor").await?;
+        let address = signer.address();
+        let mut state = WalletState {
+            wallet_id: wallet.id,
+            address,
+            signer,
+            owner: args.owner,
+            db: args.db,
+            chain: args.chain,
+            breaker: args.breaker,
+            settings: args.settings,
+            epoch,
+            next_nonce: wallet.next_nonce as u64,
+            in_flight: BTreeMap::new(),
+            by_hash: HashMap::new(),
+            scanned_block: None,
+            started: false,
+            halted: None,
+            accepts_new_work: wallet.status == custody::ACTIVE,
+            held: false,
+            ticks: 0,
+            timer_pending: false,
+        };
+        state.load_in_flight().await?;
+        info!(wallet = %address, epoch, nonce = state.next_nonce, in_flight = state.in_flight.len(), "Wallet actor started");
+        myself.cast(WalletMsg::Tick)?;
+        state.timer_pending = true;
+        Ok(state)
+    }
+
+    async fn handle(&self, myself: ActorRef<WalletMsg>, msg: WalletMsg, state: &mut WalletState) -> Result<(), ActorProcessingErr> {
+        let from_timer = match msg {
+            WalletMsg::Status(reply) => {
+                let _ = reply.send(state.status());
+                return Ok(());
+            }
+            WalletMsg::Tick => {
+                state.timer_pending = false;
+                true
+            }
+            WalletMsg::Nudge => false,
+        };
+        let more = match state.step().await {
+            Ok(more) => more,
+            Err(Stop::Rpc) => false,
+            Err(Stop::Fenced) => {
+                state.fenced_out().await;
+                myself.stop(Some("fenced out".into()));
+                return Ok(());
+            }
+            Err(Stop::Db(error)) => return Err(format!("wallet {}: {error}; restarting to reconcile", state.address).into()),
+        };
+        if more {
+            myself.cast(WalletMsg::Nudge)?;
+        }
+        if from_timer || !state.timer_pending {
+            myself.send_after(state.settings.poll_interval, || WalletMsg::Tick);
+            state.timer_pending = true;
+        }
+        Ok(())
+    }
+}
+
+impl WalletState {
+    fn status(&self) -> WalletStatus {
+        WalletStatus {
+            address: self.address,
+            epoch: self.epoch,
+            next_nonce: self.next_nonce,
+            in_flight: self.in_flight.len(),
+            halted: self.halted.clone(),
+            held: self.held,
+        }
+    }
+
+    async fn load_in_flight(&mut self) -> Result<(), sea_orm::DbErr> {
+        let tracked = store::load_in_flight(&self.db, self.wallet_id).await?;
+        let user_ids: Vec<Uuid> = tracked.iter().map(|t| t.intent.user_id).collect();
+        let accounts = super::accounts_of(&self.db, &user_ids).await?;
+        for t in tracked {
+            let (Some(nonce), Some(kind)) = (t.intent.nonce, CallKind::parse(&t.intent.kind)) else { continue };
+            let nonce = nonce as u64;
+            let attempts: Vec<Attempt> = t
+                .attempts
+                .iter()
+                .filter_map(|a| {
+                    Some(Attempt {
+                        number: a.attempt,
+                        hash: a.tx_hash.parse().ok()?,
+                        raw: a.raw.clone(),
+                        fees: Fees {
+                            max_fee_per_gas: a.max_fee_per_gas.parse().ok()?,
+                            max_priority_fee_per_gas: a.max_priority_fee_per_gas.parse().ok()?,
+                        },
+                        gas_limit: a.gas_limit as u64,
+                    })
+                })
+                .collect();
+            if attempts.is_empty() {
+                continue;
+            }
+            for attempt in &attempts {
+                self.by_hash.insert(attempt.hash, nonce);
+            }
+            self.in_flight.insert(
+                nonce,
+                InFlight {
+                    transaction_id: t.intent.id,
+                    kind,
+                    account: accounts.get(&t.intent.user_id).copied().unwrap_or_default(),
+                    amount: U256::from_str_radix(&t.intent.amount, 10).unwrap_or_default(),
+                    // After a restart the node may or may not have it: send again.
+                    broadcast: false,
+                    last_sent: None,
+                    mined: None,
+                    attempts,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs a call, tells the breaker how the transport fared.
+    async fn rpc<T>(&self, call: impl Future<Output = Result<T, RpcFailure>>) -> Result<T, Stop> {
+        let result = call.await;
+        self.breaker.report(&result);
+        result.map_err(|failure| {
+            debug!(wallet = %self.address, %failure, "RPC call failed");
+            Stop::Rpc
+        })
+    }
+
+    /// One tick; `Ok(true)` when more queued work is waiting.
+    async fn step(&mut self) -> Result<bool, Stop> {
+        self.ticks += 1;
+        if !self.breaker.allow().await {
+            return Ok(false);
+        }
+        let head = self.rpc(self.chain.block_number()).await?;
+        if !self.started {
+            self.start_up(head).await?;
+        }
+        self.refresh_wallet_status().await?;
+        self.scan_blocks(head).await?;
+        let latest = self.rpc(self.chain.nonce_at(self.address, BlockId::latest())).await?;
+        self.reconcile_unmined(head, latest).await?;
+        self.settle(head).await?;
+        self.resend(latest).await?;
+        if self.ticks % BALANCE_CHECK_EVERY == 1 {
+            self.check_balance().await?;
+        }
+        if self.halted.is_some() || self.held || !self.accepts_new_work {
+            return Ok(false);
+        }
+        self.sign_new().await
+    }
+
+    /// First successful contact with the chain after start: never skip ahead.
+    async fn start_up(&mut self, head: u64) -> Result<(), Stop> {
+        let chain_id = self.rpc(self.chain.chain_id()).await?;
+        if chain_id != self.settings.chain_id {
+            self.halt(format!("node is on chain {chain_id}, config says {}", self.settings.chain_id)).await;
+        }
+        let pending = self.rpc(self.chain.pending_nonce(self.address)).await?;
+        if pending > self.next_nonce {
+            alert::raise(
+                &self.db,
+                Severity::Critical,
+                "foreign_nonce",
+                &format!("Hot wallet {} has nonce {pending} on chain but havend only assigned up to {}: someone else holds this key, or the database is older than the chain. Signing stopped.", self.address, self.next_nonce),
+                json!({ "wallet": self.address, "chain_nonce": pending, "stored_next_nonce": self.next_nonce }),
+            )
+            .await;
+            self.halted = Some("chain nonce ahead of havend's".into());
+        }
+        // Receipts of blocks before now are looked up by hash when needed.
+        self.scanned_block = Some(head);
+        self.started = true;
+        Ok(())
+    }
+
+    async fn refresh_wallet_status(&mut self) -> Result<(), Stop> {
+        let row = wallets::Entity::find_by_id(self.wallet_id).one(&self.db).await?;
+        let Some(row) = row else { return Err(Stop::Db("wallet row vanished".into())) };
+        if row.epoch != self.epoch {
+            return Err(Stop::Fenced);
+        }
+        self.accepts_new_work = row.status == custody::ACTIVE;
+        if row.status == custody::REVOKED && self.halted.is_none() {
+            self.halted = Some("revoked".into());
+            warn!(wallet = %self.address, "Wallet revoked; it signs nothing more");
+        }
+        Ok(())
+    }
+
+    async fn scan_blocks(&mut self, head: u64) -> Result<(), Stop> {
+        let Some(scanned) = self.scanned_block else { return Ok(()) };
+        let last = head.min(scanned + MAX_BLOCKS_PER_TICK);
+        for block in scanned + 1..=last {
+            if !self.in_flight.is_empty() {
+                for receipt in self.rpc(self.chain.block_receipts(block)).await? {
+                    self.record_mined(receipt.transaction_hash, block, receipt.status());
+                }
+            }
+            self.scanned_block = Some(block);
+        }
+        Ok(())
+    }
+
+    fn record_mined(&mut self, hash: B256, block: u64, success: bool) {
+        if let Some(nonce) = self.by_hash.get(&hash) {
+            if let Some(entry) = self.in_flight.get_mut(nonce) {
+                entry.mined = Some(Mined { hash, block, success });
+            }
+        }
+    }
+
+    /// Nonces below the chain's that none of our scanned receipts explain:
+    /// look their attempts up by hash; if none was mined and the nonce is
+    /// final, a foreign transaction took it.
+    async fn reconcile_unmined(&mut self, head: u64, latest: u64) -> Result<(), Stop> {
+        let unexplained: Vec<u64> = self.in_flight.range(..latest).filter(|(_, f)| f.mined.is_none()).map(|(n, _)| *n).collect();
+        if unexplained.is_empty() {
+            return Ok(());
+        }
+        let mut foreign = Vec::new();
+        for nonce in unexplained {
+            let hashes: Vec<B256> = self.in_flight[&nonce].attempts.iter().map(|a| a.hash).collect();
+            let mut found = false;
+            for hash in hashes {
+                if let Some(receipt) = self.rpc(self.chain.receipt(hash)).await? {
+                    self.record_mined(hash, receipt.block_number.unwrap_or(head), receipt.status());
+                    found = true;
+                    break;
+                }
+            }
+            if !found {
+                foreign.push(nonce);
+            }
+        }
+        if foreign.is_empty() {
+            return Ok(());
+        }
+        let final_block = head.saturating_sub(self.settings.finality_depth - 1);
+        let final_nonce = self.rpc(self.chain.nonce_at(self.address, BlockId::number(final_block))).await?;
+        for nonce in foreign.into_iter().filter(|n| *n < final_nonce) {
+            let entry = self.in_flight.remove(&nonce).expect("nonce is tracked");
+            for attempt in &entry.attempts {
+                self.by_hash.remove(&attempt.hash);
+            }
+            store::requeue_foreign(&self.db, self.wallet_id, self.epoch, self.next_nonce, entry.transaction_id, nonce).await?;
+            alert::raise(
+                &self.db,
+                Severity::Critical,
+                "foreign_nonce",
+                &format!("Nonce {nonce} of hot wallet {} was used by a transaction havend did not send; the intent was queued again under a new nonce", self.address),
+                json!({ "wallet": self.address, "nonce": nonce, "transaction_id": entry.transaction_id }),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Records intents mined at the finality depth.
+    async fn settle(&mut self, head: u64) -> Result<(), Stop> {
+        let depth = self.settings.finality_depth;
+        let mut outcomes = Vec::new();
+        for (nonce, entry) in &self.in_flight {
+            let Some(mined) = &entry.mined else { continue };
+            if mined.block + depth - 1 > head {
+                continue;
+            }
+            if depth > 1 {
+                // A receipt that vanished in a reorg sends the intent back to waiting.
+                let still = self.rpc(self.chain.receipt(mined.hash)).await?;
+                if still.is_none_or(|r| r.block_number != Some(mined.block)) {
+                    continue;
+                }
+            }
+            outcomes.push((*nonce, Outcome { transaction_id: entry.transaction_id, success: mined.success, hash: mined.hash, block_number: mined.block }));
+        }
+        // Receipts that vanished: forget them so the intent is watched (and rebroadcast) again.
+        if depth > 1 {
+            let settled: Vec<u64> = outcomes.iter().map(|(n, _)| *n).collect();
+            for (nonce, entry) in self.in_flight.iter_mut() {
+                if entry.mined.as_ref().is_some_and(|m| m.block + depth - 1 <= head) && !settled.contains(nonce) {
+                    entry.mined = None;
+                }
+            }
+        }
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<Outcome> = outcomes.iter().map(|(_, o)| o.clone()).collect();
+        store::finalize(&self.db, self.wallet_id, self.epoch, self.next_nonce, &records).await?;
+        for (nonce, outcome) in outcomes {
+            if let Some(entry) = self.in_flight.remove(&nonce) {
+                for attempt in &entry.attempts {
+                    self.by_hash.remove(&attempt.hash);
+                }
+            }
+            if !outcome.success {
+                alert::raise(
+                    &self.db,
+                    Severity::Error,
+                    "transaction_failed",
+                    &format!("Intent {} reverted on chain (nonce {nonce} of {})", outcome.transaction_id, self.address),
+                    json!({ "transaction_id": outcome.transaction_id, "tx_hash": outcome.hash, "wallet": self.address, "nonce": nonce }),
+                )
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what was signed but not sent; looks again at what was sent long
+    /// ago and is not mined: the node forgot it → the same bytes again; its
+    /// fees are under the market → a new attempt, same nonce, bumped fees.
+    async fn resend(&mut self, latest: u64) -> Result<(), Stop> {
+        let now = Instant::now();
+        let resend_after = self.settings.resend_after;
+        let due: Vec<u64> = self
+            .in_flight
+            .iter()
+            .filter(|(n, f)| **n >= latest && f.mined.is_none())
+            .filter(|(_, f)| !f.broadcast || f.last_sent.is_none_or(|t| now.duration_since(t) >= resend_after))
+            .map(|(n, _)| *n)
+            .collect();
+        if due.is_empty() {
+            return Ok(());
+        }
+        let base_fee = self.rpc(self.chain.base_fee()).await?;
+        let mut sent = Vec::new();
+        for nonce in due {
+            let entry = &self.in_flight[&nonce];
+            let newest = entry.newest();
+            let underpriced = newest.fees.max_fee_per_gas < base_fee;
+            if entry.broadcast && !underpriced {
+                let known = self.rpc(self.chain.is_known(newest.hash)).await?;
+                if known {
+                    self.in_flight.get_mut(&nonce).expect("tracked").last_sent = Some(now);
+                    continue;
+                }
+            }
+            let outcome = if underpriced { SendRejection::Underpriced } else { self.send(nonce).await? };
+            match outcome {
+                SendRejection::Underpriced => {
+                    if !self.bump(nonce, base_fee).await? {
+                        continue;
+                    }
+                    if self.send(nonce).await? == SendRejection::AlreadyHandled {
+                        sent.push(nonce);
+                    }
+                }
+                SendRejection::AlreadyHandled => sent.push(nonce),
+                SendRejection::InsufficientFunds => {
+                    self.hold_for_funds().await;
+                    break;
+                }
+                SendRejection::Other => {}
+            }
+        }
+        self.mark_sent(&sent).await
+    }
+
+    /// Sends the newest attempt at `nonce`; `AlreadyHandled` also means "sent".
+    async fn send(&mut self, nonce: u64) -> Result<SendRejection, Stop> {
+        let raw = self.in_flight[&nonce].newest().raw.clone();
+        let result = self.chain.send_raw(&raw).await;
+        self.breaker.report(&result);
+        let outcome = match result {
+            Ok(()) => SendRejection::AlreadyHandled,
+            Err(RpcFailure::Transport(error)) => {
+                debug!(wallet = %self.address, nonce, %error, "Broadcast failed in transport");
+                return Err(Stop::Rpc);
+            }
+            Err(RpcFailure::Node { message, .. }) => {
+                let rejection = chain::classify_send_rejection(&message);
+                if rejection == SendRejection::Other {
+                    warn!(wallet = %self.address, nonce, %message, "Node refused a transaction");
+                }
+                rejection
+            }
+        };
+        if outcome == SendRejection::AlreadyHandled {
+            let entry = self.in_flight.get_mut(&nonce).expect("tracked");
+            entry.last_sent = Some(Instant::now());
+        }
+        Ok(outcome)
+    }
+
+    async fn mark_sent(&mut self, nonces: &[u64]) -> Result<(), Stop> {
+        let ids: Vec<Uuid> = nonces
+            .iter()
+            .filter_map(|n| self.in_flight.get(n))
+            .filter(|f| !f.broadcast)
+            .map(|f| f.transaction_id)
+            .collect();
+        store::mark_broadcast(&self.db, self.wallet_id, self.epoch, self.next_nonce, &ids).await?;
+        for nonce in nonces {
+            if let Some(entry) = self.in_flight.get_mut(nonce) {
+                entry.broadcast = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// A new attempt at `nonce` with bumped fees, written before it is sent.
+    /// False when this wallet may not sign (revoked).
+    async fn bump(&mut self, nonce: u64, base_fee: u128) -> Result<bool, Stop> {
+        if self.halted.is_some() {
+            return Ok(false);
+        }
+        let entry = &self.in_flight[&nonce];
+        let newest = entry.newest();
+        let fees = self.settings.fee_policy.bump(newest.fees, base_fee);
+        let request = TxRequest {
+            chain_id: self.settings.chain_id,
+            token: self.settings.token,
+            nonce,
+            gas_limit: newest.gas_limit,
+            fees,
+            input: chain::encode_call(entry.kind, entry.account, entry.amount, chain::intent_id(entry.transaction_id)),
+        };
+        let signed = chain::sign(&self.signer, &request).map_err(|e| Stop::Db(format!("signing failed: {e}")))?;
+        let attempt = NewAttempt {
+            transaction_id: entry.transaction_id,
+            nonce,
+            attempt: newest.number + 1,
+            hash: signed.hash,
+            raw: signed.raw.clone(),
+            fees,
+            gas_limit: newest.gas_limit,
+        };
+        match store::add_attempt(&self.db, self.wallet_id, self.epoch, self.next_nonce, &attempt).await {
+            Ok(()) => {}
+            Err(StoreError::NotAllowed(status)) => {
+                self.halted = Some(status);
+                return Ok(false);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        info!(wallet = %self.address, nonce, tx_hash = %signed.hash, max_fee = fees.max_fee_per_gas, "Replacing an underpriced transaction with bumped fees");
+        self.by_hash.insert(signed.hash, nonce);
+        let entry = self.in_flight.get_mut(&nonce).expect("tracked");
+        entry.attempts.push(Attempt { number: attempt.attempt, hash: signed.hash, raw: signed.raw, fees, gas_limit: attempt.gas_limit });
+        Ok(true)
+    }
+
+    async fn check_balance(&mut self) -> Result<(), Stop> {
+        let balance = self.rpc(self.chain.balance(self.address)).await?;
+        let low = balance < self.settings.min_balance;
+        if low && !self.held {
+            self.hold_for_funds().await;
+        } else if !low && self.held {
+            self.held = false;
+            alert::raise(&self.db, Severity::Info, "low_balance", &format!("Hot wallet {} is funded again; work resumes", self.address), json!({ "wallet": self.address, "balance_wei": balance.to_string() })).await;
+        }
+        Ok(())
+    }
+
+    async fn hold_for_funds(&mut self) {
+        if self.held {
+            return;
+        }
+        self.held = true;
+        alert::raise(
+            &self.db,
+            Severity::Warning,
+            "low_balance",
+            &format!("Hot wallet {} is low on gas funds; new work is held until it is topped up", self.address),
+            json!({ "wallet": self.address, "min_balance_wei": self.settings.min_balance.to_string() }),
+        )
+        .await;
+    }
+
+    /// Signs queued intents into free window slots, writes them ahead, sends them.
+    async fn sign_new(&mut self) -> Result<bool, Stop> {
+        let capacity = self.settings.max_in_flight.saturating_sub(self.in_flight.len());
+        if capacity == 0 {
+            return Ok(false);
+        }
+        let queued = store::queued(&self.db, self.wallet_id, capacity as u64).await?;
+        if queued.is_empty() {
+            return Ok(false);
+        }
+        let full = queued.len() == capacity;
+        let ready = self.order_reversals(queued).await?;
+        if ready.is_empty() {
+            return Ok(full);
+        }
+        let user_ids: Vec<Uuid> = ready.iter().map(|t| t.user_id).collect();
+        let accounts = super::accounts_of(&self.db, &user_ids).await?;
+        let base_fee = self.rpc(self.chain.base_fee()).await?;
+        let fees = self.settings.fee_policy.initial(base_fee);
+
+        let start = self.next_nonce;
+        let mut batch = Vec::with_capacity(ready.len());
+        let mut entries = Vec::with_capacity(ready.len());
+        for intent in &ready {
+            let Some(kind) = CallKind::parse(&intent.kind) else { continue };
+            let nonce = start + batch.len() as u64;
+            let account = accounts.get(&intent.user_id).copied().ok_or_else(|| Stop::Db(format!("user of intent {} not found", intent.id)))?;
+            let amount = U256::from_str_radix(&intent.amount, 10).map_err(|_| Stop::Db(format!("bad amount on intent {}", intent.id)))?;
+            let gas_limit = match kind {
+                CallKind::Mint => self.settings.gas_limit_mint,
+                CallKind::Burn => self.settings.gas_limit_burn,
+            };
+            let request = TxRequest {
+                chain_id: self.settings.chain_id,
+                token: self.settings.token,
+                nonce,
+                gas_limit,
+                fees,
+                input: chain::encode_call(kind, account, amount, chain::intent_id(intent.id)),
+            };
+            let signed = chain::sign(&self.signer, &request).map_err(|e| Stop::Db(format!("signing failed: {e}")))?;
+            batch.push(NewAttempt { transaction_id: intent.id, nonce, attempt: 0, hash: signed.hash, raw: signed.raw.clone(), fees, gas_limit });
+            entries.push((nonce, InFlight {
+                transaction_id: intent.id,
+                kind,
+                account,
+                amount,
+                attempts: vec![Attempt { number: 0, hash: signed.hash, raw: signed.raw, fees, gas_limit }],
+                broadcast: false,
+                last_sent: None,
+                mined: None,
+            }));
+        }
+        match store::reserve(&self.db, self.wallet_id, self.epoch, start, &batch).await {
+            Ok(()) => {}
+            // The queue changed under us (rotation, cancellation): nothing was reserved; next tick.
+            Err(StoreError::NotAllowed(reason)) => {
+                debug!(wallet = %self.address, %reason, "Batch not reserved");
+                return Ok(false);
+            }
+            Err(error) => return Err(error.into()),
+        }
+        self.next_nonce = start + batch.len() as u64;
+        debug!(wallet = %self.address, nonce = start, count = batch.len(), "Batch written ahead");
+        for (nonce, entry) in entries {
+            for attempt in &entry.attempts {
+                self.by_hash.insert(attempt.hash, nonce);
+            }
+            self.in_flight.insert(nonce, entry);
+        }
+        let mut sent = Vec::with_capacity(batch.len());
+        for attempt in &batch {
+            match self.send(attempt.nonce).await {
+                Ok(SendRejection::AlreadyHandled) => sent.push(attempt.nonce),
+                Ok(SendRejection::InsufficientFunds) => {
+                    self.hold_for_funds().await;
+                    break;
+                }
+                // Underpriced or refused: the resend pass deals with it.
+                Ok(_) => {}
+                // Transport down: the rest stay `signed` and go out when it is back.
+                Err(_) => break,
+            }
+        }
+        self.mark_sent(&sent).await?;
+        Ok(full)
+    }
+
+    /// A reversal burn is signed only after its mint is confirmed: a still
+    /// queued mint cancels both, a failed one cancels the reversal, a mint in
+    /// flight makes the reversal wait.
+    async fn order_reversals(&self, queued: Vec<entity::transactions::Model>) -> Result<Vec<entity::transactions::Model>, Stop> {
+        let originals: Vec<Uuid> = queued.iter().filter_map(|t| t.reverses).collect();
+        if originals.is_empty() {
+            return Ok(queued);
+        }
+        let status: HashMap<Uuid, String> = store::statuses(&self.db, &originals).await?.into_iter().collect();
+        let mut ready = Vec::with_capacity(queued.len());
+        let mut cancel = Vec::new();
+        let mut waiting = false;
+        for intent in queued {
+            let Some(original) = intent.reverses else {
+                if !waiting {
+                    ready.push(intent);
+                }
+                continue;
+            };
+            match status.get(&original).map(String::as_str) {
+                Some(CONFIRMED) if !waiting => ready.push(intent),
+                Some(QUEUED) | Some(CANCELLED) => {
+                    cancel.push(intent.id);
+                    cancel.push(original);
+                }
+                Some(FAILED) | None => cancel.push(intent.id),
+                // In flight, or an earlier reversal waits: keep order, wait.
+                _ => waiting = true,
+            }
+        }
+        if !cancel.is_empty() {
+            store::cancel(&self.db, &cancel, "reversed before its mint was made").await?;
+        }
+        Ok(ready)
+    }
+
+    async fn halt(&mut self, reason: String) {
+        warn!(wallet = %self.address, %reason, "Wallet stops signing");
+        self.halted = Some(reason);
+    }
+
+    async fn fenced_out(&mut self) {
+        self.halted = Some("fenced out".into());
+        alert::raise(
+            &self.db,
+            Severity::Error,
+            "wallet_fenced",
+            &format!("Hot wallet {} was taken over by another daemon; {} stops signing for it. Each hot wallet must be named by one daemon only.", self.address, self.owner),
+            json!({ "wallet": self.address, "owner": self.owner, "epoch": self.epoch }),
+        )
+        .await;
+    }
+}

@@ -1,0 +1,152 @@
+//! The wallet registry: starts one wallet actor per hot wallet this daemon
+//! signs for, restarts a failed one (within a budget), and routes nudges.
+//! Per-wallet actors have no global names, so tests in one process never collide.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use sea_orm::DatabaseConnection;
+use tracing::{error, warn};
+use uuid::Uuid;
+
+use super::{WalletActor, WalletArgs, WalletMsg, WalletSettings, WalletStatus};
+use crate::breaker::BreakerHandle;
+use crate::chain::ChainClient;
+use crate::custody::MasterKeys;
+use crate::supervisor::{MAX_RESTARTS, RESTART_WINDOW, RestartBudget};
+
+/// How long a status request waits for one wallet actor.
+const STATUS_TIMEOUT_MS: u64 = 2_000;
+
+/// Messages the registry handles.
+pub enum RegistryMsg {
+    /// New work may be queued for `wallet` (all wallets when `None`).
+    Nudge(Option<Uuid>),
+    /// Every wallet actor's status.
+    Statuses(RpcReplyPort<Vec<WalletStatus>>),
+}
+
+/// The registry actor.
+pub struct WalletRegistry;
+
+/// What the registry starts with: what each wallet actor needs.
+pub struct RegistryArgs {
+    /// Hot wallet ids to sign for.
+    pub wallets: Vec<Uuid>,
+    /// This daemon's name.
+    pub owner: String,
+    /// The database.
+    pub db: DatabaseConnection,
+    /// Master keys.
+    pub keys: MasterKeys,
+    /// RPC client.
+    pub chain: ChainClient,
+    /// RPC breaker.
+    pub breaker: BreakerHandle,
+    /// Wallet behaviour.
+    pub settings: WalletSettings,
+}
+
+/// The registry's children.
+pub struct RegistryState {
+    args: RegistryArgs,
+    by_wallet: HashMap<Uuid, ActorRef<WalletMsg>>,
+    by_actor: HashMap<ActorId, Uuid>,
+    budgets: HashMap<Uuid, RestartBudget>,
+}
+
+impl Actor for WalletRegistry {
+    type Msg = RegistryMsg;
+    type State = RegistryState;
+    type Arguments = RegistryArgs;
+
+    async fn pre_start(&self, myself: ActorRef<RegistryMsg>, args: RegistryArgs) -> Result<RegistryState, ActorProcessingErr> {
+        let mut state = RegistryState { by_wallet: HashMap::new(), by_actor: HashMap::new(), budgets: HashMap::new(), args };
+        for wallet in state.args.wallets.clone() {
+            state.spawn(&myself, wallet).await?;
+        }
+        Ok(state)
+    }
+
+    async fn handle(&self, _myself: ActorRef<RegistryMsg>, msg: RegistryMsg, state: &mut RegistryState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RegistryMsg::Nudge(Some(wallet)) => {
+                if let Some(actor) = state.by_wallet.get(&wallet) {
+                    let _ = actor.cast(WalletMsg::Nudge);
+                }
+            }
+            RegistryMsg::Nudge(None) => {
+                for actor in state.by_wallet.values() {
+                    let _ = actor.cast(WalletMsg::Nudge);
+                }
+            }
+            RegistryMsg::Statuses(reply) => {
+                let mut statuses = Vec::new();
+                for actor in state.by_wallet.values() {
+                    if let Ok(status) = ractor::call_t!(actor, WalletMsg::Status, STATUS_TIMEOUT_MS) {
+                        statuses.push(status);
+                    }
+                }
+                let _ = reply.send(statuses);
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(&self, myself: ActorRef<RegistryMsg>, event: SupervisionEvent, state: &mut RegistryState) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(cell, reason) => {
+                let Some(wallet) = state.by_actor.remove(&cell.get_id()) else { return Ok(()) };
+                state.by_wallet.remove(&wallet);
+                let budget = state.budgets.entry(wallet).or_insert_with(|| RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW));
+                if !budget.allow(Instant::now()) {
+                    error!(%wallet, %reason, "Wallet actor keeps failing; giving up");
+                    return Err(format!("wallet actor {wallet} failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
+                }
+                warn!(%wallet, %reason, "Wallet actor failed; restarting it to reconcile");
+                // A short pause so a database outage does not spin.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if let Err(error) = state.spawn(&myself, wallet).await {
+                    warn!(%wallet, %error, "Wallet actor could not restart yet; retrying on the next failure report");
+                    return Err(error);
+                }
+            }
+            SupervisionEvent::ActorTerminated(cell, _, reason) => {
+                // A normal stop (fenced out) is final for this daemon.
+                if let Some(wallet) = state.by_actor.remove(&cell.get_id()) {
+                    state.by_wallet.remove(&wallet);
+                    warn!(%wallet, reason = reason.as_deref().unwrap_or("stopped"), "Wallet actor stopped");
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, myself: ActorRef<RegistryMsg>, state: &mut RegistryState) -> Result<(), ActorProcessingErr> {
+        for actor in state.by_wallet.values() {
+            actor.unlink(myself.get_cell());
+            actor.stop_and_wait(None, Some(Duration::from_secs(5))).await.ok();
+        }
+        Ok(())
+    }
+}
+
+impl RegistryState {
+    async fn spawn(&mut self, myself: &ActorRef<RegistryMsg>, wallet: Uuid) -> Result<(), ActorProcessingErr> {
+        let args = WalletArgs {
+            wallet_id: wallet,
+            owner: self.args.owner.clone(),
+            db: self.args.db.clone(),
+            keys: self.args.keys.clone(),
+            chain: self.args.chain.clone(),
+            breaker: self.args.breaker.clone(),
+            settings: self.args.settings.clone(),
+        };
+        let (actor, _) = Actor::spawn_linked(None, WalletActor, args, myself.get_cell()).await?;
+        self.by_actor.insert(actor.get_id(), wallet);
+        self.by_wallet.insert(wallet, actor);
+        Ok(())
+    }
+}

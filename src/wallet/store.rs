@@ -1,0 +1,329 @@
+//! The wallet actor's database side: the epoch claim and the fenced writes.
+//!
+//! Every write runs in a transaction that also compare-and-sets the wallet
+//! row on (`epoch`, `next_nonce`): zero rows means another daemon took the
+//! wallet over (or it was revoked), and the write is rolled back.
+
+use alloy::primitives::B256;
+use entity::{transactions, tx_attempts, wallets};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::chain::Fees;
+use crate::custody;
+use crate::ledger::{BROADCAST, CANCELLED, CONFIRMED, FAILED, QUEUED, SIGNED};
+
+/// Why a fenced write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The wallet's epoch moved: another actor owns it now.
+    #[error("fenced out: another daemon took this wallet over")]
+    Fenced,
+    /// The wallet may not do this in its status (revoked, rotated).
+    #[error("wallet is {0}")]
+    NotAllowed(String),
+    /// The database failed; the outcome of the commit may be unknown.
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+/// Which wallet statuses a write is allowed in.
+#[derive(Debug, Clone, Copy)]
+pub enum Allowed {
+    /// New nonces: active wallets only.
+    NewWork,
+    /// Replacement attempts of signed work: active or rotated.
+    SignedWork,
+    /// Recording what the chain did: any status.
+    Bookkeeping,
+}
+
+impl Allowed {
+    fn statuses(self) -> &'static [&'static str] {
+        match self {
+            Allowed::NewWork => &[custody::ACTIVE],
+            Allowed::SignedWork => &[custody::ACTIVE, custody::ROTATED],
+            Allowed::Bookkeeping => &[custody::ACTIVE, custody::ROTATED, custody::REVOKED],
+        }
+    }
+}
+
+/// The fence: `next_nonce` start → end, only under `epoch` and an allowed status.
+pub async fn fence(
+    txn: &DatabaseTransaction,
+    wallet_id: Uuid,
+    epoch: i64,
+    start: u64,
+    end: u64,
+    allowed: Allowed,
+) -> Result<(), StoreError> {
+    let result = wallets::Entity::update_many()
+        .col_expr(wallets::Column::NextNonce, Expr::value(end as i64))
+        .col_expr(wallets::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(wallets::Column::Id.eq(wallet_id))
+        .filter(wallets::Column::Epoch.eq(epoch))
+        .filter(wallets::Column::NextNonce.eq(start as i64))
+        .filter(wallets::Column::Status.is_in(allowed.statuses().iter().copied()))
+        .exec(txn)
+        .await?;
+    if result.rows_affected == 1 {
+        return Ok(());
+    }
+    let row = wallets::Entity::find_by_id(wallet_id).one(txn).await?;
+    match row {
+        Some(row) if row.epoch == epoch && !allowed.statuses().contains(&row.status.as_str()) => {
+            Err(StoreError::NotAllowed(row.status))
+        }
+        _ => Err(StoreError::Fenced),
+    }
+}
+
+/// Takes the wallet over: `epoch + 1`, owner recorded. Returns the new epoch
+/// and the wallet row as it is now.
+pub async fn claim(db: &DatabaseConnection, wallet_id: Uuid, owner: &str) -> Result<(i64, wallets::Model), DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        sea_orm::DbBackend::Postgres => "UPDATE wallets SET epoch = epoch + 1, owner = $1 WHERE id = $2 RETURNING epoch",
+        _ => "UPDATE wallets SET epoch = epoch + 1, owner = ? WHERE id = ? RETURNING epoch",
+    };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(backend, sql, [owner.into(), wallet_id.into()]))
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("wallet {wallet_id}")))?;
+    let epoch: i64 = row.try_get_by_index(0)?;
+    let wallet = wallets::Entity::find_by_id(wallet_id).one(db).await?.ok_or_else(|| DbErr::RecordNotFound(format!("wallet {wallet_id}")))?;
+    Ok((epoch, wallet))
+}
+
+/// An intent with its signed attempts, as the actor tracks it.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    /// The intent.
+    pub intent: transactions::Model,
+    /// Its attempts at its current nonce, oldest first.
+    pub attempts: Vec<tx_attempts::Model>,
+}
+
+/// Intents of this wallet that are signed or broadcast, with their attempts.
+pub async fn load_in_flight(db: &impl ConnectionTrait, wallet_id: Uuid) -> Result<Vec<Tracked>, DbErr> {
+    let intents = transactions::Entity::find()
+        .filter(transactions::Column::HotWalletId.eq(wallet_id))
+        .filter(transactions::Column::Status.is_in([SIGNED, BROADCAST]))
+        .order_by_asc(transactions::Column::Nonce)
+        .all(db)
+        .await?;
+    let ids: Vec<Uuid> = intents.iter().map(|i| i.id).collect();
+    let mut attempts = tx_attempts::Entity::find()
+        .filter(tx_attempts::Column::TransactionId.is_in(ids))
+        .order_by_asc(tx_attempts::Column::Attempt)
+        .all(db)
+        .await?;
+    Ok(intents
+        .into_iter()
+        .map(|intent| {
+            let (mine, rest): (Vec<_>, Vec<_>) =
+                attempts.drain(..).partition(|a| a.transaction_id == intent.id && Some(a.nonce) == intent.nonce);
+            attempts = rest;
+            Tracked { intent, attempts: mine }
+        })
+        .collect())
+}
+
+/// Queued intents of this wallet, oldest first.
+pub async fn queued(db: &impl ConnectionTrait, wallet_id: Uuid, limit: u64) -> Result<Vec<transactions::Model>, DbErr> {
+    transactions::Entity::find()
+        .filter(transactions::Column::HotWalletId.eq(wallet_id))
+        .filter(transactions::Column::Status.eq(QUEUED))
+        .order_by_asc(transactions::Column::CreatedAt)
+        .order_by_asc(transactions::Column::Id)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// A signed first attempt of an intent, about to be written ahead of its broadcast.
+#[derive(Debug, Clone)]
+pub struct NewAttempt {
+    /// The intent.
+    pub transaction_id: Uuid,
+    /// Its nonce.
+    pub nonce: u64,
+    /// 0 for the first, then one per bump.
+    pub attempt: i32,
+    /// Hash.
+    pub hash: B256,
+    /// Signed bytes.
+    pub raw: Vec<u8>,
+    /// Fees.
+    pub fees: Fees,
+    /// Gas limit.
+    pub gas_limit: u64,
+}
+
+fn attempt_row(wallet_id: Uuid, attempt: &NewAttempt) -> tx_attempts::ActiveModel {
+    tx_attempts::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        transaction_id: Set(attempt.transaction_id),
+        wallet_id: Set(wallet_id),
+        nonce: Set(attempt.nonce as i64),
+        attempt: Set(attempt.attempt),
+        tx_hash: Set(attempt.hash.to_string()),
+        raw: Set(attempt.raw.clone()),
+        max_fee_per_gas: Set(attempt.fees.max_fee_per_gas.to_string()),
+        max_priority_fee_per_gas: Set(attempt.fees.max_priority_fee_per_gas.to_string()),
+        gas_limit: Set(attempt.gas_limit as i64),
+        created_at: Set(chrono::Utc::now()),
+    }
+}
+
+/// The write-ahead commit: intents → `signed` with their nonces, attempts
+/// stored, `next_nonce` advanced from `start` past the batch, all or nothing.
+pub async fn reserve(
+    db: &DatabaseConnection,
+    wallet_id: Uuid,
+    epoch: i64,
+    start: u64,
+    batch: &[NewAttempt],
+) -> Result<(), StoreError> {
+    let txn = db.begin().await?;
+    let now = chrono::Utc::now();
+    for attempt in batch {
+        let updated = transactions::Entity::update_many()
+            .col_expr(transactions::Column::Status, Expr::value(SIGNED))
+            .col_expr(transactions::Column::Nonce, Expr::value(attempt.nonce as i64))
+            .col_expr(transactions::Column::UpdatedAt, Expr::value(now))
+            .filter(transactions::Column::Id.eq(attempt.transaction_id))
+            .filter(transactions::Column::HotWalletId.eq(wallet_id))
+            .filter(transactions::Column::Status.eq(QUEUED))
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected != 1 {
+            // Moved (rotation) or cancelled meanwhile: sign nothing of this batch.
+            return Err(StoreError::NotAllowed("queue changed while signing".into()));
+        }
+    }
+    tx_attempts::Entity::insert_many(batch.iter().map(|a| attempt_row(wallet_id, a))).exec(&txn).await?;
+    fence(&txn, wallet_id, epoch, start, start + batch.len() as u64, Allowed::NewWork).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Stores a replacement attempt (same intent, same nonce, higher fees) before it is sent.
+pub async fn add_attempt(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next_nonce: u64, attempt: &NewAttempt) -> Result<(), StoreError> {
+    let txn = db.begin().await?;
+    attempt_row(wallet_id, attempt).insert(&txn).await?;
+    fence(&txn, wallet_id, epoch, next_nonce, next_nonce, Allowed::SignedWork).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Marks intents `broadcast` (from `signed`).
+pub async fn mark_broadcast(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next_nonce: u64, ids: &[Uuid]) -> Result<(), StoreError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let txn = db.begin().await?;
+    transactions::Entity::update_many()
+        .col_expr(transactions::Column::Status, Expr::value(BROADCAST))
+        .col_expr(transactions::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(transactions::Column::Id.is_in(ids.iter().copied()))
+        .filter(transactions::Column::Status.eq(SIGNED))
+        .exec(&txn)
+        .await?;
+    fence(&txn, wallet_id, epoch, next_nonce, next_nonce, Allowed::Bookkeeping).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// What the chain did with one intent.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The intent.
+    pub transaction_id: Uuid,
+    /// Mined successfully (`confirmed`) or reverted (`failed`).
+    pub success: bool,
+    /// The mined attempt.
+    pub hash: B256,
+    /// Its block.
+    pub block_number: u64,
+}
+
+/// Records final outcomes.
+pub async fn finalize(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next_nonce: u64, outcomes: &[Outcome]) -> Result<(), StoreError> {
+    if outcomes.is_empty() {
+        return Ok(());
+    }
+    let txn = db.begin().await?;
+    let now = chrono::Utc::now();
+    for outcome in outcomes {
+        transactions::Entity::update_many()
+            .col_expr(transactions::Column::Status, Expr::value(if outcome.success { CONFIRMED } else { FAILED }))
+            .col_expr(transactions::Column::TxHash, Expr::value(outcome.hash.to_string()))
+            .col_expr(transactions::Column::BlockNumber, Expr::value(outcome.block_number as i64))
+            .col_expr(
+                transactions::Column::LastError,
+                Expr::value((!outcome.success).then_some("reverted on chain".to_string())),
+            )
+            .col_expr(transactions::Column::UpdatedAt, Expr::value(now))
+            .filter(transactions::Column::Id.eq(outcome.transaction_id))
+            .exec(&txn)
+            .await?;
+    }
+    fence(&txn, wallet_id, epoch, next_nonce, next_nonce, Allowed::Bookkeeping).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// A nonce consumed by a transaction havend did not send: recorded, and its
+/// intent queued again for a new nonce (the contract refuses a second
+/// execution of its intent id, so this is safe even if ours had landed).
+pub async fn requeue_foreign(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next_nonce: u64, transaction_id: Uuid, nonce: u64) -> Result<(), StoreError> {
+    let txn = db.begin().await?;
+    entity::foreign_nonces::Entity::insert(entity::foreign_nonces::ActiveModel {
+        wallet_id: Set(wallet_id),
+        nonce: Set(nonce as i64),
+        detected_at: Set(chrono::Utc::now()),
+    })
+    .on_conflict_do_nothing()
+    .exec(&txn)
+    .await?;
+    transactions::Entity::update_many()
+        .col_expr(transactions::Column::Status, Expr::value(QUEUED))
+        .col_expr(transactions::Column::Nonce, Expr::value(Option::<i64>::None))
+        .col_expr(transactions::Column::LastError, Expr::value(format!("nonce {nonce} was taken by a foreign transaction")))
+        .col_expr(transactions::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(transactions::Column::Id.eq(transaction_id))
+        .exec(&txn)
+        .await?;
+    fence(&txn, wallet_id, epoch, next_nonce, next_nonce, Allowed::Bookkeeping).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Cancels queued intents (a reversal whose mint will never happen).
+pub async fn cancel(db: &DatabaseConnection, ids: &[Uuid], reason: &str) -> Result<(), DbErr> {
+    transactions::Entity::update_many()
+        .col_expr(transactions::Column::Status, Expr::value(CANCELLED))
+        .col_expr(transactions::Column::LastError, Expr::value(reason))
+        .col_expr(transactions::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(transactions::Column::Id.is_in(ids.iter().copied()))
+        .filter(transactions::Column::Status.eq(QUEUED))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
+/// The current status of intents (for reversal ordering).
+pub async fn statuses(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, DbErr> {
+    Ok(transactions::Entity::find()
+        .filter(transactions::Column::Id.is_in(ids.iter().copied()))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|t| (t.id, t.status))
+        .collect())
+}

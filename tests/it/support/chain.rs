@@ -1,0 +1,210 @@
+//! A test's own anvil with HAVEN deployed, hot wallets created by havend's
+//! custody, funded and granted their roles, and a daemon signing for them.
+
+use std::time::Duration;
+
+use alloy::node_bindings::{Anvil, AnvilInstance};
+use alloy::primitives::{Address, U256};
+use alloy::providers::{Provider, ProviderBuilder, ext::AnvilApi};
+use alloy::signers::local::PrivateKeySigner;
+use entity::{transactions, wallets};
+use havend::chain::{CallKind, ChainClient, admin};
+use havend::config::{ChainConfig, Config};
+use havend::custody::{self, MasterKeys};
+use havend::ledger::{self, NewIntent};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+use super::{Backend, TestDaemon, TestDatabase, eventually};
+
+/// A master key for tests (never used anywhere else).
+pub const TEST_MASTER_KEY: &str = "1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+/// An anvil of the test's own with the token deployed.
+pub struct TestChain {
+    /// Kept so anvil runs as long as the test (dropping it kills anvil).
+    _anvil: AnvilInstance,
+    pub url: String,
+    pub admin: PrivateKeySigner,
+    pub token: Address,
+    pub chain_id: u64,
+}
+
+impl TestChain {
+    /// Starts anvil on a free port; `block_time` in seconds (None: automine).
+    pub async fn start(block_time: Option<u64>) -> TestChain {
+        let anvil = tokio::task::spawn_blocking(move || {
+            let mut anvil = Anvil::at(havend::chain::anvil::locate().expect("anvil is installed"))
+                .port(0u16)
+                .args(["--gas-limit", "3000000000"]);
+            if let Some(seconds) = block_time {
+                anvil = anvil.block_time(seconds);
+            }
+            anvil.try_spawn().expect("anvil starts")
+        })
+        .await
+        .unwrap();
+        let url = anvil.endpoint();
+        let admin = PrivateKeySigner::from(anvil.keys()[0].clone());
+        let token = admin::deploy_token(&url, &admin).await.expect("token deploys");
+        let chain_id = anvil.chain_id();
+        TestChain { _anvil: anvil, url, admin, token, chain_id }
+    }
+
+    pub fn client(&self) -> ChainClient {
+        ChainClient::new(&self.url, Duration::from_secs(5)).unwrap()
+    }
+
+    /// A provider signing as the admin (anvil's first account).
+    pub fn admin_provider(&self) -> impl Provider + Clone {
+        ProviderBuilder::new()
+            .wallet(alloy::network::EthereumWallet::from(self.admin.clone()))
+            .connect_http(self.url.parse().unwrap())
+    }
+
+    pub async fn total_supply(&self) -> U256 {
+        self.client().total_supply(self.token).await.unwrap()
+    }
+
+    pub async fn balance_of(&self, account: Address) -> U256 {
+        self.client().token_balance(self.token, account).await.unwrap()
+    }
+
+    /// Gas money and both roles for a hot wallet.
+    pub async fn equip(&self, wallet: Address) {
+        self.admin_provider().anvil_set_balance(wallet, U256::from(10u128.pow(21))).await.unwrap();
+        admin::grant_roles(&self.url, &self.admin, self.token, wallet).await.unwrap();
+    }
+}
+
+/// The `[chain]` config for `chain` and `wallets`, tuned for tests.
+pub fn chain_config(chain: &TestChain, wallets: &[Address]) -> ChainConfig {
+    let toml = format!(
+        "rpc_url = \"{}\"\ntoken = \"{}\"\nchain_id = {}\npoll_interval_ms = 100\nresend_after_ms = 1500\nmax_in_flight = 1024\nrpc_timeout_ms = 2000\n",
+        chain.url, chain.token, chain.chain_id
+    );
+    let mut config: ChainConfig = toml::from_str(&toml).unwrap();
+    config.wallets = wallets.to_vec();
+    config
+}
+
+/// A database with `count` equipped hot wallets and a master key file.
+pub struct Prepared {
+    pub database: TestDatabase,
+    pub keys: MasterKeys,
+    pub key_dir: tempfile::TempDir,
+    pub wallets: Vec<wallets::Model>,
+}
+
+impl Prepared {
+    pub async fn new(backend: Backend, chain: &TestChain, count: usize) -> Prepared {
+        let database = TestDatabase::create(backend).await;
+        let key_dir = tempfile::tempdir().unwrap();
+        std::fs::write(key_dir.path().join("master.key"), TEST_MASTER_KEY).unwrap();
+        let keys = MasterKeys::parse(TEST_MASTER_KEY).unwrap();
+        let mut config = Config::default();
+        config.database.url = Some(havend::config::Secret::new(&database.url));
+        let db = havend::db::connect(&config).await.unwrap();
+        havend::db::migrate_up(&db).await.unwrap();
+        let mut wallets = Vec::new();
+        for _ in 0..count {
+            let wallet = custody::create_wallet(&db, &keys, custody::HOT, "test").await.unwrap();
+            chain.equip(wallet.address.parse().unwrap()).await;
+            wallets.push(wallet);
+        }
+        db.close().await.ok();
+        Prepared { database, keys, key_dir, wallets }
+    }
+
+    /// Starts a daemon signing for every prepared wallet.
+    pub async fn start(self, chain: &TestChain) -> (TestDaemon, MasterKeys, Vec<wallets::Model>) {
+        let Prepared { database, keys, key_dir, wallets } = self;
+        let prepared_config = PreparedConfig { key_file: key_dir.path().join("master.key"), addresses: wallets.iter().map(|w| w.address.parse().unwrap()).collect() };
+        let chain_config = chain_config(chain, &prepared_config.addresses);
+        let mut daemon = TestDaemon::start_on(database, |db| db.url.clone(), move |config| {
+            config.chain = Some(chain_config);
+            config.custody.master_key_file = Some(prepared_config.key_file);
+            config.breaker.open_secs = 2;
+        })
+        .await;
+        daemon.keep.push(key_dir);
+        (daemon, keys, wallets)
+    }
+}
+
+struct PreparedConfig {
+    key_file: std::path::PathBuf,
+    addresses: Vec<Address>,
+}
+
+/// Queues a mint of `amount` whole HNV for `user`.
+pub async fn mint(daemon: &TestDaemon, keys: &MasterKeys, user: &str, amount: u64, source: &str) -> transactions::Model {
+    let db = daemon.daemon().db().clone();
+    ledger::enqueue(
+        &db,
+        keys,
+        NewIntent {
+            user: user.into(),
+            kind: CallKind::Mint,
+            amount: U256::from(amount) * U256::from(10u64).pow(U256::from(18)),
+            reason: "test".into(),
+            source: source.into(),
+            reverses: None,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+pub async fn count_with_status(daemon: &TestDaemon, status: &str) -> u64 {
+    transactions::Entity::find().filter(transactions::Column::Status.eq(status)).count(&daemon.db).await.unwrap()
+}
+
+/// Waits until no intent is queued, signed or broadcast.
+pub async fn drained(daemon: &TestDaemon, timeout: Duration) -> bool {
+    eventually(timeout, || async {
+        daemon.daemon().nudge_wallets();
+        transactions::Entity::find()
+            .filter(transactions::Column::Status.is_in(["queued", "signed", "broadcast"]))
+            .count(&daemon.db)
+            .await
+            .unwrap()
+            == 0
+    })
+    .await
+}
+
+/// Sum of confirmed mints minus confirmed burns, by the ledger.
+pub async fn ledger_total(daemon: &TestDaemon) -> U256 {
+    let rows = transactions::Entity::find().filter(transactions::Column::Status.eq("confirmed")).all(&daemon.db).await.unwrap();
+    rows.iter().fold(U256::ZERO, |sum, t| {
+        let amount = U256::from_str_radix(&t.amount, 10).unwrap();
+        if t.kind == "burn" { sum - amount } else { sum + amount }
+    })
+}
+
+/// Invariant 4: every nonce of `wallet` from its first to the chain's is one
+/// confirmed/failed intent or one recorded foreign nonce; none twice, none skipped.
+pub async fn assert_nonces_accounted(daemon: &TestDaemon, chain: &TestChain, wallet: &wallets::Model) {
+    let address: Address = wallet.address.parse().unwrap();
+    let chain_nonce = chain.client().nonce_at(address, alloy::eips::BlockId::latest()).await.unwrap();
+    let mut used: Vec<i64> = transactions::Entity::find()
+        .filter(transactions::Column::HotWalletId.eq(wallet.id))
+        .filter(transactions::Column::Status.is_in(["confirmed", "failed"]))
+        .all(&daemon.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|t| t.nonce)
+        .collect();
+    let foreign = entity::foreign_nonces::Entity::find()
+        .filter(entity::foreign_nonces::Column::WalletId.eq(wallet.id))
+        .all(&daemon.db)
+        .await
+        .unwrap();
+    used.extend(foreign.iter().map(|f| f.nonce));
+    used.sort_unstable();
+    let expected: Vec<i64> = (0..chain_nonce as i64).collect();
+    assert_eq!(used, expected, "wallet {} nonces", wallet.address);
+    let stored = wallets::Entity::find_by_id(wallet.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!(stored.next_nonce as u64, chain_nonce, "stored next_nonce matches the chain");
+}
