@@ -100,7 +100,12 @@ fn migrate_applies_lists_and_reverts_migrations() {
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).unwrap()
     };
-    assert!(migrate("status").contains("pending m20261123_000001_create_webhook_events"));
-    assert!(migrate("up").contains("applied m20261123_000001_create_webhook_events"));
-    assert!(migrate("down").contains("pending m20261123_000001_create_webhook_events"));
+    let status = migrate("status");
+    assert!(status.contains("pending m20261123_000001_create_webhook_events"), "{status}");
+    let up = migrate("up");
+    assert!(up.contains("applied m20261123_000001_create_webhook_events"), "{up}");
+    assert!(up.contains("applied m20261123_000002_create_chain_tables"), "{up}");
+    let down = migrate("down");
+    assert!(down.contains("applied m20261123_000001_create_webhook_events"), "{down}");
+    assert!(down.contains("pending m20261123_000002_create_chain_tables"), "{down}");
 }
