@@ -53,3 +53,172 @@ async fn contract_rejects_a_reused_intent_id() {
     assert!(reverted, "the second mint of one intent id reverts");
     assert_eq!(chain.total_supply().await, U256::from(5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_daemon_for_the_same_wallet_fences_the_first_and_nothing_mints_twice() {
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let url = prepared.database.url.clone();
+    let (first, keys, wallets) = prepared.start(&chain).await;
+    for i in 0..50 {
+        mint(&first, &keys, &format!("tribe:member_{i}"), 3, &format!("fence:a:{i}")).await;
+    }
+    first.daemon().nudge_wallets();
+    let second = start_daemon_for(&url, &chain, &[wallets[0].address.parse().unwrap()], "havend-b").await;
+    for i in 0..50 {
+        mint(&second, &keys, &format!("tribe:member_{i}"), 2, &format!("fence:b:{i}")).await;
+    }
+    assert!(drained(&second, Duration::from_secs(60)).await);
+    assert!(
+        eventually(Duration::from_secs(10), || async { !alerts(&first, "wallet_fenced").await.is_empty() }).await,
+        "the fenced daemon raises an alert"
+    );
+    assert!(first.daemon().wallet_statuses().await.is_empty(), "the fenced wallet actor stopped");
+    assert_eq!(count_with_status(&second, "confirmed").await, 100);
+    assert_eq!(chain.total_supply().await, ledger_total(&second).await, "nothing minted twice");
+    assert_nonces_accounted(&second, &chain, &wallets[0]).await;
+    second.stop().await;
+    first.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_transaction_on_the_hot_wallet_raises_critical_and_the_intent_still_mints_once() {
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let (daemon, keys, wallets) = prepared.start(&chain).await;
+    mint(&daemon, &keys, "aurora:guest_a", 10, "foreign:1").await;
+    assert!(drained(&daemon, Duration::from_secs(30)).await);
+
+    // Someone else with the key uses the wallet's next nonce.
+    let key = havend::custody::export(&daemon.db, &keys, &wallets[0], "test").await.unwrap();
+    let intruder: alloy::signers::local::PrivateKeySigner = key.parse().unwrap();
+    let provider = alloy::providers::ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(intruder.clone()))
+        .connect_http(chain.url.parse().unwrap());
+    use alloy::providers::Provider;
+    let tx = alloy::rpc::types::TransactionRequest::default().to(intruder.address()).value(U256::from(1));
+    provider.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+
+    let second = mint(&daemon, &keys, "aurora:guest_a", 5, "foreign:2").await;
+    assert!(drained(&daemon, Duration::from_secs(60)).await);
+    let critical = alerts(&daemon, "foreign_nonce").await;
+    assert!(critical.iter().any(|a| a.severity == "CRITICAL"), "{critical:?}");
+    let stored = entity::transactions::Entity::find_by_id(second.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!((stored.status.as_str(), stored.nonce), ("confirmed", Some(2)), "re-signed under the next nonce");
+    assert_eq!(chain.total_supply().await, U256::from(15u64) * U256::from(10u64).pow(U256::from(18)));
+    assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_wallet_signs_nothing() {
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
+    let (daemon, keys, wallets) = prepared.start(&chain).await;
+    // The user was assigned this wallet before it was revoked.
+    havend::ledger::ensure_user(&daemon.db, &keys, "aurora:guest_r", &[wallets[0].id]).await.unwrap();
+    havend::custody::revoke(&daemon.db, &wallets[0], "test").await.unwrap();
+    let intent = mint(&daemon, &keys, "aurora:guest_r", 1, "revoked:1").await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            daemon.daemon().wallet_statuses().await.iter().any(|s| s.halted.as_deref() == Some("revoked"))
+        })
+        .await
+    );
+    daemon.daemon().nudge_wallets();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stored = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!(stored.status, "queued");
+    assert_eq!(entity::tx_attempts::Entity::find().all(&daemon.db).await.unwrap().len(), 0, "nothing signed");
+    assert_eq!(chain.client().nonce_at(wallets[0].address.parse().unwrap(), alloy::eips::BlockId::latest()).await.unwrap(), 0);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_encrypted_at_rest_and_a_wrong_master_key_fails_start_up() {
+    let chain = TestChain::start(None).await;
+    let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
+    let database_file = prepared.database.url.trim_start_matches("sqlite://").trim_end_matches("?mode=rwc").to_owned();
+    let mut config = havend::config::Config::default();
+    config.database.url = Some(havend::config::Secret::new(&prepared.database.url));
+    let db = havend::db::connect(&config).await.unwrap();
+    let key = havend::custody::export(&db, &prepared.keys, &prepared.wallets[0], "test").await.unwrap();
+    db.close().await.ok();
+    let key_bytes = hex::decode(key.trim_start_matches("0x")).unwrap();
+    let mut raw = std::fs::read(&database_file).unwrap();
+    raw.extend(std::fs::read(format!("{database_file}-wal")).unwrap_or_default());
+    assert!(!raw.windows(32).any(|w| w == key_bytes.as_slice()), "key bytes in the database file");
+    assert!(!raw.windows(64).any(|w| w.eq_ignore_ascii_case(key.trim_start_matches("0x").as_bytes())), "key hex in the database file");
+
+    let wrong_dir = tempfile::tempdir().unwrap();
+    std::fs::write(wrong_dir.path().join("master.key"), format!("1:{}", "ee".repeat(32))).unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(&prepared.database.url, data_dir.path());
+    config.chain = Some(chain_config(&chain, &[prepared.wallets[0].address.parse().unwrap()]));
+    config.custody.master_key_file = Some(wrong_dir.path().join("master.key"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = havend::Daemon::start(config.clone(), listener).await.err().expect("start-up fails").to_string();
+    assert!(error.contains("cannot decrypt wallet") && error.contains("wrong master key"), "{error}");
+
+    config.custody.master_key_file = None;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = havend::Daemon::start(config, listener).await.err().expect("start-up fails").to_string();
+    assert!(error.contains("no master key"), "{error}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_keeps_balances_and_finishes_signed_work_on_the_old_wallet() {
+    let chain = TestChain::start(Some(2)).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let url = prepared.database.url.clone();
+    let (daemon, keys, wallets) = prepared.start(&chain).await;
+    let old = wallets[0].clone();
+    for i in 0..10 {
+        mint(&daemon, &keys, &format!("aurora:g{i}"), 4, &format!("rot:a:{i}")).await;
+    }
+    daemon.daemon().nudge_wallets();
+    assert!(eventually(Duration::from_secs(20), || async { count_with_status(&daemon, "broadcast").await > 0 }).await);
+    // Stop signing new work; queue more, then rotate while some are signed and some queued.
+    daemon.stop().await;
+    let db = sea_orm::Database::connect(&url).await.unwrap();
+    for i in 10..20 {
+        let intent = havend::ledger::NewIntent {
+            user: format!("aurora:g{}", i % 10),
+            kind: havend::chain::CallKind::Mint,
+            amount: U256::from(10u64).pow(U256::from(18)),
+            reason: "test".into(),
+            source: format!("rot:b:{i}"),
+            reverses: None,
+        };
+        havend::ledger::enqueue(&db, &keys, intent).await.unwrap();
+    }
+    let signed_before: Vec<uuid::Uuid> = entity::transactions::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.status != "queued")
+        .map(|t| t.id)
+        .collect();
+    let new = havend::custody::rotate(&db, &keys, &old, "test").await.unwrap();
+    chain.equip(new.address.parse().unwrap()).await;
+
+    let addresses = [old.address.parse().unwrap(), new.address.parse().unwrap()];
+    let daemon = start_daemon_for(&url, &chain, &addresses, "havend").await;
+    assert!(drained(&daemon, Duration::from_secs(60)).await);
+    assert_eq!(count_with_status(&daemon, "confirmed").await, 20);
+    assert_eq!(chain.total_supply().await, ledger_total(&daemon).await);
+    for user in users::Entity::find().all(&daemon.db).await.unwrap() {
+        assert_eq!(user.hot_wallet_id, new.id, "users follow the rotation");
+        let on_chain = chain.balance_of(user.address.parse().unwrap()).await;
+        assert_eq!(on_chain, havend::ledger::ledger_balance(&daemon.db, user.id).await.unwrap());
+    }
+    for tx in entity::transactions::Entity::find().all(&daemon.db).await.unwrap() {
+        let expected = if signed_before.contains(&tx.id) { old.id } else { new.id };
+        assert_eq!(tx.hot_wallet_id, expected, "signed work stays, queued work moves");
+    }
+    let old_row = entity::wallets::Entity::find_by_id(old.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!((old_row.status.as_str(), old_row.rotated_to), ("rotated", Some(new.id)));
+    assert_nonces_accounted(&daemon, &chain, &old).await;
+    daemon.stop().await;
+}

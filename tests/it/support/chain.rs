@@ -208,3 +208,26 @@ pub async fn assert_nonces_accounted(daemon: &TestDaemon, chain: &TestChain, wal
     let stored = wallets::Entity::find_by_id(wallet.id).one(&daemon.db).await.unwrap().unwrap();
     assert_eq!(stored.next_nonce as u64, chain_nonce, "stored next_nonce matches the chain");
 }
+
+/// Starts another daemon on `database_url` signing for `wallets`.
+pub async fn start_daemon_for(database_url: &str, chain: &TestChain, wallets: &[Address], daemon_name: &str) -> TestDaemon {
+    let key_dir = tempfile::tempdir().unwrap();
+    std::fs::write(key_dir.path().join("master.key"), TEST_MASTER_KEY).unwrap();
+    let key_file = key_dir.path().join("master.key");
+    let chain_config = chain_config(chain, wallets);
+    let name = daemon_name.to_owned();
+    let mut daemon = TestDaemon::start_on(TestDatabase::shared(database_url), |db| db.url.clone(), move |config| {
+        config.chain = Some(chain_config);
+        config.custody.master_key_file = Some(key_file);
+        config.breaker.open_secs = 2;
+        config.daemon_name = name;
+    })
+    .await;
+    daemon.keep.push(key_dir);
+    daemon
+}
+
+/// Alerts of `category` raised so far.
+pub async fn alerts(daemon: &TestDaemon, category: &str) -> Vec<entity::alerts::Model> {
+    entity::alerts::Entity::find().filter(entity::alerts::Column::Category.eq(category)).all(&daemon.db).await.unwrap()
+}

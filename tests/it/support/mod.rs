@@ -85,6 +85,13 @@ impl TestDatabase {
     }
 }
 
+impl TestDatabase {
+    /// Another handle on the same database (a second daemon), owning nothing.
+    pub fn shared(url: &str) -> TestDatabase {
+        TestDatabase { url: url.to_owned(), _dir: None }
+    }
+}
+
 pub fn postgres_admin_url() -> String {
     std::env::var("HAVEND_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
 }
