@@ -116,6 +116,10 @@ impl BreakerActorState {
         match transition.to {
             BreakerState::Open => {
                 myself.send_after(self.open_for, || BreakerMsg::Poll);
+                // A failed probe re-opens within the same outage: alert once per outage.
+                if transition.from == BreakerState::HalfOpen {
+                    return;
+                }
                 alert::raise(
                     &self.db,
                     Severity::Error,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use entity::users;
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::support::chain::*;
 use crate::support::*;
@@ -221,4 +221,127 @@ async fn rotation_keeps_balances_and_finishes_signed_work_on_the_old_wallet() {
     assert_eq!((old_row.status.as_str(), old_row.rotated_to), ("rotated", Some(new.id)));
     assert_nonces_accounted(&daemon, &chain, &old).await;
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpc_outage_opens_the_breaker_keeps_intents_queued_and_drains_after() {
+    let chain = TestChain::start(Some(1)).await;
+    let port = chain.url.rsplit(':').next().unwrap();
+    let proxy = crate::support::proxy::TcpProxy::start(format!("127.0.0.1:{port}").parse().unwrap()).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let proxied_url = format!("http://{}", proxy.addr);
+    let Prepared { database, keys, key_dir, wallets } = prepared;
+    let key_file = key_dir.path().join("master.key");
+    let mut chain_config = chain_config(&chain, &[wallets[0].address.parse().unwrap()]);
+    chain_config.rpc_url = proxied_url;
+    chain_config.rpc_timeout_ms = 500;
+    let daemon = TestDaemon::start_on(database, |db| db.url.clone(), move |config| {
+        config.chain = Some(chain_config);
+        config.custody.master_key_file = Some(key_file);
+        config.breaker.open_secs = 2;
+    })
+    .await;
+
+    for i in 0..20 {
+        mint(&daemon, &keys, &format!("tribe:u{i}"), 1, &format!("outage:a:{i}")).await;
+    }
+    assert!(drained(&daemon, Duration::from_secs(30)).await);
+
+    proxy.cut();
+    for i in 0..100 {
+        mint(&daemon, &keys, &format!("tribe:u{}", i % 20), 2, &format!("outage:b:{i}")).await;
+    }
+    daemon.daemon().nudge_wallets();
+    let opened = eventually(Duration::from_secs(15), || async {
+        daemon.daemon().breaker_status().await.is_some_and(|s| s.state == havend::breaker::BreakerState::Open)
+    })
+    .await;
+    assert!(opened, "five transport failures open the breaker");
+    let health = daemon.get("/health").await;
+    assert_eq!((health.status, health.json["status"].as_str()), (200, Some("degraded")));
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(count_with_status(&daemon, "queued").await, 100, "intents stay queued while the RPC is down");
+    assert_eq!(alerts(&daemon, "circuit_open").await.len(), 1, "one alert per opening, not one per failure");
+
+    proxy.restore();
+    assert!(drained(&daemon, Duration::from_secs(60)).await, "the queue drains once the RPC is back");
+    let closed = daemon.daemon().breaker_status().await.unwrap();
+    assert_eq!(closed.state, havend::breaker::BreakerState::Closed);
+    assert_eq!(count_with_status(&daemon, "confirmed").await, 120);
+    assert_eq!(chain.total_supply().await, ledger_total(&daemon).await);
+    assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
+    daemon.stop().await;
+    drop(key_dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_transaction_is_rebroadcast_and_an_underpriced_one_is_replaced_with_one_mined() {
+    let chain = TestChain::start(None).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let (daemon, keys, wallets) = prepared.start(&chain).await;
+    let admin = chain.admin_provider();
+    use alloy::providers::ext::AnvilApi;
+
+    // Dropped: stop mining, let the intent be broadcast, drop it from the pool.
+    admin.anvil_set_auto_mine(false).await.unwrap();
+    let first = mint(&daemon, &keys, "aurora:guest_d", 3, "drop:1").await;
+    daemon.daemon().nudge_wallets();
+    assert!(eventually(Duration::from_secs(10), || async { count_with_status(&daemon, "broadcast").await == 1 }).await);
+    let attempt = entity::tx_attempts::Entity::find().one(&daemon.db).await.unwrap().unwrap();
+    admin.anvil_drop_transaction(attempt.tx_hash.parse().unwrap()).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            chain.client().is_known(attempt.tx_hash.parse().unwrap()).await.unwrap()
+        })
+        .await,
+        "the dropped transaction is sent again"
+    );
+    admin.evm_mine(None).await.unwrap();
+    assert!(drained(&daemon, Duration::from_secs(15)).await);
+    let confirmed = entity::transactions::Entity::find_by_id(first.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!(confirmed.tx_hash.as_deref(), Some(attempt.tx_hash.as_str()), "the same bytes were mined");
+
+    // Underpriced: the next block's base fee jumps above the pending tx's cap.
+    let second = mint(&daemon, &keys, "aurora:guest_d", 4, "drop:2").await;
+    daemon.daemon().nudge_wallets();
+    assert!(eventually(Duration::from_secs(10), || async { count_with_status(&daemon, "broadcast").await == 1 }).await);
+    let pending = entity::tx_attempts::Entity::find()
+        .filter(entity::tx_attempts::Column::TransactionId.eq(second.id))
+        .one(&daemon.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let cap: u128 = pending.max_fee_per_gas.parse().unwrap();
+    admin.anvil_set_next_block_base_fee_per_gas(cap * 3).await.unwrap();
+    admin.evm_mine(None).await.unwrap();
+    admin.anvil_set_auto_mine(true).await.unwrap();
+    assert!(drained(&daemon, Duration::from_secs(30)).await, "a re-signed attempt gets mined");
+    let attempts = entity::tx_attempts::Entity::find()
+        .filter(entity::tx_attempts::Column::TransactionId.eq(second.id))
+        .all(&daemon.db)
+        .await
+        .unwrap();
+    assert!(attempts.len() >= 2, "a replacement attempt was made");
+    assert!(attempts.iter().all(|a| a.nonce == pending.nonce), "all attempts share the nonce");
+    let mut mined = 0;
+    for attempt in &attempts {
+        if chain.client().receipt(attempt.tx_hash.parse().unwrap()).await.unwrap().is_some() {
+            mined += 1;
+        }
+    }
+    assert_eq!(mined, 1, "exactly one attempt was ever mined");
+    assert_eq!(chain.total_supply().await, U256::from(7u64) * U256::from(10u64).pow(U256::from(18)));
+    assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
+    daemon.stop().await;
+}
+
+#[test]
+fn recompiling_the_contract_gives_the_committed_artifact() {
+    let dir = havend::chain::anvil::contracts_dir();
+    if !dir.join("node_modules/solc").exists() {
+        let status = std::process::Command::new("npm").args(["ci", "--no-audit", "--no-fund"]).current_dir(&dir).status().unwrap();
+        assert!(status.success(), "npm ci in {}", dir.display());
+    }
+    let output = std::process::Command::new("node").args(["compile.js", "--check"]).current_dir(&dir).output().unwrap();
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
 }
