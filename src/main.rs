@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Crash tests arm failpoints through FAILPOINTS (only with `test-hooks`).
+    #[cfg(feature = "test-hooks")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = havend::cli::Cli::parse();
     match havend::cli::execute(cli) {
         Ok(code) => code,

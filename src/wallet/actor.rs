@@ -711,6 +711,8 @@ impl WalletState {
         }
         self.next_nonce = start + batch.len() as u64;
         debug!(wallet = %self.address, nonce = start, count = batch.len(), "Batch written ahead");
+        // Crash-test hooks (compiled in only with the `test-hooks` feature).
+        fail::fail_point!("wallet::after_write_ahead", |_| std::process::abort());
         for (nonce, entry) in entries {
             for attempt in &entry.attempts {
                 self.by_hash.insert(attempt.hash, nonce);
@@ -719,6 +721,7 @@ impl WalletState {
         }
         let mut sent = Vec::with_capacity(batch.len());
         for attempt in &batch {
+            fail::fail_point!("wallet::mid_broadcast", |_| std::process::abort());
             match self.send(attempt.nonce).await {
                 Ok(SendRejection::AlreadyHandled) => sent.push(attempt.nonce),
                 Ok(SendRejection::InsufficientFunds) => {
@@ -731,6 +734,7 @@ impl WalletState {
                 Err(_) => break,
             }
         }
+        fail::fail_point!("wallet::after_broadcast", |_| std::process::abort());
         self.mark_sent(&sent).await?;
         Ok(full)
     }

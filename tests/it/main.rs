@@ -5,6 +5,7 @@ mod support;
 
 mod binary;
 mod chain;
+mod crash;
 mod intake;
 mod resilience;
 mod signatures;
