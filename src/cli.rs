@@ -27,6 +27,28 @@ pub enum Command {
         #[arg(long, env = "HAVEND_CONFIG", default_value = "config")]
         config: PathBuf,
     },
+    /// Run a complete local setup: SQLite, a local anvil with HAVEN deployed,
+    /// a funded hot wallet, and the daemon (the one command for a fresh machine).
+    Dev {
+        /// The config directory (partners' dev secrets); `[chain]` unset → a local anvil.
+        #[arg(long, env = "HAVEND_CONFIG", default_value = "config")]
+        config: PathBuf,
+    },
+    /// Manage custodial wallets (every sensitive step is audit-logged).
+    Wallet {
+        /// The config directory, for the database and master key.
+        #[arg(long, env = "HAVEND_CONFIG", default_value = "config")]
+        config: PathBuf,
+        /// What to do.
+        #[command(subcommand)]
+        action: WalletAction,
+    },
+    /// Print a new random master key line (`version:hex`) for HAVEND_MASTER_KEY.
+    NewMasterKey {
+        /// The key version (raise it when rotating the master key).
+        #[arg(long, default_value_t = 1)]
+        version: i32,
+    },
     /// Apply, revert or list database migrations.
     Migrate {
         /// The config directory, for the database URL.
@@ -61,6 +83,53 @@ pub enum Command {
         /// Standard Webhooks message id (default: a new one).
         #[arg(long)]
         id: Option<String>,
+    },
+}
+
+/// `havend wallet` actions.
+#[derive(Debug, Subcommand)]
+pub enum WalletAction {
+    /// Create a hot wallet (then grant it roles and name it in `chain.wallets`).
+    Create,
+    /// List hot wallets.
+    List,
+    /// Show one wallet's public information.
+    Get {
+        /// Id or address.
+        wallet: String,
+    },
+    /// Replace a hot wallet: queued work and users move to a new one.
+    Rotate {
+        /// Id or address.
+        wallet: String,
+    },
+    /// Revoke a wallet: it signs nothing more.
+    Revoke {
+        /// Id or address.
+        wallet: String,
+    },
+    /// Print a wallet's private key (audited HIGH).
+    Export {
+        /// Id or address.
+        wallet: String,
+        /// Confirms that the key is to be printed.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Re-encrypt every wallet under the newest master key version.
+    Reencrypt,
+    /// Show a wallet's audit log.
+    Audit {
+        /// Id or address.
+        wallet: String,
+    },
+    /// Grant a hot wallet the minter and burner roles, signing as the token admin.
+    GrantRoles {
+        /// Id or address.
+        wallet: String,
+        /// Environment variable holding the admin's private key.
+        #[arg(long, default_value = "HAVEND_ADMIN_KEY")]
+        admin_key_env: String,
     },
 }
 
@@ -138,6 +207,29 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             })
         }
+        Command::NewMasterKey { version } => {
+            println!("{}", crate::custody::MasterKeys::generate_text(version));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dev { config } => {
+            let config = load(&config)?;
+            crate::telemetry::init(&config.log);
+            runtime()?.block_on(async {
+                let (config, _anvil) = crate::dev::prepare(config).await?;
+                let listener = tokio::net::TcpListener::bind(config.server.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+                let banner = crate::dev::banner(&config)?;
+                let daemon = crate::Daemon::start(config, listener).await?;
+                println!("{banner}");
+                daemon.run_until(shutdown_signal()).await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::Wallet { config, action } => {
+            let config = load(&config)?;
+            runtime()?.block_on(wallet_command(config, action))
+        }
         Command::Migrate { config, action } => {
             let config = load(&config)?;
             runtime()?.block_on(async {
@@ -154,6 +246,70 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
     }
+}
+
+async fn wallet_command(config: Config, action: WalletAction) -> anyhow::Result<ExitCode> {
+    use crate::custody;
+    let db = crate::db::connect(&config).await?;
+    crate::db::migrate_up(&db).await?;
+    let keys = || custody::MasterKeys::load(config.custody.master_key_file.as_deref());
+    let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+    let describe = |w: &entity::wallets::Model| {
+        serde_json::json!({
+            "id": w.id, "address": w.address, "kind": w.kind, "status": w.status, "key_version": w.key_version,
+            "next_nonce": w.next_nonce, "owner": w.owner, "rotated_to": w.rotated_to, "created_at": w.created_at,
+        })
+    };
+    let output = match action {
+        WalletAction::Create => describe(&custody::create_wallet(&db, &keys()?, custody::HOT, &actor).await?),
+        WalletAction::List => serde_json::Value::Array(custody::list_hot(&db).await?.iter().map(describe).collect()),
+        WalletAction::Get { wallet } => describe(&custody::find(&db, &wallet).await?),
+        WalletAction::Rotate { wallet } => {
+            let old = custody::find(&db, &wallet).await?;
+            let new = custody::rotate(&db, &keys()?, &old, &actor).await?;
+            eprintln!("Grant {} its roles (havend wallet grant-roles) and add it to chain.wallets; keep {} there until its signed work is confirmed.", new.address, old.address);
+            describe(&new)
+        }
+        WalletAction::Revoke { wallet } => {
+            let wallet = custody::find(&db, &wallet).await?;
+            custody::revoke(&db, &wallet, &actor).await?;
+            describe(&custody::find(&db, &wallet.address).await?)
+        }
+        WalletAction::Export { wallet, yes } => {
+            if !yes {
+                bail!("exporting prints a private key; pass --yes to confirm (the export is audit-logged HIGH)");
+            }
+            let wallet = custody::find(&db, &wallet).await?;
+            let key = custody::export(&db, &keys()?, &wallet, &actor).await?;
+            serde_json::json!({ "address": wallet.address, "private_key": key.as_str() })
+        }
+        WalletAction::Reencrypt => serde_json::json!({ "reencrypted": custody::reencrypt_all(&db, &keys()?, &actor).await? }),
+        WalletAction::Audit { wallet } => {
+            use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+            let wallet = custody::find(&db, &wallet).await?;
+            let rows = entity::wallet_audit_logs::Entity::find()
+                .filter(entity::wallet_audit_logs::Column::WalletId.eq(wallet.id))
+                .order_by_asc(entity::wallet_audit_logs::Column::CreatedAt)
+                .all(&db)
+                .await?;
+            serde_json::Value::Array(rows.into_iter().map(|r| serde_json::json!({
+                "at": r.created_at, "action": r.action, "severity": r.severity, "actor": r.actor, "details": r.details,
+            })).collect())
+        }
+        WalletAction::GrantRoles { wallet, admin_key_env } => {
+            let Some(chain) = &config.chain else { bail!("grant-roles needs a [chain] section (rpc_url, token)") };
+            let admin: alloy::signers::local::PrivateKeySigner = std::env::var(&admin_key_env)
+                .with_context(|| format!("set {admin_key_env} to the token admin's private key"))?
+                .parse()
+                .context("the admin key is not a private key")?;
+            let wallet = custody::find(&db, &wallet).await?;
+            crate::chain::admin::grant_roles(&chain.rpc_url, &admin, chain.token, wallet.address.parse()?).await?;
+            custody::audit(&db, Some(wallet.id), "grant_roles", "MEDIUM", &actor, serde_json::json!({ "admin": admin.address() })).await?;
+            describe(&wallet)
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn load(dir: &std::path::Path) -> anyhow::Result<Config> {

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod custody;
 pub mod config;
 pub mod db;
+pub mod dev;
 pub mod http;
 pub mod intake;
 pub mod ledger;

@@ -474,6 +474,10 @@ impl Config {
         if let Some(url) = env(DATABASE_URL_ENV) {
             self.database.url = Some(Secret::new(url));
         }
+        // RPC URLs often carry an API key.
+        if let (Some(url), Some(chain)) = (env(RPC_URL_ENV), self.chain.as_mut()) {
+            chain.rpc_url = url;
+        }
         for partner in Partner::ALL {
             if let Some(list) = env(&partner.secrets_env()) {
                 let secrets = list
@@ -574,6 +578,9 @@ impl Config {
         }
     }
 }
+
+/// Environment variable that overrides `chain.rpc_url`.
+pub const RPC_URL_ENV: &str = "HAVEND_RPC_URL";
 
 /// Environment variable that overrides `database.url`.
 pub const DATABASE_URL_ENV: &str = "HAVEND_DATABASE_URL";

@@ -771,6 +771,7 @@ impl WalletState {
         }
         if !cancel.is_empty() {
             store::cancel(&self.db, &cancel, "reversed before its mint was made").await?;
+            ready.retain(|intent| !cancel.contains(&intent.id));
         }
         Ok(ready)
     }

@@ -109,3 +109,44 @@ fn migrate_applies_lists_and_reverts_migrations() {
     assert!(down.contains("applied m20261123_000001_create_webhook_events"), "{down}");
     assert!(down.contains("pending m20261123_000002_create_chain_tables"), "{down}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_mode_starts_a_local_chain_and_serves_with_the_chain_in_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    write_config(dir.path(), &format!("127.0.0.1:{port}"), "[partners.aurora]\nsecrets = [\"dev-secret\"]\n");
+    let child = Command::new(HAVEND)
+        .args(["dev", "--config"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let health_url = format!("http://127.0.0.1:{port}/health");
+    let last_health = std::sync::Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
+    let ready = eventually(Duration::from_secs(60), || {
+        let client = client.clone();
+        let request = http::Request::get(&health_url).body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
+        let last_health = last_health.clone();
+        async move {
+            let Ok(response) = client.request(request).await else { return false };
+            use http_body_util::BodyExt;
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            let health: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let ok = health["blockchain"] == "ok";
+            *last_health.lock().unwrap() = health;
+            ok
+        }
+    })
+    .await;
+    let health = last_health.lock().unwrap().clone();
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let output = child.wait_with_output().unwrap();
+    assert!(ready, "dev mode serves with a chain: {health}");
+    assert_eq!(health["circulating_supply"], "0");
+    let banner = String::from_utf8_lossy(&output.stdout);
+    assert!(banner.contains("curl -sS") && banner.contains("X-Aurora-Signature"), "{banner}");
+    assert!(output.status.success());
+    assert!(dir.path().join("data/master.key").exists(), "dev mode made its master key once");
+}

@@ -345,3 +345,58 @@ fn recompiling_the_contract_gives_the_committed_artifact() {
     let output = std::process::Command::new("node").args(["compile.js", "--check"]).current_dir(&dir).output().unwrap();
     assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reversal_burns_only_after_its_mint_is_confirmed_and_cancels_with_an_unmade_mint() {
+    use sea_orm::TransactionTrait;
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
+    let (daemon, keys, _) = prepared.start(&chain).await;
+    let unit = U256::from(10u64).pow(U256::from(18));
+    let intent = |source: &str, kind, reverses| havend::ledger::NewIntent {
+        user: "aurora:guest_rev".into(),
+        kind,
+        amount: U256::from(50u64) * unit,
+        reason: "test".into(),
+        source: source.into(),
+        reverses,
+    };
+
+    // Booking cancelled before its reward was minted: neither happens.
+    let txn = daemon.db.begin().await.unwrap();
+    let early_mint = havend::ledger::enqueue_in(&txn, &keys, intent("rev:mint:1", havend::chain::CallKind::Mint, None)).await.unwrap();
+    let early_burn = havend::ledger::enqueue_in(&txn, &keys, intent("rev:burn:1", havend::chain::CallKind::Burn, Some(early_mint.id))).await.unwrap();
+    txn.commit().await.unwrap();
+    assert!(drained(&daemon, Duration::from_secs(20)).await);
+    for id in [early_mint.id, early_burn.id] {
+        let row = entity::transactions::Entity::find_by_id(id).one(&daemon.db).await.unwrap().unwrap();
+        assert_eq!(row.status, "cancelled");
+    }
+
+    // Cancelled after the mint: the burn follows the confirmed mint.
+    let minted = mint(&daemon, &keys, "aurora:guest_rev", 50, "rev:mint:2").await;
+    daemon.daemon().nudge_wallets();
+    let in_flight = eventually(Duration::from_secs(10), || async {
+        let row = entity::transactions::Entity::find_by_id(minted.id).one(&daemon.db).await.unwrap().unwrap();
+        row.status != "queued"
+    })
+    .await;
+    assert!(in_flight);
+    let burn = havend::ledger::enqueue(&daemon.db, &keys, intent("rev:burn:2", havend::chain::CallKind::Burn, Some(minted.id))).await.unwrap();
+    assert!(drained(&daemon, Duration::from_secs(30)).await);
+    let minted = entity::transactions::Entity::find_by_id(minted.id).one(&daemon.db).await.unwrap().unwrap();
+    let burned = entity::transactions::Entity::find_by_id(burn.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!((minted.status.as_str(), burned.status.as_str()), ("confirmed", "confirmed"));
+    assert!(burned.block_number > minted.block_number, "the burn was mined after the mint");
+    let first_burn_attempt = entity::tx_attempts::Entity::find()
+        .filter(entity::tx_attempts::Column::TransactionId.eq(burn.id))
+        .one(&daemon.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first_burn_attempt.created_at >= minted.updated_at, "signed only after the mint was confirmed");
+    let user = users::Entity::find().one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!(chain.balance_of(user.address.parse().unwrap()).await, U256::ZERO);
+    assert_eq!(chain.total_supply().await, U256::ZERO);
+    daemon.stop().await;
+}

@@ -1,0 +1,125 @@
+//! `havend dev`: a working daemon on a fresh machine in one command.
+//!
+//! SQLite in the data directory, no Redis, a local anvil (installed through
+//! npm when missing) with HAVEN deployed, a hot wallet created, funded and
+//! granted its roles by anvil's first account (the token admin in dev), and
+//! a ready-to-paste signed curl example. The chain state is kept in the data
+//! directory, so a restart finds its token and balances again.
+
+use std::path::{Path, PathBuf};
+
+use alloy::node_bindings::{Anvil, AnvilInstance};
+use alloy::primitives::{Address, U256};
+use alloy::providers::{Provider, ProviderBuilder, ext::AnvilApi};
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::chain::{self, admin};
+use crate::config::{ChainConfig, Config, Secret};
+use crate::custody::{self, MasterKeys};
+use crate::webhooks::Partner;
+
+/// Native coin given to the dev hot wallet for gas (1,000 ETH).
+const DEV_GAS_FUNDS: u128 = 1_000 * 10u128.pow(18);
+
+/// What dev mode remembers between runs.
+#[derive(Debug, Serialize, Deserialize)]
+struct DevChain {
+    token: Address,
+}
+
+/// Prepares the dev environment around `config`; returns the config to run
+/// with and the anvil to keep alive (None when `[chain]` was configured).
+pub async fn prepare(mut config: Config) -> anyhow::Result<(Config, Option<AnvilInstance>)> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let key_file = config.custody.master_key_file.clone().unwrap_or_else(|| config.data_dir.join("master.key"));
+    if std::env::var(custody::MASTER_KEY_ENV).is_err() {
+        // Dev mode only: created once, never replaced.
+        MasterKeys::create_dev_file(&key_file)?;
+        config.custody.master_key_file = Some(key_file.clone());
+    }
+    if config.chain.is_some() {
+        return Ok((config, None));
+    }
+    let anvil = start_anvil(&config.data_dir.join("anvil-state.json")).await?;
+    let rpc_url = anvil.endpoint();
+    let admin_key = PrivateKeySigner::from(anvil.keys()[0].clone());
+    let keys = MasterKeys::load(config.custody.master_key_file.as_deref())?;
+
+    let db = crate::db::connect(&config).await?;
+    crate::db::migrate_up(&db).await?;
+    let token = dev_token(&config.data_dir, &rpc_url, &admin_key).await?;
+    let hot = match custody::list_hot(&db).await?.into_iter().find(|w| w.status == custody::ACTIVE) {
+        Some(wallet) => wallet,
+        None => custody::create_wallet(&db, &keys, custody::HOT, "havend dev").await?,
+    };
+    let hot_address: Address = hot.address.parse()?;
+    let provider = ProviderBuilder::new().connect_http(rpc_url.parse()?);
+    provider.anvil_set_balance(hot_address, U256::from(DEV_GAS_FUNDS)).await?;
+    admin::grant_roles(&rpc_url, &admin_key, token, hot_address).await?;
+    db.close().await.ok();
+
+    let chain_id = provider.get_chain_id().await?;
+    let mut chain: ChainConfig = toml::from_str(&format!("rpc_url = {rpc_url:?}\ntoken = \"{token}\"\nchain_id = {chain_id}\n"))?;
+    chain.wallets = vec![hot_address];
+    chain.max_in_flight = 256;
+    config.chain = Some(chain);
+    Ok((config, Some(anvil)))
+}
+
+/// Starts anvil with its state kept in `state` (loaded if present, saved every second).
+async fn start_anvil(state: &Path) -> anyhow::Result<AnvilInstance> {
+    let path = chain::anvil::locate().map_err(anyhow::Error::msg)?;
+    let state = state.to_owned();
+    tokio::task::spawn_blocking(move || {
+        Anvil::at(path)
+            .port(0u16)
+            .block_time(1)
+            .args(["--gas-limit", "3000000000", "--state-interval", "1", "--state"])
+            .arg(state)
+            .try_spawn()
+    })
+    .await?
+    .context("cannot start anvil")
+}
+
+/// The token from an earlier run if the chain still has it, else a new deployment.
+async fn dev_token(data_dir: &Path, rpc_url: &str, admin_key: &PrivateKeySigner) -> anyhow::Result<Address> {
+    let file: PathBuf = data_dir.join("dev-chain.json");
+    let provider = ProviderBuilder::new().connect_http(rpc_url.parse()?);
+    if let Ok(text) = std::fs::read_to_string(&file) {
+        let saved: DevChain = serde_json::from_str(&text)?;
+        if !provider.get_code_at(saved.token).await?.is_empty() {
+            return Ok(saved.token);
+        }
+    }
+    let token = admin::deploy_token(rpc_url, admin_key).await?;
+    std::fs::write(&file, serde_json::to_string_pretty(&DevChain { token })?)?;
+    Ok(token)
+}
+
+/// The banner `havend dev` prints: where things are and a signed curl to paste.
+pub fn banner(config: &Config) -> anyhow::Result<String> {
+    let Some(chain) = &config.chain else { bail!("no chain configured") };
+    let listen = config.server.listen;
+    let mut out = format!(
+        "havend dev is ready\n  listening    http://{listen}\n  database     {}\n  chain        {} (chain id {})\n  token        {}\n  hot wallet   {}\n",
+        crate::config::redact_url(config.database_url().expose()),
+        chain.rpc_url,
+        chain.chain_id,
+        chain.token,
+        chain.wallets.first().map(ToString::to_string).unwrap_or_default(),
+    );
+    if let Some(aurora) = config.partners.get(&Partner::Aurora).and_then(|p| p.secrets.first()) {
+        let body = format!(r#"{{"id":"bk_{}","guest_id":"guest_001","total_price":"330.50","nights":2}}"#, &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let headers = crate::webhooks::Scheme::HavenHmac
+            .sign(Partner::Aurora, &Secret::new(aurora.expose()), body.as_bytes(), chrono::Utc::now().timestamp(), "")
+            .map_err(anyhow::Error::msg)?;
+        let header_args: String = headers.iter().map(|(n, v)| format!(" -H '{n}: {v}'")).collect();
+        out.push_str(&format!(
+            "\nSend a signed booking (valid for 5 minutes):\n  curl -sS -H 'Content-Type: application/json'{header_args} --data '{body}' http://{listen}/webhooks/aurora/booking-created\n"
+        ));
+    }
+    Ok(out)
+}
