@@ -21,7 +21,7 @@ use crate::chain::ChainClient;
 use crate::config::ConfigHandle;
 use crate::custody::MasterKeys;
 use crate::intake::{IntakeActor, IntakeArgs, IntakeMsg, IntakeSlot};
-use crate::wallet::{RegistryArgs, RegistryMsg, WalletRegistry, WalletSettings};
+use crate::wallet::{RegistryArgs, RegistryMsg, WalletDeps, WalletRegistry, WalletSettings};
 
 /// Restarts allowed per child within [`RESTART_WINDOW`] before the supervisor
 /// gives up and fails upward (systemd then restarts the process).
@@ -111,8 +111,7 @@ impl Actor for RootSupervisor {
             let (breaker, _) = Actor::spawn_linked(None, BreakerActor, breaker_args, myself.get_cell()).await?;
             others.push(breaker.get_cell());
             let breaker = BreakerHandle::new(breaker, state_rx);
-            let registry_args = RegistryArgs {
-                wallets: chain.wallets,
+            let deps = WalletDeps {
                 owner: chain.owner,
                 db: args.db.clone(),
                 keys: chain.keys,
@@ -120,6 +119,7 @@ impl Actor for RootSupervisor {
                 breaker: breaker.clone(),
                 settings: chain.settings,
             };
+            let registry_args = RegistryArgs { wallets: chain.wallets, deps };
             let (registry, _) = Actor::spawn_linked(None, WalletRegistry, registry_args, myself.get_cell()).await?;
             others.push(registry.get_cell());
             args.chain_slot.store(Some(Arc::new(ChainHandles { client: chain.client, token: chain.token, breaker, registry })));

@@ -16,7 +16,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use entity::wallets;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    Set, TransactionTrait,
+    Set,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -324,7 +324,7 @@ pub async fn rotate(
     if old.status != ACTIVE || old.kind != HOT {
         return Err(CustodyError::WrongStatus { address: old.address.clone(), status: old.status.clone(), operation: "rotate" });
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let new = create_wallet(&txn, keys, HOT, actor).await?;
     let mut old_row: wallets::ActiveModel = old.clone().into();
     old_row.status = Set(ROTATED.into());
@@ -362,7 +362,7 @@ pub async fn revoke(db: &impl ConnectionTrait, wallet: &wallets::Model, actor: &
 /// Re-encrypts every wallet under the current master key version (after a
 /// new version was added); returns how many changed.
 pub async fn reencrypt_all(db: &DatabaseConnection, keys: &MasterKeys, actor: &str) -> Result<usize, CustodyError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let current = keys.current_version();
     let mut changed = 0;
     for wallet in wallets::Entity::find().filter(wallets::Column::KeyVersion.ne(current)).all(&txn).await? {

@@ -6,7 +6,6 @@ use alloy::primitives::U256;
 use entity::{transactions, users};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
-    TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -94,7 +93,7 @@ pub async fn active_hot_wallets(db: &impl ConnectionTrait) -> Result<Vec<Uuid>, 
 
 /// Queues an intent (idempotent on `source`); returns the stored intent.
 pub async fn enqueue(db: &DatabaseConnection, keys: &MasterKeys, intent: NewIntent) -> Result<transactions::Model, LedgerError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let stored = enqueue_in(&txn, keys, intent).await?;
     txn.commit().await?;
     Ok(stored)

@@ -22,12 +22,12 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use super::WalletSettings;
+use super::{WalletDeps, WalletSettings};
 use super::store::{self, NewAttempt, Outcome, StoreError};
 use crate::alert::{self, Severity};
 use crate::breaker::BreakerHandle;
 use crate::chain::{self, CallKind, ChainClient, Fees, RpcFailure, SendRejection, TxRequest};
-use crate::custody::{self, MasterKeys};
+use crate::custody;
 use crate::ledger::{CANCELLED, CONFIRMED, FAILED, QUEUED};
 
 /// Blocks whose receipts one tick scans at most (catching up after an outage).
@@ -69,18 +69,8 @@ pub struct WalletActor;
 pub struct WalletArgs {
     /// The wallet to sign for.
     pub wallet_id: Uuid,
-    /// This daemon's name (the owner recorded on the wallet).
-    pub owner: String,
-    /// The database.
-    pub db: DatabaseConnection,
-    /// Master keys, to decrypt the wallet's key.
-    pub keys: MasterKeys,
-    /// The RPC client.
-    pub chain: ChainClient,
-    /// The RPC circuit breaker.
-    pub breaker: BreakerHandle,
-    /// Gas, fees, window, depths.
-    pub settings: WalletSettings,
+    /// What every wallet actor of this daemon shares.
+    pub deps: WalletDeps,
 }
 
 struct Attempt {
@@ -170,7 +160,8 @@ impl Actor for WalletActor {
     type Arguments = WalletArgs;
 
     async fn pre_start(&self, myself: ActorRef<WalletMsg>, args: WalletArgs) -> Result<WalletState, ActorProcessingErr> {
-        let (epoch, wallet) = store::claim(&args.db, args.wallet_id, &args.owner).await?;
+        let WalletArgs { wallet_id, deps: args } = args;
+        let (epoch, wallet) = store::claim(&args.db, wallet_id, &args.owner).await?;
         let signer = custody::unlock(&args.db, &args.keys, &wallet, &args.owner, "wallet actor").await?;
         let address = signer.address();
         let mut state = WalletState {

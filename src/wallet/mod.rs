@@ -9,14 +9,33 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 pub use actor::{WalletActor, WalletArgs, WalletMsg, WalletStatus};
 pub use registry::{RegistryArgs, RegistryMsg, WalletRegistry};
 
-use crate::chain::FeePolicy;
+use crate::breaker::BreakerHandle;
+use crate::chain::{ChainClient, FeePolicy};
+use crate::custody::MasterKeys;
 use crate::config::ChainConfig;
+
+/// What every wallet actor of this daemon shares.
+#[derive(Clone)]
+pub struct WalletDeps {
+    /// This daemon's name (the owner recorded on the wallets).
+    pub owner: String,
+    /// The database.
+    pub db: DatabaseConnection,
+    /// Master keys, to decrypt the wallets' keys.
+    pub keys: MasterKeys,
+    /// The RPC client.
+    pub chain: ChainClient,
+    /// The RPC circuit breaker.
+    pub breaker: BreakerHandle,
+    /// Gas, fees, window, depths.
+    pub settings: WalletSettings,
+}
 
 /// How every wallet actor of this daemon behaves (from `[chain]`).
 #[derive(Debug, Clone)]

@@ -6,14 +6,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use sea_orm::DatabaseConnection;
 use tracing::{error, warn};
 use uuid::Uuid;
 
-use super::{WalletActor, WalletArgs, WalletMsg, WalletSettings, WalletStatus};
-use crate::breaker::BreakerHandle;
-use crate::chain::ChainClient;
-use crate::custody::MasterKeys;
+use super::{WalletActor, WalletArgs, WalletDeps, WalletMsg, WalletStatus};
 use crate::supervisor::{MAX_RESTARTS, RESTART_WINDOW, RestartBudget};
 
 /// How long a status request waits for one wallet actor.
@@ -30,22 +26,12 @@ pub enum RegistryMsg {
 /// The registry actor.
 pub struct WalletRegistry;
 
-/// What the registry starts with: what each wallet actor needs.
+/// What the registry starts with.
 pub struct RegistryArgs {
     /// Hot wallet ids to sign for.
     pub wallets: Vec<Uuid>,
-    /// This daemon's name.
-    pub owner: String,
-    /// The database.
-    pub db: DatabaseConnection,
-    /// Master keys.
-    pub keys: MasterKeys,
-    /// RPC client.
-    pub chain: ChainClient,
-    /// RPC breaker.
-    pub breaker: BreakerHandle,
-    /// Wallet behaviour.
-    pub settings: WalletSettings,
+    /// What each wallet actor gets.
+    pub deps: WalletDeps,
 }
 
 /// The registry's children.
@@ -135,15 +121,7 @@ impl Actor for WalletRegistry {
 
 impl RegistryState {
     async fn spawn(&mut self, myself: &ActorRef<RegistryMsg>, wallet: Uuid) -> Result<(), ActorProcessingErr> {
-        let args = WalletArgs {
-            wallet_id: wallet,
-            owner: self.args.owner.clone(),
-            db: self.args.db.clone(),
-            keys: self.args.keys.clone(),
-            chain: self.args.chain.clone(),
-            breaker: self.args.breaker.clone(),
-            settings: self.args.settings.clone(),
-        };
+        let args = WalletArgs { wallet_id: wallet, deps: self.args.deps.clone() };
         let (actor, _) = Actor::spawn_linked(None, WalletActor, args, myself.get_cell()).await?;
         self.by_actor.insert(actor.get_id(), wallet);
         self.by_wallet.insert(wallet, actor);

@@ -9,13 +9,16 @@ use entity::{transactions, tx_attempts, wallets};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 use uuid::Uuid;
 
 use crate::chain::Fees;
 use crate::custody;
 use crate::ledger::{BROADCAST, CANCELLED, CONFIRMED, FAILED, QUEUED, SIGNED};
+
+/// Attempt rows per multi-row insert (11 parameters each).
+const ATTEMPT_ROWS_PER_INSERT: usize = 1_000;
 
 /// Why a fenced write did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -189,7 +192,7 @@ pub async fn reserve(
     start: u64,
     batch: &[NewAttempt],
 ) -> Result<(), StoreError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let now = chrono::Utc::now();
     for attempt in batch {
         let updated = transactions::Entity::update_many()
@@ -206,7 +209,10 @@ pub async fn reserve(
             return Err(StoreError::NotAllowed("queue changed while signing".into()));
         }
     }
-    tx_attempts::Entity::insert_many(batch.iter().map(|a| attempt_row(wallet_id, a))).exec(&txn).await?;
+    // Bind-parameter limits (SQLite 32,766, PostgreSQL 65,535) cap rows per statement.
+    for chunk in batch.chunks(ATTEMPT_ROWS_PER_INSERT) {
+        tx_attempts::Entity::insert_many(chunk.iter().map(|a| attempt_row(wallet_id, a))).exec(&txn).await?;
+    }
     fence(&txn, wallet_id, epoch, start, start + batch.len() as u64, Allowed::NewWork).await?;
     txn.commit().await?;
     Ok(())
@@ -214,7 +220,7 @@ pub async fn reserve(
 
 /// Stores a replacement attempt (same intent, same nonce, higher fees) before it is sent.
 pub async fn add_attempt(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next_nonce: u64, attempt: &NewAttempt) -> Result<(), StoreError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     attempt_row(wallet_id, attempt).insert(&txn).await?;
     fence(&txn, wallet_id, epoch, next_nonce, next_nonce, Allowed::SignedWork).await?;
     txn.commit().await?;
@@ -226,7 +232,7 @@ pub async fn mark_broadcast(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64
     if ids.is_empty() {
         return Ok(());
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     transactions::Entity::update_many()
         .col_expr(transactions::Column::Status, Expr::value(BROADCAST))
         .col_expr(transactions::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
@@ -257,7 +263,7 @@ pub async fn finalize(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next
     if outcomes.is_empty() {
         return Ok(());
     }
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     let now = chrono::Utc::now();
     for outcome in outcomes {
         transactions::Entity::update_many()
@@ -282,7 +288,7 @@ pub async fn finalize(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next
 /// intent queued again for a new nonce (the contract refuses a second
 /// execution of its intent id, so this is safe even if ours had landed).
 pub async fn requeue_foreign(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next_nonce: u64, transaction_id: Uuid, nonce: u64) -> Result<(), StoreError> {
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
     entity::foreign_nonces::Entity::insert(entity::foreign_nonces::ActiveModel {
         wallet_id: Set(wallet_id),
         nonce: Set(nonce as i64),
