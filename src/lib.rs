@@ -194,6 +194,13 @@ impl Daemon {
         let chain = self.chain.load_full()?;
         chain.breaker.status().await
     }
+
+    /// Operator reset of the RPC circuit breaker to CLOSED.
+    pub fn reset_breaker(&self) {
+        if let Some(chain) = self.chain.load_full() {
+            chain.breaker.reset();
+        }
+    }
 }
 
 /// Checks the `[chain]` config against the database and keys: the daemon

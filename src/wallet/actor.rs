@@ -358,7 +358,12 @@ impl WalletState {
     }
 
     async fn scan_blocks(&mut self, head: u64) -> Result<(), Stop> {
-        let Some(scanned) = self.scanned_block else { return Ok(()) };
+        let Some(mut scanned) = self.scanned_block else { return Ok(()) };
+        if head < scanned {
+            // The chain went back (a reorg or a reverted dev chain): look at the new blocks again.
+            scanned = head;
+            self.scanned_block = Some(head);
+        }
         let last = head.min(scanned + MAX_BLOCKS_PER_TICK);
         for block in scanned + 1..=last {
             if !self.in_flight.is_empty() {

@@ -400,3 +400,70 @@ async fn reversal_burns_only_after_its_mint_is_confirmed_and_cancels_with_an_unm
     assert_eq!(chain.total_supply().await, U256::ZERO);
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn low_gas_balance_holds_work_with_an_alert_until_topped_up() {
+    use alloy::providers::ext::AnvilApi;
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let wallet: Address = prepared.wallets[0].address.parse().unwrap();
+    chain.admin_provider().anvil_set_balance(wallet, U256::from(1_000_000_000_000u64)).await.unwrap();
+    let (daemon, keys, _) = prepared.start(&chain).await;
+    let intent = mint(&daemon, &keys, "aurora:guest_low", 1, "low:1").await;
+    assert!(
+        eventually(Duration::from_secs(15), || async { !alerts(&daemon, "low_balance").await.is_empty() }).await,
+        "a low balance raises an alert"
+    );
+    daemon.daemon().nudge_wallets();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!(held.status, "queued", "work is held");
+    assert!(daemon.daemon().wallet_statuses().await[0].held);
+
+    chain.admin_provider().anvil_set_balance(wallet, U256::from(10u128.pow(21))).await.unwrap();
+    assert!(drained(&daemon, Duration::from_secs(30)).await, "topped up, the held work goes out");
+    assert_eq!(count_with_status(&daemon, "confirmed").await, 1);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipt_lost_in_a_reorg_before_finality_is_not_confirmed_and_the_intent_lands_once() {
+    use alloy::providers::ext::AnvilApi;
+    let chain = TestChain::start(None).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let Prepared { database, keys, key_dir, wallets } = prepared;
+    let key_file = key_dir.path().join("master.key");
+    let mut chain_config = chain_config(&chain, &[wallets[0].address.parse().unwrap()]);
+    chain_config.finality_depth = 3;
+    let daemon = TestDaemon::start_on(database, |db| db.url.clone(), move |config| {
+        config.chain = Some(chain_config);
+        config.custody.master_key_file = Some(key_file);
+    })
+    .await;
+    let admin = chain.admin_provider();
+    admin.anvil_set_auto_mine(false).await.unwrap();
+    let intent = mint(&daemon, &keys, "aurora:guest_reorg", 9, "reorg:1").await;
+    daemon.daemon().nudge_wallets();
+    assert!(eventually(Duration::from_secs(10), || async { count_with_status(&daemon, "broadcast").await == 1 }).await);
+    let snapshot = admin.anvil_snapshot().await.unwrap();
+    admin.evm_mine(None).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The block holding it disappears before it is 3 blocks deep.
+    assert!(admin.anvil_revert(snapshot).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let row = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_ne!(row.status, "confirmed", "not confirmed before the finality depth");
+    admin.anvil_set_auto_mine(true).await.unwrap();
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            let _ = admin.evm_mine(None).await;
+            count_with_status(&daemon, "confirmed").await == 1
+        })
+        .await,
+        "rebroadcast and confirmed at depth"
+    );
+    assert_eq!(chain.total_supply().await, U256::from(9u64) * U256::from(10u64).pow(U256::from(18)));
+    assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
+    daemon.stop().await;
+    drop(key_dir);
+}
