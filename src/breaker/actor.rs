@@ -155,15 +155,12 @@ impl BreakerHandle {
         *self.state.borrow()
     }
 
-    /// Whether a call may go out: CLOSED yes, OPEN no (a poll is sent so the
-    /// timer cannot be missed), HALF_OPEN only with the probe slot.
+    /// Whether a call may go out: CLOSED yes, OPEN no (the breaker's own
+    /// timer moves it on), HALF_OPEN only with the probe slot.
     pub async fn allow(&self) -> bool {
         match self.state() {
             BreakerState::Closed => true,
-            BreakerState::Open => {
-                let _ = self.actor.cast(BreakerMsg::Poll);
-                false
-            }
+            BreakerState::Open => false,
             BreakerState::HalfOpen => {
                 call_t!(self.actor, BreakerMsg::AcquireProbe, PROBE_PERMIT_TIMEOUT_MS).unwrap_or(false)
             }

@@ -323,7 +323,7 @@ impl WalletState {
     async fn start_up(&mut self, head: u64) -> Result<(), Stop> {
         let chain_id = self.rpc(self.chain.chain_id()).await?;
         if chain_id != self.settings.chain_id {
-            self.halt(format!("node is on chain {chain_id}, config says {}", self.settings.chain_id)).await;
+            self.halt(format!("node is on chain {chain_id}, config says {}", self.settings.chain_id));
         }
         let pending = self.rpc(self.chain.pending_nonce(self.address)).await?;
         if pending > self.next_nonce {
@@ -772,7 +772,7 @@ impl WalletState {
         Ok(ready)
     }
 
-    async fn halt(&mut self, reason: String) {
+    fn halt(&mut self, reason: String) {
         warn!(wallet = %self.address, %reason, "Wallet stops signing");
         self.halted = Some(reason);
     }

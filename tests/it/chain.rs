@@ -467,3 +467,38 @@ async fn receipt_lost_in_a_reorg_before_finality_is_not_confirmed_and_the_intent
     daemon.stop().await;
     drop(key_dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chain_nonce_ahead_of_the_database_at_start_stops_signing_with_a_critical_alert() {
+    let chain = TestChain::start(None).await;
+    let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
+    // While havend is down, someone with the key sends a transaction.
+    let mut config = havend::config::Config::default();
+    config.database.url = Some(havend::config::Secret::new(&prepared.database.url));
+    let db = havend::db::connect(&config).await.unwrap();
+    let key = havend::custody::export(&db, &prepared.keys, &prepared.wallets[0], "test").await.unwrap();
+    db.close().await.ok();
+    let intruder: alloy::signers::local::PrivateKeySigner = key.parse().unwrap();
+    let provider = alloy::providers::ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(intruder.clone()))
+        .connect_http(chain.url.parse().unwrap());
+    use alloy::providers::Provider;
+    let tx = alloy::rpc::types::TransactionRequest::default().to(intruder.address()).value(U256::from(1));
+    provider.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+
+    let (daemon, keys, _) = prepared.start(&chain).await;
+    let intent = mint(&daemon, &keys, "aurora:guest_ahead", 1, "ahead:1").await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            daemon.daemon().wallet_statuses().await.iter().any(|s| s.halted.is_some())
+        })
+        .await,
+        "signing stops"
+    );
+    assert!(alerts(&daemon, "foreign_nonce").await.iter().any(|a| a.severity == "CRITICAL"));
+    daemon.daemon().nudge_wallets();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let row = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.nonce), ("queued", None), "never skips ahead to a nonce of its own choosing");
+    daemon.stop().await;
+}
