@@ -14,7 +14,7 @@ fn npm_binary() -> PathBuf {
 }
 
 /// The anvil to run: `HAVEND_ANVIL`, else the npm-installed one (installed
-/// now with `npm ci` if absent), else `anvil` on the PATH.
+/// now with `npm install` if absent), else `anvil` on the PATH.
 pub fn locate() -> Result<PathBuf, String> {
     if let Ok(path) = std::env::var("HAVEND_ANVIL") {
         return Ok(PathBuf::from(path));
@@ -24,13 +24,12 @@ pub fn locate() -> Result<PathBuf, String> {
         return Ok(binary);
     }
     let status = std::process::Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
+        .args(["install", "--no-audit", "--no-fund"])
         .current_dir(contracts_dir())
         .status();
     match status {
         Ok(status) if status.success() && binary.exists() => Ok(binary),
-        _ if which_anvil().is_some() => Ok(which_anvil().unwrap_or_default()),
-        _ => Err(format!("anvil not found: run `npm ci` in {}", contracts_dir().display())),
+        _ => which_anvil().ok_or_else(|| format!("anvil not found: run `npm install` in {}", contracts_dir().display())),
     }
 }
 
