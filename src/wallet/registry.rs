@@ -21,7 +21,12 @@ pub enum RegistryMsg {
     Nudge(Option<Uuid>),
     /// Every wallet actor's status.
     Statuses(RpcReplyPort<Vec<WalletStatus>>),
+    /// Try again to start the actor of `wallet` (its start failed, e.g. the database was down).
+    Respawn(Uuid),
 }
+
+/// Pause before a wallet actor whose start failed is tried again.
+const RESPAWN_DELAY: Duration = Duration::from_secs(1);
 
 /// The registry actor.
 pub struct WalletRegistry;
@@ -55,7 +60,7 @@ impl Actor for WalletRegistry {
         Ok(state)
     }
 
-    async fn handle(&self, _myself: ActorRef<RegistryMsg>, msg: RegistryMsg, state: &mut RegistryState) -> Result<(), ActorProcessingErr> {
+    async fn handle(&self, myself: ActorRef<RegistryMsg>, msg: RegistryMsg, state: &mut RegistryState) -> Result<(), ActorProcessingErr> {
         match msg {
             RegistryMsg::Nudge(Some(wallet)) => {
                 if let Some(actor) = state.by_wallet.get(&wallet) {
@@ -65,6 +70,11 @@ impl Actor for WalletRegistry {
             RegistryMsg::Nudge(None) => {
                 for actor in state.by_wallet.values() {
                     let _ = actor.cast(WalletMsg::Nudge);
+                }
+            }
+            RegistryMsg::Respawn(wallet) => {
+                if !state.by_wallet.contains_key(&wallet) {
+                    state.spawn_or_retry(&myself, wallet).await;
                 }
             }
             RegistryMsg::Statuses(reply) => {
@@ -91,12 +101,7 @@ impl Actor for WalletRegistry {
                     return Err(format!("wallet actor {wallet} failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
                 }
                 warn!(%wallet, %reason, "Wallet actor failed; restarting it to reconcile");
-                // A short pause so a database outage does not spin.
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                if let Err(error) = state.spawn(&myself, wallet).await {
-                    warn!(%wallet, %error, "Wallet actor could not restart yet; retrying on the next failure report");
-                    return Err(error);
-                }
+                state.spawn_or_retry(&myself, wallet).await;
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 // A normal stop (fenced out) is final for this daemon.
@@ -120,6 +125,16 @@ impl Actor for WalletRegistry {
 }
 
 impl RegistryState {
+    /// Starts the wallet's actor; if that fails (its start needs the
+    /// database), tries again after [`RESPAWN_DELAY`] instead of failing the
+    /// tree, so a database outage does not take the listener down.
+    async fn spawn_or_retry(&mut self, myself: &ActorRef<RegistryMsg>, wallet: Uuid) {
+        if let Err(error) = self.spawn(myself, wallet).await {
+            warn!(%wallet, %error, "Wallet actor could not start; trying again shortly");
+            myself.send_after(RESPAWN_DELAY, move || RegistryMsg::Respawn(wallet));
+        }
+    }
+
     async fn spawn(&mut self, myself: &ActorRef<RegistryMsg>, wallet: Uuid) -> Result<(), ActorProcessingErr> {
         let args = WalletArgs { wallet_id: wallet, deps: self.args.deps.clone() };
         let (actor, _) = Actor::spawn_linked(None, WalletActor, args, myself.get_cell()).await?;

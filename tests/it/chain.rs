@@ -502,3 +502,53 @@ async fn chain_nonce_ahead_of_the_database_at_start_stops_signing_with_a_critica
     assert_eq!((row.status.as_str(), row.nonce), ("queued", None), "never skips ahead to a nonce of its own choosing");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_outage_keeps_the_daemon_up_and_the_wallet_resumes_after_it() {
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let proxy = crate::support::proxy::TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let proxy_addr = proxy.addr;
+    let Prepared { database, keys, key_dir, wallets } = prepared;
+    let key_file = key_dir.path().join("master.key");
+    let chain_config = chain_config(&chain, &[wallets[0].address.parse().unwrap()]);
+    let daemon = TestDaemon::start_on(database, |db| db.url.replacen("127.0.0.1:5432", &proxy_addr.to_string(), 1), move |config| {
+        config.chain = Some(chain_config);
+        config.custody.master_key_file = Some(key_file);
+    })
+    .await;
+    // The test's own connection goes straight to PostgreSQL, not through the proxy.
+    let queue = |batch: &'static str| {
+        let direct = daemon.db.clone();
+        let keys = keys.clone();
+        async move {
+            for i in 0..20 {
+                let intent = havend::ledger::NewIntent {
+                    user: format!("tribe:db_{i}"),
+                    kind: havend::chain::CallKind::Mint,
+                    amount: U256::from(10u64).pow(U256::from(18)),
+                    reason: "test".into(),
+                    source: format!("dbout:{batch}:{i}"),
+                    reverses: None,
+                };
+                havend::ledger::enqueue(&direct, &keys, intent).await.unwrap();
+            }
+        }
+    };
+    queue("a").await;
+    assert!(drained(&daemon, Duration::from_secs(30)).await);
+
+    proxy.cut();
+    queue("b").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let health = daemon.get("/health").await;
+    assert_eq!((health.status, health.json["database"].as_str()), (503, Some("down")), "the daemon is up and says so");
+
+    proxy.restore();
+    assert!(drained(&daemon, Duration::from_secs(60)).await, "the wallet resumes once the database is back");
+    assert_eq!(count_with_status(&daemon, "confirmed").await, 40);
+    assert_eq!(chain.total_supply().await, ledger_total(&daemon).await);
+    assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
+    daemon.stop().await;
+    drop(key_dir);
+}

@@ -131,6 +131,7 @@ pub struct TestDaemon {
     pub client: Client<HttpConnector, Full<Bytes>>,
     /// Temporary directories that must live as long as the daemon (key files).
     pub keep: Vec<tempfile::TempDir>,
+
     _database: TestDatabase,
     _data_dir: tempfile::TempDir,
 }
@@ -169,7 +170,15 @@ impl TestDaemon {
         let addr = daemon.local_addr();
         let db = Database::connect(&database.url).await.unwrap();
         let client = Client::builder(TokioExecutor::new()).build_http();
-        TestDaemon { daemon: Some(daemon), addr, db, client, keep: Vec::new(), _database: database, _data_dir: data_dir }
+        TestDaemon {
+            daemon: Some(daemon),
+            addr,
+            db,
+            client,
+            keep: Vec::new(),
+            _database: database,
+            _data_dir: data_dir,
+        }
     }
 
     pub fn daemon(&self) -> &Daemon {
