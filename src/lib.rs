@@ -1,14 +1,20 @@
 //! havend: turns signed partner webhooks into HAVEN token rewards.
 //!
 //! # Layout
-//! - [`config`]: TOML files + environment → a validated, swappable snapshot.
-//! - [`webhooks`]: partners, signature schemes and payload rules (pure logic).
-//! - [`http`]: the hyper listener, routing, and the SPEC's error shape.
-//! - [`intake`]: the actor that group-commits verified events into the inbox.
-//! - [`supervisor`]: the root of the actor tree; restarts failed actors.
-//! - [`db`]: the database connection and migrations.
-//! - [`cli`]: the `havend` command line.
-//! - [`telemetry`]: logging.
+//! - [`config`] loads TOML files and environment secrets into a validated, swappable snapshot.
+//! - [`webhooks`] knows the partners, their signature schemes and payload rules (pure logic).
+//! - [`http`] is the hyper listener, its routing and the SPEC's error shape.
+//! - [`intake`] is the actor that group-commits verified events into the inbox.
+//! - [`chain`] holds the token bindings, the RPC client, signing and admin operations.
+//! - [`custody`] encrypts, decrypts (audited), rotates and revokes wallet keys.
+//! - [`ledger`] holds users and reward intents.
+//! - [`wallet`] runs one actor per hot wallet, the sole owner of its nonces.
+//! - [`breaker`] guards the RPC with a circuit breaker actor.
+//! - [`alert`] records alerts for operators.
+//! - [`supervisor`] is the root of the actor tree and restarts failed actors.
+//! - [`db`] opens the database and runs migrations.
+//! - [`cli`] and [`dev`] are the `havend` command line and its all-in-one dev mode.
+//! - [`telemetry`] sets up logging.
 //!
 //! [`Daemon::start`] is the one place that wires the supervision tree and the
 //! listener together; `main` and the integration tests both go through it.

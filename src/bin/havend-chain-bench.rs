@@ -99,8 +99,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 3. havend.
     let dir = tempfile::tempdir()?;
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_owned();
+    let mut config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
     config.database.url = Some(Secret::new(args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()))));
     let key_text = MasterKeys::generate_text(1);
     std::fs::write(dir.path().join("master.key"), &key_text)?;

@@ -64,7 +64,7 @@ pub async fn receive(
         Disposition::Invalid(reason) => (STATUS_INVALID, Some(reason.clone())),
     };
     let partner_event_id = parsed.partner_event_id.clone();
-    let new_event = NewEvent {
+    let new_event = Box::new(NewEvent {
         id: uuid::Uuid::now_v7(),
         partner,
         partner_event_id: parsed.partner_event_id,
@@ -76,7 +76,7 @@ pub async fn receive(
         source_ip: Some(peer.ip().to_string()),
         request_id: request_id.to_owned(),
         received_at: now,
-    };
+    });
 
     let intake = state
         .intake

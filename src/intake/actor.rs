@@ -21,7 +21,8 @@ use crate::webhooks::Partner;
 /// Messages the intake actor handles.
 pub enum IntakeMsg {
     /// Store one event durably; answered after the commit.
-    Store(NewEvent, RpcReplyPort<Result<Stored, StoreError>>),
+    /// (Boxed: an event is large, and mailbox messages are moved around.)
+    Store(Box<NewEvent>, RpcReplyPort<Result<Stored, StoreError>>),
     /// Write the collected batch now.
     Flush,
     /// Test-only: make the handler panic, to prove supervision.
@@ -65,7 +66,7 @@ impl Actor for IntakeActor {
                     let db = state.db.clone();
                     let timeout = Duration::from_millis(config.intake.store_timeout_ms);
                     tokio::spawn(async move {
-                        let mut outcome = write_batch(&db, vec![(event, reply)], timeout).await;
+                        let mut outcome = write_batch(&db, vec![(*event, reply)], timeout).await;
                         outcome.pop().map(|(result, reply)| reply.send(result));
                     });
                     return Ok(());
@@ -80,7 +81,7 @@ impl Actor for IntakeActor {
                         }
                     }
                 }
-                state.batch.push((event, reply));
+                state.batch.push((*event, reply));
                 if state.batch.len() >= config.intake.max_batch {
                     state.flush().await;
                 }

@@ -377,10 +377,10 @@ impl WalletState {
     }
 
     fn record_mined(&mut self, hash: B256, block: u64, success: bool) {
-        if let Some(nonce) = self.by_hash.get(&hash) {
-            if let Some(entry) = self.in_flight.get_mut(nonce) {
-                entry.mined = Some(Mined { hash, block, success });
-            }
+        if let Some(nonce) = self.by_hash.get(&hash)
+            && let Some(entry) = self.in_flight.get_mut(nonce)
+        {
+            entry.mined = Some(Mined { hash, block, success });
         }
     }
 

@@ -203,7 +203,7 @@ fn parse_stripe(f: &Fields) -> Result<ParsedEvent, PayloadError> {
                 .and_then(Value::as_i64);
             if metadata("haven_user_id").is_none() {
                 Disposition::Invalid("missing metadata.haven_user_id".into())
-            } else if !amount.is_some_and(|a| a > 0) {
+            } else if amount.is_none_or(|a| a <= 0) {
                 Disposition::Invalid("missing or non-positive amount_received".into())
             } else {
                 Disposition::Pending

@@ -108,8 +108,7 @@ pub fn test_partners() -> Vec<(Partner, Scheme, Vec<&'static str>)> {
 
 /// A test config: partners above, short timeouts so outages surface quickly.
 pub fn test_config(database_url: &str, data_dir: &std::path::Path) -> Config {
-    let mut config = Config::default();
-    config.data_dir = data_dir.to_owned();
+    let mut config = Config { data_dir: data_dir.to_owned(), ..Config::default() };
     config.database.url = Some(Secret::new(database_url));
     config.database.acquire_timeout_ms = 1_000;
     config.database.max_connections = 8;
