@@ -230,17 +230,12 @@ async fn rpc_outage_opens_the_breaker_keeps_intents_queued_and_drains_after() {
     let proxy = crate::support::proxy::TcpProxy::start(format!("127.0.0.1:{port}").parse().unwrap()).await;
     let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
     let proxied_url = format!("http://{}", proxy.addr);
-    let Prepared { database, keys, key_dir, wallets } = prepared;
-    let key_file = key_dir.path().join("master.key");
-    let mut chain_config = chain_config(&chain, &[wallets[0].address.parse().unwrap()]);
-    chain_config.rpc_url = proxied_url;
-    chain_config.rpc_timeout_ms = 500;
-    let daemon = TestDaemon::start_on(database, |db| db.url.clone(), move |config| {
-        config.chain = Some(chain_config);
-        config.custody.master_key_file = Some(key_file);
-        config.breaker.open_secs = 2;
-    })
-    .await;
+    let (daemon, keys, wallets) = prepared
+        .start_with(&chain, |db| db.url.clone(), |config| {
+            config.rpc_url = proxied_url;
+            config.rpc_timeout_ms = 500;
+        })
+        .await;
 
     for i in 0..20 {
         mint(&daemon, &keys, &format!("tribe:u{i}"), 1, &format!("outage:a:{i}")).await;
@@ -271,7 +266,6 @@ async fn rpc_outage_opens_the_breaker_keeps_intents_queued_and_drains_after() {
     assert_eq!(chain.total_supply().await, ledger_total(&daemon).await);
     assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
     daemon.stop().await;
-    drop(key_dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,15 +425,7 @@ async fn receipt_lost_in_a_reorg_before_finality_is_not_confirmed_and_the_intent
     use alloy::providers::ext::AnvilApi;
     let chain = TestChain::start(None).await;
     let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
-    let Prepared { database, keys, key_dir, wallets } = prepared;
-    let key_file = key_dir.path().join("master.key");
-    let mut chain_config = chain_config(&chain, &[wallets[0].address.parse().unwrap()]);
-    chain_config.finality_depth = 3;
-    let daemon = TestDaemon::start_on(database, |db| db.url.clone(), move |config| {
-        config.chain = Some(chain_config);
-        config.custody.master_key_file = Some(key_file);
-    })
-    .await;
+    let (daemon, keys, wallets) = prepared.start_with(&chain, |db| db.url.clone(), |config| config.finality_depth = 3).await;
     let admin = chain.admin_provider();
     admin.anvil_set_auto_mine(false).await.unwrap();
     let intent = mint(&daemon, &keys, "aurora:guest_reorg", 9, "reorg:1").await;
@@ -465,7 +451,6 @@ async fn receipt_lost_in_a_reorg_before_finality_is_not_confirmed_and_the_intent
     assert_eq!(chain.total_supply().await, U256::from(9u64) * U256::from(10u64).pow(U256::from(18)));
     assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
     daemon.stop().await;
-    drop(key_dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,14 +494,9 @@ async fn database_outage_keeps_the_daemon_up_and_the_wallet_resumes_after_it() {
     let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
     let proxy = crate::support::proxy::TcpProxy::start("127.0.0.1:5432".parse().unwrap()).await;
     let proxy_addr = proxy.addr;
-    let Prepared { database, keys, key_dir, wallets } = prepared;
-    let key_file = key_dir.path().join("master.key");
-    let chain_config = chain_config(&chain, &[wallets[0].address.parse().unwrap()]);
-    let daemon = TestDaemon::start_on(database, |db| db.url.replacen("127.0.0.1:5432", &proxy_addr.to_string(), 1), move |config| {
-        config.chain = Some(chain_config);
-        config.custody.master_key_file = Some(key_file);
-    })
-    .await;
+    let (daemon, keys, wallets) = prepared
+        .start_with(&chain, |db| db.url.replacen("127.0.0.1:5432", &proxy_addr.to_string(), 1), |_| {})
+        .await;
     // The test's own connection goes straight to PostgreSQL, not through the proxy.
     let queue = |batch: &'static str| {
         let direct = daemon.db.clone();
@@ -550,5 +530,4 @@ async fn database_outage_keeps_the_daemon_up_and_the_wallet_resumes_after_it() {
     assert_eq!(chain.total_supply().await, ledger_total(&daemon).await);
     assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
     daemon.stop().await;
-    drop(key_dir);
 }

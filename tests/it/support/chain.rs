@@ -117,23 +117,31 @@ impl Prepared {
 
     /// Starts a daemon signing for every prepared wallet.
     pub async fn start(self, chain: &TestChain) -> (TestDaemon, MasterKeys, Vec<wallets::Model>) {
+        self.start_with(chain, |db| db.url.clone(), |_| {}).await
+    }
+
+    /// [`Prepared::start`] with the daemon's database URL from `route` (a
+    /// proxy, say) and its `[chain]` config adjusted by `tweak`.
+    pub async fn start_with(
+        self,
+        chain: &TestChain,
+        route: impl FnOnce(&TestDatabase) -> String,
+        tweak: impl FnOnce(&mut ChainConfig),
+    ) -> (TestDaemon, MasterKeys, Vec<wallets::Model>) {
         let Prepared { database, keys, key_dir, wallets } = self;
-        let prepared_config = PreparedConfig { key_file: key_dir.path().join("master.key"), addresses: wallets.iter().map(|w| w.address.parse().unwrap()).collect() };
-        let chain_config = chain_config(chain, &prepared_config.addresses);
-        let mut daemon = TestDaemon::start_on(database, |db| db.url.clone(), move |config| {
+        let key_file = key_dir.path().join("master.key");
+        let addresses: Vec<Address> = wallets.iter().map(|w| w.address.parse().unwrap()).collect();
+        let mut chain_config = chain_config(chain, &addresses);
+        tweak(&mut chain_config);
+        let mut daemon = TestDaemon::start_on(database, route, move |config| {
             config.chain = Some(chain_config);
-            config.custody.master_key_file = Some(prepared_config.key_file);
+            config.custody.master_key_file = Some(key_file);
             config.breaker.open_secs = 2;
         })
         .await;
         daemon.keep.push(key_dir);
         (daemon, keys, wallets)
     }
-}
-
-struct PreparedConfig {
-    key_file: std::path::PathBuf,
-    addresses: Vec<Address>,
 }
 
 /// Queues a mint of `amount` whole HNV for `user`.
