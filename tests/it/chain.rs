@@ -91,13 +91,7 @@ async fn foreign_transaction_on_the_hot_wallet_raises_critical_and_the_intent_st
 
     // Someone else with the key uses the wallet's next nonce.
     let key = havend::custody::export(&daemon.db, &keys, &wallets[0], "test").await.unwrap();
-    let intruder: alloy::signers::local::PrivateKeySigner = key.parse().unwrap();
-    let provider = alloy::providers::ProviderBuilder::new()
-        .wallet(alloy::network::EthereumWallet::from(intruder.clone()))
-        .connect_http(chain.url.parse().unwrap());
-    use alloy::providers::Provider;
-    let tx = alloy::rpc::types::TransactionRequest::default().to(intruder.address()).value(U256::from(1));
-    provider.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+    chain.send_as(key.parse().unwrap()).await;
 
     let second = mint(&daemon, &keys, "aurora:guest_a", 5, "foreign:2").await;
     assert!(drained(&daemon, Duration::from_secs(60)).await);
@@ -463,13 +457,7 @@ async fn chain_nonce_ahead_of_the_database_at_start_stops_signing_with_a_critica
     let db = havend::db::connect(&config).await.unwrap();
     let key = havend::custody::export(&db, &prepared.keys, &prepared.wallets[0], "test").await.unwrap();
     db.close().await.ok();
-    let intruder: alloy::signers::local::PrivateKeySigner = key.parse().unwrap();
-    let provider = alloy::providers::ProviderBuilder::new()
-        .wallet(alloy::network::EthereumWallet::from(intruder.clone()))
-        .connect_http(chain.url.parse().unwrap());
-    use alloy::providers::Provider;
-    let tx = alloy::rpc::types::TransactionRequest::default().to(intruder.address()).value(U256::from(1));
-    provider.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+    chain.send_as(key.parse().unwrap()).await;
 
     let (daemon, keys, _) = prepared.start(&chain).await;
     let intent = mint(&daemon, &keys, "aurora:guest_ahead", 1, "ahead:1").await;

@@ -61,6 +61,16 @@ impl TestChain {
             .connect_http(self.url.parse().unwrap())
     }
 
+    /// A transaction havend did not send: 1 wei to itself, signed with `key`, mined.
+    pub async fn send_as(&self, key: PrivateKeySigner) {
+        let address = key.address();
+        let provider = ProviderBuilder::new()
+            .wallet(alloy::network::EthereumWallet::from(key))
+            .connect_http(self.url.parse().unwrap());
+        let tx = alloy::rpc::types::TransactionRequest::default().to(address).value(U256::from(1));
+        provider.send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+    }
+
     pub async fn total_supply(&self) -> U256 {
         self.client().total_supply(self.token).await.unwrap()
     }
