@@ -99,18 +99,41 @@ pub fn parse(partner: Partner, event: Option<&str>, body: &[u8]) -> Result<Parse
         return Err(PayloadError::NotAnObject);
     };
     let fields = Fields(&object);
-    match (partner, event) {
-        (Partner::Stripe, _) => parse_stripe(&fields),
+    let parsed = match (partner, event) {
+        (Partner::Stripe, _) => parse_stripe(&fields)?,
         (_, Some(event)) => {
             let key = key_parts(partner, event, &fields)?;
-            Ok(ParsedEvent {
+            ParsedEvent {
                 event_type: event.to_owned(),
                 partner_event_id: partner_event_id(event, &key),
                 disposition: Disposition::Pending,
-            })
+            }
         }
-        (_, None) => Err(PayloadError::MissingField("event".into())),
+        (_, None) => return Err(PayloadError::MissingField("event".into())),
+    };
+    check_storable(&parsed)?;
+    Ok(parsed)
+}
+
+/// Longest partner event id the inbox stores (its column's size).
+pub const MAX_PARTNER_EVENT_ID_LEN: usize = 512;
+/// Longest event type the inbox stores (its column's size).
+pub const MAX_EVENT_TYPE_LEN: usize = 128;
+
+/// Refuses (400) what the inbox cannot store, rather than failing the insert
+/// (503) and inviting the partner to retry the same event forever.
+fn check_storable(event: &ParsedEvent) -> Result<(), PayloadError> {
+    if event.partner_event_id.len() > MAX_PARTNER_EVENT_ID_LEN {
+        return Err(invalid("id", &format!("identifiers are too long (over {MAX_PARTNER_EVENT_ID_LEN} bytes encoded)")));
     }
+    if event.event_type.len() > MAX_EVENT_TYPE_LEN {
+        return Err(invalid("type", &format!("longer than {MAX_EVENT_TYPE_LEN} bytes")));
+    }
+    // PostgreSQL text cannot hold NUL; only Stripe's id and type reach storage unencoded.
+    if event.partner_event_id.contains('\0') || event.event_type.contains('\0') {
+        return Err(invalid("id", "must not contain NUL characters"));
+    }
+    Ok(())
 }
 
 /// `"{event}:{part}:{part}"` with each part percent-encoded (SPEC section 2).
@@ -431,6 +454,16 @@ mod tests {
         let payout = stripe(r#"{"id":"evt_4","type":"payout.failed","data":{"object":{"metadata":{"redemption_id":"rd_1"}}}}"#);
         assert_eq!(payout.disposition, Disposition::Pending);
         assert_eq!(parse(Partner::Stripe, None, br#"{"type":"payout.paid"}"#).unwrap_err(), PayloadError::MissingField("id".into()));
+    }
+
+    #[test]
+    fn identifiers_the_inbox_cannot_store_are_refused() {
+        let long = "x".repeat(600);
+        let body = format!(r#"{{"id":"{long}"}}"#);
+        assert_eq!(err(Partner::Aurora, "booking-completed", &body).field(), Some("id"));
+        let stripe = |body: &str| parse(Partner::Stripe, None, body.as_bytes()).unwrap_err();
+        assert_eq!(stripe(&format!(r#"{{"id":"evt_1","type":"{}"}}"#, "t".repeat(200))).field(), Some("type"));
+        assert_eq!(stripe(r#"{"id":"evt_\u0000","type":"customer.created"}"#).field(), Some("id"));
     }
 
     #[test]
