@@ -5,7 +5,7 @@
 use alloy::primitives::U256;
 use entity::{transactions, users};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
 };
 use uuid::Uuid;
 
@@ -99,9 +99,11 @@ pub async fn enqueue(db: &DatabaseConnection, keys: &MasterKeys, intent: NewInte
     Ok(stored)
 }
 
-/// [`enqueue`] inside the caller's transaction.
+/// [`enqueue`] inside the caller's transaction. The unique `source` decides
+/// (insert `ON CONFLICT DO NOTHING`, never check-then-insert), so two
+/// concurrent callers queue one intent and both get it back.
 pub async fn enqueue_in(db: &impl ConnectionTrait, keys: &MasterKeys, intent: NewIntent) -> Result<transactions::Model, LedgerError> {
-    if let Some(existing) = transactions::Entity::find().filter(transactions::Column::Source.eq(&intent.source)).one(db).await? {
+    if let Some(existing) = by_source(db, &intent.source).await? {
         return Ok(existing);
     }
     let hot_wallets = active_hot_wallets(db).await?;
@@ -127,7 +129,12 @@ pub async fn enqueue_in(db: &impl ConnectionTrait, keys: &MasterKeys, intent: Ne
         created_at: Set(now),
         updated_at: Set(now),
     };
-    Ok(row.insert(db).await?)
+    transactions::Entity::insert(row).on_conflict_do_nothing_on([transactions::Column::Source]).exec(db).await?;
+    by_source(db, &intent.source).await?.ok_or_else(|| DbErr::RecordNotFound(intent.source).into())
+}
+
+async fn by_source(db: &impl ConnectionTrait, source: &str) -> Result<Option<transactions::Model>, DbErr> {
+    transactions::Entity::find().filter(transactions::Column::Source.eq(source)).one(db).await
 }
 
 /// A user's balance by the ledger: confirmed mints minus confirmed burns.
