@@ -306,10 +306,14 @@ impl WalletState {
         }
         self.refresh_wallet_status().await?;
         self.scan_blocks(head).await?;
-        let latest = self.rpc(self.chain.nonce_at(self.address, BlockId::latest())).await?;
-        self.reconcile_unmined(head, latest).await?;
-        self.settle(head).await?;
-        self.resend(latest).await?;
+        // With nothing in flight there is nothing to settle or resend: an idle
+        // wallet costs one RPC and one query per tick.
+        if !self.in_flight.is_empty() {
+            let latest = self.rpc(self.chain.nonce_at(self.address, BlockId::latest())).await?;
+            self.reconcile_unmined(head, latest).await?;
+            self.settle(head).await?;
+            self.resend(latest).await?;
+        }
         if self.ticks % BALANCE_CHECK_EVERY == 1 {
             self.check_balance().await?;
         }
