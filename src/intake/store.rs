@@ -59,6 +59,13 @@ pub async fn insert_new(db: &impl ConnectionTrait, events: &[&NewEvent]) -> Resu
     if events.is_empty() {
         return Ok(HashSet::new());
     }
+    // Test hook (compiled in only with `test-hooks`): a row whose id ends in
+    // "poison" fails its whole statement, as a row the database refuses would.
+    fail::fail_point!(
+        "intake::poisoned_row",
+        events.iter().any(|e| e.partner_event_id.ends_with("poison")),
+        |_| Err(DbErr::Custom("poisoned row (test hook)".into()))
+    );
     let mut insert = Query::insert();
     insert.into_table(entity::webhook_events::Entity).columns([
         Column::Id,

@@ -519,3 +519,26 @@ async fn database_outage_keeps_the_daemon_up_and_the_wallet_resumes_after_it() {
     assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reencrypt_moves_every_wallet_to_the_new_master_key_version() {
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    let mut config = havend::config::Config::default();
+    config.database.url = Some(havend::config::Secret::new(&database.url));
+    let db = havend::db::connect(&config).await.unwrap();
+    havend::db::migrate_up(&db).await.unwrap();
+    let v1 = format!("1:{}", "11".repeat(32));
+    let old_keys = havend::custody::MasterKeys::parse(&v1).unwrap();
+    let wallet = havend::custody::create_wallet(&db, &old_keys, havend::custody::HOT, "test").await.unwrap();
+    let address = havend::custody::unlock(&db, &old_keys, &wallet, "test", "before").await.unwrap().address();
+
+    let both = havend::custody::MasterKeys::parse(&format!("{v1},2:{}", "22".repeat(32))).unwrap();
+    assert_eq!(havend::custody::reencrypt_all(&db, &both, "test").await.unwrap(), 1);
+    let reencrypted = havend::custody::find(&db, &wallet.address).await.unwrap();
+    assert_eq!(reencrypted.key_version, 2);
+    let only_new = havend::custody::MasterKeys::parse(&format!("2:{}", "22".repeat(32))).unwrap();
+    let signer = havend::custody::unlock(&db, &only_new, &reencrypted, "test", "after").await.unwrap();
+    assert_eq!(signer.address(), address, "the same key, now under version 2 alone");
+    assert!(havend::custody::unlock(&db, &old_keys, &reencrypted, "test", "old key").await.is_err());
+    assert_eq!(havend::custody::reencrypt_all(&db, &both, "test").await.unwrap(), 0, "nothing left to move");
+}

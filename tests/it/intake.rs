@@ -116,6 +116,7 @@ on_both_backends!(
     two_attendees_of_one_tribe_event_are_two_events,
     cancellation_of_a_created_booking_is_a_new_event,
     request_id_is_honoured_and_echoed,
+    one_row_the_database_refuses_fails_alone_and_its_batch_is_stored,
 );
 
 /// The listener speaks HTTP/2 (prior knowledge, as a proxy in front of havend would).
@@ -138,4 +139,29 @@ async fn http2_delivery_is_stored() {
     assert_eq!(response.status(), 200);
     assert!(daemon.event(Partner::Aurora, "booking-created:bk_h2").await.is_some());
     daemon.stop().await;
+}
+
+async fn one_row_the_database_refuses_fails_alone_and_its_batch_is_stored(backend: Backend) {
+    // The failpoint fails any insert holding a partner event id that ends in
+    // "poison"; no other test uses such an id.
+    fail::cfg("intake::poisoned_row", "return").unwrap();
+    let daemon = Arc::new(
+        TestDaemon::start_with(backend, |c| {
+            // All eleven requests share one batch: it is written when full.
+            c.intake.max_batch = 11;
+            c.intake.flush_delay_us = 100_000;
+        })
+        .await,
+    );
+    let ids: Vec<String> = (0..10).map(|i| format!("bk_batch_{i}")).chain(["bk_poison".to_owned()]).collect();
+    let deliveries = ids.iter().cloned().map(|id| {
+        let daemon = daemon.clone();
+        tokio::spawn(async move { (id.clone(), daemon.deliver(Partner::Aurora, Some("booking-created"), &booking_created(&id)).await) })
+    });
+    for (id, answer) in futures_join(deliveries).await {
+        let expected = if id == "bk_poison" { 503 } else { 200 };
+        assert_eq!(answer.status, expected, "{id}: {:?}", answer.json);
+    }
+    assert_eq!(daemon.stored().await, 10, "the other rows of the batch were stored one by one");
+    assert!(daemon.event(Partner::Aurora, "booking-created:bk_poison").await.is_none());
 }
