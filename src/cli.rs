@@ -1,4 +1,5 @@
-//! The `havend` command line: `run`, `migrate`, `check-config`, `sign-webhook`.
+//! The `havend` command line: `run`, `dev`, `migrate`, `check-config`,
+//! `sign-webhook`, wallet custody and the rewards operator commands.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,125 @@ pub enum Command {
         /// Standard Webhooks message id (default: a new one).
         #[arg(long)]
         id: Option<String>,
+    },
+    /// Inbox events: re-queue a dead-lettered one.
+    Events {
+        /// The config directory, for the database.
+        #[arg(long, env = "HAVEND_CONFIG", default_value = "config")]
+        config: PathBuf,
+        /// What to do.
+        #[command(subcommand)]
+        action: EventsAction,
+    },
+    /// Reward intents held over a mint limit: list, release or cancel them.
+    Intents {
+        /// The config directory, for the database.
+        #[arg(long, env = "HAVEND_CONFIG", default_value = "config")]
+        config: PathBuf,
+        /// What to do.
+        #[command(subcommand)]
+        action: IntentsAction,
+    },
+    /// Pause signing of new work on every daemon sharing the database (intake and processing go on).
+    Pause {
+        /// The config directory, for the database.
+        #[arg(long, env = "HAVEND_CONFIG", default_value = "config")]
+        config: PathBuf,
+    },
+    /// Resume signing after `havend pause`.
+    Resume {
+        /// The config directory, for the database.
+        #[arg(long, env = "HAVEND_CONFIG", default_value = "config")]
+        config: PathBuf,
+    },
+    /// Run a scheduled job now.
+    Jobs {
+        /// The config directory.
+        #[arg(long, env = "HAVEND_CONFIG", default_value = "config")]
+        config: PathBuf,
+        /// Which job.
+        #[command(subcommand)]
+        action: JobsAction,
+    },
+    /// Compare every user's ledger balance and the total supply with the chain at one block; exit 1 on a difference.
+    Reconcile {
+        /// The config directory.
+        #[arg(long, env = "HAVEND_CONFIG", default_value = "config")]
+        config: PathBuf,
+        /// The chain, when the config has no `[chain]` (as under `havend dev`).
+        #[command(flatten)]
+        chain: ChainArgs,
+    },
+    /// Show a user: custodial address, ledger balance, pending intents and (with a chain) the on-chain balance.
+    User {
+        /// The config directory.
+        #[arg(long, env = "HAVEND_CONFIG", default_value = "config")]
+        config: PathBuf,
+        /// `{partner}:{id}` (e.g. `aurora:guest_001`) or havend's user id.
+        user: String,
+        /// The chain, when the config has no `[chain]` (as under `havend dev`).
+        #[command(flatten)]
+        chain: ChainArgs,
+    },
+}
+
+/// Where to read the chain when the config does not say.
+#[derive(Debug, clap::Args)]
+pub struct ChainArgs {
+    /// JSON-RPC URL (default: `chain.rpc_url`).
+    #[arg(long)]
+    pub rpc_url: Option<String>,
+    /// The HAVEN token (default: `chain.token`).
+    #[arg(long)]
+    pub token: Option<alloy::primitives::Address>,
+}
+
+/// `havend events` actions.
+#[derive(Debug, Subcommand)]
+pub enum EventsAction {
+    /// Re-queue a dead-lettered event (havend's id or `{partner}:{partner event id}`).
+    Replay {
+        /// The event.
+        event: String,
+    },
+}
+
+/// `havend intents` actions.
+#[derive(Debug, Subcommand)]
+pub enum IntentsAction {
+    /// List held intents.
+    Held,
+    /// Queue a held intent on its user's current hot wallet.
+    Release {
+        /// The intent's id.
+        id: uuid::Uuid,
+    },
+    /// Cancel a held intent: nothing is minted.
+    Cancel {
+        /// The intent's id.
+        id: uuid::Uuid,
+    },
+}
+
+/// `havend jobs run` jobs.
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// Run a job now.
+    Run {
+        /// Which job.
+        #[command(subcommand)]
+        job: Job,
+    },
+}
+
+/// Jobs `havend jobs run` can start.
+#[derive(Debug, Subcommand)]
+pub enum Job {
+    /// Pay every completed staking week that has no payout yet.
+    StakingRewards {
+        /// Pay as if it were this date (UTC midnight; default: now).
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
     },
 }
 
@@ -230,6 +350,13 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&config)?;
             runtime()?.block_on(wallet_command(config, action))
         }
+        Command::Events { config, action } => operator(&config, OperatorCommand::Events(action)),
+        Command::Intents { config, action } => operator(&config, OperatorCommand::Intents(action)),
+        Command::Pause { config } => operator(&config, OperatorCommand::Pause(true)),
+        Command::Resume { config } => operator(&config, OperatorCommand::Pause(false)),
+        Command::Jobs { config, action } => operator(&config, OperatorCommand::Jobs(action)),
+        Command::Reconcile { config, chain } => operator(&config, OperatorCommand::Reconcile(chain)),
+        Command::User { config, user, chain } => operator(&config, OperatorCommand::User(user, chain)),
         Command::Migrate { config, action } => {
             let config = load(&config)?;
             runtime()?.block_on(async {
@@ -310,6 +437,80 @@ async fn wallet_command(config: Config, action: WalletAction) -> anyhow::Result<
     };
     println!("{}", serde_json::to_string_pretty(&output)?);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The rewards operator commands, run against the configured database.
+enum OperatorCommand {
+    Events(EventsAction),
+    Intents(IntentsAction),
+    Pause(bool),
+    Jobs(JobsAction),
+    Reconcile(ChainArgs),
+    User(String, ChainArgs),
+}
+
+fn operator(dir: &std::path::Path, command: OperatorCommand) -> anyhow::Result<ExitCode> {
+    use crate::rewards::{inbox, operator, staking};
+    let config = load(dir)?;
+    runtime()?.block_on(async {
+        let db = crate::db::connect(&config).await?;
+        crate::db::migrate_up(&db).await?;
+        let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+        let chain = |args: &ChainArgs| -> anyhow::Result<(crate::chain::ChainClient, alloy::primitives::Address)> {
+            let rpc_url = args.rpc_url.clone().or_else(|| config.chain.as_ref().map(|c| c.rpc_url.clone()));
+            let token = args.token.or_else(|| config.chain.as_ref().map(|c| c.token));
+            let (Some(rpc_url), Some(token)) = (rpc_url, token) else { bail!("no chain: configure [chain] or pass --rpc-url and --token") };
+            Ok((crate::chain::ChainClient::new(&rpc_url, std::time::Duration::from_secs(10)).map_err(anyhow::Error::msg)?, token))
+        };
+        let mut code = ExitCode::SUCCESS;
+        let output = match command {
+            OperatorCommand::Events(EventsAction::Replay { event }) => match inbox::replay(&db, &event).await? {
+                inbox::Replay::Requeued(id) => serde_json::json!({ "replayed": id }),
+                inbox::Replay::NotFound => bail!("no event {event}"),
+                inbox::Replay::NotDeadLettered(status) => bail!("event {event} is {status}; only dead-lettered events are replayed"),
+            },
+            OperatorCommand::Intents(IntentsAction::Held) => {
+                serde_json::Value::Array(operator::list_held(&db).await?.iter().map(describe_intent).collect())
+            }
+            OperatorCommand::Intents(IntentsAction::Release { id }) => describe_intent(&operator::release(&db, id, &actor).await?),
+            OperatorCommand::Intents(IntentsAction::Cancel { id }) => describe_intent(&operator::cancel(&db, id, &actor).await?),
+            OperatorCommand::Pause(paused) => {
+                operator::set_paused(&db, paused, &actor).await?;
+                serde_json::json!({ "minting_paused": paused })
+            }
+            OperatorCommand::Jobs(JobsAction::Run { job: Job::StakingRewards { as_of } }) => {
+                let keys = crate::custody::MasterKeys::load(config.custody.master_key_file.as_deref()).ok();
+                let as_of = as_of.map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc()).unwrap_or_else(chrono::Utc::now);
+                serde_json::to_value(staking::run(&db, keys.as_ref(), &config.rewards, as_of).await?)?
+            }
+            OperatorCommand::Reconcile(args) => {
+                let (client, token) = chain(&args)?;
+                let report = crate::ledger::reconcile::reconcile(&db, &client, token).await?;
+                if !report.is_clean() {
+                    code = ExitCode::FAILURE;
+                }
+                serde_json::to_value(report)?
+            }
+            OperatorCommand::User(user, args) => {
+                let mut summary = crate::ledger::summary(&db, &user).await?.ok_or_else(|| anyhow::anyhow!("no user {user}"))?;
+                if args.rpc_url.is_some() || config.chain.is_some() {
+                    let (client, token) = chain(&args)?;
+                    let balance = client.token_balance(token, summary.address.parse()?).await?;
+                    summary.on_chain = Some(crate::chain::format_units(balance));
+                }
+                serde_json::to_value(summary)?
+            }
+        };
+        println!("{}", serde_json::to_string_pretty(&output)?);
+        Ok(code)
+    })
+}
+
+fn describe_intent(t: &entity::transactions::Model) -> serde_json::Value {
+    serde_json::json!({
+        "id": t.id, "source": t.source, "kind": t.kind, "amount": crate::chain::format_units(t.amount.parse().unwrap_or_default()),
+        "status": t.status, "reason": t.reason, "note": t.last_error, "tx_hash": t.tx_hash, "created_at": t.created_at,
+    })
 }
 
 fn load(dir: &std::path::Path) -> anyhow::Result<Config> {

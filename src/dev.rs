@@ -120,6 +120,16 @@ pub fn banner(config: &Config) -> anyhow::Result<String> {
         out.push_str(&format!(
             "\nSend a signed booking (valid for 5 minutes):\n  curl -sS -H 'Content-Type: application/json'{header_args} --data '{body}' http://{listen}/webhooks/aurora/booking-created\n"
         ));
+        // The local anvil's URL carries no secret; a configured one may, and
+        // `havend user --config` reads it from the config instead.
+        let chain_args = if chain.rpc_url.starts_with("http://127.0.0.1:") || chain.rpc_url.starts_with("http://localhost:") {
+            format!(" --rpc-url {} --token {}", chain.rpc_url, chain.token)
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "\nA block or two later the guest holds 793.2 HNV (330.50 CAD x 2 HNV/CAD x 1.2 for 2 nights):\n  havend user aurora:guest_001{chain_args}\n"
+        ));
     }
     Ok(out)
 }

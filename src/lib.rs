@@ -8,6 +8,7 @@
 //! - [`chain`] holds the token bindings, the RPC client, signing and admin operations.
 //! - [`custody`] encrypts, decrypts (audited), rotates and revokes wallet keys.
 //! - [`ledger`] holds users and reward intents.
+//! - [`rewards`] turns stored partner events into reward intents (rules, handlers, the processor actor).
 //! - [`wallet`] runs one actor per hot wallet, the sole owner of its nonces.
 //! - [`breaker`] guards the RPC with a circuit breaker actor.
 //! - [`alert`] records alerts for operators.
@@ -30,6 +31,7 @@ pub mod dev;
 pub mod http;
 pub mod intake;
 pub mod ledger;
+pub mod rewards;
 pub mod supervisor;
 pub mod telemetry;
 pub mod wallet;
@@ -53,6 +55,7 @@ use crate::config::{Config, ConfigHandle};
 use crate::custody::MasterKeys;
 use crate::http::AppState;
 use crate::intake::IntakeSlot;
+use crate::rewards::ProcessorSlot;
 use crate::supervisor::{ChainSlot, ChainStart, RootArgs, RootMsg, RootSupervisor};
 use crate::wallet::{RegistryMsg, WalletSettings, WalletStatus};
 
@@ -86,6 +89,7 @@ pub struct Daemon {
     db: DatabaseConnection,
     intake: IntakeSlot,
     chain: ChainSlot,
+    processors: ProcessorSlot,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     root: ActorRef<RootMsg>,
@@ -100,10 +104,17 @@ impl Daemon {
         db::migrate_up(&db).await.map_err(db::DbError::from)?;
         let addr = listener.local_addr().map_err(|e| AppError::Spawn(e.to_string()))?;
         let chain_start = chain_start(&config, &db).await?;
+        // The processors create custodial wallets for new users; without a
+        // master key they still process events of known users.
+        let keys = match &chain_start {
+            Some(chain) => Some(chain.keys.clone()),
+            None => MasterKeys::load(config.custody.master_key_file.as_deref()).ok(),
+        };
         let max_in_flight = config.server.max_in_flight_stores;
         let config: ConfigHandle = Arc::new(ArcSwap::from_pointee(config));
         let intake: IntakeSlot = Arc::new(ArcSwapOption::empty());
         let chain: ChainSlot = Arc::new(ArcSwapOption::empty());
+        let processors: ProcessorSlot = Arc::new(ArcSwap::from_pointee(Vec::new()));
 
         let root_args = RootArgs {
             db: db.clone(),
@@ -111,7 +122,10 @@ impl Daemon {
             intake_slot: intake.clone(),
             chain: chain_start,
             chain_slot: chain.clone(),
+            processor_slot: processors.clone(),
+            keys: keys.clone(),
         };
+        let processor_keys = keys;
         let (root, root_handle) =
             Actor::spawn(None, RootSupervisor, root_args).await.map_err(|e| AppError::Spawn(e.to_string()))?;
 
@@ -122,10 +136,12 @@ impl Daemon {
             chain: chain.clone(),
             admission: Semaphore::new(max_in_flight),
         });
+        // A Monday missed while the daemon was down is paid late, never skipped.
+        tokio::spawn(run_staking_job(db.clone(), processor_keys, config.clone()));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let server = tokio::spawn(http::serve(listener, state, shutdown_rx));
         info!(%addr, "havend is listening");
-        Ok(Daemon { addr, config, db, intake, chain, shutdown, server, root, root_handle })
+        Ok(Daemon { addr, config, db, intake, chain, processors, shutdown, server, root, root_handle })
     }
 
     /// The address the listener is bound to.
@@ -195,6 +211,11 @@ impl Daemon {
         }
     }
 
+    /// Tells every processor that inbox events may be waiting (after a replay, say).
+    pub fn nudge_processors(&self) {
+        rewards::processor::nudge(&self.processors);
+    }
+
     /// The RPC circuit breaker's status.
     pub async fn breaker_status(&self) -> Option<BreakerStatus> {
         let chain = self.chain.load_full()?;
@@ -238,6 +259,16 @@ async fn chain_start(config: &Config, db: &DatabaseConnection) -> Result<Option<
         },
         owner: config.daemon_name.clone(),
     }))
+}
+
+/// The staking job at start-up (SPEC section 5); the scheduler runs it weekly.
+async fn run_staking_job(db: DatabaseConnection, keys: Option<MasterKeys>, config: ConfigHandle) {
+    let rules = config.load().rewards.clone();
+    match rewards::staking::run(&db, keys.as_ref(), &rules, chrono::Utc::now()).await {
+        Ok(report) if report.paid > 0 => info!(paid = report.paid, held = report.held, "Staking weeks paid at start-up"),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "Staking job at start-up failed; it runs again at the next start or schedule"),
+    }
 }
 
 /// Runs the daemon on `listener` until `signal` completes.

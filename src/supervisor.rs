@@ -21,6 +21,7 @@ use crate::chain::ChainClient;
 use crate::config::ConfigHandle;
 use crate::custody::MasterKeys;
 use crate::intake::{IntakeActor, IntakeArgs, IntakeMsg, IntakeSlot};
+use crate::rewards::{Processor, ProcessorArgs, ProcessorMsg, ProcessorSlot};
 use crate::wallet::{RegistryArgs, RegistryMsg, WalletDeps, WalletRegistry, WalletSettings};
 
 /// Restarts allowed per child within [`RESTART_WINDOW`] before the supervisor
@@ -82,6 +83,10 @@ pub struct RootArgs {
     pub chain: Option<ChainStart>,
     /// Where the chain handles are published.
     pub chain_slot: ChainSlot,
+    /// Where the processors are published (the intake actor nudges them).
+    pub processor_slot: ProcessorSlot,
+    /// Master keys for the processors (new users' custodial wallets), if any.
+    pub keys: Option<MasterKeys>,
 }
 
 /// The supervisor's children and restart history.
@@ -92,6 +97,9 @@ pub struct RootState {
     intake: ActorRef<IntakeMsg>,
     intake_restarts: RestartBudget,
     chain_slot: ChainSlot,
+    processor_slot: ProcessorSlot,
+    keys: Option<MasterKeys>,
+    processor_restarts: RestartBudget,
     /// Breaker and registry, stopped in reverse order on shutdown.
     others: Vec<ActorCell>,
 }
@@ -102,7 +110,7 @@ impl Actor for RootSupervisor {
     type Arguments = RootArgs;
 
     async fn pre_start(&self, myself: ActorRef<RootMsg>, args: RootArgs) -> Result<RootState, ActorProcessingErr> {
-        let intake = spawn_intake(&myself, &args.db, &args.config).await?;
+        let intake = spawn_intake(&myself, &args.db, &args.config, &args.processor_slot).await?;
         args.intake_slot.store(Some(Arc::new(intake.clone())));
         let mut others = Vec::new();
         if let Some(chain) = args.chain {
@@ -124,6 +132,11 @@ impl Actor for RootSupervisor {
             others.push(registry.get_cell());
             args.chain_slot.store(Some(Arc::new(ChainHandles { client: chain.client, token: chain.token, breaker, registry })));
         }
+        let mut processors = Vec::new();
+        for _ in 0..args.config.load().processor.workers {
+            processors.push(spawn_processor(&myself, &args.db, &args.config, &args.keys, &args.chain_slot).await?);
+        }
+        args.processor_slot.store(Arc::new(processors));
         Ok(RootState {
             db: args.db,
             config: args.config,
@@ -131,6 +144,9 @@ impl Actor for RootSupervisor {
             intake,
             intake_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             chain_slot: args.chain_slot,
+            processor_slot: args.processor_slot,
+            keys: args.keys,
+            processor_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             others,
         })
     }
@@ -152,6 +168,9 @@ impl Actor for RootSupervisor {
             error!(actor = ?cell.get_name(), %reason, "A chain actor stopped; failing upward");
             return Err(format!("chain actor stopped: {reason}").into());
         }
+        if state.processor_slot.load().iter().any(|p| p.get_id() == cell.get_id()) {
+            return state.restart_processor(&myself, cell.get_id(), &reason).await;
+        }
         if cell.get_id() != state.intake.get_id() {
             return Ok(());
         }
@@ -161,7 +180,7 @@ impl Actor for RootSupervisor {
             return Err(format!("intake actor failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
         }
         warn!(actor = "intake", %reason, "Intake actor stopped; restarting it");
-        let intake = spawn_intake(&myself, &state.db, &state.config).await?;
+        let intake = spawn_intake(&myself, &state.db, &state.config, &state.processor_slot).await?;
         state.intake_slot.store(Some(Arc::new(intake.clone())));
         state.intake = intake;
         info!(actor = "intake", "Intake actor restarted");
@@ -171,8 +190,10 @@ impl Actor for RootSupervisor {
     async fn post_stop(&self, myself: ActorRef<RootMsg>, state: &mut RootState) -> Result<(), ActorProcessingErr> {
         state.chain_slot.store(None);
         state.intake_slot.store(None);
+        let processors = state.processor_slot.swap(Arc::new(Vec::new()));
         // Unlink first so a child's exit is not taken for a failure to handle.
-        for child in state.others.iter().rev().chain(std::iter::once(&state.intake.get_cell())) {
+        let processors = processors.iter().map(|p| p.get_cell());
+        for child in processors.chain(state.others.iter().rev().cloned()).chain(std::iter::once(state.intake.get_cell())) {
             child.unlink(myself.get_cell());
             child.stop_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await.ok();
         }
@@ -180,12 +201,45 @@ impl Actor for RootSupervisor {
     }
 }
 
+impl RootState {
+    /// A processor failed (a panic: its handler turns every error into a
+    /// retry): start another in its place, within the restart budget. Its
+    /// claims lapse and are taken again, so nothing it held is lost.
+    async fn restart_processor(&mut self, myself: &ActorRef<RootMsg>, failed: ractor::ActorId, reason: &str) -> Result<(), ActorProcessingErr> {
+        if !self.processor_restarts.allow(Instant::now()) {
+            error!(actor = "processor", %reason, "Processor keeps failing; giving up");
+            return Err(format!("processor failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
+        }
+        warn!(actor = "processor", %reason, "Processor stopped; restarting it");
+        let replacement = spawn_processor(myself, &self.db, &self.config, &self.keys, &self.chain_slot).await?;
+        let mut processors: Vec<_> = self.processor_slot.load().iter().filter(|p| p.get_id() != failed).cloned().collect();
+        processors.push(replacement);
+        self.processor_slot.store(Arc::new(processors));
+        Ok(())
+    }
+}
+
+async fn spawn_processor(
+    supervisor: &ActorRef<RootMsg>,
+    db: &DatabaseConnection,
+    config: &ConfigHandle,
+    keys: &Option<MasterKeys>,
+    chain: &ChainSlot,
+) -> Result<ActorRef<ProcessorMsg>, ActorProcessingErr> {
+    let args = ProcessorArgs { db: db.clone(), config: config.clone(), keys: keys.clone(), chain: chain.clone() };
+    let (processor, _) = Actor::spawn_linked(None, Processor, args, supervisor.get_cell()).await?;
+    Ok(processor)
+}
+
 async fn spawn_intake(
     supervisor: &ActorRef<RootMsg>,
     db: &DatabaseConnection,
     config: &ConfigHandle,
+    processors: &ProcessorSlot,
 ) -> Result<ActorRef<IntakeMsg>, ActorProcessingErr> {
-    let args = IntakeArgs { db: db.clone(), config: config.clone() };
+    let processors = processors.clone();
+    let on_commit: crate::intake::OnCommit = Arc::new(move || crate::rewards::processor::nudge(&processors));
+    let args = IntakeArgs { db: db.clone(), config: config.clone(), on_commit };
     let (intake, _) = Actor::spawn_linked(None, IntakeActor, args, supervisor.get_cell()).await?;
     Ok(intake)
 }

@@ -1,8 +1,15 @@
 //! sea-orm entities of havend's database, one module per table.
 
 pub mod alerts;
+pub mod aurora_bookings;
 pub mod foreign_nonces;
+pub mod mint_counters;
+pub mod staking_records;
+pub mod system_flags;
+pub mod ticketing_status;
 pub mod transactions;
+pub mod tribe_events;
+pub mod tribe_rewards;
 pub mod tx_attempts;
 pub mod users;
 pub mod wallet_audit_logs;

@@ -25,7 +25,7 @@ pub struct Model {
     pub amount: String,
     /// Why (shown to operators).
     pub reason: String,
-    /// `queued`, `signed`, `broadcast`, `confirmed`, `failed` or `cancelled`.
+    /// `queued`, `held`, `signed`, `broadcast`, `confirmed`, `failed` or `cancelled`.
     pub status: String,
     /// Raised when an operator retries a failed intent.
     pub generation: i32,
@@ -43,6 +43,14 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     /// When it last changed.
     pub updated_at: DateTimeUtc,
+    /// The inbox event that caused it (none for API mints and jobs).
+    pub event_id: Option<Uuid>,
+    /// Hash of the reward rules snapshot it was computed with.
+    pub rules_hash: Option<String>,
+    /// The UTC day (`YYYY-MM-DD`) its mint counts toward in the daily limits.
+    pub limit_day: Option<String>,
+    /// Base units a reversal could not burn because the user no longer held them.
+    pub shortfall: Option<String>,
 }
 
 /// Relations are expressed by ids in queries.

@@ -15,7 +15,7 @@ pub struct Model {
     pub partner_event_id: String,
     /// The event name (`booking-created`, `payment_intent.succeeded`, …).
     pub event_type: String,
-    /// `pending`, `processing`, `processed`, `ignored`, `invalid`, `failed` or `dead`.
+    /// `pending`, `processed`, `ignored`, `invalid` or `dead_letter`.
     pub status: String,
     /// Processing attempts so far.
     pub attempts: i32,
@@ -35,6 +35,10 @@ pub struct Model {
     pub received_at: DateTimeUtc,
     /// When the processor finished with it.
     pub processed_at: Option<DateTimeUtc>,
+    /// The lease token of the processor working on it; its writes commit only while this holds.
+    pub claim_token: Option<Uuid>,
+    /// Until when the claim holds; a crashed processor's claim lapses then.
+    pub claimed_until: Option<DateTimeUtc>,
 }
 
 /// The inbox has no relations yet.

@@ -321,6 +321,18 @@ impl ChainClient {
         let contract = HavenToken::new(token, &self.provider);
         self.timed(async { contract.balanceOf(account).call().await.map_err(contract_error) }).await
     }
+
+    /// `totalSupply()` as of block `number` (one consistent view for reconciliation).
+    pub async fn total_supply_at(&self, token: Address, number: u64) -> Result<U256, RpcFailure> {
+        let contract = HavenToken::new(token, &self.provider);
+        self.timed(async { contract.totalSupply().block(BlockId::number(number)).call().await.map_err(contract_error) }).await
+    }
+
+    /// The token balance of `account` as of block `number`.
+    pub async fn token_balance_at(&self, token: Address, account: Address, number: u64) -> Result<U256, RpcFailure> {
+        let contract = HavenToken::new(token, &self.provider);
+        self.timed(async { contract.balanceOf(account).block(BlockId::number(number)).call().await.map_err(contract_error) }).await
+    }
 }
 
 fn contract_error(error: alloy::contract::Error) -> RpcError<TransportErrorKind> {

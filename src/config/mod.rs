@@ -5,6 +5,7 @@
 //! config directory → environment overrides for secrets. Every error names the
 //! file, the key and the problem.
 
+pub mod rewards;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
+pub use rewards::RewardRules;
 pub use secret::{REDACTED, Secret};
 
 use crate::webhooks::{Partner, Scheme};
@@ -23,6 +25,8 @@ use crate::webhooks::{Partner, Scheme};
 pub const DAEMON_FILE: &str = "havend.toml";
 /// The partners' file (schemes and webhook secrets) in the config directory.
 pub const PARTNERS_FILE: &str = "partners.toml";
+/// The reward rules file in the config directory.
+pub const REWARDS_FILE: &str = "rewards.toml";
 
 /// Default listen address: loopback, so a fresh install is not exposed.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -84,9 +88,14 @@ pub struct Config {
     pub breaker: BreakerSettings,
     /// Where the master key comes from.
     pub custody: CustodyConfig,
+    /// The rewards processor.
+    pub processor: ProcessorConfig,
     /// Partners that may send webhooks, from `partners.toml`.
     #[serde(skip_deserializing)]
     pub partners: BTreeMap<Partner, PartnerConfig>,
+    /// Reward rules, from `rewards.toml`.
+    #[serde(skip_deserializing)]
+    pub rewards: RewardRules,
 }
 
 impl Default for Config {
@@ -102,7 +111,9 @@ impl Default for Config {
             chain: None,
             breaker: BreakerSettings::default(),
             custody: CustodyConfig::default(),
+            processor: ProcessorConfig::default(),
             partners: BTreeMap::new(),
+            rewards: RewardRules::default(),
         }
     }
 }
@@ -187,6 +198,49 @@ impl Default for IntakeConfig {
             flush_delay_us: DEFAULT_FLUSH_DELAY_US,
             max_batch: DEFAULT_MAX_BATCH,
             store_timeout_ms: DEFAULT_STORE_TIMEOUT_MS,
+        }
+    }
+}
+
+/// The rewards processor: how it claims inbox events and retries them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProcessorConfig {
+    /// Processor actors in this daemon (PostgreSQL: they share the inbox
+    /// with `SKIP LOCKED`; SQLite serializes writers, so more rarely help).
+    pub workers: usize,
+    /// Inbox events one claim takes.
+    pub batch: u64,
+    /// How often the inbox is polled for events written by other daemons
+    /// or due for a retry (the intake actor nudges on its own commits).
+    pub poll_interval_ms: u64,
+    /// A claim lapses after this; a crashed processor's events are then
+    /// claimed again.
+    pub lease_secs: u64,
+    /// Deterministic failures before an event is dead-lettered.
+    pub max_attempts: i32,
+    /// First retry delay after a deterministic failure (doubles, with jitter).
+    pub retry_base_ms: u64,
+    /// Longest retry delay.
+    pub retry_max_secs: u64,
+    /// Delay after a transient failure (database, no active wallet).
+    pub transient_retry_ms: u64,
+    /// A transient condition lasting this long raises an alert.
+    pub transient_alert_secs: u64,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            batch: 64,
+            poll_interval_ms: 1_000,
+            lease_secs: 60,
+            max_attempts: 5,
+            retry_base_ms: 1_000,
+            retry_max_secs: 3_600,
+            transient_retry_ms: 2_000,
+            transient_alert_secs: 300,
         }
     }
 }
@@ -435,6 +489,7 @@ impl Config {
 
         let mut config: Config = read_toml(&dir.join(DAEMON_FILE), &mut errors).unwrap_or_default();
         let partners: PartnersFile = read_toml(&dir.join(PARTNERS_FILE), &mut errors).unwrap_or_default();
+        config.rewards = read_toml(&dir.join(REWARDS_FILE), &mut errors).unwrap_or_default();
 
         for (name, partner_config) in partners.partners {
             match name.parse::<Partner>() {
@@ -557,6 +612,16 @@ impl Config {
                 errors.push(invalid(DAEMON_FILE, "chain.rpc_url", "must be an http:// or https:// URL"));
             }
         }
+        let processor = &self.processor;
+        if processor.workers == 0 || processor.batch == 0 || processor.max_attempts < 1 {
+            errors.push(invalid(DAEMON_FILE, "processor", "workers, batch and max_attempts must be at least 1"));
+        }
+        if processor.lease_secs == 0 || processor.poll_interval_ms == 0 {
+            errors.push(invalid(DAEMON_FILE, "processor", "lease_secs and poll_interval_ms must be greater than 0"));
+        }
+        for (key, problem) in self.rewards.problems() {
+            errors.push(invalid(REWARDS_FILE, key, problem));
+        }
         if self.breaker.failure_threshold == 0 || self.breaker.close_after == 0 {
             errors.push(invalid(DAEMON_FILE, "breaker", "failure_threshold and close_after must be greater than 0"));
         }
@@ -599,11 +664,11 @@ fn check_directory(dir: &Path, errors: &mut Vec<ConfigError>) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".toml") && name != DAEMON_FILE && name != PARTNERS_FILE {
+        if name.ends_with(".toml") && ![DAEMON_FILE, PARTNERS_FILE, REWARDS_FILE].contains(&name.as_str()) {
             errors.push(invalid(
                 &name,
                 "(file)",
-                format!("unknown config file; expected {DAEMON_FILE} or {PARTNERS_FILE}"),
+                format!("unknown config file; expected {DAEMON_FILE}, {PARTNERS_FILE} or {REWARDS_FILE}"),
             ));
         }
     }

@@ -39,12 +39,18 @@ pub struct IntakeArgs {
     pub db: DatabaseConnection,
     /// Config, read afresh for each batch so reloads apply.
     pub config: ConfigHandle,
+    /// Called after a commit that stored new events (nudges the processors).
+    pub on_commit: OnCommit,
 }
+
+/// What the intake actor calls after committing new events.
+pub type OnCommit = std::sync::Arc<dyn Fn() + Send + Sync>;
 
 /// The batch being collected.
 pub struct IntakeState {
     db: DatabaseConnection,
     config: ConfigHandle,
+    on_commit: OnCommit,
     batch: Vec<(NewEvent, RpcReplyPort<Result<Stored, StoreError>>)>,
 }
 
@@ -54,7 +60,7 @@ impl Actor for IntakeActor {
     type Arguments = IntakeArgs;
 
     async fn pre_start(&self, _myself: ActorRef<IntakeMsg>, args: IntakeArgs) -> Result<IntakeState, ActorProcessingErr> {
-        Ok(IntakeState { db: args.db, config: args.config, batch: Vec::new() })
+        Ok(IntakeState { db: args.db, config: args.config, on_commit: args.on_commit, batch: Vec::new() })
     }
 
     async fn handle(&self, myself: ActorRef<IntakeMsg>, msg: IntakeMsg, state: &mut IntakeState) -> Result<(), ActorProcessingErr> {
@@ -107,9 +113,14 @@ impl IntakeState {
         }
         let batch = std::mem::take(&mut self.batch);
         let timeout = Duration::from_millis(self.config.load().intake.store_timeout_ms);
+        let mut stored_new = false;
         for (result, reply) in write_batch(&self.db, batch, timeout).await {
+            stored_new |= result == Ok(Stored::New);
             // A caller that gave up (timeout) has dropped its port; nothing to do.
             let _ = reply.send(result);
+        }
+        if stored_new {
+            (self.on_commit)();
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwapOption;
 use ractor::ActorRef;
 
-pub use actor::{IntakeActor, IntakeArgs, IntakeMsg, IntakeState};
+pub use actor::{IntakeActor, IntakeArgs, IntakeMsg, IntakeState, OnCommit};
 pub use store::NewEvent;
 
 /// The outcome of storing one event.

@@ -2,6 +2,8 @@
 //! hot wallet) and reward intents (`transactions`), each of which becomes
 //! exactly one effective mint or burn.
 
+pub mod reconcile;
+
 use alloy::primitives::U256;
 use entity::{transactions, users};
 use sea_orm::{
@@ -24,6 +26,8 @@ pub const CONFIRMED: &str = "confirmed";
 pub const FAILED: &str = "failed";
 /// Intent status: withdrawn before signing (a reversal whose mint never happened).
 pub const CANCELLED: &str = "cancelled";
+/// Intent status: over a mint limit, waiting for an operator to release or cancel it.
+pub const HELD: &str = "held";
 
 /// Why an intent could not be queued.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +35,9 @@ pub enum LedgerError {
     /// No active hot wallet exists to assign the user to.
     #[error("no active hot wallet to assign")]
     NoHotWallet,
+    /// A new user needs a custodial wallet and this daemon has no master key.
+    #[error("a new user needs a custodial wallet and this daemon has no master key")]
+    NoMasterKey,
     /// Custody failed creating the user's wallet.
     #[error(transparent)]
     Custody(#[from] CustodyError),
@@ -54,6 +61,27 @@ pub struct NewIntent {
     pub source: String,
     /// The mint a burn reverses.
     pub reverses: Option<Uuid>,
+}
+
+/// Where an intent came from, recorded on it (all optional: API mints and
+/// jobs have no inbox event).
+#[derive(Debug, Clone, Default)]
+pub struct Provenance {
+    /// The inbox event that caused it.
+    pub event_id: Option<Uuid>,
+    /// The hash of the reward rules it was computed with.
+    pub rules_hash: Option<String>,
+    /// The UTC day its mint counts toward in the daily limits.
+    pub limit_day: Option<String>,
+}
+
+/// The intent stored for a source, and whether this call created it.
+#[derive(Debug, Clone)]
+pub struct Enqueued {
+    /// The stored intent (this call's, or the one that already had the source).
+    pub intent: transactions::Model,
+    /// False when an intent with the same source existed already.
+    pub created: bool,
 }
 
 /// The user behind `external_ref`, created with a custodial wallet on first
@@ -103,11 +131,30 @@ pub async fn enqueue(db: &DatabaseConnection, keys: &MasterKeys, intent: NewInte
 /// (insert `ON CONFLICT DO NOTHING`, never check-then-insert), so two
 /// concurrent callers queue one intent and both get it back.
 pub async fn enqueue_in(db: &impl ConnectionTrait, keys: &MasterKeys, intent: NewIntent) -> Result<transactions::Model, LedgerError> {
+    Ok(enqueue_with(db, Some(keys), intent, Provenance::default()).await?.intent)
+}
+
+/// [`enqueue_in`] recording where the intent came from, and telling whether
+/// it was created now (only a new intent counts toward the mint limits).
+pub async fn enqueue_with(
+    db: &impl ConnectionTrait,
+    keys: Option<&MasterKeys>,
+    intent: NewIntent,
+    provenance: Provenance,
+) -> Result<Enqueued, LedgerError> {
     if let Some(existing) = by_source(db, &intent.source).await? {
-        return Ok(existing);
+        return Ok(Enqueued { intent: existing, created: false });
     }
-    let hot_wallets = active_hot_wallets(db).await?;
-    let user = ensure_user(db, keys, &intent.user, &hot_wallets).await?;
+    // Returning users (the common case) cost one lookup; a new one gets a
+    // custodial wallet and an active hot wallet.
+    let user = match users::Entity::find().filter(users::Column::ExternalRef.eq(intent.user.as_str())).one(db).await? {
+        Some(user) => user,
+        None => {
+            let keys = keys.ok_or(LedgerError::NoMasterKey)?;
+            let hot_wallets = active_hot_wallets(db).await?;
+            ensure_user(db, keys, &intent.user, &hot_wallets).await?
+        }
+    };
     let id = Uuid::now_v7();
     let now = chrono::Utc::now();
     let row = transactions::ActiveModel {
@@ -128,9 +175,15 @@ pub async fn enqueue_in(db: &impl ConnectionTrait, keys: &MasterKeys, intent: Ne
         last_error: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        event_id: Set(provenance.event_id),
+        rules_hash: Set(provenance.rules_hash),
+        limit_day: Set(provenance.limit_day),
+        shortfall: Set(None),
     };
-    transactions::Entity::insert(row).on_conflict_do_nothing_on([transactions::Column::Source]).exec(db).await?;
-    by_source(db, &intent.source).await?.ok_or_else(|| DbErr::RecordNotFound(intent.source).into())
+    let inserted = transactions::Entity::insert(row).on_conflict_do_nothing_on([transactions::Column::Source]).exec(db).await?;
+    let created = matches!(inserted, sea_orm::TryInsertResult::Inserted(_));
+    let stored = by_source(db, &intent.source).await?.ok_or_else(|| DbErr::RecordNotFound(intent.source))?;
+    Ok(Enqueued { intent: stored, created })
 }
 
 async fn by_source(db: &impl ConnectionTrait, source: &str) -> Result<Option<transactions::Model>, DbErr> {
@@ -147,5 +200,66 @@ pub async fn ledger_balance(db: &impl ConnectionTrait, user_id: Uuid) -> Result<
     Ok(rows.iter().fold(U256::ZERO, |sum, tx| {
         let amount = U256::from_str_radix(&tx.amount, 10).unwrap_or_default();
         if tx.kind == CallKind::Burn.as_str() { sum.saturating_sub(amount) } else { sum + amount }
+    }))
+}
+
+/// A user's standing by the ledger (HNV decimal strings).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UserSummary {
+    /// havend's id.
+    pub id: Uuid,
+    /// `{partner}:{external id}`.
+    pub user: String,
+    /// The custodial address tokens are minted to.
+    pub address: String,
+    /// The hot wallet that signs for the user.
+    pub hot_wallet_id: Uuid,
+    /// Confirmed mints minus confirmed burns.
+    pub confirmed: String,
+    /// Mints queued or on their way to the chain.
+    pub pending: String,
+    /// Mints held over a limit, waiting for an operator.
+    pub held: String,
+    /// Burns not yet confirmed (they already reduce what is available).
+    pub unsettled_burns: String,
+    /// Confirmed minus unsettled burns.
+    pub available: String,
+    /// `balanceOf` on chain, when a chain was asked.
+    pub on_chain: Option<String>,
+}
+
+/// The user behind `reference` (`{partner}:{id}` or havend's id) and its balances.
+pub async fn summary(db: &impl ConnectionTrait, reference: &str) -> Result<Option<UserSummary>, DbErr> {
+    let query = match Uuid::parse_str(reference) {
+        Ok(id) => users::Entity::find_by_id(id),
+        Err(_) => users::Entity::find().filter(users::Column::ExternalRef.eq(reference)),
+    };
+    let Some(user) = query.one(db).await? else { return Ok(None) };
+    let intents = transactions::Entity::find().filter(transactions::Column::UserId.eq(user.id)).all(db).await?;
+    let (mut minted, mut burned, mut pending, mut held, mut unsettled) = (U256::ZERO, U256::ZERO, U256::ZERO, U256::ZERO, U256::ZERO);
+    for tx in &intents {
+        let amount = U256::from_str_radix(&tx.amount, 10).unwrap_or_default();
+        let burn = tx.kind == CallKind::Burn.as_str();
+        match (tx.status.as_str(), burn) {
+            (CONFIRMED, false) => minted += amount,
+            (CONFIRMED, true) => burned += amount,
+            (QUEUED | SIGNED | BROADCAST, false) => pending += amount,
+            (QUEUED | SIGNED | BROADCAST | HELD, true) => unsettled += amount,
+            (HELD, false) => held += amount,
+            _ => {}
+        }
+    }
+    let confirmed = minted.saturating_sub(burned);
+    Ok(Some(UserSummary {
+        id: user.id,
+        user: user.external_ref,
+        address: user.address,
+        hot_wallet_id: user.hot_wallet_id,
+        confirmed: crate::chain::format_units(confirmed),
+        pending: crate::chain::format_units(pending),
+        held: crate::chain::format_units(held),
+        unsettled_burns: crate::chain::format_units(unsettled),
+        available: crate::chain::format_units(confirmed.saturating_sub(unsettled)),
+        on_chain: None,
     }))
 }

@@ -246,22 +246,23 @@ fn invalid(field: &str, problem: &str) -> PayloadError {
 }
 
 /// A JSON object read by snake_case field names, accepting camelCase too.
-struct Fields<'a>(&'a Map<String, Value>);
+/// The rewards processor reads stored bodies through it, so both sides agree.
+pub(crate) struct Fields<'a>(pub(crate) &'a Map<String, Value>);
 
 impl Fields<'_> {
-    fn get(&self, field: &str) -> Option<&Value> {
+    pub(crate) fn get(&self, field: &str) -> Option<&Value> {
         self.0
             .get(field)
             .or_else(|| self.0.get(&camel_case(field)))
             .filter(|v| !v.is_null())
     }
 
-    fn require(&self, field: &str) -> Result<&Value, PayloadError> {
+    pub(crate) fn require(&self, field: &str) -> Result<&Value, PayloadError> {
         self.get(field).ok_or_else(|| PayloadError::MissingField(field.into()))
     }
 
     /// `id`, or where it is absent the named stand-ins (`booking_id`, `event_id`).
-    fn primary_id(&self, stand_ins: &[&str]) -> Result<String, PayloadError> {
+    pub(crate) fn primary_id(&self, stand_ins: &[&str]) -> Result<String, PayloadError> {
         match std::iter::once("id").chain(stand_ins.iter().copied()).find(|f| self.get(f).is_some()) {
             Some(field) => self.id(field),
             None => Err(PayloadError::MissingField("id".into())),
@@ -269,7 +270,7 @@ impl Fields<'_> {
     }
 
     /// An identifier: a non-empty string or an integer.
-    fn id(&self, field: &str) -> Result<String, PayloadError> {
+    pub(crate) fn id(&self, field: &str) -> Result<String, PayloadError> {
         match self.require(field)? {
             Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
             Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
@@ -277,18 +278,18 @@ impl Fields<'_> {
         }
     }
 
-    fn text(&self, field: &str) -> Result<String, PayloadError> {
+    pub(crate) fn text(&self, field: &str) -> Result<String, PayloadError> {
         match self.require(field)? {
             Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
             _ => Err(invalid(field, "must be a non-empty string")),
         }
     }
 
-    fn boolean(&self, field: &str) -> Result<bool, PayloadError> {
+    pub(crate) fn boolean(&self, field: &str) -> Result<bool, PayloadError> {
         self.require(field)?.as_bool().ok_or_else(|| invalid(field, "must be true or false"))
     }
 
-    fn integer_in(&self, field: &str, min: i64, max: i64) -> Result<i64, PayloadError> {
+    pub(crate) fn integer_in(&self, field: &str, min: i64, max: i64) -> Result<i64, PayloadError> {
         let value = self.require(field)?;
         let number = value.as_i64().or_else(|| value.as_str().and_then(|s| s.parse().ok()));
         match number {
@@ -300,7 +301,7 @@ impl Fields<'_> {
 
     /// An exact decimal, from a JSON number (read from its text, never via a
     /// float) or a decimal string.
-    fn decimal(&self, field: &str) -> Result<Decimal, PayloadError> {
+    pub(crate) fn decimal(&self, field: &str) -> Result<Decimal, PayloadError> {
         let text = match self.require(field)? {
             Value::Number(n) => n.to_string(),
             Value::String(s) => s.trim().to_owned(),
@@ -311,14 +312,14 @@ impl Fields<'_> {
             .map_err(|_| invalid(field, "must be a decimal number"))
     }
 
-    fn positive_decimal(&self, field: &str) -> Result<Decimal, PayloadError> {
+    pub(crate) fn positive_decimal(&self, field: &str) -> Result<Decimal, PayloadError> {
         let value = self.decimal(field)?;
         if value > Decimal::ZERO { Ok(value) } else { Err(invalid(field, "must be greater than 0")) }
     }
 
     /// A timestamp: RFC 3339, `YYYY-MM-DD HH:MM:SS` (taken as UTC), or unix seconds.
     /// Returned as sent, since it is part of the key.
-    fn timestamp(&self, field: &str) -> Result<String, PayloadError> {
+    pub(crate) fn timestamp(&self, field: &str) -> Result<String, PayloadError> {
         let problem = "must be an RFC 3339 timestamp, YYYY-MM-DD HH:MM:SS or unix seconds";
         match self.require(field)? {
             Value::String(s)

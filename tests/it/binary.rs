@@ -105,9 +105,12 @@ fn migrate_applies_lists_and_reverts_migrations() {
     let up = migrate("up");
     assert!(up.contains("applied m20261123_000001_create_webhook_events"), "{up}");
     assert!(up.contains("applied m20261123_000002_create_chain_tables"), "{up}");
+    assert!(up.contains("applied m20261124_000003_create_rewards_tables"), "{up}");
     let down = migrate("down");
-    assert!(down.contains("applied m20261123_000001_create_webhook_events"), "{down}");
-    assert!(down.contains("pending m20261123_000002_create_chain_tables"), "{down}");
+    assert!(down.contains("applied m20261123_000002_create_chain_tables"), "{down}");
+    assert!(down.contains("pending m20261124_000003_create_rewards_tables"), "{down}");
+    let up_again = migrate("up");
+    assert!(up_again.contains("applied m20261124_000003_create_rewards_tables"), "the newest migration re-applies after its down: {up_again}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

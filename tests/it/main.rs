@@ -8,5 +8,6 @@ mod chain;
 mod crash;
 mod intake;
 mod resilience;
+mod rewards;
 mod signatures;
 mod validation;

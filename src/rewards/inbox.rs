@@ -1,0 +1,143 @@
+//! The inbox as the processor's queue: claims with a lease token, the
+//! conditional status change that commits with the handler's writes, retries,
+//! dead letters and replay. The row itself is the queue, so nothing is
+//! enqueued after a commit and nothing is lost in between.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::webhook_events;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement};
+use uuid::Uuid;
+
+pub use crate::intake::store::{STATUS_INVALID as INVALID, STATUS_PENDING as PENDING};
+
+/// Inbox status: the handler's effects are committed.
+pub const PROCESSED: &str = "processed";
+/// Inbox status: failed `max_attempts` times; waits for `havend events replay`.
+pub const DEAD_LETTER: &str = "dead_letter";
+
+/// Claims up to `limit` due, unclaimed (or lapsed) pending events for
+/// `token` until `now + lease`. PostgreSQL skips rows another processor has
+/// locked, so several processors and daemons share the inbox; SQLite
+/// serializes writers, so the single UPDATE is the whole claim.
+pub async fn claim(db: &impl ConnectionTrait, token: Uuid, lease: Duration, limit: u64, now: DateTime<Utc>) -> Result<Vec<webhook_events::Model>, DbErr> {
+    let backend = db.get_database_backend();
+    let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
+    let sql = match backend {
+        DbBackend::Postgres => {
+            "UPDATE webhook_events SET claim_token = $1, claimed_until = $2 WHERE id IN (\
+             SELECT id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= $3 \
+             AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY next_attempt_at LIMIT $4 \
+             FOR UPDATE SKIP LOCKED) RETURNING *"
+        }
+        _ => {
+            "UPDATE webhook_events SET claim_token = ?, claimed_until = ? WHERE id IN (\
+             SELECT id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= ? \
+             AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at LIMIT ?) RETURNING *"
+        }
+    };
+    let values: Vec<sea_orm::Value> = match backend {
+        DbBackend::Postgres => vec![token.into(), until.into(), now.into(), (limit as i64).into()],
+        _ => vec![token.into(), until.into(), now.into(), now.into(), (limit as i64).into()],
+    };
+    webhook_events::Entity::find().from_raw_sql(Statement::from_sql_and_values(backend, sql, values)).all(db).await
+}
+
+/// Sets the event's final `status`, only while `token` still holds its
+/// claim; false when it does not (the lease lapsed and another processor
+/// took it), and the caller must roll back.
+pub async fn finish(db: &impl ConnectionTrait, id: Uuid, token: Uuid, status: &str, note: Option<String>) -> Result<bool, DbErr> {
+    let result = webhook_events::Entity::update_many()
+        .col_expr(webhook_events::Column::Status, Expr::value(status))
+        .col_expr(webhook_events::Column::LastError, Expr::value(note))
+        .col_expr(webhook_events::Column::ProcessedAt, Expr::value(Some(Utc::now())))
+        .col_expr(webhook_events::Column::ClaimToken, Expr::value(Option::<Uuid>::None))
+        .col_expr(webhook_events::Column::ClaimedUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .filter(webhook_events::Column::Id.eq(id))
+        .filter(webhook_events::Column::ClaimToken.eq(token))
+        .filter(webhook_events::Column::Status.eq(PENDING))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Dead-letters the event (its last failure counted), only while `token`
+/// holds the claim.
+pub async fn dead_letter(db: &impl ConnectionTrait, id: Uuid, token: Uuid, error: &str) -> Result<bool, DbErr> {
+    let result = webhook_events::Entity::update_many()
+        .col_expr(webhook_events::Column::Status, Expr::value(DEAD_LETTER))
+        .col_expr(webhook_events::Column::Attempts, Expr::col(webhook_events::Column::Attempts).add(1))
+        .col_expr(webhook_events::Column::LastError, Expr::value(Some(error.to_owned())))
+        .col_expr(webhook_events::Column::ClaimToken, Expr::value(Option::<Uuid>::None))
+        .col_expr(webhook_events::Column::ClaimedUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .filter(webhook_events::Column::Id.eq(id))
+        .filter(webhook_events::Column::ClaimToken.eq(token))
+        .filter(webhook_events::Column::Status.eq(PENDING))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// Gives the claim back: tried again at `next_at`. `count` adds one to the
+/// attempts (deterministic failures only). False when the claim was lost.
+pub async fn retry_later(db: &impl ConnectionTrait, id: Uuid, token: Uuid, next_at: DateTime<Utc>, count: bool, error: &str) -> Result<bool, DbErr> {
+    let mut update = webhook_events::Entity::update_many()
+        .col_expr(webhook_events::Column::NextAttemptAt, Expr::value(Some(next_at)))
+        .col_expr(webhook_events::Column::LastError, Expr::value(Some(error.to_owned())))
+        .col_expr(webhook_events::Column::ClaimToken, Expr::value(Option::<Uuid>::None))
+        .col_expr(webhook_events::Column::ClaimedUntil, Expr::value(Option::<DateTime<Utc>>::None));
+    if count {
+        update = update.col_expr(webhook_events::Column::Attempts, Expr::col(webhook_events::Column::Attempts).add(1));
+    }
+    let result = update
+        .filter(webhook_events::Column::Id.eq(id))
+        .filter(webhook_events::Column::ClaimToken.eq(token))
+        .filter(webhook_events::Column::Status.eq(PENDING))
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected == 1)
+}
+
+/// How a replay request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replay {
+    /// The dead-lettered event is pending again, with fresh attempts.
+    Requeued(Uuid),
+    /// No event has that id.
+    NotFound,
+    /// The event is not dead-lettered (its status is given); nothing changed.
+    NotDeadLettered(String),
+}
+
+/// Re-queues a dead-lettered event (`havend events replay`, the admin API).
+/// `reference` is havend's event id or `{partner}:{partner event id}`.
+pub async fn replay(db: &impl ConnectionTrait, reference: &str) -> Result<Replay, DbErr> {
+    let event = match Uuid::parse_str(reference) {
+        Ok(id) => webhook_events::Entity::find_by_id(id).one(db).await?,
+        Err(_) => match reference.split_once(':') {
+            Some((partner, key)) => {
+                webhook_events::Entity::find()
+                    .filter(webhook_events::Column::Partner.eq(partner))
+                    .filter(webhook_events::Column::PartnerEventId.eq(key))
+                    .one(db)
+                    .await?
+            }
+            None => None,
+        },
+    };
+    let Some(event) = event else { return Ok(Replay::NotFound) };
+    let result = webhook_events::Entity::update_many()
+        .col_expr(webhook_events::Column::Status, Expr::value(PENDING))
+        .col_expr(webhook_events::Column::Attempts, Expr::value(0))
+        .col_expr(webhook_events::Column::NextAttemptAt, Expr::value(Some(Utc::now())))
+        .col_expr(webhook_events::Column::ProcessedAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(webhook_events::Column::ClaimToken, Expr::value(Option::<Uuid>::None))
+        .col_expr(webhook_events::Column::ClaimedUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .filter(webhook_events::Column::Id.eq(event.id))
+        .filter(webhook_events::Column::Status.eq(DEAD_LETTER))
+        .exec(db)
+        .await?;
+    Ok(if result.rows_affected == 1 { Replay::Requeued(event.id) } else { Replay::NotDeadLettered(event.status) })
+}

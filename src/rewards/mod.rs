@@ -1,0 +1,24 @@
+//! The rewards engine: every stored partner event becomes exact,
+//! exactly-once reward intents.
+//!
+//! - [`rules`]: what the reward rules mean (pure amounts in HNV).
+//! - [`amount`]: the one rounding rule from HNV to base units.
+//! - [`event`]: stored bodies read back as typed events.
+//! - [`handlers`]: each event's domain rows and intents, in the caller's transaction.
+//! - [`limits`]: the mint limit counters.
+//! - [`inbox`]: claims, final statuses, retries, dead letters and replay.
+//! - [`processor`]: the actor that ties them together.
+//! - [`staking`]: the weekly staking yield job.
+//! - [`operator`]: held intents (release, cancel) and the minting pause.
+
+pub mod amount;
+pub mod event;
+pub mod handlers;
+pub mod inbox;
+pub mod limits;
+pub mod operator;
+pub mod processor;
+pub mod rules;
+pub mod staking;
+
+pub use processor::{Processor, ProcessorArgs, ProcessorMsg, ProcessorSlot};

@@ -1,0 +1,371 @@
+//! The processor actor: claims pending inbox events, runs each partner's
+//! handler and commits the domain rows, the reward intents and the event's
+//! new status in one transaction, conditional on still holding the claim.
+//! Then it nudges the wallet actors that got work.
+//!
+//! What to do after a handler ran is decided by [`plan`], a pure function;
+//! the actor gathers the facts and carries the step out.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use backon::{BackoffBuilder, ExponentialBuilder};
+use chrono::Utc;
+use entity::webhook_events;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sea_orm::DatabaseConnection;
+use serde_json::json;
+use tracing::{debug, info, warn};
+use uuid::Uuid;
+
+use super::event;
+use super::handlers::{self, Context, Handled, HandlerError};
+use super::inbox::{self, INVALID, PROCESSED};
+use crate::alert::{self, Severity};
+use crate::config::{ConfigHandle, ProcessorConfig};
+use crate::custody::MasterKeys;
+use crate::supervisor::ChainSlot;
+use crate::wallet::RegistryMsg;
+use crate::webhooks::Partner;
+
+/// Messages a processor handles.
+pub enum ProcessorMsg {
+    /// The periodic poll (events of other daemons, retries that fell due).
+    Tick,
+    /// New events were committed: claim now.
+    Nudge,
+}
+
+/// Where the running processors are published, for the intake actor's nudges.
+pub type ProcessorSlot = Arc<ArcSwap<Vec<ActorRef<ProcessorMsg>>>>;
+
+/// Tells every published processor that new events are waiting.
+pub fn nudge(slot: &ProcessorSlot) {
+    for processor in slot.load().iter() {
+        let _ = processor.cast(ProcessorMsg::Nudge);
+    }
+}
+
+/// How an event's handling ended, as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Effects written, ready to commit.
+    Processed,
+    /// The stored body cannot be read, or the event is unusable.
+    Invalid(String),
+    /// Waits for something not yet seen.
+    Wait(String),
+    /// Failed in a way that repeats.
+    Deterministic(String),
+    /// Failed for a passing reason.
+    Transient(String),
+}
+
+/// What the processor does with an event after its handler ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Commit the handler's writes with this final status.
+    Finish { status: &'static str, note: Option<String> },
+    /// Roll back; try again later. `attempt` picks the backoff delay;
+    /// `count` records a deterministic failure.
+    Retry { attempt: u32, count: bool, error: String },
+    /// Roll back; set `dead_letter` and alert.
+    DeadLetter { error: String },
+}
+
+/// Decides the step: only deterministic failures count toward the dead
+/// letter (after `max_attempts` of them); a transient one retries without
+/// counting; a wait becomes a dead letter once it outlasts `wait_limit`.
+pub fn plan(outcome: Outcome, attempts_so_far: i32, max_attempts: i32, age: Duration, wait_limit: Duration) -> Step {
+    match outcome {
+        Outcome::Processed => Step::Finish { status: PROCESSED, note: None },
+        Outcome::Invalid(reason) => Step::Finish { status: INVALID, note: Some(reason) },
+        Outcome::Wait(reason) if age >= wait_limit => Step::DeadLetter { error: format!("{reason}; gave up waiting after {} days", wait_limit.as_secs() / 86_400) },
+        Outcome::Wait(reason) => Step::Retry { attempt: age_attempt(age), count: false, error: reason },
+        Outcome::Deterministic(error) if attempts_so_far + 1 >= max_attempts => Step::DeadLetter { error },
+        Outcome::Deterministic(error) => Step::Retry { attempt: (attempts_so_far + 1) as u32, count: true, error },
+        Outcome::Transient(error) => Step::Retry { attempt: 0, count: false, error },
+    }
+}
+
+/// A waiting event is looked at again less often the longer it waits.
+fn age_attempt(age: Duration) -> u32 {
+    (age.as_secs() / 60).max(1).ilog2() + 1
+}
+
+/// The delay before retry number `attempt` (0: a transient retry):
+/// exponential from `retry_base_ms`, capped, with jitter.
+fn retry_delay(config: &ProcessorConfig, attempt: u32) -> Duration {
+    if attempt == 0 {
+        return Duration::from_millis(config.transient_retry_ms);
+    }
+    ExponentialBuilder::new()
+        .with_min_delay(Duration::from_millis(config.retry_base_ms))
+        .with_max_delay(Duration::from_secs(config.retry_max_secs))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+        .nth(attempt as usize - 1)
+        .unwrap_or(Duration::from_secs(config.retry_max_secs))
+}
+
+/// The processor actor.
+pub struct Processor;
+
+/// What a processor starts with.
+pub struct ProcessorArgs {
+    /// The inbox and ledger.
+    pub db: DatabaseConnection,
+    /// Config; the reward rules are read once per claimed batch.
+    pub config: ConfigHandle,
+    /// To create custodial wallets for new users (none: new users wait).
+    pub keys: Option<MasterKeys>,
+    /// Where the wallet registry is published, to nudge wallets.
+    pub chain: ChainSlot,
+}
+
+/// A processor's state.
+pub struct ProcessorState {
+    args: ProcessorArgs,
+    /// Since when events keep failing transiently (reset by any success).
+    failing_since: Option<Instant>,
+    /// Whether that stretch was alerted already.
+    failing_alerted: bool,
+}
+
+impl Actor for Processor {
+    type Msg = ProcessorMsg;
+    type State = ProcessorState;
+    type Arguments = ProcessorArgs;
+
+    async fn pre_start(&self, myself: ActorRef<ProcessorMsg>, args: ProcessorArgs) -> Result<ProcessorState, ActorProcessingErr> {
+        myself.cast(ProcessorMsg::Tick)?;
+        Ok(ProcessorState { args, failing_since: None, failing_alerted: false })
+    }
+
+    async fn handle(&self, myself: ActorRef<ProcessorMsg>, msg: ProcessorMsg, state: &mut ProcessorState) -> Result<(), ActorProcessingErr> {
+        let full = state.run_batch().await;
+        if full {
+            // More may be waiting: go on after whatever else is in the mailbox.
+            myself.cast(ProcessorMsg::Nudge)?;
+        }
+        if matches!(msg, ProcessorMsg::Tick) {
+            let poll = Duration::from_millis(state.args.config.load().processor.poll_interval_ms);
+            myself.send_after(poll, || ProcessorMsg::Tick);
+        }
+        Ok(())
+    }
+}
+
+impl ProcessorState {
+    /// Claims and processes one batch; true when the batch was full.
+    async fn run_batch(&mut self) -> bool {
+        let config = self.args.config.load_full();
+        let settings = &config.processor;
+        let token = Uuid::now_v7();
+        let claimed = match inbox::claim(&self.args.db, token, Duration::from_secs(settings.lease_secs), settings.batch, Utc::now()).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                warn!(%error, "Cannot claim inbox events");
+                self.transient_failure(&error.to_string()).await;
+                return false;
+            }
+        };
+        if claimed.is_empty() {
+            return false;
+        }
+        let full = claimed.len() as u64 == settings.batch;
+        let rules_hash = config.rewards.hash();
+        let mut wallets = BTreeSet::new();
+        let keys = self.args.keys.clone();
+        for event in &claimed {
+            let ctx = Context { rules: &config.rewards, rules_hash: &rules_hash, keys: keys.as_ref(), event };
+            self.process(&ctx, token, settings, &mut wallets).await;
+        }
+        if let Some(chain) = self.args.chain.load_full() {
+            for wallet in wallets {
+                let _ = chain.registry.cast(RegistryMsg::Nudge(Some(wallet)));
+            }
+        }
+        full
+    }
+
+    async fn process(&mut self, ctx: &Context<'_>, token: Uuid, settings: &ProcessorConfig, wallets: &mut BTreeSet<Uuid>) {
+        let event = ctx.event;
+        let txn = match crate::db::begin_write(&self.args.db).await {
+            Ok(txn) => txn,
+            Err(error) => return self.transient_failure(&error.to_string()).await,
+        };
+        let (outcome, touched) = match event.partner.parse::<Partner>().map_err(|e| e.to_string()).and_then(|partner| {
+            event::read(partner, &event.event_type, &event.body).map_err(|e| format!("stored body cannot be read: {e}"))
+        }) {
+            Err(reason) => (Outcome::Invalid(reason), BTreeSet::new()),
+            Ok(data) => match handlers::handle(&txn, ctx, data).await {
+                Ok((Handled::Processed, touched)) => (Outcome::Processed, touched),
+                Ok((Handled::Invalid(reason), _)) => (Outcome::Invalid(reason), BTreeSet::new()),
+                Ok((Handled::Wait(reason), _)) => (Outcome::Wait(reason), BTreeSet::new()),
+                Err(HandlerError::Deterministic(error)) => (Outcome::Deterministic(error), BTreeSet::new()),
+                Err(HandlerError::Transient(error)) => (Outcome::Transient(error), BTreeSet::new()),
+            },
+        };
+        let age = (Utc::now() - event.received_at).to_std().unwrap_or_default();
+        let wait_limit = Duration::from_secs(ctx.rules.aurora.review_wait_days.max(1) as u64 * 86_400);
+        let transient = matches!(outcome, Outcome::Transient(_));
+        let step = plan(outcome, event.attempts, settings.max_attempts, age, wait_limit);
+        let result = match step {
+            Step::Finish { status, note } => self.finish(txn, event, token, status, note).await.map(|done| {
+                if done && status == PROCESSED {
+                    wallets.extend(touched);
+                }
+            }),
+            Step::Retry { attempt, count, error } => {
+                let _ = txn.rollback().await;
+                let next_at = Utc::now() + chrono::Duration::from_std(retry_delay(settings, attempt)).unwrap_or_default();
+                debug!(partner = %event.partner, event_id = %event.partner_event_id, %error, count, "Event will be retried");
+                inbox::retry_later(&self.args.db, event.id, token, next_at, count, &error).await.map(|_| ())
+            }
+            Step::DeadLetter { error } => {
+                let _ = txn.rollback().await;
+                self.dead_letter(event, token, &error).await
+            }
+        };
+        match result {
+            Err(error) => self.transient_failure(&error.to_string()).await,
+            Ok(()) if transient => self.transient_failure(event.last_error.as_deref().unwrap_or("transient failure")).await,
+            Ok(()) => {
+                self.failing_since = None;
+                self.failing_alerted = false;
+            }
+        }
+    }
+
+    async fn finish(
+        &self,
+        txn: sea_orm::DatabaseTransaction,
+        event: &webhook_events::Model,
+        token: Uuid,
+        status: &'static str,
+        note: Option<String>,
+    ) -> Result<bool, sea_orm::DbErr> {
+        if !inbox::finish(&txn, event.id, token, status, note.clone()).await? {
+            // Our lease lapsed and another processor took the event: its
+            // transaction decides, ours must not commit.
+            txn.rollback().await?;
+            warn!(partner = %event.partner, event_id = %event.partner_event_id, "Lost the claim on an event; its effects were rolled back");
+            return Ok(false);
+        }
+        fail::fail_point!("processor::before_commit", |_| std::process::abort());
+        txn.commit().await?;
+        match note {
+            Some(note) => info!(partner = %event.partner, event_id = %event.partner_event_id, status, %note, "Event processed"),
+            None => debug!(partner = %event.partner, event_id = %event.partner_event_id, status, "Event processed"),
+        }
+        Ok(true)
+    }
+
+    /// The dead letter and its alert commit together.
+    async fn dead_letter(&self, event: &webhook_events::Model, token: Uuid, error: &str) -> Result<(), sea_orm::DbErr> {
+        let txn = crate::db::begin_write(&self.args.db).await?;
+        if !inbox::dead_letter(&txn, event.id, token, error).await? {
+            return txn.rollback().await;
+        }
+        alert::raise(
+            &txn,
+            Severity::Error,
+            "webhook_dead_letter",
+            &format!("Event {}:{} was dead-lettered: {error}. Replay it with `havend events replay {}` once the cause is fixed.", event.partner, event.partner_event_id, event.id),
+            json!({ "event": event.id, "partner": event.partner, "partner_event_id": event.partner_event_id, "attempts": event.attempts + 1, "error": error }),
+        )
+        .await;
+        txn.commit().await
+    }
+
+    /// Transient failures retry quietly until they last long enough to tell someone.
+    async fn transient_failure(&mut self, error: &str) {
+        let since = *self.failing_since.get_or_insert_with(Instant::now);
+        let threshold = Duration::from_secs(self.args.config.load().processor.transient_alert_secs);
+        if !self.failing_alerted && since.elapsed() >= threshold {
+            self.failing_alerted = true;
+            alert::raise(
+                &self.args.db,
+                Severity::Warning,
+                "processing_stalled",
+                &format!("Inbox events have been failing to process for {} s: {error}", since.elapsed().as_secs()),
+                json!({ "error": error }),
+            )
+            .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    #[test]
+    fn outcomes_become_steps() {
+        let max = 5;
+        assert_eq!(plan(Outcome::Processed, 0, max, DAY, 7 * DAY), Step::Finish { status: PROCESSED, note: None });
+        assert_eq!(plan(Outcome::Invalid("x".into()), 0, max, DAY, 7 * DAY), Step::Finish { status: INVALID, note: Some("x".into()) });
+        assert_eq!(plan(Outcome::Deterministic("e".into()), 0, max, DAY, 7 * DAY), Step::Retry { attempt: 1, count: true, error: "e".into() });
+        assert_eq!(plan(Outcome::Deterministic("e".into()), 4, max, DAY, 7 * DAY), Step::DeadLetter { error: "e".into() });
+        assert_eq!(plan(Outcome::Transient("t".into()), 4, max, DAY, 7 * DAY), Step::Retry { attempt: 0, count: false, error: "t".into() });
+        assert!(matches!(plan(Outcome::Wait("w".into()), 0, max, DAY, 7 * DAY), Step::Retry { count: false, .. }));
+        assert!(matches!(plan(Outcome::Wait("w".into()), 0, max, 8 * DAY, 7 * DAY), Step::DeadLetter { .. }));
+    }
+
+    #[test]
+    fn retry_delays_grow_and_stay_capped() {
+        let config = ProcessorConfig { retry_base_ms: 1_000, retry_max_secs: 60, ..ProcessorConfig::default() };
+        assert_eq!(retry_delay(&config, 0), Duration::from_millis(config.transient_retry_ms));
+        let first = retry_delay(&config, 1);
+        assert!(first >= Duration::from_secs(1) && first < Duration::from_secs(2), "{first:?}");
+        assert!(retry_delay(&config, 3) >= Duration::from_secs(4));
+        assert!(retry_delay(&config, 30) <= Duration::from_secs(120));
+    }
+
+    fn outcome() -> impl Strategy<Value = Outcome> {
+        prop_oneof![
+            Just(Outcome::Processed),
+            Just(Outcome::Invalid("i".into())),
+            Just(Outcome::Wait("w".into())),
+            Just(Outcome::Deterministic("d".into())),
+            Just(Outcome::Transient("t".into())),
+        ]
+    }
+
+    proptest! {
+        /// Replaying any sequence of outcomes as the processor would: only
+        /// deterministic failures count, the dead letter comes exactly at the
+        /// limit, and a transient failure never dead-letters.
+        #[test]
+        fn only_deterministic_failures_lead_to_the_dead_letter(outcomes in proptest::collection::vec(outcome(), 1..40), max in 1i32..8, age_days in 0u64..10) {
+            let mut attempts = 0;
+            for outcome in outcomes {
+                let deterministic = matches!(outcome, Outcome::Deterministic(_));
+                let transient = matches!(outcome, Outcome::Transient(_));
+                let step = plan(outcome, attempts, max, Duration::from_secs(age_days * 86_400), 7 * DAY);
+                match step {
+                    Step::Retry { count, .. } => {
+                        prop_assert_eq!(count, deterministic);
+                        if count { attempts += 1; }
+                        prop_assert!(attempts < max);
+                    }
+                    Step::DeadLetter { .. } => {
+                        prop_assert!(!transient);
+                        prop_assert!(!deterministic || attempts + 1 == max);
+                        break;
+                    }
+                    Step::Finish { .. } => break,
+                }
+            }
+        }
+    }
+}
