@@ -353,7 +353,7 @@ pub struct CustodyConfig {
 pub const DEFAULT_DAEMON_NAME: &str = "havend";
 
 /// One partner's webhook settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerConfig {
     /// Signature scheme; unset → the partner's usual one (Stripe: `stripe`,
@@ -365,6 +365,11 @@ pub struct PartnerConfig {
     /// `HAVEND_{PARTNER}_SECRETS` environment variable (comma-separated).
     #[serde(default)]
     pub secrets: Vec<Secret>,
+    /// haven-hmac only: the partner signs `"{timestamp}.{event}.{body}"` (the
+    /// event as in the URL) instead of `"{timestamp}.{body}"`, so a body
+    /// captured for one event cannot be replayed to another.
+    #[serde(default)]
+    pub sign_event: bool,
 }
 
 impl PartnerConfig {
@@ -488,7 +493,7 @@ impl Config {
                     .collect();
                 self.partners
                     .entry(partner)
-                    .or_insert_with(|| PartnerConfig { scheme: None, secrets: Vec::new() })
+                    .or_default()
                     .secrets = secrets;
             }
         }
@@ -570,6 +575,13 @@ impl Config {
                 ));
             }
             let scheme = partner_config.scheme_for(*partner);
+            if partner_config.sign_event && !scheme.can_sign_event() {
+                errors.push(invalid(
+                    PARTNERS_FILE,
+                    format!("partners.{partner}.sign_event"),
+                    format!("the {scheme} scheme defines its own signed content; sign_event applies to haven-hmac only"),
+                ));
+            }
             for (index, secret) in partner_config.secrets.iter().enumerate() {
                 if let Err(problem) = scheme.check_secret(secret) {
                     errors.push(invalid(PARTNERS_FILE, format!("{key}[{index}]"), problem));
@@ -719,6 +731,16 @@ mod tests {
         )]);
         let error = Config::load_with_env(dir.path(), |_| None).unwrap_err().to_string();
         assert!(error.contains("partners.hi-events.secrets[0]"), "{error}");
+    }
+
+    #[test]
+    fn sign_event_is_read_and_refused_for_schemes_that_cannot_sign_the_event() {
+        let dir = dir_with(&[(PARTNERS_FILE, "[partners.aurora]\nsecrets = [\"s\"]\nsign_event = true\n")]);
+        let config = Config::load_with_env(dir.path(), |_| None).unwrap();
+        assert!(config.partners[&Partner::Aurora].sign_event);
+        let dir = dir_with(&[(PARTNERS_FILE, "[partners.stripe]\nsecrets = [\"whsec_x\"]\nsign_event = true\n")]);
+        let error = Config::load_with_env(dir.path(), |_| None).unwrap_err().to_string();
+        assert!(error.contains("partners.toml: partners.stripe.sign_event"), "{error}");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::{ApiError, AppState, Response, json_response};
 use crate::intake::store::{STATUS_IGNORED, STATUS_INVALID, STATUS_PENDING};
 use crate::intake::{IntakeMsg, NewEvent, Stored};
-use crate::webhooks::signature::{Verified, WEBHOOK_ID};
+use crate::webhooks::signature::{Signed, Verified, WEBHOOK_ID};
 use crate::webhooks::{Disposition, Partner, Window, payload};
 
 /// Receives, verifies, validates and durably stores one partner event.
@@ -52,8 +52,11 @@ pub async fn receive(
     let window = Window { past_secs: config.webhooks.tolerance_past_secs, future_secs: config.webhooks.tolerance_future_secs };
     let now = chrono::Utc::now();
     let scheme = partner_config.scheme_for(partner);
+    // A `sign_event` partner signs the URL's event with the body (validation
+    // allows it only for haven-hmac, whose partners name the event in the URL).
+    let signed = Signed { event: event.filter(|_| partner_config.sign_event), body: &body };
     let verified = scheme
-        .verify(partner, &parts.headers, &body, &partner_config.secrets, now.timestamp(), window)
+        .verify(partner, &parts.headers, signed, &partner_config.secrets, now.timestamp(), window)
         .inspect_err(|error| info!(%partner, %error, "Webhook signature refused"))?;
     let parsed = payload::parse(partner, event, &body)?;
 

@@ -116,7 +116,11 @@ pub fn test_config(database_url: &str, data_dir: &std::path::Path) -> Config {
     for (partner, scheme, secrets) in test_partners() {
         config.partners.insert(
             partner,
-            PartnerConfig { scheme: Some(scheme), secrets: secrets.into_iter().map(Secret::new).collect() },
+            PartnerConfig {
+                scheme: Some(scheme),
+                secrets: secrets.into_iter().map(Secret::new).collect(),
+                ..PartnerConfig::default()
+            },
         );
     }
     config
