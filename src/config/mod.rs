@@ -240,8 +240,9 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
-    /// JSON-RPC endpoint.
-    #[serde(serialize_with = "serialize_redacted_url_str")]
+    /// JSON-RPC endpoint. Providers put API keys in its path or query, so
+    /// only [`redact_rpc_url`] of it is ever printed or logged.
+    #[serde(serialize_with = "serialize_redacted_rpc_url")]
     pub rpc_url: String,
     /// The HAVEN token contract.
     pub token: alloy::primitives::Address,
@@ -558,8 +559,9 @@ impl Config {
             if alloy::primitives::U256::from_str_radix(&chain.min_balance_wei, 10).is_err() {
                 errors.push(invalid(DAEMON_FILE, "chain.min_balance_wei", "must be a whole number of wei"));
             }
-            if !(chain.rpc_url.starts_with("http://") || chain.rpc_url.starts_with("https://")) {
-                errors.push(invalid(DAEMON_FILE, "chain.rpc_url", "must be an http:// or https:// URL"));
+            let parsed = alloy::transports::http::reqwest::Url::parse(&chain.rpc_url);
+            if !parsed.is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some()) {
+                errors.push(invalid(DAEMON_FILE, "chain.rpc_url", "must be an http:// or https:// URL with a host"));
             }
         }
         if self.breaker.failure_threshold == 0 || self.breaker.close_after == 0 {
@@ -649,8 +651,36 @@ fn serialize_redacted_url<S: serde::Serializer>(url: &Option<Secret>, serializer
     }
 }
 
-fn serialize_redacted_url_str<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&redact_url(url))
+fn serialize_redacted_rpc_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact_rpc_url(url))
+}
+
+/// An RPC URL reduced to its scheme, host and port, for `check-config`,
+/// logs, errors and the dev banner. RPC providers put the API key in the path
+/// (`/v2/<key>`), the query (`?apikey=`) or the user info, so none of those
+/// is shown; a `/[redacted]` suffix says that something was left out. A URL
+/// that does not parse is shown as [`REDACTED`] entirely.
+pub fn redact_rpc_url(url: &str) -> String {
+    let Ok(parsed) = alloy::transports::http::reqwest::Url::parse(url) else {
+        return REDACTED.to_owned();
+    };
+    let Some(host) = parsed.host_str() else {
+        return REDACTED.to_owned();
+    };
+    let mut shown = format!("{}://{host}", parsed.scheme());
+    if let Some(port) = parsed.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    let hidden = !parsed.username().is_empty()
+        || parsed.password().is_some()
+        || parsed.path() != "/"
+        || parsed.query().is_some()
+        || parsed.fragment().is_some();
+    if hidden {
+        shown.push('/');
+        shown.push_str(REDACTED);
+    }
+    shown
 }
 
 /// Replaces the password of `scheme://user:password@host/…` with [`REDACTED`].
@@ -753,6 +783,30 @@ mod tests {
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("whsec_abcdef"), "{printed}");
         assert!(printed.contains("postgres://havend:[redacted]@db:5432/havend"), "{printed}");
+    }
+
+    #[test]
+    fn rpc_url_shows_only_scheme_host_and_port() {
+        for (url, shown) in [
+            ("https://eth-mainnet.g.alchemy.com/v2/KEY123", "https://eth-mainnet.g.alchemy.com/[redacted]"),
+            ("https://rpc.example.com/?apikey=KEY123", "https://rpc.example.com/[redacted]"),
+            ("https://user:KEY123@node.example.com:8545", "https://node.example.com:8545/[redacted]"),
+            ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
+            ("http://[::1]:8545/", "http://[::1]:8545"),
+            ("not a url KEY123", REDACTED),
+        ] {
+            assert_eq!(redact_rpc_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn check_config_shows_only_the_rpc_host() {
+        let chain = "[chain]\nrpc_url = \"https://mainnet.infura.io/v3/KEY123?x=KEY456\"\n\
+                     token = \"0x0000000000000000000000000000000000000001\"\nchain_id = 1\n";
+        let dir = dir_with(&[(DAEMON_FILE, chain)]);
+        let printed = Config::load_with_env(dir.path(), |_| None).unwrap().to_redacted_toml();
+        assert!(!printed.contains("KEY123") && !printed.contains("KEY456"), "{printed}");
+        assert!(printed.contains("rpc_url = \"https://mainnet.infura.io/[redacted]\""), "{printed}");
     }
 
     #[test]
