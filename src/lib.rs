@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`] loads TOML files and environment secrets into a validated, swappable snapshot.
+//! - [`signing`] holds what config and webhooks share: signature schemes and secrets (a leaf).
 //! - [`webhooks`] knows the partners, their signature schemes and payload rules (pure logic).
 //! - [`http`] is the hyper listener, its routing and the SPEC's error shape.
 //! - [`intake`] is the actor that group-commits verified events into the inbox.
@@ -30,6 +31,7 @@ pub mod dev;
 pub mod http;
 pub mod intake;
 pub mod ledger;
+pub mod signing;
 pub mod supervisor;
 pub mod telemetry;
 pub mod wallet;

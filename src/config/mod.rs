@@ -5,8 +5,6 @@
 //! config directory → environment overrides for secrets. Every error names the
 //! file, the key and the problem.
 
-mod secret;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,9 +13,9 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-pub use secret::{REDACTED, Secret};
-
-use crate::webhooks::{Partner, Scheme};
+pub use crate::signing::{REDACTED, Secret};
+use crate::signing::Scheme;
+use crate::webhooks::Partner;
 
 /// The daemon's own settings file in the config directory.
 pub const DAEMON_FILE: &str = "havend.toml";

@@ -8,12 +8,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::Partner;
-use crate::config::Secret;
+pub use crate::signing::Scheme;
+use crate::signing::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -27,20 +27,6 @@ pub const WEBHOOK_TIMESTAMP: &str = "webhook-timestamp";
 pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 /// Standard Webhooks secrets carry this prefix before their base64 key.
 const WHSEC_PREFIX: &str = "whsec_";
-
-/// How a partner signs its requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scheme {
-    /// `X-{Partner}-Signature` = hex HMAC-SHA256 of `"{timestamp}.{body}"`, or
-    /// of `"{timestamp}.{event}.{body}"` for a partner with `sign_event = true`.
-    HavenHmac,
-    /// `Stripe-Signature: t=…,v1=…`; the key is the secret string as given.
-    Stripe,
-    /// `webhook-id` / `webhook-timestamp` / `webhook-signature`; the key is
-    /// the base64-decoded part of `whsec_…`.
-    StandardWebhooks,
-}
 
 /// What a signature covers besides the scheme's own parts (timestamp, id).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,12 +110,6 @@ impl Scheme {
         Ok(())
     }
 
-    /// Whether the signed content can include the URL's event (`sign_event`):
-    /// Stripe and Standard Webhooks define their signed content themselves.
-    pub fn can_sign_event(self) -> bool {
-        self == Scheme::HavenHmac
-    }
-
     /// Verifies the request's signature against every active secret.
     /// `signed.event` must be set exactly when the partner has `sign_event`,
     /// which config validation allows only where [`Scheme::can_sign_event`].
@@ -188,16 +168,6 @@ impl Scheme {
                     ("webhook-signature".into(), format!("v1,{}", BASE64.encode(mac))),
                 ]
             }
-        })
-    }
-}
-
-impl std::fmt::Display for Scheme {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Scheme::HavenHmac => "haven-hmac",
-            Scheme::Stripe => "stripe",
-            Scheme::StandardWebhooks => "standard-webhooks",
         })
     }
 }
