@@ -36,8 +36,16 @@ pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// On SIGTERM, in-flight requests get this long to finish.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
-/// Requests that may wait for the intake actor at once; over it → 503.
+/// Webhook requests admitted at once (from before their body is read until
+/// their event is stored); over it → 503.
 pub const DEFAULT_MAX_IN_FLIGHT_STORES: usize = 4_096;
+/// Open client connections at most; more wait in the listen backlog. Generous:
+/// the systemd unit allows 65,536 descriptors, and the database pool, logs and
+/// the RPC client need some too.
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 10_000;
+/// Concurrent HTTP/2 streams per connection (the RFC 9113 recommended minimum),
+/// so one connection cannot open an unbounded number of requests.
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// Database connections in the pool.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// How long a query waits for a pooled connection before it fails.
@@ -119,10 +127,17 @@ pub struct ServerConfig {
     pub body_read_timeout_ms: u64,
     /// Time an idle keep-alive connection is kept open.
     pub idle_timeout_ms: u64,
-    /// Time in-flight requests get to finish on shutdown.
+    /// Time in-flight requests get to finish on shutdown; connections still
+    /// open after it are closed.
     pub shutdown_grace_ms: u64,
-    /// Admission limit: stores waiting for the intake actor; over it → 503.
+    /// Admission limit: webhook requests between reading their body and being
+    /// stored; over it → 503.
     pub max_in_flight_stores: usize,
+    /// Open client connections at most; further ones wait to be accepted.
+    /// Read at start-up.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams (requests) per connection.
+    pub http2_max_concurrent_streams: u32,
 }
 
 impl Default for ServerConfig {
@@ -135,6 +150,8 @@ impl Default for ServerConfig {
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             max_in_flight_stores: DEFAULT_MAX_IN_FLIGHT_STORES,
+            max_connections: DEFAULT_MAX_CLIENT_CONNECTIONS,
+            http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
         }
     }
 }
@@ -514,8 +531,14 @@ impl Config {
                 errors.push(invalid(DAEMON_FILE, key, "must be greater than 0"));
             }
         }
-        if server.max_in_flight_stores == 0 {
-            errors.push(invalid(DAEMON_FILE, "server.max_in_flight_stores", "must be greater than 0"));
+        for (key, value) in [
+            ("server.max_in_flight_stores", server.max_in_flight_stores),
+            ("server.max_connections", server.max_connections),
+            ("server.http2_max_concurrent_streams", server.http2_max_concurrent_streams as usize),
+        ] {
+            if value == 0 {
+                errors.push(invalid(DAEMON_FILE, key, "must be greater than 0"));
+            }
         }
         if self.database.max_connections == 0 {
             errors.push(invalid(DAEMON_FILE, "database.max_connections", "must be greater than 0"));

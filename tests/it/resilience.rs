@@ -139,3 +139,114 @@ on_both_backends!(
     shutdown_finishes_in_flight_requests,
     slow_or_idle_client_cannot_hold_a_connection,
 );
+
+/// Starts a daemon whose only admission slot the returned connection holds:
+/// a webhook request whose body never finishes. Proven held by a second
+/// request being refused 503 (which the caller gets back, for asserting on).
+async fn daemon_with_admission_held_by_a_slow_body(customize: impl FnOnce(&mut havend::config::Config)) -> (TestDaemon, tokio::net::TcpStream, Answer) {
+    let daemon = TestDaemon::start_with(Backend::Sqlite, |c| {
+        c.server.max_in_flight_stores = 1;
+        c.server.body_read_timeout_ms = 60_000;
+        customize(c);
+    })
+    .await;
+    let slow = raw_request(daemon.addr, &partial_post("/webhooks/aurora/booking-created", 100, r#"{"id":"#)).await;
+    // Polled with a deadline: nothing shows when the server has read the headers.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        let answer = daemon.deliver(Partner::Aurora, Some("booking-created"), &booking_created("bk_probe")).await;
+        if answer.status == 503 || tokio::time::Instant::now() >= deadline {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(refused.status, 503, "a request still sending its body holds the admission slot: {:?}", refused.json);
+    (daemon, slow, refused)
+}
+
+/// Issue 6, defect 9: admission comes before the body is read, so clients
+/// that trickle bodies cannot make havend buffer more than the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_is_taken_before_the_body_is_read() {
+    let (daemon, slow, refused) = daemon_with_admission_held_by_a_slow_body(|_| {}).await;
+    assert_eq!(assert_error_shape(&refused), "OVERLOADED");
+    assert!(daemon.event(Partner::Aurora, "booking-created:bk_probe").await.is_none());
+    drop(slow);
+    let admitted = eventually(Duration::from_secs(5), || async {
+        daemon.deliver(Partner::Aurora, Some("booking-created"), &booking_created("bk_probe")).await.status == 200
+    })
+    .await;
+    assert!(admitted, "the slot is free again once the slow client is gone");
+    daemon.stop().await;
+}
+
+/// Issue 6, defect 9: the shutdown grace is a deadline; a connection still
+/// open after it is closed, not left to its own (long) timeouts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_connections_still_open_after_the_grace_period() {
+    let (mut daemon, mut slow, _) = daemon_with_admission_held_by_a_slow_body(|c| c.server.shutdown_grace_ms = 300).await;
+    let started = std::time::Instant::now();
+    let stopped = tokio::time::timeout(Duration::from_secs(10), daemon.daemon.take().unwrap().shutdown()).await;
+    assert!(stopped.is_ok(), "shutdown returns");
+    assert!(closed_within(&mut slow, Duration::from_secs(3)).await, "the slow connection was closed at the deadline");
+    assert!(started.elapsed() < Duration::from_secs(8), "within the grace period and not the body timeout: {:?}", started.elapsed());
+}
+
+/// Issue 6, defect 9: at most `max_connections` connections are served; the
+/// next one waits until a slot frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_wait_until_one_closes() {
+    let daemon = TestDaemon::start_with(Backend::Sqlite, |c| c.server.max_connections = 1).await;
+    let first = tokio::net::TcpStream::connect(daemon.addr).await.unwrap();
+    let addr = daemon.addr;
+    let mut second = tokio::spawn(async move {
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let request = http::Request::get(format!("http://{addr}/health")).body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
+        client.request(request).await.map(|r| r.status())
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), &mut second).await.is_err(),
+        "the second connection is not served while the first holds the only slot"
+    );
+    drop(first);
+    let status = tokio::time::timeout(Duration::from_secs(5), second).await.expect("served once the slot frees");
+    assert_eq!(status.unwrap().unwrap(), 200);
+    daemon.stop().await;
+}
+
+/// Issue 6, defect 9: HTTP/2 streams per connection are capped; a stream
+/// over the cap waits for one to finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_streams_over_the_cap_wait_for_a_free_one() {
+    let daemon = TestDaemon::start_with(Backend::Sqlite, |c| c.server.http2_max_concurrent_streams = 1).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .http2_only(true)
+        .build_http::<ChannelBody>();
+    let empty_get = |path: &str| {
+        let (closed, empty) = tokio::sync::mpsc::channel(1);
+        drop(closed);
+        http::Request::get(format!("http://{}{path}", daemon.addr)).body(ChannelBody(empty)).unwrap()
+    };
+    // A first exchange delivers the server's SETTINGS; a stream opened before
+    // the client knows the cap is refused (REFUSED_STREAM) rather than queued.
+    assert_eq!(client.request(empty_get("/health")).await.unwrap().status(), 200);
+    let body = booking_created("bk_h2_cap");
+    let (first_body, rx) = tokio::sync::mpsc::channel(4);
+    let mut request = http::Request::post(format!("http://{}/webhooks/aurora/booking-created", daemon.addr));
+    for (name, value) in sign(Partner::Aurora, &body, now()) {
+        request = request.header(name, value);
+    }
+    let first = tokio::spawn(client.request(request.body(ChannelBody(rx)).unwrap()));
+    first_body.send(bytes::Bytes::from(body[..5].to_owned())).await.unwrap();
+
+    let mut second = tokio::spawn(client.request(empty_get("/health")));
+    let early = tokio::time::timeout(Duration::from_millis(700), &mut second).await;
+    assert!(early.is_err(), "a second stream waits while the first holds the only one: {early:?}");
+    first_body.send(bytes::Bytes::from(body[5..].to_owned())).await.unwrap();
+    drop(first_body);
+    let first = tokio::time::timeout(Duration::from_secs(5), first).await.unwrap().unwrap().unwrap();
+    assert_eq!((first.version(), first.status().as_u16()), (http::Version::HTTP_2, 200));
+    let second = tokio::time::timeout(Duration::from_secs(5), second).await.expect("served once a stream frees");
+    assert_eq!(second.unwrap().unwrap().status(), 200);
+    daemon.stop().await;
+}
