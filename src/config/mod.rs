@@ -56,6 +56,15 @@ pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 3_000;
 pub const DEFAULT_FLUSH_DELAY_US: u64 = 0;
 /// Group commit: a batch this large is flushed at once.
 pub const DEFAULT_MAX_BATCH: usize = 512;
+/// Largest `intake.max_batch`: a bound on the memory and latency of one batch.
+pub const MAX_BATCH_LIMIT: usize = 10_000;
+/// Bind parameters SQLite allows in one statement (`SQLITE_MAX_VARIABLE_NUMBER`
+/// since 3.32). PostgreSQL allows 65,535, but its inbox insert binds one array
+/// per column whatever the batch size, so only SQLite bounds the batch.
+pub const SQLITE_MAX_BIND_PARAMETERS: usize = 32_766;
+/// Bind parameters one inbox row takes in a multi-row `VALUES` insert (one per
+/// column; `intake::store` checks its column list against it at compile time).
+pub const INBOX_ROW_PARAMETERS: usize = 13;
 /// How long an HTTP handler waits for the intake actor's answer.
 pub const DEFAULT_STORE_TIMEOUT_MS: u64 = 5_000;
 /// Signatures older than this are rejected (SPEC section 2).
@@ -554,8 +563,22 @@ impl Config {
                 "must start with postgres:// or sqlite:",
             ));
         }
-        if !(1..=10_000).contains(&self.intake.max_batch) {
-            errors.push(invalid(DAEMON_FILE, "intake.max_batch", "must be between 1 and 10000"));
+        // A full batch is one insert statement: on SQLite its bind parameters
+        // (one per column and row) must stay within SQLite's limit.
+        let max_batch = if url.expose().starts_with("sqlite:") {
+            SQLITE_MAX_BIND_PARAMETERS / INBOX_ROW_PARAMETERS
+        } else {
+            MAX_BATCH_LIMIT
+        };
+        if !(1..=max_batch).contains(&self.intake.max_batch) {
+            errors.push(invalid(
+                DAEMON_FILE,
+                "intake.max_batch",
+                format!(
+                    "must be between 1 and {max_batch} on this database \
+                     (SQLite: {SQLITE_MAX_BIND_PARAMETERS} bind parameters / {INBOX_ROW_PARAMETERS} per row; PostgreSQL: {MAX_BATCH_LIMIT})"
+                ),
+            ));
         }
         if self.intake.flush_delay_us > 100_000 {
             errors.push(invalid(DAEMON_FILE, "intake.flush_delay_us", "must be at most 100000 (100 ms)"));
@@ -828,6 +851,19 @@ mod tests {
         let printed = Config::load_with_env(dir.path(), |_| None).unwrap().to_redacted_toml();
         assert!(!printed.contains("KEY123") && !printed.contains("KEY456"), "{printed}");
         assert!(printed.contains("rpc_url = \"https://mainnet.infura.io/[redacted]\""), "{printed}");
+    }
+
+    #[test]
+    fn max_batch_is_bounded_by_the_bind_parameters_of_one_insert() {
+        let load = |database: &str, max_batch: usize| {
+            let text = format!("[database]\nurl = \"{database}\"\n[intake]\nmax_batch = {max_batch}\n");
+            Config::load_with_env(dir_with(&[(DAEMON_FILE, &text)]).path(), |_| None).map_err(|e| e.to_string())
+        };
+        assert!(load("sqlite://x.db", 2_520).is_ok());
+        let error = load("sqlite://x.db", 2_521).unwrap_err();
+        assert!(error.contains("intake.max_batch: must be between 1 and 2520"), "{error}");
+        assert!(load("postgres://db/havend", 10_000).is_ok(), "one unnest statement binds 12 parameters, whatever the batch");
+        assert!(load("postgres://db/havend", 10_001).is_err());
     }
 
     #[test]
