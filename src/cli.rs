@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Secret};
+use crate::webhooks::signature::Signed;
 use crate::webhooks::{Partner, Scheme};
 
 /// havend: partner webhooks in, HAVEN token rewards out.
@@ -84,6 +85,10 @@ pub enum Command {
         /// Standard Webhooks message id (default: a new one).
         #[arg(long)]
         id: Option<String>,
+        /// Sign `"{timestamp}.{event}.{body}"`, as a haven-hmac partner with
+        /// `sign_event = true` does; the event as in the URL (`booking-created`).
+        #[arg(long)]
+        event: Option<String>,
     },
     /// Inbox events: re-queue a dead-lettered one.
     Events {
@@ -302,14 +307,15 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::SignWebhook { partner, secret, body, scheme, timestamp, id } => {
+        Command::SignWebhook { partner, secret, body, scheme, timestamp, id, event } => {
             let body = std::fs::read(&body).with_context(|| format!("cannot read {}", body.display()))?;
             let scheme = scheme.map(Scheme::from).unwrap_or(partner.default_scheme());
             let timestamp = timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp());
             let id = id.unwrap_or_else(|| format!("msg_{}", uuid::Uuid::new_v4().simple()));
+            let signed = Signed { event: event.as_deref(), body: &body };
             let headers = scheme
-                .sign(partner, &Secret::new(secret), &body, timestamp, &id)
-                .map_err(|problem| anyhow::anyhow!("bad secret: {problem}"))?;
+                .sign(partner, &Secret::new(secret), signed, timestamp, &id)
+                .map_err(|problem| anyhow::anyhow!("cannot sign: {problem}"))?;
             println!("Content-Type: application/json");
             for (name, value) in headers {
                 println!("{name}: {value}");

@@ -106,7 +106,7 @@ pub fn banner(config: &Config) -> anyhow::Result<String> {
     let mut out = format!(
         "havend dev is ready\n  listening    http://{listen}\n  database     {}\n  chain        {} (chain id {})\n  token        {}\n  hot wallet   {}\n",
         crate::config::redact_url(config.database_url().expose()),
-        chain.rpc_url,
+        crate::config::redact_rpc_url(&chain.rpc_url),
         chain.chain_id,
         chain.token,
         chain.wallets.first().map(ToString::to_string).unwrap_or_default(),

@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - [`config`] loads TOML files and environment secrets into a validated, swappable snapshot.
+//! - [`signing`] holds what config and webhooks share: signature schemes and secrets (a leaf).
 //! - [`webhooks`] knows the partners, their signature schemes and payload rules (pure logic).
 //! - [`http`] is the hyper listener, its routing and the SPEC's error shape.
 //! - [`intake`] is the actor that group-commits verified events into the inbox.
@@ -32,6 +33,7 @@ pub mod http;
 pub mod intake;
 pub mod ledger;
 pub mod rewards;
+pub mod signing;
 pub mod supervisor;
 pub mod telemetry;
 pub mod wallet;
@@ -236,7 +238,9 @@ impl Daemon {
 async fn chain_start(config: &Config, db: &DatabaseConnection) -> Result<Option<ChainStart>, AppError> {
     let Some(chain) = &config.chain else { return Ok(None) };
     let keys = MasterKeys::load(config.custody.master_key_file.as_deref())?;
-    let client = ChainClient::new(&chain.rpc_url, Duration::from_millis(chain.rpc_timeout_ms)).map_err(AppError::Chain)?;
+    // The client's own error quotes the URL, which may carry an API key.
+    let client = ChainClient::new(&chain.rpc_url, Duration::from_millis(chain.rpc_timeout_ms))
+        .map_err(|_| AppError::Chain(format!("invalid RPC URL {}", config::redact_rpc_url(&chain.rpc_url))))?;
     let mut wallets = Vec::with_capacity(chain.wallets.len());
     for address in &chain.wallets {
         let wallet = custody::find(db, &address.to_string()).await?;

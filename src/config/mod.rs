@@ -6,7 +6,6 @@
 //! file, the key and the problem.
 
 pub mod rewards;
-mod secret;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,9 +16,9 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 pub use rewards::RewardRules;
-pub use secret::{REDACTED, Secret};
-
-use crate::webhooks::{Partner, Scheme};
+pub use crate::signing::{REDACTED, Secret};
+use crate::signing::Scheme;
+use crate::webhooks::Partner;
 
 /// The daemon's own settings file in the config directory.
 pub const DAEMON_FILE: &str = "havend.toml";
@@ -42,8 +41,16 @@ pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 60_000;
 /// On SIGTERM, in-flight requests get this long to finish.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
-/// Requests that may wait for the intake actor at once; over it → 503.
+/// Webhook requests admitted at once (from before their body is read until
+/// their event is stored); over it → 503.
 pub const DEFAULT_MAX_IN_FLIGHT_STORES: usize = 4_096;
+/// Open client connections at most; more wait in the listen backlog. Generous:
+/// the systemd unit allows 65,536 descriptors, and the database pool, logs and
+/// the RPC client need some too.
+pub const DEFAULT_MAX_CLIENT_CONNECTIONS: usize = 10_000;
+/// Concurrent HTTP/2 streams per connection (the RFC 9113 recommended minimum),
+/// so one connection cannot open an unbounded number of requests.
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// Database connections in the pool.
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// How long a query waits for a pooled connection before it fails.
@@ -54,6 +61,15 @@ pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 3_000;
 pub const DEFAULT_FLUSH_DELAY_US: u64 = 0;
 /// Group commit: a batch this large is flushed at once.
 pub const DEFAULT_MAX_BATCH: usize = 512;
+/// Largest `intake.max_batch`: a bound on the memory and latency of one batch.
+pub const MAX_BATCH_LIMIT: usize = 10_000;
+/// Bind parameters SQLite allows in one statement (`SQLITE_MAX_VARIABLE_NUMBER`
+/// since 3.32). PostgreSQL allows 65,535, but its inbox insert binds one array
+/// per column whatever the batch size, so only SQLite bounds the batch.
+pub const SQLITE_MAX_BIND_PARAMETERS: usize = 32_766;
+/// Bind parameters one inbox row takes in a multi-row `VALUES` insert (one per
+/// column; `intake::store` checks its column list against it at compile time).
+pub const INBOX_ROW_PARAMETERS: usize = 13;
 /// How long an HTTP handler waits for the intake actor's answer.
 pub const DEFAULT_STORE_TIMEOUT_MS: u64 = 5_000;
 /// Signatures older than this are rejected (SPEC section 2).
@@ -132,10 +148,17 @@ pub struct ServerConfig {
     pub body_read_timeout_ms: u64,
     /// Time an idle keep-alive connection is kept open.
     pub idle_timeout_ms: u64,
-    /// Time in-flight requests get to finish on shutdown.
+    /// Time in-flight requests get to finish on shutdown; connections still
+    /// open after it are closed.
     pub shutdown_grace_ms: u64,
-    /// Admission limit: stores waiting for the intake actor; over it → 503.
+    /// Admission limit: webhook requests between reading their body and being
+    /// stored; over it → 503.
     pub max_in_flight_stores: usize,
+    /// Open client connections at most; further ones wait to be accepted.
+    /// Read at start-up.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams (requests) per connection.
+    pub http2_max_concurrent_streams: u32,
 }
 
 impl Default for ServerConfig {
@@ -148,6 +171,8 @@ impl Default for ServerConfig {
             idle_timeout_ms: DEFAULT_IDLE_TIMEOUT_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             max_in_flight_stores: DEFAULT_MAX_IN_FLIGHT_STORES,
+            max_connections: DEFAULT_MAX_CLIENT_CONNECTIONS,
+            http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
         }
     }
 }
@@ -294,8 +319,9 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
-    /// JSON-RPC endpoint.
-    #[serde(serialize_with = "serialize_redacted_url_str")]
+    /// JSON-RPC endpoint. Providers put API keys in its path or query, so
+    /// only [`redact_rpc_url`] of it is ever printed or logged.
+    #[serde(serialize_with = "serialize_redacted_rpc_url")]
     pub rpc_url: String,
     /// The HAVEN token contract.
     pub token: alloy::primitives::Address,
@@ -407,7 +433,7 @@ pub struct CustodyConfig {
 pub const DEFAULT_DAEMON_NAME: &str = "havend";
 
 /// One partner's webhook settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PartnerConfig {
     /// Signature scheme; unset → the partner's usual one (Stripe: `stripe`,
@@ -419,6 +445,11 @@ pub struct PartnerConfig {
     /// `HAVEND_{PARTNER}_SECRETS` environment variable (comma-separated).
     #[serde(default)]
     pub secrets: Vec<Secret>,
+    /// haven-hmac only: the partner signs `"{timestamp}.{event}.{body}"` (the
+    /// event as in the URL) instead of `"{timestamp}.{body}"`, so a body
+    /// captured for one event cannot be replayed to another.
+    #[serde(default)]
+    pub sign_event: bool,
 }
 
 impl PartnerConfig {
@@ -543,7 +574,7 @@ impl Config {
                     .collect();
                 self.partners
                     .entry(partner)
-                    .or_insert_with(|| PartnerConfig { scheme: None, secrets: Vec::new() })
+                    .or_default()
                     .secrets = secrets;
             }
         }
@@ -565,8 +596,14 @@ impl Config {
                 errors.push(invalid(DAEMON_FILE, key, "must be greater than 0"));
             }
         }
-        if server.max_in_flight_stores == 0 {
-            errors.push(invalid(DAEMON_FILE, "server.max_in_flight_stores", "must be greater than 0"));
+        for (key, value) in [
+            ("server.max_in_flight_stores", server.max_in_flight_stores),
+            ("server.max_connections", server.max_connections),
+            ("server.http2_max_concurrent_streams", server.http2_max_concurrent_streams as usize),
+        ] {
+            if value == 0 {
+                errors.push(invalid(DAEMON_FILE, key, "must be greater than 0"));
+            }
         }
         if self.database.max_connections == 0 {
             errors.push(invalid(DAEMON_FILE, "database.max_connections", "must be greater than 0"));
@@ -582,8 +619,22 @@ impl Config {
                 "must start with postgres:// or sqlite:",
             ));
         }
-        if !(1..=10_000).contains(&self.intake.max_batch) {
-            errors.push(invalid(DAEMON_FILE, "intake.max_batch", "must be between 1 and 10000"));
+        // A full batch is one insert statement: on SQLite its bind parameters
+        // (one per column and row) must stay within SQLite's limit.
+        let max_batch = if url.expose().starts_with("sqlite:") {
+            SQLITE_MAX_BIND_PARAMETERS / INBOX_ROW_PARAMETERS
+        } else {
+            MAX_BATCH_LIMIT
+        };
+        if !(1..=max_batch).contains(&self.intake.max_batch) {
+            errors.push(invalid(
+                DAEMON_FILE,
+                "intake.max_batch",
+                format!(
+                    "must be between 1 and {max_batch} on this database \
+                     (SQLite: {SQLITE_MAX_BIND_PARAMETERS} bind parameters / {INBOX_ROW_PARAMETERS} per row; PostgreSQL: {MAX_BATCH_LIMIT})"
+                ),
+            ));
         }
         if self.intake.flush_delay_us > 100_000 {
             errors.push(invalid(DAEMON_FILE, "intake.flush_delay_us", "must be at most 100000 (100 ms)"));
@@ -608,8 +659,9 @@ impl Config {
             if alloy::primitives::U256::from_str_radix(&chain.min_balance_wei, 10).is_err() {
                 errors.push(invalid(DAEMON_FILE, "chain.min_balance_wei", "must be a whole number of wei"));
             }
-            if !(chain.rpc_url.starts_with("http://") || chain.rpc_url.starts_with("https://")) {
-                errors.push(invalid(DAEMON_FILE, "chain.rpc_url", "must be an http:// or https:// URL"));
+            let parsed = alloy::transports::http::reqwest::Url::parse(&chain.rpc_url);
+            if !parsed.is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some()) {
+                errors.push(invalid(DAEMON_FILE, "chain.rpc_url", "must be an http:// or https:// URL with a host"));
             }
         }
         let processor = &self.processor;
@@ -635,6 +687,13 @@ impl Config {
                 ));
             }
             let scheme = partner_config.scheme_for(*partner);
+            if partner_config.sign_event && !scheme.can_sign_event() {
+                errors.push(invalid(
+                    PARTNERS_FILE,
+                    format!("partners.{partner}.sign_event"),
+                    format!("the {scheme} scheme defines its own signed content; sign_event applies to haven-hmac only"),
+                ));
+            }
             for (index, secret) in partner_config.secrets.iter().enumerate() {
                 if let Err(problem) = scheme.check_secret(secret) {
                     errors.push(invalid(PARTNERS_FILE, format!("{key}[{index}]"), problem));
@@ -702,8 +761,36 @@ fn serialize_redacted_url<S: serde::Serializer>(url: &Option<Secret>, serializer
     }
 }
 
-fn serialize_redacted_url_str<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&redact_url(url))
+fn serialize_redacted_rpc_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&redact_rpc_url(url))
+}
+
+/// An RPC URL reduced to its scheme, host and port, for `check-config`,
+/// logs, errors and the dev banner. RPC providers put the API key in the path
+/// (`/v2/<key>`), the query (`?apikey=`) or the user info, so none of those
+/// is shown; a `/[redacted]` suffix says that something was left out. A URL
+/// that does not parse is shown as [`REDACTED`] entirely.
+pub fn redact_rpc_url(url: &str) -> String {
+    let Ok(parsed) = alloy::transports::http::reqwest::Url::parse(url) else {
+        return REDACTED.to_owned();
+    };
+    let Some(host) = parsed.host_str() else {
+        return REDACTED.to_owned();
+    };
+    let mut shown = format!("{}://{host}", parsed.scheme());
+    if let Some(port) = parsed.port() {
+        shown.push_str(&format!(":{port}"));
+    }
+    let hidden = !parsed.username().is_empty()
+        || parsed.password().is_some()
+        || parsed.path() != "/"
+        || parsed.query().is_some()
+        || parsed.fragment().is_some();
+    if hidden {
+        shown.push('/');
+        shown.push_str(REDACTED);
+    }
+    shown
 }
 
 /// Replaces the password of `scheme://user:password@host/…` with [`REDACTED`].
@@ -787,6 +874,16 @@ mod tests {
     }
 
     #[test]
+    fn sign_event_is_read_and_refused_for_schemes_that_cannot_sign_the_event() {
+        let dir = dir_with(&[(PARTNERS_FILE, "[partners.aurora]\nsecrets = [\"s\"]\nsign_event = true\n")]);
+        let config = Config::load_with_env(dir.path(), |_| None).unwrap();
+        assert!(config.partners[&Partner::Aurora].sign_event);
+        let dir = dir_with(&[(PARTNERS_FILE, "[partners.stripe]\nsecrets = [\"whsec_x\"]\nsign_event = true\n")]);
+        let error = Config::load_with_env(dir.path(), |_| None).unwrap_err().to_string();
+        assert!(error.contains("partners.toml: partners.stripe.sign_event"), "{error}");
+    }
+
+    #[test]
     fn redacted_config_hides_secrets_and_passwords() {
         let dir = dir_with(&[
             (DAEMON_FILE, "[database]\nurl = \"postgres://havend:hunter2@db:5432/havend\"\n"),
@@ -796,6 +893,43 @@ mod tests {
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("whsec_abcdef"), "{printed}");
         assert!(printed.contains("postgres://havend:[redacted]@db:5432/havend"), "{printed}");
+    }
+
+    #[test]
+    fn rpc_url_shows_only_scheme_host_and_port() {
+        for (url, shown) in [
+            ("https://eth-mainnet.g.alchemy.com/v2/KEY123", "https://eth-mainnet.g.alchemy.com/[redacted]"),
+            ("https://rpc.example.com/?apikey=KEY123", "https://rpc.example.com/[redacted]"),
+            ("https://user:KEY123@node.example.com:8545", "https://node.example.com:8545/[redacted]"),
+            ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
+            ("http://[::1]:8545/", "http://[::1]:8545"),
+            ("not a url KEY123", REDACTED),
+        ] {
+            assert_eq!(redact_rpc_url(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn check_config_shows_only_the_rpc_host() {
+        let chain = "[chain]\nrpc_url = \"https://mainnet.infura.io/v3/KEY123?x=KEY456\"\n\
+                     token = \"0x0000000000000000000000000000000000000001\"\nchain_id = 1\n";
+        let dir = dir_with(&[(DAEMON_FILE, chain)]);
+        let printed = Config::load_with_env(dir.path(), |_| None).unwrap().to_redacted_toml();
+        assert!(!printed.contains("KEY123") && !printed.contains("KEY456"), "{printed}");
+        assert!(printed.contains("rpc_url = \"https://mainnet.infura.io/[redacted]\""), "{printed}");
+    }
+
+    #[test]
+    fn max_batch_is_bounded_by_the_bind_parameters_of_one_insert() {
+        let load = |database: &str, max_batch: usize| {
+            let text = format!("[database]\nurl = \"{database}\"\n[intake]\nmax_batch = {max_batch}\n");
+            Config::load_with_env(dir_with(&[(DAEMON_FILE, &text)]).path(), |_| None).map_err(|e| e.to_string())
+        };
+        assert!(load("sqlite://x.db", 2_520).is_ok());
+        let error = load("sqlite://x.db", 2_521).unwrap_err();
+        assert!(error.contains("intake.max_batch: must be between 1 and 2520"), "{error}");
+        assert!(load("postgres://db/havend", 10_000).is_ok(), "one unnest statement binds 12 parameters, whatever the batch");
+        assert!(load("postgres://db/havend", 10_001).is_err());
     }
 
     #[test]

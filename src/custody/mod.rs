@@ -360,13 +360,14 @@ pub async fn revoke(db: &impl ConnectionTrait, wallet: &wallets::Model, actor: &
 }
 
 /// Re-encrypts every wallet under the current master key version (after a
-/// new version was added); returns how many changed.
+/// new version was added); returns how many changed. Each key it decrypts is
+/// audit-logged HIGH like any other decryption (SPEC section 4).
 pub async fn reencrypt_all(db: &DatabaseConnection, keys: &MasterKeys, actor: &str) -> Result<usize, CustodyError> {
     let txn = crate::db::begin_write(db).await?;
     let current = keys.current_version();
     let mut changed = 0;
     for wallet in wallets::Entity::find().filter(wallets::Column::KeyVersion.ne(current)).all(&txn).await? {
-        let signer = keys.decrypt(&wallet)?;
+        let signer = unlock(&txn, keys, &wallet, actor, "reencrypt").await?;
         let secret = Zeroizing::new(signer.to_bytes().to_vec());
         let (version, blob) = keys.encrypt(&wallet.address, &secret)?;
         let mut row: wallets::ActiveModel = wallet.clone().into();
@@ -435,6 +436,36 @@ mod tests {
         assert_eq!(both.decrypt(&wallet).unwrap().address(), signer.address());
         assert!(MasterKeys::parse("1:abcd").is_err());
         assert!(MasterKeys::parse("").is_err());
+    }
+
+    #[tokio::test]
+    async fn reencrypt_audits_every_decryption_high() {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config::default();
+        config.database.url =
+            Some(crate::config::Secret::new(format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display())));
+        let db = crate::db::connect(&config).await.unwrap();
+        crate::db::migrate_up(&db).await.unwrap();
+        let v1 = format!("1:{}", "11".repeat(32));
+        let old = MasterKeys::parse(&v1).unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            ids.push(create_wallet(&db, &old, HOT, "test").await.unwrap().id);
+        }
+        let both = MasterKeys::parse(&format!("{v1},2:{}", "22".repeat(32))).unwrap();
+        assert_eq!(reencrypt_all(&db, &both, "operator").await.unwrap(), 2);
+        for id in ids {
+            let decryptions = entity::wallet_audit_logs::Entity::find()
+                .filter(entity::wallet_audit_logs::Column::WalletId.eq(id))
+                .filter(entity::wallet_audit_logs::Column::Action.eq("decrypt"))
+                .all(&db)
+                .await
+                .unwrap();
+            assert_eq!(decryptions.len(), 1, "wallet {id}: one decryption, audited");
+            assert_eq!((decryptions[0].severity.as_str(), decryptions[0].actor.as_str()), ("HIGH", "operator"));
+            assert!(decryptions[0].details.contains("reencrypt"), "{}", decryptions[0].details);
+        }
     }
 
     #[test]

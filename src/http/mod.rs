@@ -1,6 +1,7 @@
 //! The hyper listener: HTTP/1.1 and HTTP/2 on one port, a request id on every
-//! exchange, header/body/idle timeouts, and graceful shutdown that lets
-//! in-flight requests finish.
+//! exchange, header/body/idle timeouts, a cap on connections and on HTTP/2
+//! streams per connection, and graceful shutdown that lets in-flight requests
+//! finish within the grace period and then closes what is still open.
 //!
 //! It is not an actor: each connection is a task that verifies and validates
 //! a request with pure functions and then makes one timed call to the intake
@@ -26,6 +27,7 @@ use hyper_util::server::conn::auto;
 use sea_orm::DatabaseConnection;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
@@ -54,20 +56,40 @@ pub struct AppState {
     pub intake: IntakeSlot,
     /// The chain side, when configured.
     pub chain: crate::supervisor::ChainSlot,
-    /// Admission limit on requests waiting to be stored.
+    /// Admission limit on webhook requests from before their body is read
+    /// until their event is stored.
     pub admission: Semaphore,
 }
 
-/// Serves `listener` until `shutdown` turns true, then stops accepting and
-/// waits (up to the configured grace period) for open requests to finish.
+/// Serves `listener` until `shutdown` turns true, then stops accepting, waits
+/// up to the configured grace period for open requests to finish, and closes
+/// the connections still open after it.
+///
+/// At most `server.max_connections` connections are open at once: a slot is
+/// taken before `accept`, so further clients wait in the kernel's listen
+/// backlog rather than costing a task and buffers each.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: watch::Receiver<bool>) {
     let connections = TaskTracker::new();
+    let force_close = CancellationToken::new();
+    let slots = Arc::new(Semaphore::new(state.config.load().server.max_connections));
     let mut stop = shutdown.clone();
     loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                // The semaphore is never closed; should it be, stop serving rather than spin.
+                Err(_) => break,
+            },
+            _ = stopped(&mut stop) => break,
+        };
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    connections.spawn(serve_connection(stream, peer, state.clone(), shutdown.clone()));
+                    let connection = serve_connection(stream, peer, state.clone(), shutdown.clone(), force_close.clone());
+                    connections.spawn(async move {
+                        connection.await;
+                        drop(slot);
+                    });
                 }
                 Err(error) => {
                     // Out of file descriptors and the like: back off, keep serving.
@@ -84,10 +106,20 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: watch:
     info!(connections = connections.len(), "Listener closed; draining connections");
     if tokio::time::timeout(grace, connections.wait()).await.is_err() {
         warn!(connections = connections.len(), "Shutdown grace period over; closing remaining connections");
+        // Each connection task drops its connection (closing the socket) as
+        // soon as it sees the token, so this wait is short.
+        force_close.cancel();
+        connections.wait().await;
     }
 }
 
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: Arc<AppState>,
+    mut shutdown: watch::Receiver<bool>,
+    force_close: CancellationToken,
+) {
     let _ = stream.set_nodelay(true);
     let config = state.config.load_full();
     let activity = Arc::new(Activity::new());
@@ -96,7 +128,10 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<AppSta
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(config.server.header_read_timeout_ms));
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(config.server.http2_max_concurrent_streams);
 
     let service_activity = activity.clone();
     let service = service_fn(move |request| {
@@ -120,6 +155,10 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, state: Arc<AppSta
                 if let Err(error) = result {
                     debug!(%peer, %error, "Connection ended with an error");
                 }
+                break;
+            }
+            _ = force_close.cancelled() => {
+                debug!(%peer, "Shutdown grace period over; closing the connection");
                 break;
             }
             _ = stopped(&mut shutdown), if !closing => {

@@ -1,9 +1,11 @@
 //! `POST /webhooks/{partner}/{event}` and `POST /webhooks/stripe`.
 //!
-//! Route → partner config (404) → body limit (413) → signature and time
-//! window (401) → payload (400) → admission (503) → one timed call to the
+//! Route → partner config (404) → admission (503) → body limit (413) →
+//! signature and time window (401) → payload (400) → one timed call to the
 //! intake actor, answered after the commit. Nothing touches the database
-//! before the signature holds.
+//! before the signature holds. Admission comes before the body is read, so
+//! unauthenticated requests cannot make havend buffer more than
+//! `max_in_flight_stores` bodies at once.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -19,7 +21,7 @@ use tracing::{info, warn};
 use super::{ApiError, AppState, Response, json_response};
 use crate::intake::store::{STATUS_IGNORED, STATUS_INVALID, STATUS_PENDING};
 use crate::intake::{IntakeMsg, NewEvent, Stored};
-use crate::webhooks::signature::{Verified, WEBHOOK_ID};
+use crate::webhooks::signature::{Signed, Verified, WEBHOOK_ID};
 use crate::webhooks::{Disposition, Partner, Window, payload};
 
 /// Receives, verifies, validates and durably stores one partner event.
@@ -45,6 +47,7 @@ pub async fn receive(
         return Err(ApiError::not_found(format!("unknown event {} for partner {partner}", event.unwrap_or("(none)"))));
     }
 
+    let _admitted = state.admission.try_acquire().map_err(|_| ApiError::overloaded())?;
     let (parts, body) = request.into_parts();
     let limit = config.server.body_limit_bytes;
     let body = read_body(body, parts.headers.get(http::header::CONTENT_LENGTH), limit, config.server.body_read_timeout_ms).await?;
@@ -52,12 +55,14 @@ pub async fn receive(
     let window = Window { past_secs: config.webhooks.tolerance_past_secs, future_secs: config.webhooks.tolerance_future_secs };
     let now = chrono::Utc::now();
     let scheme = partner_config.scheme_for(partner);
+    // A `sign_event` partner signs the URL's event with the body (validation
+    // allows it only for haven-hmac, whose partners name the event in the URL).
+    let signed = Signed { event: event.filter(|_| partner_config.sign_event), body: &body };
     let verified = scheme
-        .verify(partner, &parts.headers, &body, &partner_config.secrets, now.timestamp(), window)
+        .verify(partner, &parts.headers, signed, &partner_config.secrets, now.timestamp(), window)
         .inspect_err(|error| info!(%partner, %error, "Webhook signature refused"))?;
     let parsed = payload::parse(partner, event, &body)?;
 
-    let _admitted = state.admission.try_acquire().map_err(|_| ApiError::overloaded())?;
     let (status, last_error) = match &parsed.disposition {
         Disposition::Pending => (STATUS_PENDING, None),
         Disposition::Ignored(reason) => (STATUS_IGNORED, Some(reason.clone())),

@@ -113,8 +113,15 @@ impl IntakeState {
         }
         let batch = std::mem::take(&mut self.batch);
         let timeout = Duration::from_millis(self.config.load().intake.store_timeout_ms);
+        #[cfg(feature = "test-hooks")]
+        let crash_marked = batch.iter().any(|(e, _)| e.partner_event_id.ends_with("crash"));
+        let outcomes = write_batch(&self.db, batch, timeout).await;
+        // Test hook: the actor dies with a batch written but not yet answered,
+        // when the batch holds an id ending in "crash".
+        #[cfg(feature = "test-hooks")]
+        fail::fail_point!("intake::crash_after_write", crash_marked, |_| ());
         let mut stored_new = false;
-        for (result, reply) in write_batch(&self.db, batch, timeout).await {
+        for (result, reply) in outcomes {
             stored_new |= result == Ok(Stored::New);
             // A caller that gave up (timeout) has dropped its port; nothing to do.
             let _ = reply.send(result);

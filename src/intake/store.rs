@@ -1,14 +1,16 @@
-//! Inbox writes: multi-row `INSERT … ON CONFLICT DO NOTHING RETURNING id`,
-//! which both stores new events and tells duplicates apart in one round trip.
+//! Inbox writes: `INSERT … ON CONFLICT DO NOTHING RETURNING id`, which both
+//! stores new events and tells duplicates apart in one round trip; many rows
+//! per statement (`unnest` arrays on PostgreSQL, `VALUES` lists on SQLite).
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use entity::webhook_events::Column;
-use sea_orm::sea_query::{Expr, OnConflict, Query};
-use sea_orm::{ConnectionTrait, DbErr, RuntimeErr};
+use sea_orm::sea_query::{ArrayType, Expr, OnConflict, Query};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, RuntimeErr, Statement, Value};
 use uuid::Uuid;
 
+use crate::config::{INBOX_ROW_PARAMETERS, SQLITE_MAX_BIND_PARAMETERS};
 use crate::webhooks::Partner;
 
 /// Inbox status of an event that waits for the rewards processor.
@@ -52,9 +54,53 @@ impl NewEvent {
     }
 }
 
-/// Inserts `events` in one statement; returns the ids of the rows it stored.
-/// An event whose (partner, partner event id) is already stored is skipped.
-/// The caller must pass at most one event per key.
+/// The inbox columns a new event fills, in insert order.
+const COLUMNS: [Column; INBOX_ROW_PARAMETERS] = [
+    Column::Id,
+    Column::Partner,
+    Column::PartnerEventId,
+    Column::EventType,
+    Column::Status,
+    Column::Attempts,
+    Column::NextAttemptAt,
+    Column::LastError,
+    Column::Body,
+    Column::Headers,
+    Column::SourceIp,
+    Column::RequestId,
+    Column::ReceivedAt,
+];
+
+/// Rows one multi-row `VALUES` insert may hold on SQLite: each row binds one
+/// parameter per column, and SQLite allows [`SQLITE_MAX_BIND_PARAMETERS`].
+pub const SQLITE_ROWS_PER_INSERT: usize = SQLITE_MAX_BIND_PARAMETERS / INBOX_ROW_PARAMETERS;
+
+/// PostgreSQL: one array parameter per column, expanded by `unnest`, so the
+/// statement text (and its prepared statement, cached per connection) is the
+/// same for every batch size, and the 65,535 bind-parameter limit cannot be
+/// reached however large the batch. `$12` is the status whose rows are due at
+/// once. Empty strings stand for NULL: sea-query binds arrays without NULL
+/// elements, and an empty reason or client address says nothing anyway.
+const POSTGRES_UNNEST_INSERT: &str = "\
+INSERT INTO webhook_events (id, partner, partner_event_id, event_type, status, attempts, next_attempt_at, \
+last_error, body, headers, source_ip, request_id, received_at) \
+SELECT e.id, e.partner, e.partner_event_id, e.event_type, e.status, 0, \
+CASE WHEN e.status = $12 THEN e.received_at END, NULLIF(e.last_error, ''), e.body, e.headers, \
+NULLIF(e.source_ip, ''), e.request_id, e.received_at \
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bytea[], $8::text[], \
+$9::text[], $10::text[], $11::timestamptz[]) \
+AS e(id, partner, partner_event_id, event_type, status, last_error, body, headers, source_ip, request_id, received_at) \
+ON CONFLICT (partner, partner_event_id) DO NOTHING \
+RETURNING id";
+
+/// Inserts `events`; returns the ids of the rows it stored. An event whose
+/// (partner, partner event id) is already stored is skipped. The caller must
+/// pass at most one event per key.
+///
+/// Any number of events fits: PostgreSQL takes them in one `unnest`
+/// statement, SQLite in statements of at most [`SQLITE_ROWS_PER_INSERT`]
+/// rows. Each statement commits on its own unless `db` is a transaction, so
+/// after an error the rows of earlier SQLite statements may be stored.
 pub async fn insert_new(db: &impl ConnectionTrait, events: &[&NewEvent]) -> Result<HashSet<Uuid>, DbErr> {
     if events.is_empty() {
         return Ok(HashSet::new());
@@ -66,22 +112,47 @@ pub async fn insert_new(db: &impl ConnectionTrait, events: &[&NewEvent]) -> Resu
         events.iter().any(|e| e.partner_event_id.ends_with("poison")),
         |_| Err(DbErr::Custom("poisoned row (test hook)".into()))
     );
+    match db.get_database_backend() {
+        DbBackend::Postgres => insert_unnest(db, events).await,
+        _ => {
+            let mut stored = HashSet::with_capacity(events.len());
+            for chunk in events.chunks(SQLITE_ROWS_PER_INSERT) {
+                stored.extend(insert_values(db, chunk).await?);
+            }
+            Ok(stored)
+        }
+    }
+}
+
+/// One `unnest` insert of any number of rows (PostgreSQL).
+async fn insert_unnest(db: &impl ConnectionTrait, events: &[&NewEvent]) -> Result<HashSet<Uuid>, DbErr> {
+    fn array(kind: ArrayType, values: impl Iterator<Item = Value>) -> Value {
+        Value::Array(kind, Some(Box::new(values.collect())))
+    }
+    let text = |field: fn(&NewEvent) -> &str| array(ArrayType::String, events.iter().map(move |e| Value::from(field(e))));
+    let values = [
+        array(ArrayType::Uuid, events.iter().map(|e| Value::from(e.id))),
+        text(|e| e.partner.as_str()),
+        text(|e| &e.partner_event_id),
+        text(|e| &e.event_type),
+        text(|e| e.status),
+        text(|e| e.last_error.as_deref().unwrap_or_default()),
+        array(ArrayType::Bytes, events.iter().map(|e| Value::from(e.body.to_vec()))),
+        text(|e| &e.headers),
+        text(|e| e.source_ip.as_deref().unwrap_or_default()),
+        text(|e| &e.request_id),
+        array(ArrayType::ChronoDateTimeUtc, events.iter().map(|e| Value::from(e.received_at))),
+        Value::from(STATUS_PENDING),
+    ];
+    let statement = Statement::from_sql_and_values(DbBackend::Postgres, POSTGRES_UNNEST_INSERT, values);
+    let rows = db.query_all_raw(statement).await?;
+    rows.iter().map(|row| row.try_get::<Uuid>("", "id")).collect()
+}
+
+/// One multi-row `VALUES` insert (SQLite); at most [`SQLITE_ROWS_PER_INSERT`] rows.
+async fn insert_values(db: &impl ConnectionTrait, events: &[&NewEvent]) -> Result<HashSet<Uuid>, DbErr> {
     let mut insert = Query::insert();
-    insert.into_table(entity::webhook_events::Entity).columns([
-        Column::Id,
-        Column::Partner,
-        Column::PartnerEventId,
-        Column::EventType,
-        Column::Status,
-        Column::Attempts,
-        Column::NextAttemptAt,
-        Column::LastError,
-        Column::Body,
-        Column::Headers,
-        Column::SourceIp,
-        Column::RequestId,
-        Column::ReceivedAt,
-    ]);
+    insert.into_table(entity::webhook_events::Entity).columns(COLUMNS);
     for event in events {
         let due = (event.status == STATUS_PENDING).then_some(event.received_at);
         insert.values_panic([
@@ -109,14 +180,42 @@ pub async fn insert_new(db: &impl ConnectionTrait, events: &[&NewEvent]) -> Resu
 
 /// True when `error` says the database could not be reached (as opposed to
 /// refusing one statement): retrying row by row would only wait longer.
+///
+/// A protocol error is not among them: sqlx reports a statement it cannot
+/// send, such as one with more than 65,535 bind parameters ("too many
+/// arguments for query"), as a protocol error, and that is a fault of the
+/// statement, which the row-by-row retry gets past. Were the connection
+/// really broken, the first row of that retry fails with an I/O error.
 pub fn is_unreachable(error: &DbErr) -> bool {
     use sea_orm::sqlx::Error as Sqlx;
     match error {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => matches!(
-            &**e,
-            Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::Protocol(_) | Sqlx::WorkerCrashed
-        ),
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(&**e, Sqlx::Io(_) | Sqlx::Tls(_) | Sqlx::PoolTimedOut | Sqlx::PoolClosed | Sqlx::WorkerCrashed)
+        }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_statement_the_driver_cannot_encode_is_a_row_error_not_an_outage() {
+        let sqlx = |error| DbErr::Query(RuntimeErr::SqlxError(Arc::new(error)));
+        let too_many = sqlx(sea_orm::sqlx::Error::Protocol("PgConnection::run(): too many arguments for query: 78533".into()));
+        assert!(!is_unreachable(&too_many));
+        assert!(is_unreachable(&sqlx(sea_orm::sqlx::Error::PoolTimedOut)));
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(is_unreachable(&sqlx(sea_orm::sqlx::Error::Io(io))));
+    }
+
+    #[test]
+    fn a_full_sqlite_insert_stays_within_the_bind_parameter_limit() {
+        assert_eq!(SQLITE_ROWS_PER_INSERT, 2_520);
+        assert!(SQLITE_ROWS_PER_INSERT * COLUMNS.len() <= SQLITE_MAX_BIND_PARAMETERS);
     }
 }

@@ -66,6 +66,17 @@ pub enum PayloadError {
     /// A required field is absent or null.
     #[error("missing required field {0}")]
     MissingField(String),
+    /// The payload's `event` or `type` names another event than the URL: a
+    /// body signed for one event replayed to another (SPEC section 2).
+    #[error("field {field} names event {named:?}, but the URL names {url:?}")]
+    EventMismatch {
+        /// `event` or `type`.
+        field: String,
+        /// The event the payload names.
+        named: String,
+        /// The event the URL names.
+        url: String,
+    },
     /// A field is present but its value is not acceptable.
     #[error("field {field}: {problem}")]
     InvalidField {
@@ -80,7 +91,9 @@ impl PayloadError {
     /// The field this error is about, for the error's `details`.
     pub fn field(&self) -> Option<&str> {
         match self {
-            PayloadError::MissingField(field) | PayloadError::InvalidField { field, .. } => Some(field),
+            PayloadError::MissingField(field)
+            | PayloadError::InvalidField { field, .. }
+            | PayloadError::EventMismatch { field, .. } => Some(field),
             _ => None,
         }
     }
@@ -102,6 +115,7 @@ pub fn parse(partner: Partner, event: Option<&str>, body: &[u8]) -> Result<Parse
     let parsed = match (partner, event) {
         (Partner::Stripe, _) => parse_stripe(&fields)?,
         (_, Some(event)) => {
+            check_named_event(partner, event, &fields)?;
             let key = key_parts(partner, event, &fields)?;
             ParsedEvent {
                 event_type: event.to_owned(),
@@ -113,6 +127,27 @@ pub fn parse(partner: Partner, event: Option<&str>, body: &[u8]) -> Result<Parse
     };
     check_storable(&parsed)?;
     Ok(parsed)
+}
+
+/// Payload fields in which partners name the event they send.
+const EVENT_NAME_FIELDS: [&str; 2] = ["event", "type"];
+
+/// Refuses a payload whose `event` or `type` names another of the partner's
+/// events than the URL. Only values that name one of the partner's events
+/// count, compared case-insensitively with `_` and `.` read as `-`
+/// (`booking.cancelled`, `BOOKING_CANCELLED`): Tribe's `event-attendance`
+/// carries an unrelated `type` (`workshop`, …) that must not be refused.
+fn check_named_event(partner: Partner, url_event: &str, fields: &Fields) -> Result<(), PayloadError> {
+    let known = EVENTS.iter().find(|(p, _)| *p == partner).map(|(_, events)| *events).unwrap_or_default();
+    for field in EVENT_NAME_FIELDS {
+        let Some(Value::String(value)) = fields.0.get(field) else { continue };
+        let named: String =
+            value.trim().chars().map(|c| if matches!(c, '_' | '.') { '-' } else { c.to_ascii_lowercase() }).collect();
+        if named != url_event && known.contains(&named.as_str()) {
+            return Err(PayloadError::EventMismatch { field: field.into(), named: value.clone(), url: url_event.into() });
+        }
+    }
+    Ok(())
 }
 
 /// Longest partner event id the inbox stores (its column's size).
@@ -465,6 +500,25 @@ mod tests {
         let stripe = |body: &str| parse(Partner::Stripe, None, body.as_bytes()).unwrap_err();
         assert_eq!(stripe(&format!(r#"{{"id":"evt_1","type":"{}"}}"#, "t".repeat(200))).field(), Some("type"));
         assert_eq!(stripe(r#"{"id":"evt_\u0000","type":"customer.created"}"#).field(), Some("id"));
+    }
+
+    #[test]
+    fn a_payload_naming_another_event_than_the_url_is_refused() {
+        let mismatch = |event: &str, body: &str| matches!(err(Partner::Aurora, event, body), PayloadError::EventMismatch { .. });
+        let created = r#"{"id":"bk_1","guest_id":"g","total_price":10,"nights":1}"#;
+        for naming in [r#""event":"booking-cancelled""#, r#""type":"booking.cancelled""#, r#""event":"BOOKING_CANCELLED""#] {
+            let body = format!(r#"{{{naming},"id":"bk_1"}}"#);
+            assert!(mismatch("booking-completed", &body), "{body}");
+        }
+        let body = created.replace('{', r#"{"event":"booking-cancelled","#);
+        assert_eq!(err(Partner::Aurora, "booking-created", &body).field(), Some("event"));
+        // Naming the URL's own event, in any spelling, is fine.
+        let same = created.replace('{', r#"{"event":"booking.created","type":"booking-created","#);
+        assert_eq!(ok(Partner::Aurora, "booking-created", &same).partner_event_id, "booking-created:bk_1");
+        // Tribe's attendance `type` is not an event name.
+        ok(Partner::Tribe, "event-attendance", r#"{"id":"t","attendee_id":"m","type":"workshop","attended":true}"#);
+        let replayed = r#"{"id":"t","attendee_id":"m","type":"contribution","attended":true}"#;
+        assert!(matches!(err(Partner::Tribe, "event-attendance", replayed), PayloadError::EventMismatch { .. }));
     }
 
     #[test]

@@ -8,12 +8,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use super::Partner;
-use crate::config::Secret;
+pub use crate::signing::Scheme;
+use crate::signing::Secret;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -28,17 +28,35 @@ pub const WEBHOOK_SIGNATURE: &str = "webhook-signature";
 /// Standard Webhooks secrets carry this prefix before their base64 key.
 const WHSEC_PREFIX: &str = "whsec_";
 
-/// How a partner signs its requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scheme {
-    /// `X-{Partner}-Signature` = hex HMAC-SHA256 of `"{timestamp}.{body}"`.
-    HavenHmac,
-    /// `Stripe-Signature: t=…,v1=…`; the key is the secret string as given.
-    Stripe,
-    /// `webhook-id` / `webhook-timestamp` / `webhook-signature`; the key is
-    /// the base64-decoded part of `whsec_…`.
-    StandardWebhooks,
+/// What a signature covers besides the scheme's own parts (timestamp, id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signed<'a> {
+    /// The event named in the URL, bound into a haven-hmac signature when the
+    /// partner has `sign_event = true`: then a body captured for one event
+    /// cannot be replayed to another (a `booking-created` body is also a
+    /// valid `booking-cancelled` body). `None`: the body alone is signed.
+    pub event: Option<&'a str>,
+    /// The raw request body.
+    pub body: &'a [u8],
+}
+
+impl<'a> Signed<'a> {
+    /// A signature over `"{timestamp}.{event}.{body}"` (haven-hmac `sign_event`).
+    pub fn event_and_body(event: &'a str, body: &'a [u8]) -> Self {
+        Self { event: Some(event), body }
+    }
+}
+
+impl<'a> From<&'a [u8]> for Signed<'a> {
+    fn from(body: &'a [u8]) -> Self {
+        Self { event: None, body }
+    }
+}
+
+impl<'a, const N: usize> From<&'a [u8; N]> for Signed<'a> {
+    fn from(body: &'a [u8; N]) -> Self {
+        Self { event: None, body }
+    }
 }
 
 /// The accepted age of a signature timestamp.
@@ -93,48 +111,57 @@ impl Scheme {
     }
 
     /// Verifies the request's signature against every active secret.
-    pub fn verify(
+    /// `signed.event` must be set exactly when the partner has `sign_event`,
+    /// which config validation allows only where [`Scheme::can_sign_event`].
+    pub fn verify<'a>(
         self,
         partner: Partner,
         headers: &HeaderMap,
-        body: &[u8],
+        signed: impl Into<Signed<'a>>,
         secrets: &[Secret],
         now: i64,
         window: Window,
     ) -> Result<Verified, SignatureError> {
+        let signed = signed.into();
         match self {
-            Scheme::HavenHmac => verify_haven_hmac(partner, headers, body, secrets, now, window),
-            Scheme::Stripe => verify_stripe(headers, body, secrets, now, window),
-            Scheme::StandardWebhooks => verify_standard_webhooks(headers, body, secrets, now, window),
+            Scheme::HavenHmac => verify_haven_hmac(partner, headers, signed, secrets, now, window),
+            Scheme::Stripe => verify_stripe(headers, signed.body, secrets, now, window),
+            Scheme::StandardWebhooks => verify_standard_webhooks(headers, signed.body, secrets, now, window),
         }
     }
 
-    /// The headers a sender of this scheme attaches to `body` (the
+    /// The headers a sender of this scheme attaches to a body (the
     /// `sign-webhook` command, the load generator and tests use it).
-    /// `webhook_id` is used by Standard Webhooks only.
-    pub fn sign(
+    /// `webhook_id` is used by Standard Webhooks only; an event to sign is
+    /// refused by the schemes that cannot sign one.
+    pub fn sign<'a>(
         self,
         partner: Partner,
         secret: &Secret,
-        body: &[u8],
+        signed: impl Into<Signed<'a>>,
         timestamp: i64,
         webhook_id: &str,
     ) -> Result<Vec<(String, String)>, String> {
+        let Signed { event, body } = signed.into();
+        if event.is_some() && !self.can_sign_event() {
+            return Err(format!("{self} signatures cannot include the event (sign_event is a haven-hmac option)"));
+        }
+        let timestamp_text = timestamp.to_string();
         Ok(match self {
             Scheme::HavenHmac => {
-                let mac = hmac(secret.expose().as_bytes(), &[timestamp.to_string().as_bytes(), b".", body]);
+                let mac = hmac(secret.expose().as_bytes(), &haven_hmac_content(&timestamp_text, event, body));
                 vec![
                     (haven_header(partner, "Signature"), hex::encode(mac)),
                     (haven_header(partner, "Timestamp"), timestamp.to_string()),
                 ]
             }
             Scheme::Stripe => {
-                let mac = hmac(secret.expose().as_bytes(), &[timestamp.to_string().as_bytes(), b".", body]);
+                let mac = hmac(secret.expose().as_bytes(), &[timestamp_text.as_bytes(), b".", body]);
                 vec![("Stripe-Signature".into(), format!("t={timestamp},v1={}", hex::encode(mac)))]
             }
             Scheme::StandardWebhooks => {
                 let key = standard_webhooks_key(secret)?;
-                let mac = hmac(&key, &[webhook_id.as_bytes(), b".", timestamp.to_string().as_bytes(), b".", body]);
+                let mac = hmac(&key, &[webhook_id.as_bytes(), b".", timestamp_text.as_bytes(), b".", body]);
                 vec![
                     ("webhook-id".into(), webhook_id.to_owned()),
                     ("webhook-timestamp".into(), timestamp.to_string()),
@@ -142,6 +169,15 @@ impl Scheme {
                 ]
             }
         })
+    }
+}
+
+/// The parts of a haven-hmac signed content: `"{timestamp}.{body}"`, or
+/// `"{timestamp}.{event}.{body}"` when the event is bound.
+fn haven_hmac_content<'a>(timestamp: &'a str, event: Option<&'a str>, body: &'a [u8]) -> Vec<&'a [u8]> {
+    match event {
+        Some(event) => vec![timestamp.as_bytes(), b".", event.as_bytes(), b".", body],
+        None => vec![timestamp.as_bytes(), b".", body],
     }
 }
 
@@ -161,7 +197,7 @@ pub fn haven_header(partner: Partner, suffix: &str) -> String {
 fn verify_haven_hmac(
     partner: Partner,
     headers: &HeaderMap,
-    body: &[u8],
+    signed: Signed<'_>,
     secrets: &[Secret],
     now: i64,
     window: Window,
@@ -174,8 +210,8 @@ fn verify_haven_hmac(
     let hex_signature = signature.strip_prefix("sha256=").unwrap_or(signature);
     let candidate = hex::decode(hex_signature).map_err(|_| SignatureError::MalformedHeader(signature_header))?;
     let timestamp_text = timestamp.to_string();
-    let signed = [timestamp_text.as_bytes(), b".", body];
-    any_secret_matches(secrets.iter().map(|s| s.expose().as_bytes().to_vec()), &signed, &[candidate])?;
+    let content = haven_hmac_content(&timestamp_text, signed.event, signed.body);
+    any_secret_matches(secrets.iter().map(|s| s.expose().as_bytes().to_vec()), &content, &[candidate])?;
     Ok(Verified { timestamp, webhook_id: None })
 }
 
@@ -393,6 +429,35 @@ mod tests {
             Scheme::HavenHmac.verify(Partner::HiEvents, &map, body, &[new], 5000, WINDOW),
             Err(SignatureError::Mismatch)
         );
+    }
+
+    #[test]
+    fn sign_event_binds_the_url_event_so_a_body_cannot_be_replayed_to_another() {
+        let secret = Secret::new("s");
+        let body = br#"{"id":"bk_1"}"#;
+        let verify = |headers: &HeaderMap, signed: Signed<'_>| {
+            Scheme::HavenHmac.verify(Partner::Aurora, headers, signed, std::slice::from_ref(&secret), 10, WINDOW)
+        };
+        let created = headers(
+            &Scheme::HavenHmac.sign(Partner::Aurora, &secret, Signed::event_and_body("booking-created", body), 10, "").unwrap(),
+        );
+        assert!(verify(&created, Signed::event_and_body("booking-created", body)).is_ok());
+        assert_eq!(verify(&created, Signed::event_and_body("booking-cancelled", body)), Err(SignatureError::Mismatch));
+        // The content is "{timestamp}.{event}.{body}", as a partner computes it.
+        let expected = hmac(b"s", &[br#"10.booking-created.{"id":"bk_1"}"#]);
+        assert_eq!(created[haven_header(Partner::Aurora, "Signature").as_str()], hex::encode(expected));
+        // A body-only signature does not pass for a partner that binds the event.
+        let plain = headers(&Scheme::HavenHmac.sign(Partner::Aurora, &secret, body, 10, "").unwrap());
+        assert_eq!(verify(&plain, Signed::event_and_body("booking-created", body)), Err(SignatureError::Mismatch));
+    }
+
+    #[test]
+    fn only_haven_hmac_can_sign_the_event() {
+        let secret = Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw");
+        for scheme in [Scheme::Stripe, Scheme::StandardWebhooks] {
+            assert!(!scheme.can_sign_event());
+            assert!(scheme.sign(Partner::HiEvents, &secret, Signed::event_and_body("e", b"{}"), 1, "msg_1").is_err());
+        }
     }
 
     #[test]

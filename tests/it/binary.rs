@@ -32,6 +32,74 @@ fn check_config_prints_redacted_config_and_fails_on_errors() {
     assert!(error.contains("partners.toml: partners.aurora.secrets"), "{error}");
 }
 
+/// `sign-webhook --event` signs `"{timestamp}.{event}.{body}"`, what a
+/// `sign_event = true` partner sends; without it the body alone is signed.
+#[test]
+fn sign_webhook_with_event_signs_what_a_sign_event_partner_sends() {
+    use havend::config::Secret;
+    use havend::webhooks::signature::{Signed, Window};
+    use havend::webhooks::{Partner, Scheme};
+
+    let dir = tempfile::tempdir().unwrap();
+    let body_file = dir.path().join("booking.json");
+    let body = booking_created("bk_cli_event");
+    std::fs::write(&body_file, &body).unwrap();
+    let headers = |extra: &[&str]| {
+        let output = Command::new(HAVEND)
+            .args(["sign-webhook", "--partner", "aurora", "--secret", "cli-secret", "--body"])
+            .arg(&body_file)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let mut map = http::HeaderMap::new();
+        for line in String::from_utf8(output.stdout).unwrap().lines() {
+            let (name, value) = line.split_once(": ").unwrap();
+            map.insert(http::HeaderName::try_from(name).unwrap(), value.parse().unwrap());
+        }
+        map
+    };
+    let window = Window { past_secs: 300, future_secs: 60 };
+    let verify = |headers: &http::HeaderMap, signed: Signed<'_>| {
+        Scheme::HavenHmac.verify(Partner::Aurora, headers, signed, &[Secret::new("cli-secret")], now(), window)
+    };
+    let bound = headers(&["--event", "booking-created"]);
+    assert!(verify(&bound, Signed::event_and_body("booking-created", body.as_bytes())).is_ok());
+    assert!(verify(&bound, Signed::event_and_body("booking-cancelled", body.as_bytes())).is_err());
+    assert!(verify(&headers(&[]), body.as_bytes().into()).is_ok());
+
+    let stripe = Command::new(HAVEND)
+        .args(["sign-webhook", "--partner", "stripe", "--secret", "whsec_x", "--event", "e", "--body"])
+        .arg(&body_file)
+        .output()
+        .unwrap();
+    assert!(!stripe.status.success(), "--event is refused for a scheme that cannot sign it");
+}
+
+/// RPC providers put API keys in the URL's path or query: `check-config` and
+/// the dev banner show only its scheme, host and port.
+#[test]
+fn check_config_and_dev_banner_show_only_the_rpc_host() {
+    let dir = tempfile::tempdir().unwrap();
+    write_config(dir.path(), "127.0.0.1:0", "");
+    let rpc_url = "https://eth-mainnet.g.alchemy.com/v2/KEY123?token=KEY456";
+    let chain = format!("\n[chain]\nrpc_url = {rpc_url:?}\ntoken = \"0x0000000000000000000000000000000000000001\"\nchain_id = 1\n");
+    let mut daemon_file = std::fs::read_to_string(dir.path().join("havend.toml")).unwrap();
+    daemon_file.push_str(&chain);
+    std::fs::write(dir.path().join("havend.toml"), daemon_file).unwrap();
+
+    let output = Command::new(HAVEND).arg("check-config").arg(dir.path()).output().unwrap();
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(printed.contains("https://eth-mainnet.g.alchemy.com/[redacted]"), "{printed}");
+    assert!(!printed.contains("KEY123") && !printed.contains("KEY456"), "{printed}");
+
+    let config = havend::config::Config::load(dir.path()).unwrap();
+    let banner = havend::dev::banner(&config).unwrap();
+    assert!(banner.contains("https://eth-mainnet.g.alchemy.com/[redacted]"), "{banner}");
+    assert!(!banner.contains("KEY123") && !banner.contains("KEY456"), "{banner}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_stores_a_webhook_signed_by_sign_webhook_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();

@@ -100,6 +100,44 @@ async fn request_id_is_honoured_and_echoed(backend: Backend) {
     daemon.stop().await;
 }
 
+/// Issue 6, defect 8: more rows than one statement's bind parameters allow
+/// (13 per row: over 65,535 on PostgreSQL, 32,766 on SQLite) are all stored,
+/// and a second insert of them finds every one a duplicate.
+async fn insert_of_more_rows_than_bind_parameters_allow_stores_every_row(backend: Backend) {
+    use havend::intake::store::{self, NewEvent, STATUS_IGNORED, STATUS_PENDING};
+    let daemon = TestDaemon::start(backend).await;
+    let rows = 65_535 / 13 + 1_000;
+    let events: Vec<NewEvent> = (0..rows)
+        .map(|i| NewEvent {
+            id: uuid::Uuid::now_v7(),
+            partner: Partner::Aurora,
+            partner_event_id: format!("booking-created:bk_wide_{i}"),
+            event_type: "booking-created".into(),
+            status: if i % 2 == 0 { STATUS_PENDING } else { STATUS_IGNORED },
+            last_error: (i % 2 == 1).then(|| "test".to_owned()),
+            body: bytes::Bytes::from(booking_created(&format!("bk_wide_{i}"))),
+            headers: "{}".into(),
+            source_ip: (i % 3 == 0).then(|| "192.0.2.1".to_owned()),
+            request_id: format!("req-{i}"),
+            received_at: chrono::Utc::now(),
+        })
+        .collect();
+    let refs: Vec<&NewEvent> = events.iter().collect();
+    let stored = store::insert_new(&daemon.db, &refs).await.expect("a wide insert succeeds");
+    assert_eq!(stored.len(), rows);
+    assert_eq!(daemon.stored().await, rows as u64);
+    assert!(store::insert_new(&daemon.db, &refs).await.unwrap().is_empty(), "all duplicates the second time");
+
+    // NULLs and the due time survive the array insert.
+    let pending = daemon.event(Partner::Aurora, "booking-created:bk_wide_0").await.unwrap();
+    assert_eq!((pending.last_error, pending.source_ip.as_deref()), (None, Some("192.0.2.1")));
+    assert!(pending.next_attempt_at.is_some());
+    let ignored = daemon.event(Partner::Aurora, "booking-created:bk_wide_1").await.unwrap();
+    assert_eq!((ignored.last_error.as_deref(), ignored.source_ip, ignored.next_attempt_at), (Some("test"), None, None));
+    assert_eq!(ignored.body, booking_created("bk_wide_1").as_bytes());
+    daemon.stop().await;
+}
+
 async fn futures_join<T: Send + 'static>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
     let mut results = Vec::new();
     for task in tasks.collect::<Vec<_>>() {
@@ -117,6 +155,7 @@ on_both_backends!(
     cancellation_of_a_created_booking_is_a_new_event,
     request_id_is_honoured_and_echoed,
     one_row_the_database_refuses_fails_alone_and_its_batch_is_stored,
+    insert_of_more_rows_than_bind_parameters_allow_stores_every_row,
 );
 
 /// The listener speaks HTTP/2 (prior knowledge, as a proxy in front of havend would).

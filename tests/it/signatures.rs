@@ -1,5 +1,7 @@
 //! Every signature scheme: accepted when right, 401 and nothing stored otherwise.
 
+use havend::config::Secret;
+use havend::webhooks::signature::Signed;
 use havend::webhooks::{Partner, Scheme};
 
 use crate::on_both_backends;
@@ -73,7 +75,60 @@ async fn both_active_secrets_are_accepted(backend: Backend) {
     daemon.stop().await;
 }
 
+/// SPEC section 2, `sign_event`: the signature covers the URL's event, so a
+/// booking body signed for `booking-created` is refused at `booking-cancelled`.
+async fn sign_event_partner_refuses_a_body_replayed_to_another_event(backend: Backend) {
+    let daemon = TestDaemon::start_with(backend, |c| {
+        c.partners.get_mut(&Partner::Aurora).unwrap().sign_event = true;
+    })
+    .await;
+    let body = booking_created("bk_bound");
+    let bound = |event: &str| {
+        let mut headers = Scheme::HavenHmac
+            .sign(Partner::Aurora, &Secret::new(AURORA_SECRET), Signed::event_and_body(event, body.as_bytes()), now(), "")
+            .unwrap();
+        headers.push(("content-type".into(), "application/json".into()));
+        headers
+    };
+    let created = bound("booking-created");
+    let replayed = daemon.post("/webhooks/aurora/booking-cancelled", &created, body.clone()).await;
+    assert_eq!(replayed.status, 401, "{:?}", replayed.json);
+    assert_eq!(assert_error_shape(&replayed), "INVALID_SIGNATURE");
+    let body_only = daemon.post("/webhooks/aurora/booking-created", &sign(Partner::Aurora, &body, now()), body.clone()).await;
+    assert_eq!(body_only.status, 401, "a body-only signature is not enough: {:?}", body_only.json);
+    assert_eq!(daemon.stored().await, 0);
+
+    let accepted = daemon.post("/webhooks/aurora/booking-created", &created, body.clone()).await;
+    assert_eq!(accepted.status, 200, "{:?}", accepted.json);
+    assert!(daemon.event(Partner::Aurora, "booking-created:bk_bound").await.is_some());
+    assert!(daemon.event(Partner::Aurora, "booking-cancelled:bk_bound").await.is_none());
+    daemon.stop().await;
+}
+
+/// SPEC section 2: a payload `event` or `type` naming another event than the
+/// URL is refused with 400 (here without `sign_event`, for the other schemes' sake).
+async fn payload_naming_another_event_than_the_url_is_refused_with_400(backend: Backend) {
+    let daemon = TestDaemon::start(backend).await;
+    let cases = [
+        (Partner::Aurora, "booking-cancelled", r#"{"event":"booking-created","id":"bk_named","guest_id":"g","total_price":"1","nights":1}"#, "event"),
+        (Partner::Tribe, "contribution", r#"{"type":"referral_success","id":"c_1","user_id":"u","quality_score":1,"referrer_id":"u","tier":"gold"}"#, "type"),
+    ];
+    for (partner, event, body, field) in cases {
+        let answer = daemon.deliver(partner, Some(event), body).await;
+        assert_eq!(answer.status, 400, "{partner}/{event}: {:?}", answer.json);
+        assert_eq!(assert_error_shape(&answer), "VALIDATION_ERROR");
+        assert_eq!(answer.json["details"]["field"], field);
+    }
+    assert_eq!(daemon.stored().await, 0);
+    let named_right = r#"{"event":"booking.cancelled","id":"bk_named"}"#;
+    let answer = daemon.deliver(Partner::Aurora, Some("booking-cancelled"), named_right).await;
+    assert_eq!(answer.status, 200, "the URL's own event, in the partner's spelling: {:?}", answer.json);
+    daemon.stop().await;
+}
+
 on_both_backends!(
+    sign_event_partner_refuses_a_body_replayed_to_another_event,
+    payload_naming_another_event_than_the_url_is_refused_with_400,
     correctly_signed_event_is_stored_once_for_every_scheme,
     bad_signatures_are_refused_with_401_and_store_nothing,
     both_active_secrets_are_accepted,

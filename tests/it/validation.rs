@@ -35,6 +35,30 @@ async fn body_over_the_limit_is_refused_with_413(backend: Backend) {
     daemon.stop().await;
 }
 
+/// A chunked body declares no length: the limit applies while it is read.
+async fn chunked_body_over_the_limit_is_refused_with_413(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let daemon = TestDaemon::start_with(backend, |c| c.server.body_limit_bytes = 4096).await;
+    let head = "POST /webhooks/aurora/booking-created HTTP/1.1\r\nHost: havend\r\nContent-Type: application/json\r\n\
+                Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let mut stream = raw_request(daemon.addr, head.as_bytes()).await;
+    let chunk = format!("400\r\n{}\r\n", "x".repeat(0x400));
+    for _ in 0..8 {
+        // The server may answer and stop reading once the limit is passed.
+        if stream.write_all(chunk.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("PAYLOAD_TOO_LARGE"), "{response}");
+    assert_eq!(daemon.stored().await, 0);
+    daemon.stop().await;
+}
+
 async fn unknown_partner_or_event_is_404(backend: Backend) {
     let daemon = TestDaemon::start(backend).await;
     let body = booking_created("bk_404");
@@ -69,6 +93,7 @@ async fn signed_stripe_event_havend_does_not_handle_is_stored_as_ignored(backend
 on_both_backends!(
     invalid_payloads_are_refused_with_400_and_store_nothing,
     body_over_the_limit_is_refused_with_413,
+    chunked_body_over_the_limit_is_refused_with_413,
     unknown_partner_or_event_is_404,
     signed_stripe_event_havend_does_not_handle_is_stored_as_ignored,
 );

@@ -116,7 +116,11 @@ pub fn test_config(database_url: &str, data_dir: &std::path::Path) -> Config {
     for (partner, scheme, secrets) in test_partners() {
         config.partners.insert(
             partner,
-            PartnerConfig { scheme: Some(scheme), secrets: secrets.into_iter().map(Secret::new).collect() },
+            PartnerConfig {
+                scheme: Some(scheme),
+                secrets: secrets.into_iter().map(Secret::new).collect(),
+                ..PartnerConfig::default()
+            },
         );
     }
     config
@@ -300,4 +304,42 @@ pub fn assert_error_shape(answer: &Answer) -> String {
         "request id echoed"
     );
     json["error"].as_str().unwrap().to_owned()
+}
+
+/// Opens a raw TCP connection to `addr` and writes `bytes` (a request, or
+/// the first part of one) — for what an HTTP client library will not send.
+pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    stream
+}
+
+/// The start of a POST to `path` that declares `length` body bytes and sends `sent` of them.
+pub fn partial_post(path: &str, length: usize, sent: &str) -> Vec<u8> {
+    format!("POST {path} HTTP/1.1\r\nHost: havend\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n{sent}")
+        .into_bytes()
+}
+
+/// Whether the server closes `stream` (EOF or reset) within `timeout`.
+pub async fn closed_within(stream: &mut tokio::net::TcpStream, timeout: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    tokio::time::timeout(timeout, stream.read_to_end(&mut buf)).await.is_ok()
+}
+
+/// A request body fed through a channel, so a test decides when (and
+/// whether) the rest of it arrives; sent chunked, without a Content-Length.
+pub struct ChannelBody(pub tokio::sync::mpsc::Receiver<Bytes>);
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.0.poll_recv(cx).map(|chunk| chunk.map(|bytes| Ok(hyper::body::Frame::data(bytes))))
+    }
 }
