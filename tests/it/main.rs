@@ -7,6 +7,7 @@ mod binary;
 mod chain;
 mod crash;
 mod intake;
+mod processing;
 mod resilience;
 mod rewards;
 mod signatures;

@@ -1,0 +1,191 @@
+//! The processor under crashes and concurrency: the real binary killed (and
+//! aborted by a failpoint between the handler and its commit) while it
+//! processes, several processors and daemons sharing one inbox, and
+//! processors racing one user's daily limit. Always PostgreSQL: these are
+//! the slow tests (DESIGN: a representative subset runs on SQLite elsewhere).
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use entity::{transactions, webhook_events};
+use havend::webhooks::Partner;
+use sea_orm::{ColumnTrait, Database, EntityTrait, PaginatorTrait, QueryFilter};
+
+use crate::support::chain::{Prepared, TestChain, chain_config, drained};
+use crate::support::*;
+
+const HAVEND: &str = env!("CARGO_BIN_EXE_havend");
+
+fn hnv(whole: u64) -> U256 {
+    U256::from(whole) * U256::from(10u64).pow(U256::from(18))
+}
+
+async fn count_status(db: &sea_orm::DatabaseConnection, status: &str) -> u64 {
+    webhook_events::Entity::find().filter(webhook_events::Column::Status.eq(status)).count(db).await.unwrap()
+}
+
+async fn reconcile_clean(db: &sea_orm::DatabaseConnection, chain: &TestChain) {
+    let report = havend::ledger::reconcile::reconcile(db, &chain.client(), chain.token).await.unwrap();
+    assert!(report.is_clean(), "{}", serde_json::to_string_pretty(&report).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_and_aborted_mid_processing_every_event_is_processed_once() {
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "data_dir = {data:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {url:?}\n[custody]\nmaster_key_file = {key:?}\n\
+         [processor]\npoll_interval_ms = 100\n\
+         [chain]\nrpc_url = {rpc:?}\ntoken = \"{token}\"\nchain_id = {chain_id}\nwallets = [\"{wallet}\"]\npoll_interval_ms = 100\nmax_in_flight = 256\nresend_after_ms = 1500\n",
+        data = config_dir.path().join("data").display().to_string(),
+        url = prepared.database.url,
+        key = prepared.key_dir.path().join("master.key").display().to_string(),
+        rpc = chain.url,
+        token = chain.token,
+        chain_id = chain.chain_id,
+        wallet = prepared.wallets[0].address,
+    );
+    std::fs::write(config_dir.path().join("havend.toml"), config).unwrap();
+    std::fs::write(config_dir.path().join("partners.toml"), format!("[partners.aurora]\nsecrets = [{AURORA_SECRET:?}]\n")).unwrap();
+    let spawn = |failpoint: Option<&str>| -> Child {
+        let mut command = Command::new(HAVEND);
+        command.args(["run", "--config"]).arg(config_dir.path()).stdout(Stdio::null()).stderr(Stdio::null());
+        if let Some(failpoint) = failpoint {
+            command.env("FAILPOINTS", failpoint);
+        }
+        command.spawn().unwrap()
+    };
+    let db = Database::connect(&prepared.database.url).await.unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let deliver = |i: usize| {
+        let client = client.clone();
+        async move {
+            let body = format!(r#"{{"id":"bk_{i}","guest_id":"guest_{}","total_price":"10","nights":1}}"#, i % 50);
+            let mut request = http::Request::post(format!("http://127.0.0.1:{port}/webhooks/aurora/booking-created"));
+            for (name, value) in sign(Partner::Aurora, &body, now()) {
+                request = request.header(name, value);
+            }
+            let response = client.request(request.body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap()).await;
+            response.map(|r| r.status().as_u16()).unwrap_or(0)
+        }
+    };
+
+    // 500 bookings acknowledged, then SIGKILL while they are being processed.
+    let mut first = spawn(None);
+    assert!(eventually(Duration::from_secs(30), || async { deliver(10_000).await == 200 }).await, "the daemon serves");
+    for chunk in (0..500).collect::<Vec<_>>().chunks(25) {
+        let statuses = futures_join(chunk.iter().map(|i| deliver(*i))).await;
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    }
+    first.kill().unwrap();
+    assert_eq!(first.wait().unwrap().signal(), Some(9));
+    let after_kill = count_status(&db, "processed").await;
+
+    // Next, a daemon aborted between a handler and its commit, after 20 commits.
+    let mut second = spawn(Some("processor::before_commit=20*off->return"));
+    let aborted = second.wait().unwrap();
+    assert_eq!(aborted.signal(), Some(6), "the failpoint aborted the daemon");
+    let after_abort = count_status(&db, "processed").await;
+    assert!(after_abort >= after_kill, "{after_kill} then {after_abort}");
+    assert!(after_abort < 501, "work remained for the restart");
+
+    // A clean restart finishes the rest.
+    let mut third = spawn(None);
+    assert!(eventually(Duration::from_secs(120), || async { count_status(&db, "processed").await == 501 }).await);
+    assert!(
+        eventually(Duration::from_secs(120), || async {
+            transactions::Entity::find().filter(transactions::Column::Status.ne("confirmed")).count(&db).await.unwrap() == 0
+        })
+        .await,
+        "every intent confirmed"
+    );
+    assert_eq!(transactions::Entity::find().count(&db).await.unwrap(), 501, "one intent per event");
+    assert_eq!(chain.total_supply().await, hnv(20) * U256::from(501u64), "minted once each");
+    reconcile_clean(&db, &chain).await;
+    third.kill().unwrap();
+    third.wait().unwrap();
+}
+
+/// Runs every future concurrently; their results in order.
+async fn futures_join<F: Future<Output = u16> + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<u16> {
+    let mut out = Vec::new();
+    let mut set = tokio::task::JoinSet::new();
+    for (index, future) in futures.enumerate() {
+        set.spawn(async move { (index, future.await) });
+    }
+    while let Some(result) = set.join_next().await {
+        out.push(result.unwrap());
+    }
+    out.sort_unstable();
+    out.into_iter().map(|(_, status)| status).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_share_the_inbox_and_one_users_daily_limit_is_never_exceeded() {
+    let chain = TestChain::start(Some(1)).await;
+    let Prepared { database, key_dir, wallets, .. } = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let url = database.url.clone();
+    let key_file = key_dir.path().join("master.key");
+    let wallet: Address = wallets[0].address.parse().unwrap();
+    let rules = |config: &mut havend::config::Config| {
+        config.processor.workers = 2;
+        config.processor.batch = 4;
+        config.processor.poll_interval_ms = 50;
+        config.rewards.limits.per_user_per_day = "100".parse().unwrap();
+    };
+    let (signer_chain, signer_key) = (chain_config(&chain, &[wallet]), key_file.clone());
+    let mut signer = TestDaemon::start_on(database, |db| db.url.clone(), move |config| {
+        config.chain = Some(signer_chain);
+        config.custody.master_key_file = Some(signer_key);
+        config.daemon_name = "signer".into();
+        rules(config);
+    })
+    .await;
+    let other = TestDaemon::start_on(TestDatabase::shared(&url), |db| db.url.clone(), move |config| {
+        config.custody.master_key_file = Some(key_file);
+        config.daemon_name = "processor-only".into();
+        rules(config);
+    })
+    .await;
+    signer.keep.push(key_dir);
+
+    // 30 attendances of one member (25 HNV each against a 100 HNV daily limit)
+    // and 60 of 60 others, delivered to both daemons at once.
+    let mut deliveries = Vec::new();
+    for i in 0..90 {
+        let member = if i < 30 { "busy".to_owned() } else { format!("m{i}") };
+        let body = format!(r#"{{"id":"tev_{i}","attendee_id":"{member}","type":"meetup","attended":true}}"#);
+        let daemon = if i % 2 == 0 { &signer } else { &other };
+        let (client, addr) = (daemon.client.clone(), daemon.addr);
+        deliveries.push(async move {
+            let mut request = http::Request::post(format!("http://{addr}/webhooks/tribe/event-attendance"));
+            for (name, value) in sign(Partner::Tribe, &body, now()) {
+                request = request.header(name, value);
+            }
+            client.request(request.body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap()).await.map(|r| r.status().as_u16()).unwrap_or(0)
+        });
+    }
+    let statuses = futures_join(deliveries.into_iter()).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert!(eventually(Duration::from_secs(60), || async { count_status(&signer.db, "processed").await == 90 }).await);
+    assert!(drained(&signer, Duration::from_secs(60)).await);
+
+    let busy: Vec<transactions::Model> = transactions::Entity::find()
+        .filter(transactions::Column::Source.like("tribe:event-attendance:%:busy"))
+        .all(&signer.db)
+        .await
+        .unwrap();
+    assert_eq!(busy.len(), 30, "one intent per event");
+    let minted = busy.iter().filter(|t| t.status == "confirmed").count();
+    let held = busy.iter().filter(|t| t.status == "held").count();
+    assert_eq!((minted, held), (4, 26), "exactly the limit (4 x 25 = 100 HNV) minted, the rest held");
+    assert_eq!(transactions::Entity::find().count(&signer.db).await.unwrap(), 90);
+    assert_eq!(chain.total_supply().await, hnv(25) * U256::from(64u64));
+    reconcile_clean(&signer.db, &chain).await;
+    other.stop().await;
+    signer.stop().await;
+}
