@@ -181,43 +181,64 @@ fn migrate_applies_lists_and_reverts_migrations() {
     assert!(up_again.contains("applied m20261124_000003_create_rewards_tables"), "the newest migration re-applies after its down: {up_again}");
 }
 
+/// The newcomer's path: `havend dev`, paste the printed curl, and the
+/// printed `havend user` shows the guest's tokens on chain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dev_mode_starts_a_local_chain_and_serves_with_the_chain_in_health() {
+async fn dev_mode_ends_with_the_guests_tokens_on_chain() {
+    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     write_config(dir.path(), &format!("127.0.0.1:{port}"), "[partners.aurora]\nsecrets = [\"dev-secret\"]\n");
-    let child = Command::new(HAVEND)
+    let mut child = Command::new(HAVEND)
         .args(["dev", "--config"])
         .arg(dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let health_url = format!("http://127.0.0.1:{port}/health");
-    let last_health = std::sync::Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
-    let ready = eventually(Duration::from_secs(60), || {
-        let client = client.clone();
-        let request = http::Request::get(&health_url).body(http_body_util::Full::new(bytes::Bytes::new())).unwrap();
-        let last_health = last_health.clone();
-        async move {
-            let Ok(response) = client.request(request).await else { return false };
-            use http_body_util::BodyExt;
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            let health: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            let ok = health["blockchain"] == "ok";
-            *last_health.lock().unwrap() = health;
-            ok
+    let stdout = child.stdout.take().unwrap();
+    let banner = tokio::task::spawn_blocking(move || {
+        let mut banner = String::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.trim_start().starts_with("havend user") {
+                break;
+            }
         }
+        banner
+    });
+    let banner = tokio::time::timeout(Duration::from_secs(120), banner).await.expect("the banner is printed").unwrap();
+    let command_after = |marker: &str| {
+        banner.lines().map(str::trim).find(|l| l.starts_with(marker)).unwrap_or_else(|| panic!("no {marker:?} in {banner}")).to_owned()
+    };
+    let curl = command_after("curl -sS");
+    let sent = Command::new("sh").arg("-c").arg(&curl).output().unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&sent.stdout).unwrap_or_default();
+    assert_eq!(answer["received"], true, "the printed curl is accepted: {answer} {}", String::from_utf8_lossy(&sent.stderr));
+
+    let user_args: Vec<String> = command_after("havend user").split_whitespace().skip(1).map(str::to_owned).collect();
+    let last = std::sync::Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
+    let on_chain = eventually(Duration::from_secs(60), || {
+        let output = Command::new(HAVEND).args(&user_args).arg("--config").arg(dir.path()).output().unwrap();
+        let user: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_default();
+        let done = user["on_chain"] == "793.2" && user["confirmed"] == "793.2";
+        *last.lock().unwrap() = user;
+        async move { done }
     })
     .await;
-    let health = last_health.lock().unwrap().clone();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let health = client
+        .request(http::Request::get(format!("http://127.0.0.1:{port}/health")).body(http_body_util::Full::new(bytes::Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    use http_body_util::BodyExt;
+    let health: serde_json::Value = serde_json::from_slice(&health.into_body().collect().await.unwrap().to_bytes()).unwrap_or_default();
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    let output = child.wait_with_output().unwrap();
-    assert!(ready, "dev mode serves with a chain: {health}");
-    assert_eq!(health["circulating_supply"], "0");
-    let banner = String::from_utf8_lossy(&output.stdout);
-    assert!(banner.contains("curl -sS") && banner.contains("X-Aurora-Signature"), "{banner}");
-    assert!(output.status.success());
+    let status = child.wait().unwrap();
+    assert!(on_chain, "the guest holds 330.50 CAD x 2 x 1.2 on chain: {}", last.lock().unwrap());
+    assert_eq!((health["blockchain"].as_str(), health["circulating_supply"].as_str()), (Some("ok"), Some("793.2")), "{health}");
+    assert!(status.success());
     assert!(dir.path().join("data/master.key").exists(), "dev mode made its master key once");
 }
