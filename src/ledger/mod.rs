@@ -26,7 +26,8 @@ pub const CONFIRMED: &str = "confirmed";
 pub const FAILED: &str = "failed";
 /// Intent status: withdrawn before signing (a reversal whose mint never happened).
 pub const CANCELLED: &str = "cancelled";
-/// Intent status: over a mint limit, waiting for an operator to release or cancel it.
+/// Intent status: over a mint limit, waiting for an operator to release or
+/// cancel it (never signed while held).
 pub const HELD: &str = "held";
 
 /// Why an intent could not be queued.

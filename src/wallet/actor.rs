@@ -23,12 +23,11 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::{WalletDeps, WalletSettings};
-use super::store::{self, NewAttempt, Outcome, StoreError};
+use super::store::{self, NewAttempt, Outcome, ReversalDecision, StoreError};
 use crate::alert::{self, Severity};
 use crate::breaker::BreakerHandle;
 use crate::chain::{self, CallKind, ChainClient, Fees, RpcFailure, SendRejection, TxRequest};
 use crate::custody;
-use crate::ledger::{CANCELLED, CONFIRMED, FAILED, QUEUED};
 
 /// Blocks whose receipts one tick scans at most (catching up after an outage).
 const MAX_BLOCKS_PER_TICK: u64 = 64;
@@ -60,6 +59,9 @@ pub struct WalletStatus {
     pub halted: Option<String>,
     /// Whether new work is held (low native balance).
     pub held: bool,
+    /// Ticks run since start: a wallet that spins shows a count racing ahead
+    /// of its poll interval.
+    pub ticks: u64,
 }
 
 /// The wallet actor.
@@ -234,6 +236,7 @@ impl WalletState {
             in_flight: self.in_flight.len(),
             halted: self.halted.clone(),
             held: self.held,
+            ticks: self.ticks,
         }
     }
 
@@ -740,40 +743,32 @@ impl WalletState {
     }
 
     /// A reversal burn is signed only after its mint is confirmed: a still
-    /// queued mint cancels both, a failed one cancels the reversal, a mint in
-    /// flight makes the reversal wait.
+    /// queued or held mint cancels both, a failed or cancelled one cancels
+    /// the reversal, a mint in flight makes the reversal wait (the queue
+    /// query already leaves those out, so they hold back nothing else).
     async fn order_reversals(&self, queued: Vec<entity::transactions::Model>) -> Result<Vec<entity::transactions::Model>, Stop> {
-        let originals: Vec<Uuid> = queued.iter().filter_map(|t| t.reverses).collect();
-        if originals.is_empty() {
+        let reversals: Vec<(Uuid, Uuid)> = queued.iter().filter_map(|t| Some((t.id, t.reverses?))).collect();
+        if reversals.is_empty() {
             return Ok(queued);
         }
-        let status: HashMap<Uuid, String> = store::statuses(&self.db, &originals).await?.into_iter().collect();
-        let mut ready = Vec::with_capacity(queued.len());
-        let mut cancel = Vec::new();
-        let mut waiting = false;
-        for intent in queued {
-            let Some(original) = intent.reverses else {
-                if !waiting {
-                    ready.push(intent);
-                }
-                continue;
-            };
-            match status.get(&original).map(String::as_str) {
-                Some(CONFIRMED) if !waiting => ready.push(intent),
-                Some(QUEUED) | Some(CANCELLED) => {
-                    cancel.push(intent.id);
-                    cancel.push(original);
-                }
-                Some(FAILED) | None => cancel.push(intent.id),
-                // In flight, or an earlier reversal waits: keep order, wait.
-                _ => waiting = true,
-            }
+        let decisions: HashMap<Uuid, ReversalDecision> =
+            store::decide_reversals(&self.db, self.wallet_id, self.epoch, self.next_nonce, &reversals).await?.into_iter().collect();
+        let cancelled: Vec<Uuid> =
+            decisions.iter().filter(|(_, d)| **d == ReversalDecision::Cancelled).map(|(id, _)| *id).collect();
+        if !cancelled.is_empty() {
+            debug!(wallet = %self.address, count = cancelled.len(), "Reversals cancelled with their unmade mints");
         }
-        if !cancel.is_empty() {
-            store::cancel(&self.db, &cancel, "reversed before its mint was made").await?;
-            ready.retain(|intent| !cancel.contains(&intent.id));
-        }
-        Ok(ready)
+        // A cancelled original may sit in this batch too; the reserve's
+        // compare-and-set on `queued` keeps it from being signed.
+        let originals: Vec<Uuid> = reversals
+            .iter()
+            .filter(|(reversal, _)| decisions.get(reversal) == Some(&ReversalDecision::Cancelled))
+            .map(|(_, original)| *original)
+            .collect();
+        Ok(queued
+            .into_iter()
+            .filter(|t| decisions.get(&t.id).is_none_or(|d| *d == ReversalDecision::Ready) && !originals.contains(&t.id))
+            .collect())
     }
 
     fn halt(&mut self, reason: String) {

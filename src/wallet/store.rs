@@ -6,16 +6,16 @@
 
 use alloy::primitives::B256;
 use entity::{transactions, tx_attempts, wallets};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set, Statement,
 };
 use uuid::Uuid;
 
 use crate::chain::Fees;
 use crate::custody;
-use crate::ledger::{BROADCAST, CANCELLED, CONFIRMED, FAILED, QUEUED, SIGNED};
+use crate::ledger::{BROADCAST, CANCELLED, CONFIRMED, FAILED, HELD, QUEUED, SIGNED};
 
 /// Attempt rows per multi-row insert (11 parameters each).
 const ATTEMPT_ROWS_PER_INSERT: usize = 1_000;
@@ -136,11 +136,23 @@ pub async fn load_in_flight(db: &impl ConnectionTrait, wallet_id: Uuid) -> Resul
         .collect())
 }
 
-/// Queued intents of this wallet, oldest first.
+/// Queued intents of this wallet, oldest first, leaving out reversals whose
+/// original is in flight: those wait without taking a slot from later work,
+/// and the next tick's query looks at them again.
 pub async fn queued(db: &impl ConnectionTrait, wallet_id: Uuid, limit: u64) -> Result<Vec<transactions::Model>, DbErr> {
+    let in_flight = Query::select()
+        .column(transactions::Column::Id)
+        .from(transactions::Entity)
+        .and_where(transactions::Column::Status.is_in([SIGNED, BROADCAST]))
+        .to_owned();
     transactions::Entity::find()
         .filter(transactions::Column::HotWalletId.eq(wallet_id))
         .filter(transactions::Column::Status.eq(QUEUED))
+        .filter(
+            Condition::any()
+                .add(transactions::Column::Reverses.is_null())
+                .add(transactions::Column::Reverses.not_in_subquery(in_flight)),
+        )
         .order_by_asc(transactions::Column::CreatedAt)
         .order_by_asc(transactions::Column::Id)
         .limit(limit)
@@ -310,26 +322,87 @@ pub async fn requeue_foreign(db: &DatabaseConnection, wallet_id: Uuid, epoch: i6
     Ok(())
 }
 
-/// Cancels queued intents (a reversal whose mint will never happen).
-pub async fn cancel(db: &DatabaseConnection, ids: &[Uuid], reason: &str) -> Result<(), DbErr> {
-    transactions::Entity::update_many()
-        .col_expr(transactions::Column::Status, Expr::value(CANCELLED))
-        .col_expr(transactions::Column::LastError, Expr::value(reason))
-        .col_expr(transactions::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
-        .filter(transactions::Column::Id.is_in(ids.iter().copied()))
-        .filter(transactions::Column::Status.eq(QUEUED))
-        .exec(db)
-        .await
-        .map(|_| ())
+/// What a queued reversal may do now, decided from its original's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReversalDecision {
+    /// The original is confirmed: the reversal may be signed.
+    Ready,
+    /// The original is in flight (or was signed while this was decided): look again on a later tick.
+    Wait,
+    /// The original never happened (or was cancelled with it): the reversal was cancelled.
+    Cancelled,
 }
 
-/// The current status of intents (for reversal ordering).
-pub async fn statuses(db: &impl ConnectionTrait, ids: &[Uuid]) -> Result<Vec<(Uuid, String)>, DbErr> {
-    Ok(transactions::Entity::find()
-        .filter(transactions::Column::Id.is_in(ids.iter().copied()))
-        .all(db)
+/// Decides queued reversals `(reversal, original)` against their originals'
+/// status, re-read in the same fenced transaction that writes the outcome:
+/// a queued or held original is cancelled with its reversal; a cancelled,
+/// failed or missing one cancels the reversal; an original in flight makes
+/// it wait. Every cancellation is a compare-and-set on the status read, so
+/// an original signed meanwhile (by a concurrent signer) is never cancelled
+/// and its reversal waits for it instead of being dropped.
+pub async fn decide_reversals(
+    db: &DatabaseConnection,
+    wallet_id: Uuid,
+    epoch: i64,
+    next_nonce: u64,
+    reversals: &[(Uuid, Uuid)],
+) -> Result<Vec<(Uuid, ReversalDecision)>, StoreError> {
+    let txn = crate::db::begin_write(db).await?;
+    let originals: Vec<Uuid> = reversals.iter().map(|(_, original)| *original).collect();
+    let status: std::collections::HashMap<Uuid, String> = transactions::Entity::find()
+        .filter(transactions::Column::Id.is_in(originals))
+        .all(&txn)
         .await?
         .into_iter()
         .map(|t| (t.id, t.status))
-        .collect())
+        .collect();
+    // Test hook: a concurrent signer may move an original between this read and the writes below.
+    if is_hook_target(wallet_id) {
+        fail::fail_point!("wallet::reversal_decided");
+    }
+    let mut decisions = Vec::with_capacity(reversals.len());
+    for &(reversal, original) in reversals {
+        let decision = match status.get(&original).map(String::as_str) {
+            Some(CONFIRMED) => ReversalDecision::Ready,
+            Some(QUEUED | HELD) => {
+                if set_status(&txn, original, &[QUEUED, HELD], CANCELLED, "reversed before it was minted").await? {
+                    set_status(&txn, reversal, &[QUEUED], CANCELLED, "its mint was cancelled with it").await?;
+                    ReversalDecision::Cancelled
+                } else {
+                    ReversalDecision::Wait
+                }
+            }
+            Some(CANCELLED | FAILED) | None => {
+                set_status(&txn, reversal, &[QUEUED], CANCELLED, "its mint never happened").await?;
+                ReversalDecision::Cancelled
+            }
+            Some(_) => ReversalDecision::Wait,
+        };
+        decisions.push((reversal, decision));
+    }
+    fence(&txn, wallet_id, epoch, next_nonce, next_nonce, Allowed::Bookkeeping).await?;
+    txn.commit().await?;
+    Ok(decisions)
+}
+
+/// Test hook: whether the `wallet::reversal_decided` hook applies to this
+/// wallet (`wallet::reversal_target` armed with `return(<wallet id>)`), so a
+/// test holds only its own wallet's actor, not those of tests beside it.
+#[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
+fn is_hook_target(wallet_id: Uuid) -> bool {
+    fail::fail_point!("wallet::reversal_target", |target: Option<String>| target == Some(wallet_id.to_string()));
+    false
+}
+
+/// Compare-and-set of an intent's status; true when it was in one of `from`.
+async fn set_status(txn: &DatabaseTransaction, id: Uuid, from: &[&str], to: &str, reason: &str) -> Result<bool, DbErr> {
+    let result = transactions::Entity::update_many()
+        .col_expr(transactions::Column::Status, Expr::value(to))
+        .col_expr(transactions::Column::LastError, Expr::value(reason))
+        .col_expr(transactions::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(transactions::Column::Id.eq(id))
+        .filter(transactions::Column::Status.is_in(from.iter().copied()))
+        .exec(txn)
+        .await?;
+    Ok(result.rows_affected == 1)
 }

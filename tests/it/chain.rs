@@ -542,3 +542,94 @@ async fn reencrypt_moves_every_wallet_to_the_new_master_key_version() {
     assert!(havend::custody::unlock(&db, &old_keys, &reencrypted, "test", "old key").await.is_err());
     assert_eq!(havend::custody::reencrypt_all(&db, &both, "test").await.unwrap(), 0, "nothing left to move");
 }
+
+/// A mint and its reversal for `user`, the mint left in `mint_status` (set
+/// in the same commit, so no wallet actor ever sees it queued unless asked).
+async fn mint_and_reversal(daemon: &TestDaemon, keys: &havend::custody::MasterKeys, user: &str, tag: &str, mint_status: &str) -> (uuid::Uuid, uuid::Uuid) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let unit = U256::from(10u64).pow(U256::from(18));
+    let intent = |source: String, kind, reverses| havend::ledger::NewIntent {
+        user: user.into(),
+        kind,
+        amount: U256::from(50u64) * unit,
+        reason: "test".into(),
+        source,
+        reverses,
+    };
+    let txn = daemon.db.begin().await.unwrap();
+    let original = havend::ledger::enqueue_in(&txn, keys, intent(format!("{tag}:mint"), havend::chain::CallKind::Mint, None)).await.unwrap();
+    txn.execute_unprepared(&format!("UPDATE transactions SET status = '{mint_status}' WHERE id = '{}'", original.id)).await.unwrap();
+    let reversal = havend::ledger::enqueue_in(&txn, keys, intent(format!("{tag}:burn"), havend::chain::CallKind::Burn, Some(original.id))).await.unwrap();
+    txn.commit().await.unwrap();
+    (original.id, reversal.id)
+}
+
+async fn status_of(daemon: &TestDaemon, id: uuid::Uuid) -> String {
+    entity::transactions::Entity::find_by_id(id).one(&daemon.db).await.unwrap().unwrap().status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reversal_waits_when_its_mint_is_signed_between_the_decision_and_the_cancel() {
+    use sea_orm::ConnectionTrait;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let (daemon, keys, wallets) = prepared.start(&chain).await;
+    // Hold this test's wallet actor right after it read the mint's status.
+    fail::cfg("wallet::reversal_target", &format!("return({})", wallets[0].id)).unwrap();
+    let (reached, go) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (r, g) = (reached.clone(), go.clone());
+    fail::cfg_callback("wallet::reversal_decided", move || {
+        if r.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Hand this worker's other tasks (the test's own among them) to another thread while held.
+        tokio::task::block_in_place(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !g.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+    })
+    .unwrap();
+    let (original, reversal) = mint_and_reversal(&daemon, &keys, "aurora:guest_race", "race", "queued").await;
+    daemon.daemon().nudge_wallets();
+    let paused = eventually(Duration::from_secs(10), || async { reached.load(Ordering::SeqCst) }).await;
+    // Meanwhile the mint is signed (another signer won the race for it).
+    daemon.db.execute_unprepared(&format!("UPDATE transactions SET status = 'signed' WHERE id = '{original}'")).await.unwrap();
+    go.store(true, Ordering::SeqCst);
+    fail::remove("wallet::reversal_decided");
+    fail::remove("wallet::reversal_target");
+    assert!(paused, "the wallet actor reached the reversal decision");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(status_of(&daemon, original).await, "signed", "a signed mint is never cancelled");
+    let row = entity::transactions::Entity::find_by_id(reversal).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!(row.status, "queued", "its reversal waits for it instead of being dropped ({:?})", row.last_error);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_reversal_lets_later_work_through_without_spinning_and_is_rechecked_on_the_tick() {
+    use sea_orm::ConnectionTrait;
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let (daemon, keys, _) = prepared.start_with(&chain, |db| db.url.clone(), |config| config.max_in_flight = 1).await;
+    let (original, reversal) = mint_and_reversal(&daemon, &keys, "aurora:guest_wait", "wait", "broadcast").await;
+    let later = mint(&daemon, &keys, "aurora:guest_other", 2, "wait:other").await;
+    daemon.daemon().nudge_wallets();
+    assert!(
+        eventually(Duration::from_secs(20), || async { status_of(&daemon, later.id).await == "confirmed" }).await,
+        "unrelated work queued after a waiting reversal is not held back"
+    );
+    let ticks = || async { daemon.daemon().wallet_statuses().await[0].ticks };
+    let before = ticks().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = ticks().await - before;
+    assert!(spent < 60, "a waiting reversal is looked at on the normal tick, not in a loop: {spent} ticks in 2 s");
+    assert_eq!(status_of(&daemon, reversal).await, "queued");
+    // The mint failed after all: the next normal tick cancels the reversal.
+    daemon.db.execute_unprepared(&format!("UPDATE transactions SET status = 'failed' WHERE id = '{original}'")).await.unwrap();
+    assert!(eventually(Duration::from_secs(5), || async { status_of(&daemon, reversal).await == "cancelled" }).await);
+    daemon.stop().await;
+}
