@@ -481,7 +481,7 @@ fn operator(dir: &std::path::Path, command: OperatorCommand) -> anyhow::Result<E
             OperatorCommand::Intents(IntentsAction::Release { id }) => describe_intent(&operator::release(&db, id, &actor).await?),
             OperatorCommand::Intents(IntentsAction::Cancel { id }) => describe_intent(&operator::cancel(&db, id, &actor).await?),
             OperatorCommand::Pause(paused) => {
-                operator::set_paused(&db, paused, &actor).await?;
+                crate::ledger::pause::set_paused(&db, paused, &actor).await?;
                 serde_json::json!({ "minting_paused": paused })
             }
             OperatorCommand::Jobs(JobsAction::Run { job: Job::StakingRewards { as_of } }) => {

@@ -2,6 +2,7 @@
 //! hot wallet) and reward intents (`transactions`), each of which becomes
 //! exactly one effective mint or burn.
 
+pub mod pause;
 pub mod reconcile;
 
 use alloy::primitives::U256;
@@ -202,6 +203,27 @@ pub async fn ledger_balance(db: &impl ConnectionTrait, user_id: Uuid) -> Result<
         let amount = U256::from_str_radix(&tx.amount, 10).unwrap_or_default();
         if tx.kind == CallKind::Burn.as_str() { sum.saturating_sub(amount) } else { sum + amount }
     }))
+}
+
+/// What a user holds for a burn to take: confirmed mints minus confirmed
+/// burns minus burns already signed or sent (other than `excluding`).
+pub async fn holdings(db: &impl ConnectionTrait, user_id: Uuid, excluding: Uuid) -> Result<U256, DbErr> {
+    let rows = transactions::Entity::find()
+        .filter(transactions::Column::UserId.eq(user_id))
+        .filter(transactions::Column::Status.is_in([CONFIRMED, SIGNED, BROADCAST]))
+        .filter(transactions::Column::Id.ne(excluding))
+        .all(db)
+        .await?;
+    let (mut credit, mut debit) = (U256::ZERO, U256::ZERO);
+    for tx in rows {
+        let amount = U256::from_str_radix(&tx.amount, 10).unwrap_or_default();
+        match (tx.kind == CallKind::Burn.as_str(), tx.status.as_str()) {
+            (false, CONFIRMED) => credit += amount,
+            (true, _) => debit += amount,
+            _ => {}
+        }
+    }
+    Ok(credit.saturating_sub(debit))
 }
 
 /// A user's standing by the ledger (HNV decimal strings).

@@ -9,7 +9,7 @@
 //! - [`inbox`]: claims, final statuses, retries, dead letters and replay.
 //! - [`processor`]: the actor that ties them together.
 //! - [`staking`]: the weekly staking yield job.
-//! - [`operator`]: held intents (release, cancel) and the minting pause.
+//! - [`operator`]: held intents (release, cancel).
 
 pub mod amount;
 pub mod event;

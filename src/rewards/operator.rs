@@ -1,22 +1,18 @@
 //! Operator decisions on the rewards side: releasing or cancelling held
-//! intents, re-queueing dead letters, and the minting pause every wallet
-//! reads in its reserve transaction. The CLI calls these, and the admin API
-//! will call the same functions.
+//! intents. The CLI calls these, and the admin API will call the same
+//! functions. (The minting pause is in `crate::ledger::pause`.)
 
 use alloy::primitives::U256;
 use chrono::Utc;
-use entity::{system_flags, transactions, users};
-use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set};
+use entity::{transactions, users};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::limits::{self, LimitError};
 use crate::alert::{self, Severity};
 use crate::ledger::{CANCELLED, CONFIRMED, FAILED, HELD, QUEUED};
-
-/// The switch that pauses signing of new work on every daemon.
-pub const MINTING_PAUSED: &str = "minting_paused";
 
 /// Why an operator action was refused.
 #[derive(Debug, thiserror::Error)]
@@ -92,29 +88,6 @@ pub async fn cancel(db: &DatabaseConnection, id: Uuid, actor: &str) -> Result<tr
 pub async fn list_held(db: &impl ConnectionTrait) -> Result<Vec<transactions::Model>, DbErr> {
     use sea_orm::QueryOrder;
     transactions::Entity::find().filter(transactions::Column::Status.eq(HELD)).order_by_asc(transactions::Column::CreatedAt).all(db).await
-}
-
-/// Pauses (true) or resumes (false) signing of new work on every daemon.
-pub async fn set_paused(db: &impl ConnectionTrait, paused: bool, actor: &str) -> Result<(), DbErr> {
-    let row = system_flags::ActiveModel {
-        name: Set(MINTING_PAUSED.into()),
-        value: Set(paused.to_string()),
-        updated_by: Set(actor.to_owned()),
-        updated_at: Set(Utc::now()),
-    };
-    let on_conflict = OnConflict::column(system_flags::Column::Name)
-        .update_columns([system_flags::Column::Value, system_flags::Column::UpdatedBy, system_flags::Column::UpdatedAt])
-        .to_owned();
-    system_flags::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(db).await?;
-    let (severity, what) = if paused { (Severity::Warning, "paused") } else { (Severity::Info, "resumed") };
-    alert::raise(db, severity, "minting_paused", &format!("Minting {what} by {actor}"), json!({ "paused": paused, "actor": actor })).await;
-    Ok(())
-}
-
-/// Whether minting is paused; read inside each wallet's reserve transaction.
-pub async fn is_paused(db: &impl ConnectionTrait) -> Result<bool, DbErr> {
-    let row = system_flags::Entity::find_by_id(MINTING_PAUSED.to_owned()).one(db).await?;
-    Ok(row.is_some_and(|r| r.value == "true"))
 }
 
 async fn held(db: &impl ConnectionTrait, id: Uuid) -> Result<transactions::Model, OperatorError> {

@@ -661,6 +661,10 @@ impl WalletState {
             return Ok(false);
         }
         let full = queued.len() == capacity;
+        // Checked again inside the reserve transaction; this only saves signing a batch for nothing.
+        if crate::ledger::pause::is_paused(&self.db).await? {
+            return Ok(false);
+        }
         let ready = self.order_reversals(queued).await?;
         if ready.is_empty() {
             return Ok(full);
@@ -765,9 +769,24 @@ impl WalletState {
             .filter(|(reversal, _)| decisions.get(reversal) == Some(&ReversalDecision::Cancelled))
             .map(|(_, original)| *original)
             .collect();
+        // A ready reversal may have been clipped to what its user holds: sign the stored amount.
+        let ready: Vec<Uuid> = decisions.iter().filter(|(_, d)| **d == ReversalDecision::Ready).map(|(id, _)| *id).collect();
+        let clipped: HashMap<Uuid, entity::transactions::Model> = if ready.is_empty() {
+            HashMap::new()
+        } else {
+            use sea_orm::{ColumnTrait, QueryFilter};
+            entity::transactions::Entity::find()
+                .filter(entity::transactions::Column::Id.is_in(ready))
+                .all(&self.db)
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t))
+                .collect()
+        };
         Ok(queued
             .into_iter()
             .filter(|t| decisions.get(&t.id).is_none_or(|d| *d == ReversalDecision::Ready) && !originals.contains(&t.id))
+            .map(|t| clipped.get(&t.id).cloned().unwrap_or(t))
             .collect())
     }
 

@@ -4,7 +4,7 @@
 //! row on (`epoch`, `next_nonce`): zero rows means another daemon took the
 //! wallet over (or it was revoked), and the write is rolled back.
 
-use alloy::primitives::B256;
+use alloy::primitives::{B256, U256};
 use entity::{transactions, tx_attempts, wallets};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
@@ -205,6 +205,11 @@ pub async fn reserve(
     batch: &[NewAttempt],
 ) -> Result<(), StoreError> {
     let txn = crate::db::begin_write(db).await?;
+    // The operators' switch, read in the same transaction that takes the
+    // nonces: a pause committed before this point stops this batch on every daemon.
+    if crate::ledger::pause::is_paused(&txn).await? {
+        return Err(StoreError::NotAllowed("minting is paused".into()));
+    }
     let now = chrono::Utc::now();
     for attempt in batch {
         let updated = transactions::Entity::update_many()
@@ -363,7 +368,7 @@ pub async fn decide_reversals(
     let mut decisions = Vec::with_capacity(reversals.len());
     for &(reversal, original) in reversals {
         let decision = match status.get(&original).map(String::as_str) {
-            Some(CONFIRMED) => ReversalDecision::Ready,
+            Some(CONFIRMED) => clip_reversal(&txn, reversal, original).await?,
             Some(QUEUED | HELD) => {
                 if set_status(&txn, original, &[QUEUED, HELD], CANCELLED, "reversed before it was minted").await? {
                     set_status(&txn, reversal, &[QUEUED], CANCELLED, "its mint was cancelled with it").await?;
@@ -395,6 +400,55 @@ fn is_hook_target(wallet_id: Uuid) -> bool {
 }
 
 /// Compare-and-set of an intent's status; true when it was in one of `from`.
+/// A reversal burns what its user still holds when it is signed: its mint's
+/// stored amount, clipped to confirmed mints minus confirmed burns minus
+/// burns already on their way, with the shortfall recorded and alerted in
+/// the same commit. With nothing left to burn it is cancelled. Recomputed
+/// from the mint's amount each time, so deciding twice records the same.
+async fn clip_reversal(txn: &DatabaseTransaction, reversal: Uuid, original: Uuid) -> Result<ReversalDecision, DbErr> {
+    let (Some(burn), Some(mint)) =
+        (transactions::Entity::find_by_id(reversal).one(txn).await?, transactions::Entity::find_by_id(original).one(txn).await?)
+    else {
+        return Ok(ReversalDecision::Wait);
+    };
+    let owed = U256::from_str_radix(&mint.amount, 10).unwrap_or_default();
+    let holds = crate::ledger::holdings(txn, burn.user_id, reversal).await?;
+    let burnable = owed.min(holds);
+    let shortfall = owed - burnable;
+    if shortfall.is_zero() {
+        return Ok(ReversalDecision::Ready);
+    }
+    let nothing_left = burnable.is_zero();
+    let mut update = transactions::Entity::update_many()
+        .col_expr(transactions::Column::Amount, Expr::value(burnable.to_string()))
+        .col_expr(transactions::Column::Shortfall, Expr::value(Some(shortfall.to_string())))
+        .col_expr(transactions::Column::UpdatedAt, Expr::value(chrono::Utc::now()));
+    if nothing_left {
+        update = update
+            .col_expr(transactions::Column::Status, Expr::value(CANCELLED))
+            .col_expr(transactions::Column::LastError, Expr::value("the user holds nothing left to burn"));
+    }
+    let changed = update.filter(transactions::Column::Id.eq(reversal)).filter(transactions::Column::Status.eq(QUEUED)).exec(txn).await?;
+    if changed.rows_affected != 1 {
+        return Ok(ReversalDecision::Wait);
+    }
+    if burn.shortfall.as_deref() != Some(shortfall.to_string().as_str()) {
+        crate::alert::raise(
+            txn,
+            crate::alert::Severity::Warning,
+            "reversal_shortfall",
+            &format!(
+                "Reversal {reversal} can burn only {} of the {} HNV minted: the user spent the rest",
+                crate::chain::format_units(burnable),
+                crate::chain::format_units(owed)
+            ),
+            serde_json::json!({ "transaction_id": reversal, "reverses": original, "shortfall": shortfall.to_string(), "burnable": burnable.to_string() }),
+        )
+        .await;
+    }
+    Ok(if nothing_left { ReversalDecision::Cancelled } else { ReversalDecision::Ready })
+}
+
 async fn set_status(txn: &DatabaseTransaction, id: Uuid, from: &[&str], to: &str, reason: &str) -> Result<bool, DbErr> {
     let result = transactions::Entity::update_many()
         .col_expr(transactions::Column::Status, Expr::value(to))

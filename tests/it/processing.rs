@@ -189,3 +189,43 @@ async fn two_daemons_share_the_inbox_and_one_users_daily_limit_is_never_exceeded
     other.stop().await;
     signer.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_stops_signing_on_every_daemon_while_intake_goes_on() {
+    let chain = TestChain::start(Some(1)).await;
+    let Prepared { database, key_dir, wallets, .. } = Prepared::new(Backend::Postgres, &chain, 2).await;
+    let url = database.url.clone();
+    let key_file = key_dir.path().join("master.key");
+    let addresses: Vec<Address> = wallets.iter().map(|w| w.address.parse().unwrap()).collect();
+    let start = |database: TestDatabase, wallet: Address, name: &str| {
+        let (config_chain, key_file, name) = (chain_config(&chain, &[wallet]), key_file.clone(), name.to_owned());
+        TestDaemon::start_on(database, |db| db.url.clone(), move |config| {
+            config.chain = Some(config_chain);
+            config.custody.master_key_file = Some(key_file);
+            config.daemon_name = name;
+        })
+    };
+    let mut first = start(database, addresses[0], "first").await;
+    let second = start(TestDatabase::shared(&url), addresses[1], "second").await;
+    first.keep.push(key_dir);
+
+    havend::ledger::pause::set_paused(&first.db, true, "test").await.unwrap();
+    for i in 0..20 {
+        let daemon = if i % 2 == 0 { &first } else { &second };
+        let body = format!(r#"{{"id":"bk_p{i}","guest_id":"guest_p{i}","total_price":"1","nights":1}}"#);
+        assert_eq!(daemon.deliver(Partner::Aurora, Some("booking-created"), &body).await.status, 200, "intake goes on");
+    }
+    assert!(eventually(Duration::from_secs(20), || async { count_status(&first.db, "processed").await == 20 }).await, "processing goes on");
+    let users: Vec<entity::users::Model> = entity::users::Entity::find().all(&first.db).await.unwrap();
+    assert!(users.iter().any(|u| u.hot_wallet_id == wallets[0].id) && users.iter().any(|u| u.hot_wallet_id == wallets[1].id), "both wallets have work");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(transactions::Entity::find().filter(transactions::Column::Status.ne("queued")).count(&first.db).await.unwrap(), 0, "nothing signed while paused");
+    assert_eq!(chain.total_supply().await, U256::ZERO);
+
+    havend::ledger::pause::set_paused(&first.db, false, "test").await.unwrap();
+    assert!(drained(&first, Duration::from_secs(60)).await);
+    assert_eq!(chain.total_supply().await, hnv(2) * U256::from(20u64));
+    reconcile_clean(&first.db, &chain).await;
+    second.stop().await;
+    first.stop().await;
+}

@@ -285,6 +285,73 @@ async fn staking_pays_each_completed_week_once(backend: Backend) {
     setup.stop().await;
 }
 
+async fn intent_of(daemon: &TestDaemon, source: &str) -> transactions::Model {
+    transactions::Entity::find().filter(transactions::Column::Source.eq(source)).one(&daemon.db).await.unwrap().unwrap_or_else(|| panic!("no intent {source}"))
+}
+
+async fn a_cancellation_follows_its_mint_in_every_state(backend: Backend) {
+    let setup = Setup::start_with(backend, |config| config.rewards.limits.max_per_event = "500".parse().unwrap()).await;
+    let db = setup.daemon.daemon().db();
+    let booking = |id: &str, guest: &str, price: &str| format!(r#"{{"id":"{id}","guest_id":"{guest}","total_price":"{price}","nights":1}}"#);
+    let cancel = |id: &str| format!(r#"{{"id":"{id}"}}"#);
+
+    // Queued: minting is paused, so the mint waits; both are cancelled, nothing reaches the chain.
+    havend::ledger::pause::set_paused(db, true, "test").await.unwrap();
+    setup.deliver(Partner::Aurora, Some("booking-created"), &booking("bk_q", "g_q", "10")).await;
+    assert!(setup.processed(Partner::Aurora, "booking-created:bk_q").await);
+    setup.deliver(Partner::Aurora, Some("booking-cancelled"), &cancel("bk_q")).await;
+    assert!(setup.processed(Partner::Aurora, "booking-cancelled:bk_q").await);
+    assert_eq!(intent_of(&setup.daemon, "aurora:booking-created:bk_q").await.status, "cancelled");
+
+    // Held over the per-event limit: cancelled with it.
+    setup.deliver(Partner::Aurora, Some("booking-created"), &booking("bk_h", "g_h", "1000")).await;
+    assert!(setup.processed(Partner::Aurora, "booking-created:bk_h").await);
+    assert_eq!(intent_of(&setup.daemon, "aurora:booking-created:bk_h").await.status, "held");
+    setup.deliver(Partner::Aurora, Some("booking-cancelled"), &cancel("bk_h")).await;
+    assert!(setup.processed(Partner::Aurora, "booking-cancelled:bk_h").await);
+    assert_eq!(intent_of(&setup.daemon, "aurora:booking-created:bk_h").await.status, "cancelled");
+    havend::ledger::pause::set_paused(db, false, "test").await.unwrap();
+
+    // In flight: the cancellation arrives while the mint is signed but not final; the burn waits for it.
+    setup.deliver(Partner::Aurora, Some("booking-created"), &booking("bk_f", "g_f", "10")).await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            let row = transactions::Entity::find().filter(transactions::Column::Source.eq("aurora:booking-created:bk_f")).one(&setup.daemon.db).await.unwrap();
+            row.is_some_and(|t| t.status == "signed" || t.status == "broadcast")
+        })
+        .await
+    );
+    setup.deliver(Partner::Aurora, Some("booking-cancelled"), &cancel("bk_f")).await;
+
+    // Confirmed, then partly spent: the reversal burns what is left and records the shortfall.
+    setup.deliver(Partner::Aurora, Some("booking-created"), &booking("bk_s", "g_s", "50")).await;
+    assert!(setup.holds("aurora:g_s", hnv(100)).await);
+    let keys = havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap();
+    let spend = havend::ledger::NewIntent {
+        user: "aurora:g_s".into(),
+        kind: havend::chain::CallKind::Burn,
+        amount: hnv(70),
+        reason: "spent at the bar".into(),
+        source: "test:spend:g_s".into(),
+        reverses: None,
+    };
+    havend::ledger::enqueue(db, &keys, spend).await.unwrap();
+    setup.daemon.daemon().nudge_wallets();
+    assert!(setup.holds("aurora:g_s", hnv(30)).await);
+    setup.deliver(Partner::Aurora, Some("booking-cancelled"), &cancel("bk_s")).await;
+
+    assert!(setup.holds("aurora:g_f", U256::ZERO).await, "the in-flight mint was burned after it confirmed");
+    assert!(setup.holds("aurora:g_s", U256::ZERO).await, "the rest was burned");
+    assert!(drained(&setup.daemon, Duration::from_secs(30)).await);
+    let reversal = intent_of(&setup.daemon, "reversal:aurora:booking-created:bk_s").await;
+    assert_eq!((reversal.status.as_str(), reversal.amount.as_str()), ("confirmed", hnv(30).to_string().as_str()));
+    assert_eq!(reversal.shortfall.as_deref(), Some(hnv(70).to_string().as_str()), "the shortfall is recorded");
+    assert_eq!(alerts(&setup.daemon, "reversal_shortfall").await.len(), 1);
+    assert_eq!(setup.chain.total_supply().await, U256::ZERO);
+    setup.reconcile_is_clean().await;
+    setup.stop().await;
+}
+
 /// Makes a waiting event due now (what its backoff would do later).
 async fn force_due(daemon: &TestDaemon, key: &str) {
     use sea_orm::sea_query::Expr;
@@ -306,4 +373,5 @@ on_both_backends!(
     a_deterministic_failure_is_dead_lettered_and_replayed_once,
     without_an_active_wallet_events_wait_and_are_not_dead_lettered,
     staking_pays_each_completed_week_once,
+    a_cancellation_follows_its_mint_in_every_state,
 );
