@@ -1,0 +1,243 @@
+//! Rewards benchmark (figures, not a test):
+//! 1. `backlog`: the processor's inbox → intents rate for a stored backlog of
+//!    bookings, for returning users or for new users (each needs a new
+//!    custodial key), on the database given (default: SQLite).
+//! 2. `latency`: signed webhooks at a steady rate through the real listener,
+//!    the processor, the wallet actors and anvil (`--block-time 1`):
+//!    webhook → confirmed percentiles, and where the time goes.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use alloy::node_bindings::Anvil;
+use alloy::primitives::{Address, U256};
+use alloy::providers::{ProviderBuilder, ext::AnvilApi};
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::Context;
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use entity::{transactions, tx_attempts, webhook_events};
+use havend::chain::{self, admin};
+use havend::config::{ChainConfig, Config, PartnerConfig, Secret};
+use havend::custody::{self, MasterKeys};
+use havend::intake::NewEvent;
+use havend::webhooks::{Partner, Scheme};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
+
+/// Measures the rewards engine.
+#[derive(Debug, Parser)]
+#[command(name = "havend-rewards-bench")]
+struct Args {
+    /// Database (default: SQLite in a temporary directory).
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Which measurement.
+    #[command(subcommand)]
+    phase: Phase,
+}
+
+#[derive(Debug, Subcommand)]
+enum Phase {
+    /// Inbox → intents rate for a stored backlog.
+    Backlog {
+        /// Events in the backlog.
+        #[arg(long, default_value_t = 100_000)]
+        events: usize,
+        /// Every event for a new user (else 1,000 users who exist already).
+        #[arg(long)]
+        new_users: bool,
+        /// Processor actors.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Events per claim.
+        #[arg(long, default_value_t = 64)]
+        batch: u64,
+    },
+    /// Webhook → confirmed latency on anvil.
+    Latency {
+        /// Bookings per second.
+        #[arg(long, default_value_t = 50)]
+        rate: u64,
+        /// Seconds of steady load.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Hot wallets.
+        #[arg(long, default_value_t = 1)]
+        wallets: usize,
+    },
+}
+
+const SECRET: &str = "bench-aurora-secret";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let mut config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
+    config.database.url = Some(Secret::new(args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()))));
+    config.database.max_connections = 32;
+    config.partners.insert(Partner::Aurora, PartnerConfig { scheme: Some(Scheme::HavenHmac), secrets: vec![Secret::new(SECRET)], sign_event: false });
+    // A benchmark measures the engine, not the limits.
+    config.rewards.limits.per_user_per_day = "1000000000".parse()?;
+    config.rewards.limits.total_per_day = "1000000000000".parse()?;
+    let key_text = MasterKeys::generate_text(1);
+    std::fs::write(dir.path().join("master.key"), &key_text)?;
+    config.custody.master_key_file = Some(dir.path().join("master.key"));
+    let keys = MasterKeys::parse(&key_text)?;
+    let db = havend::db::connect(&config).await?;
+    havend::db::migrate_up(&db).await?;
+    match args.phase {
+        Phase::Backlog { events, new_users, workers, batch } => backlog(config, db, keys, events, new_users, workers, batch).await,
+        Phase::Latency { rate, seconds, wallets } => latency(config, db, keys, rate, seconds, wallets).await,
+    }
+}
+
+async fn backlog(mut config: Config, db: DatabaseConnection, keys: MasterKeys, events: usize, new_users: bool, workers: usize, batch: u64) -> anyhow::Result<()> {
+    let hot = custody::create_wallet(&db, &keys, custody::HOT, "bench").await?;
+    let users = if new_users { events } else { 1_000 };
+    if !new_users {
+        for user in 0..users {
+            havend::ledger::ensure_user(&db, &keys, &format!("aurora:guest_{user}"), &[hot.id]).await?;
+        }
+    }
+    let now = chrono::Utc::now();
+    let rows: Vec<NewEvent> = (0..events)
+        .map(|i| NewEvent {
+            id: uuid::Uuid::now_v7(),
+            partner: Partner::Aurora,
+            partner_event_id: format!("booking-created:bk_{i}"),
+            event_type: "booking-created".into(),
+            status: "pending",
+            last_error: None,
+            body: Bytes::from(format!(r#"{{"id":"bk_{i}","guest_id":"guest_{}","total_price":"120.50","nights":2}}"#, i % users)),
+            headers: "{}".into(),
+            source_ip: None,
+            request_id: "bench".into(),
+            received_at: now,
+        })
+        .collect();
+    for chunk in rows.chunks(1_000) {
+        havend::intake::store::insert_new(&db, &chunk.iter().collect::<Vec<_>>()).await?;
+    }
+    println!("backlog:  {events} pending bookings for {} {} users", users, if new_users { "new" } else { "returning" });
+    config.processor.workers = workers;
+    config.processor.batch = batch;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let started = Instant::now();
+    let daemon = havend::Daemon::start(config, listener).await?;
+    loop {
+        let processed = webhook_events::Entity::find().filter(webhook_events::Column::Status.eq("processed")).count(&db).await?;
+        if processed as usize >= events {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(1_800) {
+            anyhow::bail!("only {processed} of {events} processed after 30 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed();
+    let intents = transactions::Entity::find().count(&db).await?;
+    println!(
+        "processor: {events} events -> {intents} intents in {:.2} s = {:.0} events/s ({workers} worker(s), claims of {batch})",
+        elapsed.as_secs_f64(),
+        events as f64 / elapsed.as_secs_f64()
+    );
+    daemon.shutdown().await;
+    Ok(())
+}
+
+async fn latency(mut config: Config, db: DatabaseConnection, keys: MasterKeys, rate: u64, seconds: u64, wallets: usize) -> anyhow::Result<()> {
+    let anvil_path = chain::anvil::locate().map_err(anyhow::Error::msg)?;
+    let anvil = tokio::task::spawn_blocking(move || Anvil::at(anvil_path).port(0u16).block_time(1).args(["--gas-limit", "30000000000"]).try_spawn()).await??;
+    let url = anvil.endpoint();
+    let admin_key = PrivateKeySigner::from(anvil.keys()[0].clone());
+    let token = admin::deploy_token(&url, &admin_key).await?;
+    let provider = ProviderBuilder::new().connect_http(url.parse()?);
+    let mut addresses = Vec::new();
+    for _ in 0..wallets {
+        let hot = custody::create_wallet(&db, &keys, custody::HOT, "bench").await?;
+        let address: Address = hot.address.parse()?;
+        provider.anvil_set_balance(address, U256::from(10u128.pow(22))).await.context("funding")?;
+        admin::grant_roles(&url, &admin_key, token, address).await?;
+        addresses.push(address);
+    }
+    let mut chain_config: ChainConfig = toml::from_str(&format!("rpc_url = {url:?}\ntoken = \"{token}\"\nchain_id = {}\npoll_interval_ms = 50\nmax_in_flight = 1024\n", anvil.chain_id()))?;
+    chain_config.wallets = addresses;
+    config.chain = Some(chain_config);
+    config.processor.poll_interval_ms = 50;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let daemon = havend::Daemon::start(config, listener).await?;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
+
+    let total = (rate * seconds) as usize;
+    let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
+    let mut sent_at = HashMap::with_capacity(total);
+    let mut next = Instant::now();
+    let mut requests = tokio::task::JoinSet::new();
+    for i in 0..total {
+        tokio::time::sleep_until(next.into()).await;
+        let body = format!(r#"{{"id":"lat_{i}","guest_id":"guest_{}","total_price":"10","nights":1}}"#, i % 500);
+        let headers = Scheme::HavenHmac.sign(Partner::Aurora, &Secret::new(SECRET), body.as_bytes(), chrono::Utc::now().timestamp(), "").map_err(anyhow::Error::msg)?;
+        let mut request = http::Request::post(format!("http://{addr}/webhooks/aurora/booking-created"));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        sent_at.insert(format!("aurora:booking-created:lat_{i}"), chrono::Utc::now());
+        let client = client.clone();
+        let request = request.body(http_body_util::Full::new(Bytes::from(body)))?;
+        requests.spawn(async move { client.request(request).await.map(|r| r.status().as_u16()) });
+        next += interval;
+    }
+    while let Some(answer) = requests.join_next().await {
+        anyhow::ensure!(answer?? == 200, "a webhook was refused");
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let confirmed = loop {
+        let rows = transactions::Entity::find().filter(transactions::Column::Status.eq("confirmed")).all(&db).await?;
+        if rows.len() >= total || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let events: HashMap<uuid::Uuid, webhook_events::Model> = webhook_events::Entity::find().all(&db).await?.into_iter().map(|e| (e.id, e)).collect();
+    let first_attempts: HashMap<uuid::Uuid, chrono::DateTime<chrono::Utc>> = {
+        let mut map = HashMap::new();
+        for attempt in tx_attempts::Entity::find().all(&db).await? {
+            let entry = map.entry(attempt.transaction_id).or_insert(attempt.created_at);
+            *entry = (*entry).min(attempt.created_at);
+        }
+        map
+    };
+    let (mut total_ms, mut intake, mut processing, mut signing, mut mining) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for intent in &confirmed {
+        let (Some(sent), Some(event), Some(signed)) =
+            (sent_at.get(&intent.source), intent.event_id.and_then(|id| events.get(&id)), first_attempts.get(&intent.id))
+        else {
+            continue;
+        };
+        let ms = |from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>| (to - from).num_microseconds().unwrap_or_default() as f64 / 1000.0;
+        total_ms.push(ms(*sent, intent.updated_at));
+        intake.push(ms(*sent, event.received_at));
+        processing.push(ms(event.received_at, intent.created_at));
+        signing.push(ms(intent.created_at, *signed));
+        mining.push(ms(*signed, intent.updated_at));
+    }
+    let stats = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        let pick = |q: f64| values.get(((values.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
+        (pick(0.5), pick(0.99))
+    };
+    let (p50, p99) = stats(&mut total_ms);
+    println!("latency:  {} of {total} bookings at {rate}/s over {wallets} wallet(s), webhook -> confirmed: p50 {p50:.0} ms, p99 {p99:.0} ms (block time 1 s)", total_ms.len());
+    let mean = |values: &Vec<f64>| values.iter().sum::<f64>() / values.len().max(1) as f64;
+    let whole = mean(&intake) + mean(&processing) + mean(&signing) + mean(&mining);
+    for (name, values) in [("intake", &mut intake), ("processing", &mut processing), ("signing", &mut signing), ("mining+confirm", &mut mining)] {
+        let share = 100.0 * mean(values) / whole.max(f64::EPSILON);
+        let (p50, p99) = stats(values);
+        println!("  {name:<15} p50 {p50:>7.1} ms  p99 {p99:>7.1} ms  ({share:.0}% of the mean)");
+    }
+    daemon.shutdown().await;
+    drop(anvil);
+    Ok(())
+}
