@@ -128,6 +128,8 @@ pub struct WalletState {
     held: bool,
     ticks: u64,
     timer_pending: bool,
+    /// When the heartbeat was last written (None: not yet).
+    last_heartbeat: Option<Instant>,
 }
 
 /// Why a tick ended early.
@@ -186,6 +188,7 @@ impl Actor for WalletActor {
             held: false,
             ticks: 0,
             timer_pending: false,
+            last_heartbeat: None,
         };
         state.load_in_flight().await?;
         info!(wallet = %address, epoch, nonce = state.next_nonce, in_flight = state.in_flight.len(), "Wallet actor started");
@@ -300,6 +303,11 @@ impl WalletState {
     /// One tick; `Ok(true)` when more queued work is waiting.
     async fn step(&mut self) -> Result<bool, Stop> {
         self.ticks += 1;
+        // Before the breaker: the daemon claims the wallet even while the RPC is down.
+        if self.last_heartbeat.is_none_or(|at| at.elapsed() >= super::HEARTBEAT_EVERY) {
+            store::heartbeat(&self.db, self.wallet_id, self.epoch).await?;
+            self.last_heartbeat = Some(Instant::now());
+        }
         if !self.breaker.allow().await {
             return Ok(false);
         }

@@ -2,7 +2,7 @@
 //! signs for, restarts a failed one (within a budget), and routes nudges.
 //! Per-wallet actors have no global names, so tests in one process never collide.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
@@ -23,7 +23,12 @@ pub enum RegistryMsg {
     Statuses(RpcReplyPort<Vec<WalletStatus>>),
     /// Try again to start the actor of `wallet` (its start failed, e.g. the database was down).
     Respawn(Uuid),
+    /// Look for queued work on wallets no running daemon signs for (periodic).
+    CheckUnclaimed,
 }
+
+/// How often the registry looks for queued work on unclaimed wallets.
+const UNCLAIMED_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Pause before a wallet actor whose start failed is tried again.
 const RESPAWN_DELAY: Duration = Duration::from_secs(1);
@@ -45,6 +50,8 @@ pub struct RegistryState {
     by_wallet: HashMap<Uuid, ActorRef<WalletMsg>>,
     by_actor: HashMap<ActorId, Uuid>,
     budgets: HashMap<Uuid, RestartBudget>,
+    /// Unclaimed wallets already alerted (each stranding alerted once).
+    unclaimed_alerted: HashSet<Uuid>,
 }
 
 impl Actor for WalletRegistry {
@@ -53,7 +60,14 @@ impl Actor for WalletRegistry {
     type Arguments = RegistryArgs;
 
     async fn pre_start(&self, myself: ActorRef<RegistryMsg>, args: RegistryArgs) -> Result<RegistryState, ActorProcessingErr> {
-        let mut state = RegistryState { by_wallet: HashMap::new(), by_actor: HashMap::new(), budgets: HashMap::new(), args };
+        let mut state = RegistryState {
+            by_wallet: HashMap::new(),
+            by_actor: HashMap::new(),
+            budgets: HashMap::new(),
+            unclaimed_alerted: HashSet::new(),
+            args,
+        };
+        myself.send_after(UNCLAIMED_CHECK_EVERY, || RegistryMsg::CheckUnclaimed);
         for wallet in state.args.wallets.clone() {
             state.spawn(&myself, wallet).await?;
         }
@@ -76,6 +90,12 @@ impl Actor for WalletRegistry {
                 if !state.by_wallet.contains_key(&wallet) {
                     state.spawn_or_retry(&myself, wallet).await;
                 }
+            }
+            RegistryMsg::CheckUnclaimed => {
+                if let Err(error) = super::alert_unclaimed(&state.args.deps.db, chrono::Utc::now(), &mut state.unclaimed_alerted).await {
+                    warn!(%error, "Could not look for unclaimed wallets; trying again later");
+                }
+                myself.send_after(UNCLAIMED_CHECK_EVERY, || RegistryMsg::CheckUnclaimed);
             }
             RegistryMsg::Statuses(reply) => {
                 let mut statuses = Vec::new();

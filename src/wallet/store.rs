@@ -102,6 +102,19 @@ pub async fn claim(db: &DatabaseConnection, wallet_id: Uuid, owner: &str) -> Res
     Ok((epoch, wallet))
 }
 
+/// Records that the actor holding `epoch` is alive (see
+/// [`super::unclaimed_wallets`]); a stale epoch writes nothing, and the
+/// actor's next fenced write finds out.
+pub async fn heartbeat(db: &impl ConnectionTrait, wallet_id: Uuid, epoch: i64) -> Result<(), DbErr> {
+    wallets::Entity::update_many()
+        .col_expr(wallets::Column::HeartbeatAt, Expr::value(chrono::Utc::now()))
+        .filter(wallets::Column::Id.eq(wallet_id))
+        .filter(wallets::Column::Epoch.eq(epoch))
+        .exec(db)
+        .await
+        .map(|_| ())
+}
+
 /// An intent with its signed attempts, as the actor tracks it.
 #[derive(Debug, Clone)]
 pub struct Tracked {

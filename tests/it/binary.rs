@@ -106,8 +106,8 @@ fn migrate_applies_lists_and_reverts_migrations() {
     assert!(up.contains("applied m20261123_000001_create_webhook_events"), "{up}");
     assert!(up.contains("applied m20261123_000002_create_chain_tables"), "{up}");
     let down = migrate("down");
-    assert!(down.contains("applied m20261123_000001_create_webhook_events"), "{down}");
-    assert!(down.contains("pending m20261123_000002_create_chain_tables"), "{down}");
+    assert!(down.contains("applied m20261123_000002_create_chain_tables"), "{down}");
+    assert!(down.contains("pending m20261124_000020_wallet_lifecycle"), "{down}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

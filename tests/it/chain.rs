@@ -111,7 +111,7 @@ async fn revoked_wallet_signs_nothing() {
     let (daemon, keys, wallets) = prepared.start(&chain).await;
     // The user was assigned this wallet before it was revoked.
     havend::ledger::ensure_user(&daemon.db, &keys, "aurora:guest_r", &[wallets[0].id]).await.unwrap();
-    havend::custody::revoke(&daemon.db, &wallets[0], "test").await.unwrap();
+    havend::wallet::lifecycle::revoke(&daemon.db, &wallets[0], "test").await.unwrap();
     let intent = mint(&daemon, &keys, "aurora:guest_r", 1, "revoked:1").await;
     assert!(
         eventually(Duration::from_secs(10), || async {
@@ -161,7 +161,8 @@ async fn keys_are_encrypted_at_rest_and_a_wrong_master_key_fails_start_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_keeps_balances_and_finishes_signed_work_on_the_old_wallet() {
+async fn rotation_takes_effect_on_activation_moving_queued_work_and_users_while_signed_work_finishes_on_the_old_wallet() {
+    use havend::wallet::lifecycle::{self, LifecycleError};
     let chain = TestChain::start(Some(2)).await;
     let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
     let url = prepared.database.url.clone();
@@ -172,20 +173,26 @@ async fn rotation_keeps_balances_and_finishes_signed_work_on_the_old_wallet() {
     }
     daemon.daemon().nudge_wallets();
     assert!(eventually(Duration::from_secs(20), || async { count_with_status(&daemon, "broadcast").await > 0 }).await);
-    // Stop signing new work; queue more, then rotate while some are signed and some queued.
+    // Stop signing new work, rotate while some are signed and some queued.
     daemon.stop().await;
     let db = sea_orm::Database::connect(&url).await.unwrap();
+    let new = lifecycle::rotate(&db, &keys, &old, "test").await.unwrap();
+    assert_eq!(new.status, "standby");
+    // Until the new wallet is activated, the old one stays active and takes the work, new users included.
     for i in 10..20 {
         let intent = havend::ledger::NewIntent {
-            user: format!("aurora:g{}", i % 10),
+            user: format!("aurora:g{}", i % 12),
             kind: havend::chain::CallKind::Mint,
             amount: U256::from(10u64).pow(U256::from(18)),
             reason: "test".into(),
             source: format!("rot:b:{i}"),
             reverses: None,
         };
-        havend::ledger::enqueue(&db, &keys, intent).await.unwrap();
+        let queued = havend::ledger::enqueue(&db, &keys, intent).await.unwrap();
+        assert_eq!(queued.hot_wallet_id, old.id, "no work for a standby wallet");
     }
+    let old_row = entity::wallets::Entity::find_by_id(old.id).one(&db).await.unwrap().unwrap();
+    assert_eq!((old_row.status.as_str(), old_row.rotated_to), ("active", Some(new.id)));
     let signed_before: Vec<uuid::Uuid> = entity::transactions::Entity::find()
         .all(&db)
         .await
@@ -194,8 +201,13 @@ async fn rotation_keeps_balances_and_finishes_signed_work_on_the_old_wallet() {
         .filter(|t| t.status != "queued")
         .map(|t| t.id)
         .collect();
-    let new = havend::custody::rotate(&db, &keys, &old, "test").await.unwrap();
+    let refused = chain.activate(&db, &new).await;
+    assert!(matches!(refused, Err(LifecycleError::MissingRole { .. })), "activation checks the roles on chain: {refused:?}");
     chain.equip(new.address.parse().unwrap()).await;
+    let activation = chain.activate(&db, &new).await.unwrap();
+    assert_eq!(activation.rotated, vec![old.address.clone()]);
+    assert_eq!(activation.moved_intents as usize, 20 - signed_before.len());
+    assert!(chain.activate(&db, &new).await.is_err(), "activation is a compare-and-set: once");
 
     let addresses = [old.address.parse().unwrap(), new.address.parse().unwrap()];
     let daemon = start_daemon_for(&url, &chain, &addresses, "havend").await;
@@ -215,6 +227,48 @@ async fn rotation_keeps_balances_and_finishes_signed_work_on_the_old_wallet() {
     assert_eq!((old_row.status.as_str(), old_row.rotated_to), ("rotated", Some(new.id)));
     assert_nonces_accounted(&daemon, &chain, &old).await;
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_wallet_waits_in_standby_and_takes_users_only_once_activated_with_roles_and_gas() {
+    use havend::wallet::lifecycle::LifecycleError;
+    let chain = TestChain::start(None).await;
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    let mut config = havend::config::Config::default();
+    config.database.url = Some(havend::config::Secret::new(&database.url));
+    let db = havend::db::connect(&config).await.unwrap();
+    havend::db::migrate_up(&db).await.unwrap();
+    let keys = havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap();
+    let wallet = havend::custody::create_wallet(&db, &keys, havend::custody::HOT, "test").await.unwrap();
+    assert_eq!(wallet.status, "standby");
+    let intent = |source: &str| havend::ledger::NewIntent {
+        user: "aurora:guest_standby".into(),
+        kind: havend::chain::CallKind::Mint,
+        amount: U256::from(1u64),
+        reason: "test".into(),
+        source: source.into(),
+        reverses: None,
+    };
+    let refused = havend::ledger::enqueue(&db, &keys, intent("standby:1")).await;
+    assert!(matches!(refused, Err(havend::ledger::LedgerError::NoHotWallet)), "no user is pinned to a standby wallet: {refused:?}");
+
+    let address: Address = wallet.address.parse().unwrap();
+    havend::chain::admin::grant_roles(&chain.url, &chain.admin, chain.token, address).await.unwrap();
+    let broke = chain.activate(&db, &wallet).await;
+    assert!(matches!(broke, Err(LifecycleError::LowBalance { .. })), "activation checks the gas balance: {broke:?}");
+    chain.equip(address).await;
+    chain.activate(&db, &wallet).await.unwrap();
+    let queued = havend::ledger::enqueue(&db, &keys, intent("standby:2")).await.unwrap();
+    assert_eq!(queued.hot_wallet_id, wallet.id);
+    let actions: Vec<String> = entity::wallet_audit_logs::Entity::find()
+        .filter(entity::wallet_audit_logs::Column::WalletId.eq(wallet.id))
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(actions, ["create", "activate"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -631,5 +685,44 @@ async fn waiting_reversal_lets_later_work_through_without_spinning_and_is_rechec
     // The mint failed after all: the next normal tick cancels the reversal.
     daemon.db.execute_unprepared(&format!("UPDATE transactions SET status = 'failed' WHERE id = '{original}'")).await.unwrap();
     assert!(eventually(Duration::from_secs(5), || async { status_of(&daemon, reversal).await == "cancelled" }).await);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_work_on_a_wallet_no_daemon_signs_for_is_alerted_once_after_ten_minutes() {
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
+    let (daemon, keys, wallets) = prepared.start(&chain).await;
+    // A second active wallet that no daemon names in its chain.wallets.
+    let orphan = havend::custody::create_wallet(&daemon.db, &keys, havend::custody::HOT, "test").await.unwrap();
+    chain.equip(orphan.address.parse().unwrap()).await;
+    chain.activate(&daemon.db, &orphan).await.unwrap();
+    let mut stranded = 0;
+    for i in 0..20 {
+        let intent = mint(&daemon, &keys, &format!("tribe:orphan_{i}"), 1, &format!("orphan:{i}")).await;
+        stranded += u64::from(intent.hot_wallet_id == orphan.id);
+    }
+    assert!(stranded > 0 && stranded < 20, "users are spread over both active wallets");
+    let served = || async {
+        entity::transactions::Entity::find()
+            .filter(entity::transactions::Column::HotWalletId.eq(wallets[0].id))
+            .filter(entity::transactions::Column::Status.ne("confirmed"))
+            .all(&daemon.db)
+            .await
+            .unwrap()
+            .is_empty()
+    };
+    assert!(eventually(Duration::from_secs(30), || async { daemon.daemon().nudge_wallets(); served().await }).await);
+
+    assert!(havend::wallet::unclaimed_wallets(&daemon.db, chrono::Utc::now()).await.unwrap().is_empty(), "not before ten minutes");
+    let later = chrono::Utc::now() + chrono::Duration::minutes(11);
+    let unclaimed = havend::wallet::unclaimed_wallets(&daemon.db, later).await.unwrap();
+    assert_eq!(unclaimed.iter().map(|u| (u.wallet_id, u.queued)).collect::<Vec<_>>(), vec![(orphan.id, stranded)], "the signed-for wallet is not reported");
+    let mut alerted = std::collections::HashSet::new();
+    havend::wallet::alert_unclaimed(&daemon.db, later, &mut alerted).await.unwrap();
+    havend::wallet::alert_unclaimed(&daemon.db, later, &mut alerted).await.unwrap();
+    let raised = alerts(&daemon, "wallet_unclaimed").await;
+    assert_eq!(raised.len(), 1, "one alert per stranding: {raised:?}");
+    assert!(raised[0].message.contains(&orphan.address));
     daemon.stop().await;
 }
