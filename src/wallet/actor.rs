@@ -364,11 +364,12 @@ impl WalletState {
         if row.epoch != self.epoch {
             return Err(Stop::Fenced);
         }
-        self.accepts_new_work = row.status == custody::ACTIVE;
-        if row.status == custody::REVOKED && self.halted.is_none() {
-            self.halted = Some("revoked".into());
-            warn!(wallet = %self.address, "Wallet revoked; it signs nothing more");
+        let accepts = row.status == custody::ACTIVE;
+        if self.accepts_new_work && !accepts {
+            // Rotated or revoked: signed work still finishes here, replacements included.
+            info!(wallet = %self.address, status = %row.status, "Wallet takes no new work; finishing its signed work");
         }
+        self.accepts_new_work = accepts;
         Ok(())
     }
 
@@ -590,7 +591,7 @@ impl WalletState {
     }
 
     /// A new attempt at `nonce` with bumped fees, written before it is sent.
-    /// False when this wallet may not sign (revoked).
+    /// False when this wallet may not sign (halted).
     async fn bump(&mut self, nonce: u64, base_fee: u128) -> Result<bool, Stop> {
         if self.halted.is_some() {
             return Ok(false);

@@ -8,12 +8,13 @@ use alloy::primitives::{Address, U256};
 use entity::wallets;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, Set,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QueryOrder,
 };
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::alert::{self, Severity};
 use crate::chain::{ChainClient, HavenToken, RpcFailure};
 use crate::custody::{self, ACTIVE, CustodyError, HOT, MasterKeys, REVOKED, ROTATED, STANDBY};
 use crate::ledger::{HELD, QUEUED};
@@ -209,12 +210,53 @@ async fn wrong_status(db: &impl ConnectionTrait, wallet: &wallets::Model, operat
     }
 }
 
-/// Revokes a wallet: it signs nothing more.
-pub async fn revoke(db: &impl ConnectionTrait, wallet: &wallets::Model, actor: &str) -> Result<(), LifecycleError> {
-    let mut row: wallets::ActiveModel = wallet.clone().into();
-    row.status = Set(REVOKED.into());
-    row.updated_at = Set(chrono::Utc::now());
-    row.update(db).await?;
-    custody::audit(db, Some(wallet.id), "revoke", "HIGH", actor, json!({ "previous_status": wallet.status })).await?;
-    Ok(())
+/// What a revocation changed.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Revocation {
+    /// The active wallet that took over the work, if there was one.
+    pub moved_to: Option<String>,
+    /// Queued and held intents moved to it.
+    pub moved_intents: u64,
+    /// Users reassigned to it.
+    pub moved_users: u64,
+}
+
+/// Revokes a hot wallet (from any status but `revoked`): it takes no new
+/// work, and its queued and held intents and its users move at once to
+/// another active wallet; with none, they wait (alerted `wallet_stranded`)
+/// and move to the next wallet activated. Work already signed finishes at
+/// its nonce, a same-nonce replacement included, since it exposes nothing
+/// new. Status change, moves, alert and audit row commit together.
+pub async fn revoke(db: &DatabaseConnection, wallet: &wallets::Model, actor: &str) -> Result<Revocation, LifecycleError> {
+    let txn = crate::db::begin_write(db).await?;
+    let current = wallets::Entity::find_by_id(wallet.id).one(&txn).await?.ok_or_else(|| CustodyError::NotFound(wallet.address.clone()))?;
+    if current.kind != HOT || current.status == REVOKED || !set_wallet_status(&txn, wallet.id, &current.status, REVOKED).await? {
+        return Err(wrong_status(&txn, wallet, "revoke").await);
+    }
+    let target = wallets::Entity::find()
+        .filter(wallets::Column::Kind.eq(HOT))
+        .filter(wallets::Column::Status.eq(ACTIVE))
+        .order_by_asc(wallets::Column::CreatedAt)
+        .one(&txn)
+        .await?;
+    let mut revocation = Revocation::default();
+    match &target {
+        Some(target) => {
+            (revocation.moved_intents, revocation.moved_users) = move_work(&txn, &[wallet.id], target.id).await?;
+            revocation.moved_to = Some(target.address.clone());
+        }
+        None => {
+            alert::raise(
+                &txn,
+                Severity::Error,
+                "wallet_stranded",
+                &format!("Hot wallet {} was revoked with no other active wallet: its queued work and users wait until a wallet is activated", wallet.address),
+                json!({ "wallet": wallet.address }),
+            )
+            .await;
+        }
+    }
+    custody::audit(&txn, Some(wallet.id), "revoke", "HIGH", actor, json!({ "previous_status": current.status, "revocation": revocation })).await?;
+    txn.commit().await?;
+    Ok(revocation)
 }

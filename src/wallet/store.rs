@@ -39,7 +39,8 @@ pub enum StoreError {
 pub enum Allowed {
     /// New nonces: active wallets only.
     NewWork,
-    /// Replacement attempts of signed work: active or rotated.
+    /// Replacement attempts of signed work (same nonce, nothing new exposed):
+    /// active, rotated or revoked.
     SignedWork,
     /// Recording what the chain did: any status.
     Bookkeeping,
@@ -49,8 +50,8 @@ impl Allowed {
     fn statuses(self) -> &'static [&'static str] {
         match self {
             Allowed::NewWork => &[custody::ACTIVE],
-            Allowed::SignedWork => &[custody::ACTIVE, custody::ROTATED],
-            Allowed::Bookkeeping => &[custody::ACTIVE, custody::ROTATED, custody::REVOKED],
+            Allowed::SignedWork => &[custody::ACTIVE, custody::ROTATED, custody::REVOKED],
+            Allowed::Bookkeeping => &[custody::STANDBY, custody::ACTIVE, custody::ROTATED, custody::REVOKED],
         }
     }
 }

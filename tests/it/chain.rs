@@ -105,27 +105,115 @@ async fn foreign_transaction_on_the_hot_wallet_raises_critical_and_the_intent_st
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoked_wallet_signs_nothing() {
-    let chain = TestChain::start(Some(1)).await;
-    let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
+async fn revoking_moves_queued_work_and_users_at_once_while_signed_work_finishes_with_a_replacement() {
+    use alloy::providers::ext::AnvilApi;
+    use havend::wallet::lifecycle::{self, LifecycleError};
+    let chain = TestChain::start(None).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 2).await;
     let (daemon, keys, wallets) = prepared.start(&chain).await;
-    // The user was assigned this wallet before it was revoked.
-    havend::ledger::ensure_user(&daemon.db, &keys, "aurora:guest_r", &[wallets[0].id]).await.unwrap();
-    havend::wallet::lifecycle::revoke(&daemon.db, &wallets[0], "test").await.unwrap();
-    let intent = mint(&daemon, &keys, "aurora:guest_r", 1, "revoked:1").await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            daemon.daemon().wallet_statuses().await.iter().any(|s| s.halted.as_deref() == Some("revoked"))
-        })
-        .await
-    );
+    let (revoked, other) = (&wallets[0], &wallets[1]);
+    let admin = chain.admin_provider();
+    admin.anvil_set_auto_mine(false).await.unwrap();
+    // The user was assigned the wallet about to be revoked; its mint is signed and pending.
+    let user = havend::ledger::ensure_user(&daemon.db, &keys, "aurora:guest_rv", &[revoked.id]).await.unwrap();
+    let minted = mint(&daemon, &keys, "aurora:guest_rv", 50, "rv:mint").await;
     daemon.daemon().nudge_wallets();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let stored = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
-    assert_eq!(stored.status, "queued");
-    assert_eq!(entity::tx_attempts::Entity::find().all(&daemon.db).await.unwrap().len(), 0, "nothing signed");
-    assert_eq!(chain.client().nonce_at(wallets[0].address.parse().unwrap(), alloy::eips::BlockId::latest()).await.unwrap(), 0);
+    assert!(eventually(Duration::from_secs(10), || async { status_of(&daemon, minted.id).await == "broadcast" }).await);
+    // Its reversal is queued on the same wallet, waiting for the mint.
+    let reversal = havend::ledger::enqueue(
+        &daemon.db,
+        &keys,
+        havend::ledger::NewIntent {
+            user: "aurora:guest_rv".into(),
+            kind: havend::chain::CallKind::Burn,
+            amount: U256::from(50u64) * U256::from(10u64).pow(U256::from(18)),
+            reason: "test".into(),
+            source: "rv:burn".into(),
+            reverses: Some(minted.id),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(reversal.hot_wallet_id, revoked.id);
+
+    let revocation = lifecycle::revoke(&daemon.db, revoked, "test").await.unwrap();
+    assert_eq!((revocation.moved_to.as_deref(), revocation.moved_intents, revocation.moved_users), (Some(other.address.as_str()), 1, 1));
+    let moved = entity::transactions::Entity::find_by_id(reversal.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!(moved.hot_wallet_id, other.id, "queued work moves at once");
+    let later = mint(&daemon, &keys, "aurora:guest_rv", 5, "rv:later").await;
+    assert_eq!(later.hot_wallet_id, other.id, "the user follows");
+    assert!(matches!(lifecycle::revoke(&daemon.db, revoked, "test").await, Err(LifecycleError::WrongStatus { .. })));
+    assert!(matches!(chain.activate(&daemon.db, revoked).await, Err(LifecycleError::WrongStatus { .. })), "a revoked wallet is never resurrected");
+
+    // The signed mint gets stuck under the base fee: the revoked wallet may still replace it at its nonce.
+    let pending = entity::tx_attempts::Entity::find()
+        .filter(entity::tx_attempts::Column::TransactionId.eq(minted.id))
+        .one(&daemon.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let cap: u128 = pending.max_fee_per_gas.parse().unwrap();
+    admin.anvil_set_next_block_base_fee_per_gas(cap * 3).await.unwrap();
+    admin.evm_mine(None).await.unwrap();
+    admin.anvil_set_auto_mine(true).await.unwrap();
+    assert!(drained(&daemon, Duration::from_secs(60)).await, "signed work finishes, moved work is done by the other wallet");
+    let rows = entity::transactions::Entity::find().all(&daemon.db).await.unwrap();
+    let by_id = |id| rows.iter().find(|t| t.id == id).unwrap();
+    assert_eq!((by_id(minted.id).status.as_str(), by_id(minted.id).hot_wallet_id), ("confirmed", revoked.id));
+    assert_eq!((by_id(reversal.id).status.as_str(), by_id(later.id).status.as_str()), ("confirmed", "confirmed"));
+    let attempts = entity::tx_attempts::Entity::find()
+        .filter(entity::tx_attempts::Column::TransactionId.eq(minted.id))
+        .all(&daemon.db)
+        .await
+        .unwrap();
+    assert!(attempts.len() >= 2 && attempts.iter().all(|a| a.nonce == pending.nonce), "replaced at the same nonce: {attempts:?}");
+    let unit = U256::from(10u64).pow(U256::from(18));
+    assert_eq!(chain.balance_of(user.address.parse().unwrap()).await, U256::from(5u64) * unit);
+    assert_nonces_accounted(&daemon, &chain, revoked).await;
+    assert_nonces_accounted(&daemon, &chain, other).await;
+    let audit = entity::wallet_audit_logs::Entity::find()
+        .filter(entity::wallet_audit_logs::Column::WalletId.eq(revoked.id))
+        .filter(entity::wallet_audit_logs::Column::Action.eq("revoke"))
+        .all(&daemon.db)
+        .await
+        .unwrap();
+    assert_eq!((audit.len(), audit[0].severity.as_str()), (1, "HIGH"));
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_the_last_active_wallet_strands_work_with_an_alert_until_another_is_activated() {
+    let chain = TestChain::start(None).await;
+    let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
+    let mut config = havend::config::Config::default();
+    config.database.url = Some(havend::config::Secret::new(&prepared.database.url));
+    let db = havend::db::connect(&config).await.unwrap();
+    let keys = prepared.keys.clone();
+    let queued = havend::ledger::enqueue(
+        &db,
+        &keys,
+        havend::ledger::NewIntent {
+            user: "aurora:guest_strand".into(),
+            kind: havend::chain::CallKind::Mint,
+            amount: U256::from(1u64),
+            reason: "test".into(),
+            source: "strand:1".into(),
+            reverses: None,
+        },
+    )
+    .await
+    .unwrap();
+    let revocation = havend::wallet::lifecycle::revoke(&db, &prepared.wallets[0], "test").await.unwrap();
+    assert_eq!((revocation.moved_to, revocation.moved_intents), (None, 0));
+    let stranded = entity::alerts::Entity::find().filter(entity::alerts::Column::Category.eq("wallet_stranded")).all(&db).await.unwrap();
+    assert_eq!((stranded.len(), stranded[0].severity.as_str()), (1, "ERROR"));
+
+    let next = havend::custody::create_wallet(&db, &keys, havend::custody::HOT, "test").await.unwrap();
+    chain.equip(next.address.parse().unwrap()).await;
+    let activation = chain.activate(&db, &next).await.unwrap();
+    assert_eq!((activation.moved_intents, activation.moved_users), (1, 1), "stranded work moves to the next active wallet");
+    let row = entity::transactions::Entity::find_by_id(queued.id).one(&db).await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.hot_wallet_id), ("queued", next.id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
