@@ -165,8 +165,11 @@ impl Actor for WalletActor {
 
     async fn pre_start(&self, myself: ActorRef<WalletMsg>, args: WalletArgs) -> Result<WalletState, ActorProcessingErr> {
         let WalletArgs { wallet_id, deps: args } = args;
+        // Unlock first: a daemon that cannot decrypt the key must not take
+        // the wallet (its epoch) away from one that can.
+        let row = wallets::Entity::find_by_id(wallet_id).one(&args.db).await?.ok_or_else(|| format!("wallet {wallet_id} not found"))?;
+        let signer = custody::unlock(&args.db, &args.keys, &row, &args.owner, "wallet actor").await?;
         let (epoch, wallet) = store::claim(&args.db, wallet_id, &args.owner).await?;
-        let signer = custody::unlock(&args.db, &args.keys, &wallet, &args.owner, "wallet actor").await?;
         let address = signer.address();
         let mut state = WalletState {
             wallet_id: wallet.id,

@@ -814,3 +814,57 @@ async fn queued_work_on_a_wallet_no_daemon_signs_for_is_alerted_once_after_ten_m
     assert!(raised[0].message.contains(&orphan.address));
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_actor_that_keeps_failing_is_parked_with_an_alert_retried_later_and_intake_stays_up() {
+    use sea_orm::ActiveModelTrait;
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let (daemon, keys, wallets) = prepared.start(&chain).await;
+    // An intent whose user does not exist: every tick of the wallet fails on it.
+    let id = uuid::Uuid::now_v7();
+    let now = chrono::Utc::now();
+    entity::transactions::ActiveModel {
+        id: sea_orm::Set(id),
+        intent_id: sea_orm::Set(havend::chain::intent_id(id).to_string()),
+        source: sea_orm::Set("poison:1".into()),
+        user_id: sea_orm::Set(uuid::Uuid::now_v7()),
+        hot_wallet_id: sea_orm::Set(wallets[0].id),
+        kind: sea_orm::Set("mint".into()),
+        amount: sea_orm::Set("1".into()),
+        reason: sea_orm::Set("test".into()),
+        status: sea_orm::Set("queued".into()),
+        generation: sea_orm::Set(0),
+        nonce: sea_orm::Set(None),
+        reverses: sea_orm::Set(None),
+        tx_hash: sea_orm::Set(None),
+        block_number: sea_orm::Set(None),
+        last_error: sea_orm::Set(None),
+        created_at: sea_orm::Set(now),
+        updated_at: sea_orm::Set(now),
+    }
+    .insert(&daemon.db)
+    .await
+    .unwrap();
+    daemon.daemon().nudge_wallets();
+    assert!(
+        eventually(Duration::from_secs(30), || async { !alerts(&daemon, "wallet_parked").await.is_empty() }).await,
+        "a wallet that keeps failing is parked with an alert"
+    );
+    let answer = daemon.deliver(havend::webhooks::Partner::Aurora, Some("booking-created"), &booking_created("bk_parked")).await;
+    assert!(answer.status < 300, "webhook intake stays up while a wallet is parked: {answer:?}");
+    assert_eq!(daemon.get("/health").await.status, 200);
+
+    // Once the bad row is dealt with, the parked wallet comes back after its backoff.
+    entity::transactions::Entity::delete_by_id(id).exec(&daemon.db).await.unwrap();
+    let intent = mint(&daemon, &keys, "aurora:guest_parked", 1, "parked:1").await;
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            daemon.daemon().nudge_wallets();
+            status_of(&daemon, intent.id).await == "confirmed"
+        })
+        .await,
+        "the parked wallet is retried and signs again"
+    );
+    daemon.stop().await;
+}
