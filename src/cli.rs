@@ -110,6 +110,12 @@ pub enum WalletAction {
         /// Id or address.
         wallet: String,
     },
+    /// Lift a hot wallet's halt after a foreign nonce (someone else used
+    /// its key): nonces the foreign signer used are recorded and skipped.
+    Resume {
+        /// Id or address.
+        wallet: String,
+    },
     /// Revoke a wallet: it signs nothing more.
     Revoke {
         /// Id or address.
@@ -286,6 +292,12 @@ async fn wallet_command(config: Config, action: WalletAction) -> anyhow::Result<
             let wallet = custody::find(&db, &wallet).await?;
             let activation = lifecycle::activate_checked(&db, &client, chain.token, settings.min_balance, &wallet, &actor).await?;
             serde_json::json!({ "wallet": describe(&custody::find(&db, &wallet.address).await?), "activation": activation })
+        }
+        WalletAction::Resume { wallet } => {
+            let wallet = custody::find(&db, &wallet).await?;
+            let lifted = lifecycle::resume(&db, &wallet, &actor).await?;
+            eprintln!("Resumed {} (was halted: {lifted}); rotate it instead if its key may be in other hands.", wallet.address);
+            describe(&custody::find(&db, &wallet.address).await?)
         }
         WalletAction::Revoke { wallet } => {
             let wallet = custody::find(&db, &wallet).await?;

@@ -260,3 +260,27 @@ pub async fn revoke(db: &DatabaseConnection, wallet: &wallets::Model, actor: &st
     txn.commit().await?;
     Ok(revocation)
 }
+
+/// Lifts a wallet's stored halt (a foreign nonce) after an operator has
+/// looked: its actor records the nonces the foreign signer used beyond its
+/// own as foreign, skips them openly, and signs again. Audited HIGH.
+pub async fn resume(db: &DatabaseConnection, wallet: &wallets::Model, actor: &str) -> Result<String, LifecycleError> {
+    let txn = crate::db::begin_write(db).await?;
+    let current = wallets::Entity::find_by_id(wallet.id).one(&txn).await?.ok_or_else(|| CustodyError::NotFound(wallet.address.clone()))?;
+    let Some(reason) = current.halted else {
+        return Err(LifecycleError::WrongStatus { address: current.address, status: format!("{} and not halted", current.status), operation: "resume" });
+    };
+    let lifted = wallets::Entity::update_many()
+        .col_expr(wallets::Column::Halted, Expr::value(Option::<String>::None))
+        .col_expr(wallets::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(wallets::Column::Id.eq(wallet.id))
+        .filter(wallets::Column::Halted.eq(reason.as_str()))
+        .exec(&txn)
+        .await?;
+    if lifted.rows_affected != 1 {
+        return Err(wrong_status(&txn, wallet, "resume").await);
+    }
+    custody::audit(&txn, Some(wallet.id), "resume", "HIGH", actor, json!({ "halted": reason })).await?;
+    txn.commit().await?;
+    Ok(reason)
+}

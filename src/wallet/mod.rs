@@ -3,6 +3,7 @@
 
 mod actor;
 pub mod lifecycle;
+pub mod plan;
 mod registry;
 pub mod store;
 

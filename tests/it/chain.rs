@@ -94,14 +94,88 @@ async fn foreign_transaction_on_the_hot_wallet_raises_critical_and_the_intent_st
     chain.send_as(key.parse().unwrap()).await;
 
     let second = mint(&daemon, &keys, "aurora:guest_a", 5, "foreign:2").await;
-    assert!(drained(&daemon, Duration::from_secs(60)).await);
+    daemon.daemon().nudge_wallets();
+    // Its nonce was taken: two looks a block apart, then CRITICAL, requeued as the next generation, signing stopped.
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            daemon.daemon().wallet_statuses().await.iter().any(|s| s.halted.is_some())
+        })
+        .await,
+        "a foreign nonce at run time stops signing"
+    );
     let critical = alerts(&daemon, "foreign_nonce").await;
     assert!(critical.iter().any(|a| a.severity == "CRITICAL"), "{critical:?}");
+    let stored = entity::transactions::Entity::find_by_id(second.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!((stored.status.as_str(), stored.nonce, stored.generation), ("queued", None, 1), "requeued as its next generation");
+    daemon.daemon().nudge_wallets();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status_of(&daemon, second.id).await, "queued", "nothing is signed while halted");
+
+    // An operator looked and resumes the wallet.
+    let wallet = havend::custody::find(&daemon.db, &wallets[0].address).await.unwrap();
+    assert!(wallet.halted.is_some(), "the halt is stored, so a restart keeps it");
+    havend::wallet::lifecycle::resume(&daemon.db, &wallet, "test").await.unwrap();
+    assert!(drained(&daemon, Duration::from_secs(60)).await);
     let stored = entity::transactions::Entity::find_by_id(second.id).one(&daemon.db).await.unwrap().unwrap();
     assert_eq!((stored.status.as_str(), stored.nonce), ("confirmed", Some(2)), "re-signed under the next nonce");
     assert_eq!(chain.total_supply().await, U256::from(15u64) * U256::from(10u64).pow(U256::from(18)));
     assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revert_with_intent_already_used_is_recorded_confirmed_by_the_transaction_that_executed_it() {
+    use sea_orm::ActiveModelTrait;
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
+    let (daemon, keys, wallets) = prepared.start(&chain).await;
+    let intent = mint(&daemon, &keys, "aurora:guest_used", 7, "used:1").await;
+    assert!(drained(&daemon, Duration::from_secs(30)).await);
+    let first = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
+    // As if its receipt had been missed and its nonce wrongly declared foreign: queued again as the next generation.
+    let nonce = first.nonce.unwrap();
+    let mut row: entity::transactions::ActiveModel = first.clone().into();
+    row.status = sea_orm::Set("queued".into());
+    row.nonce = sea_orm::Set(None);
+    row.generation = sea_orm::Set(1);
+    row.tx_hash = sea_orm::Set(None);
+    row.update(&daemon.db).await.unwrap();
+    entity::foreign_nonces::ActiveModel {
+        wallet_id: sea_orm::Set(wallets[0].id),
+        nonce: sea_orm::Set(nonce),
+        detected_at: sea_orm::Set(chrono::Utc::now()),
+    }
+    .insert(&daemon.db)
+    .await
+    .unwrap();
+    assert!(drained(&daemon, Duration::from_secs(30)).await);
+    let second = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_ne!(second.nonce, first.nonce, "signed again under a new nonce, and reverted on chain");
+    assert_eq!(second.status, "confirmed", "never `failed`: the intent was executed");
+    assert_eq!(second.tx_hash, first.tx_hash, "recorded as confirmed by the transaction that executed it");
+    assert!(alerts(&daemon, "transaction_failed").await.is_empty());
+    assert_eq!(chain.total_supply().await, U256::from(7u64) * U256::from(10u64).pow(U256::from(18)));
+    assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_nonce_mismatch_under_a_held_epoch_is_a_stale_state_not_a_takeover() {
+    use havend::wallet::store::{self, Allowed, StoreError};
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    let mut config = havend::config::Config::default();
+    config.database.url = Some(havend::config::Secret::new(&database.url));
+    let db = havend::db::connect(&config).await.unwrap();
+    havend::db::migrate_up(&db).await.unwrap();
+    let keys = havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap();
+    let wallet = havend::custody::create_wallet(&db, &keys, havend::custody::HOT, "test").await.unwrap();
+    let (epoch, _) = store::claim(&db, wallet.id, "test").await.unwrap();
+    let txn = havend::db::begin_write(&db).await.unwrap();
+    let stale = store::fence(&txn, wallet.id, epoch, 5, 5, Allowed::Bookkeeping).await;
+    assert!(matches!(stale, Err(StoreError::Stale { stored: 0, expected: 5 })), "{stale:?}");
+    let fenced = store::fence(&txn, wallet.id, epoch - 1, 0, 0, Allowed::Bookkeeping).await;
+    assert!(matches!(fenced, Err(StoreError::Fenced)), "{fenced:?}");
+    store::fence(&txn, wallet.id, epoch, 0, 0, Allowed::Bookkeeping).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
