@@ -214,7 +214,7 @@ pub enum Job {
 /// `havend wallet` actions.
 #[derive(Debug, Subcommand)]
 pub enum WalletAction {
-    /// Create a hot wallet (then grant it roles and name it in `chain.wallets`).
+    /// Create a hot wallet in standby (then grant it roles, fund it, and activate it).
     Create,
     /// List hot wallets.
     List,
@@ -223,8 +223,21 @@ pub enum WalletAction {
         /// Id or address.
         wallet: String,
     },
-    /// Replace a hot wallet: queued work and users move to a new one.
+    /// Start replacing a hot wallet with a new standby one; its queued work
+    /// and users move when the new wallet is activated.
     Rotate {
+        /// Id or address.
+        wallet: String,
+    },
+    /// Make a standby hot wallet active, after checking on chain that it holds
+    /// both roles and gas above `chain.min_balance_wei`.
+    Activate {
+        /// Id or address.
+        wallet: String,
+    },
+    /// Lift a hot wallet's halt after a foreign nonce (someone else used
+    /// its key): nonces the foreign signer used are recorded and skipped.
+    Resume {
         /// Id or address.
         wallet: String,
     },
@@ -383,6 +396,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn wallet_command(config: Config, action: WalletAction) -> anyhow::Result<ExitCode> {
     use crate::custody;
+    use crate::wallet::lifecycle;
     let db = crate::db::connect(&config).await?;
     crate::db::migrate_up(&db).await?;
     let keys = || custody::MasterKeys::load(config.custody.master_key_file.as_deref());
@@ -391,6 +405,7 @@ async fn wallet_command(config: Config, action: WalletAction) -> anyhow::Result<
         serde_json::json!({
             "id": w.id, "address": w.address, "kind": w.kind, "status": w.status, "key_version": w.key_version,
             "next_nonce": w.next_nonce, "owner": w.owner, "rotated_to": w.rotated_to, "created_at": w.created_at,
+            "heartbeat_at": w.heartbeat_at, "halted": w.halted,
         })
     };
     let output = match action {
@@ -399,13 +414,27 @@ async fn wallet_command(config: Config, action: WalletAction) -> anyhow::Result<
         WalletAction::Get { wallet } => describe(&custody::find(&db, &wallet).await?),
         WalletAction::Rotate { wallet } => {
             let old = custody::find(&db, &wallet).await?;
-            let new = custody::rotate(&db, &keys()?, &old, &actor).await?;
-            eprintln!("Grant {} its roles (havend wallet grant-roles) and add it to chain.wallets; keep {} there until its signed work is confirmed.", new.address, old.address);
+            let new = lifecycle::rotate(&db, &keys()?, &old, &actor).await?;
+            eprintln!("Grant {} its roles (havend wallet grant-roles), fund it, add it to chain.wallets, then `havend wallet activate {}`; {} signs until then, and stays in chain.wallets until its signed work is confirmed.", new.address, new.address, old.address);
             describe(&new)
+        }
+        WalletAction::Activate { wallet } => {
+            let Some(chain) = &config.chain else { bail!("activate needs a [chain] section (rpc_url, token) to check roles and gas") };
+            let settings = crate::wallet::WalletSettings::from_config(chain);
+            let client = crate::chain::ChainClient::new(&chain.rpc_url, std::time::Duration::from_millis(chain.rpc_timeout_ms)).map_err(anyhow::Error::msg)?;
+            let wallet = custody::find(&db, &wallet).await?;
+            let activation = lifecycle::activate_checked(&db, &client, chain.token, settings.min_balance, &wallet, &actor).await?;
+            serde_json::json!({ "wallet": describe(&custody::find(&db, &wallet.address).await?), "activation": activation })
+        }
+        WalletAction::Resume { wallet } => {
+            let wallet = custody::find(&db, &wallet).await?;
+            let lifted = lifecycle::resume(&db, &wallet, &actor).await?;
+            eprintln!("Resumed {} (was halted: {lifted}); rotate it instead if its key may be in other hands.", wallet.address);
+            describe(&custody::find(&db, &wallet.address).await?)
         }
         WalletAction::Revoke { wallet } => {
             let wallet = custody::find(&db, &wallet).await?;
-            custody::revoke(&db, &wallet, &actor).await?;
+            lifecycle::revoke(&db, &wallet, &actor).await?;
             describe(&custody::find(&db, &wallet.address).await?)
         }
         WalletAction::Export { wallet, yes } => {

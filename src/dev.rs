@@ -50,7 +50,7 @@ pub async fn prepare(mut config: Config) -> anyhow::Result<(Config, Option<Anvil
     let db = crate::db::connect(&config).await?;
     crate::db::migrate_up(&db).await?;
     let token = dev_token(&config.data_dir, &rpc_url, &admin_key).await?;
-    let hot = match custody::list_hot(&db).await?.into_iter().find(|w| w.status == custody::ACTIVE) {
+    let hot = match custody::list_hot(&db).await?.into_iter().find(|w| [custody::ACTIVE, custody::STANDBY].contains(&w.status.as_str())) {
         Some(wallet) => wallet,
         None => custody::create_wallet(&db, &keys, custody::HOT, "havend dev").await?,
     };
@@ -58,6 +58,10 @@ pub async fn prepare(mut config: Config) -> anyhow::Result<(Config, Option<Anvil
     let provider = ProviderBuilder::new().connect_http(rpc_url.parse()?);
     provider.anvil_set_balance(hot_address, U256::from(DEV_GAS_FUNDS)).await?;
     admin::grant_roles(&rpc_url, &admin_key, token, hot_address).await?;
+    if hot.status == custody::STANDBY {
+        let client = chain::ChainClient::new(&rpc_url, std::time::Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
+        crate::wallet::lifecycle::activate_checked(&db, &client, token, U256::from(DEV_GAS_FUNDS), &hot, "havend dev").await?;
+    }
     db.close().await.ok();
 
     let chain_id = provider.get_chain_id().await?;

@@ -14,7 +14,7 @@ pub struct Model {
     pub address: String,
     /// `hot` (signs mints and burns) or `user` (holds a user's tokens).
     pub kind: String,
-    /// `active`, `rotated` or `revoked`.
+    /// `standby`, `active`, `rotated` or `revoked`.
     pub status: String,
     /// AEAD nonce followed by the encrypted private key.
     pub encrypted_key: Vec<u8>,
@@ -28,12 +28,18 @@ pub struct Model {
     pub owner: Option<String>,
     /// Raised by each wallet actor that takes the wallet over; every write compares it.
     pub epoch: i64,
-    /// The wallet that replaced it on rotation.
+    /// The wallet that replaces it on rotation (set by `rotate`, effective
+    /// when that wallet is activated).
     pub rotated_to: Option<Uuid>,
     /// When it was created.
     pub created_at: DateTimeUtc,
     /// When it last changed.
     pub updated_at: DateTimeUtc,
+    /// Last sign of life of the wallet actor signing for it: queued work on
+    /// a wallet whose heartbeat is old waits for a daemon nobody runs.
+    pub heartbeat_at: Option<DateTimeUtc>,
+    /// Why signing stopped (a foreign nonce), until an operator resumes it.
+    pub halted: Option<String>,
 }
 
 /// Relations are expressed by ids in queries.

@@ -110,6 +110,8 @@ async fn main() -> anyhow::Result<()> {
     let hot = custody::create_wallet(&db, &keys, custody::HOT, "bench").await?;
     let hot_address: Address = hot.address.parse()?;
     equip(&provider, &url, &admin_key, token, hot_address).await?;
+    let client = havend::chain::ChainClient::new(&url, Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
+    havend::wallet::lifecycle::activate_checked(&db, &client, token, U256::ZERO, &hot, "bench").await?;
     let mut chain_config: ChainConfig =
         toml::from_str(&format!("rpc_url = {url:?}\ntoken = \"{token}\"\nchain_id = {chain_id}\npoll_interval_ms = 50\nmax_in_flight = 4096\n"))?;
     chain_config.wallets = vec![hot_address];

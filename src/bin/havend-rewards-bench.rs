@@ -94,6 +94,13 @@ async fn main() -> anyhow::Result<()> {
 
 async fn backlog(mut config: Config, db: DatabaseConnection, keys: MasterKeys, events: usize, new_users: bool, workers: usize, batch: u64) -> anyhow::Result<()> {
     let hot = custody::create_wallet(&db, &keys, custody::HOT, "bench").await?;
+    // No chain in this phase, so nothing to check roles on: the wallet only
+    // has to be assignable.
+    entity::wallets::Entity::update_many()
+        .col_expr(entity::wallets::Column::Status, sea_orm::sea_query::Expr::value(custody::ACTIVE))
+        .filter(entity::wallets::Column::Id.eq(hot.id))
+        .exec(&db)
+        .await?;
     let users = if new_users { events } else { 1_000 };
     if !new_users {
         for user in 0..users {
@@ -159,6 +166,8 @@ async fn latency(mut config: Config, db: DatabaseConnection, keys: MasterKeys, r
         let address: Address = hot.address.parse()?;
         provider.anvil_set_balance(address, U256::from(10u128.pow(22))).await.context("funding")?;
         admin::grant_roles(&url, &admin_key, token, address).await?;
+        let client = chain::ChainClient::new(&url, Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
+        havend::wallet::lifecycle::activate_checked(&db, &client, token, U256::from(1u64), &hot, "bench").await?;
         addresses.push(address);
     }
     let mut chain_config: ChainConfig = toml::from_str(&format!("rpc_url = {url:?}\ntoken = \"{token}\"\nchain_id = {}\npoll_interval_ms = 50\nmax_in_flight = 1024\n", anvil.chain_id()))?;

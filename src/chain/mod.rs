@@ -204,7 +204,7 @@ impl From<RpcError<TransportErrorKind>> for RpcFailure {
 }
 
 /// How a node answered `eth_sendRawTransaction` with an error.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SendRejection {
     /// "nonce too low" / "already known": it landed or is in the pool; look, do not resend another.
     AlreadyHandled,
@@ -212,7 +212,13 @@ pub enum SendRejection {
     Underpriced,
     /// Not enough native balance for gas: hold the wallet and alert.
     InsufficientFunds,
-    /// Anything else ("intrinsic gas too low" is a configuration error): alert.
+    /// "intrinsic gas too low", "exceeds block gas limit": a configured gas
+    /// limit is wrong. Alert and hold new work.
+    Misconfigured,
+    /// The node's own cap on fees refuses the transaction: alert, hold new
+    /// work, keep trying the replacement.
+    FeeCapExceeded,
+    /// Anything else: alert and retry with backoff.
     Other,
 }
 
@@ -221,10 +227,14 @@ pub fn classify_send_rejection(message: &str) -> SendRejection {
     let m = message.to_ascii_lowercase();
     if m.contains("nonce too low") || m.contains("already known") || m.contains("known transaction") || m.contains("already imported") {
         SendRejection::AlreadyHandled
+    } else if m.contains("exceeds the configured cap") || m.contains("fee cap exceeded") || m.contains("exceeds configured cap") {
+        SendRejection::FeeCapExceeded
     } else if m.contains("underpriced") || m.contains("less than block base fee") || m.contains("fee cap") || m.contains("max fee per gas") || m.contains("too low to replace") {
         SendRejection::Underpriced
     } else if m.contains("insufficient funds") {
         SendRejection::InsufficientFunds
+    } else if m.contains("intrinsic gas too low") || m.contains("exceeds block gas limit") || m.contains("gas limit reached") {
+        SendRejection::Misconfigured
     } else {
         SendRejection::Other
     }
@@ -285,6 +295,25 @@ impl ChainClient {
     pub async fn base_fee(&self) -> Result<u128, RpcFailure> {
         let block = self.timed(async { self.provider.get_block_by_number(BlockNumberOrTag::Latest).await }).await?;
         Ok(block.and_then(|b| b.header.base_fee_per_gas).unwrap_or(0) as u128)
+    }
+
+    /// The tip the node suggests now (`eth_maxPriorityFeePerGas`), wei.
+    pub async fn market_tip(&self) -> Result<u128, RpcFailure> {
+        self.timed(async { self.provider.get_max_priority_fee_per_gas().await }).await
+    }
+
+    /// The transaction whose `IntentExecuted` log names `intent` on `token`,
+    /// with its block number and hash, if any.
+    pub async fn intent_execution(&self, token: Address, intent: B256) -> Result<Option<(B256, u64, B256)>, RpcFailure> {
+        use alloy::sol_types::SolEvent;
+        let filter = alloy::rpc::types::Filter::new()
+            .address(token)
+            .event_signature(HavenToken::IntentExecuted::SIGNATURE_HASH)
+            .topic1(intent)
+            .from_block(BlockNumberOrTag::Earliest)
+            .to_block(BlockNumberOrTag::Latest);
+        let logs = self.timed(async { self.provider.get_logs(&filter).await }).await?;
+        Ok(logs.into_iter().find_map(|log| Some((log.transaction_hash?, log.block_number?, log.block_hash?))))
     }
 
     /// Broadcasts signed bytes.
@@ -391,7 +420,10 @@ mod tests {
         assert_eq!(classify_send_rejection("replacement transaction underpriced"), SendRejection::Underpriced);
         assert_eq!(classify_send_rejection("max fee per gas less than block base fee"), SendRejection::Underpriced);
         assert_eq!(classify_send_rejection("insufficient funds for gas * price + value"), SendRejection::InsufficientFunds);
-        assert_eq!(classify_send_rejection("intrinsic gas too low"), SendRejection::Other);
+        assert_eq!(classify_send_rejection("intrinsic gas too low"), SendRejection::Misconfigured);
+        assert_eq!(classify_send_rejection("exceeds block gas limit"), SendRejection::Misconfigured);
+        assert_eq!(classify_send_rejection("tx fee (1.20 ether) exceeds the configured cap (1.00 ether)"), SendRejection::FeeCapExceeded);
+        assert_eq!(classify_send_rejection("txpool is full"), SendRejection::Other);
     }
 
     #[test]

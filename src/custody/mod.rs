@@ -2,6 +2,9 @@
 //! with XChaCha20-Poly1305 under a versioned master key, decrypted only into
 //! the process that signs, and every decryption audit-logged HIGH.
 //!
+//! Status changes of hot wallets (rotate, activate, revoke) live in
+//! `wallet::lifecycle`, which also moves their work.
+//!
 //! The ciphertext is bound to its wallet's address and key version (AEAD
 //! associated data), so a key blob copied onto another row does not decrypt.
 
@@ -26,6 +29,9 @@ use zeroize::Zeroizing;
 pub const MASTER_KEY_ENV: &str = "HAVEND_MASTER_KEY";
 const NONCE_LEN: usize = 24;
 
+/// Hot wallet status: created, or the target of a rotation; takes no users
+/// and signs nothing until `wallet activate` found its roles and gas on chain.
+pub const STANDBY: &str = "standby";
 /// Wallet status: signs new work.
 pub const ACTIVE: &str = "active";
 /// Wallet status: replaced; finishes its signed work, takes no new work.
@@ -65,16 +71,6 @@ pub enum CustodyError {
     /// No such wallet.
     #[error("no wallet {0}")]
     NotFound(String),
-    /// The operation does not apply to the wallet in its state.
-    #[error("wallet {address} is {status}: {operation} is not allowed")]
-    WrongStatus {
-        /// The wallet.
-        address: String,
-        /// Its status.
-        status: String,
-        /// What was asked.
-        operation: &'static str,
-    },
     /// Reading or writing the master key file failed.
     #[error("master key file {path}: {source}")]
     File {
@@ -234,8 +230,8 @@ pub async fn audit(
     .map(|_| ())
 }
 
-/// Creates a wallet with a new key. `first_nonce` is the chain nonce its
-/// signing starts from (0 for a fresh key).
+/// Creates a wallet with a new key: a hot wallet in `standby` (it takes no
+/// users until activated), a user's wallet `active`.
 pub async fn create_wallet(
     db: &impl ConnectionTrait,
     keys: &MasterKeys,
@@ -251,7 +247,7 @@ pub async fn create_wallet(
         id: Set(Uuid::now_v7()),
         address: Set(address.clone()),
         kind: Set(kind.into()),
-        status: Set(ACTIVE.into()),
+        status: Set(if kind == HOT { STANDBY } else { ACTIVE }.into()),
         encrypted_key: Set(blob),
         key_version: Set(version),
         first_nonce: Set(0),
@@ -261,6 +257,8 @@ pub async fn create_wallet(
         rotated_to: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        heartbeat_at: Set(None),
+        halted: Set(None),
     }
     .insert(db)
     .await?;
@@ -311,54 +309,6 @@ pub async fn export(db: &impl ConnectionTrait, keys: &MasterKeys, wallet: &walle
     Ok(Zeroizing::new(format!("0x{}", hex::encode(signer.to_bytes()))))
 }
 
-/// Replaces a hot wallet with a new one: only `queued` intents and the users
-/// it served move; intents already signed finish on the old wallet, and
-/// balances (held by users' own wallets) are untouched. The new wallet needs
-/// its roles granted by the token admin before it can mint.
-pub async fn rotate(
-    db: &DatabaseConnection,
-    keys: &MasterKeys,
-    old: &wallets::Model,
-    actor: &str,
-) -> Result<wallets::Model, CustodyError> {
-    if old.status != ACTIVE || old.kind != HOT {
-        return Err(CustodyError::WrongStatus { address: old.address.clone(), status: old.status.clone(), operation: "rotate" });
-    }
-    let txn = crate::db::begin_write(db).await?;
-    let new = create_wallet(&txn, keys, HOT, actor).await?;
-    let mut old_row: wallets::ActiveModel = old.clone().into();
-    old_row.status = Set(ROTATED.into());
-    old_row.rotated_to = Set(Some(new.id));
-    old_row.updated_at = Set(chrono::Utc::now());
-    old_row.update(&txn).await?;
-    use sea_orm::sea_query::Expr;
-    let moved = entity::transactions::Entity::update_many()
-        .col_expr(entity::transactions::Column::HotWalletId, Expr::value(new.id))
-        .filter(entity::transactions::Column::HotWalletId.eq(old.id))
-        .filter(entity::transactions::Column::Status.eq("queued"))
-        .exec(&txn)
-        .await?
-        .rows_affected;
-    entity::users::Entity::update_many()
-        .col_expr(entity::users::Column::HotWalletId, Expr::value(new.id))
-        .filter(entity::users::Column::HotWalletId.eq(old.id))
-        .exec(&txn)
-        .await?;
-    audit(&txn, Some(old.id), "rotate", "MEDIUM", actor, json!({ "to": new.address, "moved_queued_intents": moved })).await?;
-    txn.commit().await?;
-    Ok(new)
-}
-
-/// Revokes a wallet: it signs nothing more.
-pub async fn revoke(db: &impl ConnectionTrait, wallet: &wallets::Model, actor: &str) -> Result<(), CustodyError> {
-    let mut row: wallets::ActiveModel = wallet.clone().into();
-    row.status = Set(REVOKED.into());
-    row.updated_at = Set(chrono::Utc::now());
-    row.update(db).await?;
-    audit(db, Some(wallet.id), "revoke", "HIGH", actor, json!({ "previous_status": wallet.status })).await?;
-    Ok(())
-}
-
 /// Re-encrypts every wallet under the current master key version (after a
 /// new version was added); returns how many changed. Each key it decrypts is
 /// audit-logged HIGH like any other decryption (SPEC section 4).
@@ -405,6 +355,8 @@ mod tests {
             rotated_to: None,
             created_at: now,
             updated_at: now,
+            heartbeat_at: None,
+            halted: None,
         };
         (model, signer)
     }

@@ -23,6 +23,7 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::{WalletDeps, WalletSettings};
+use super::plan::{self, Action, AttemptView, InFlightView, Memory, Mined, Rules, Snapshot};
 use super::store::{self, NewAttempt, Outcome, ReversalDecision, StoreError};
 use crate::alert::{self, Severity};
 use crate::breaker::BreakerHandle;
@@ -33,6 +34,8 @@ use crate::custody;
 const MAX_BLOCKS_PER_TICK: u64 = 64;
 /// Ticks between native balance checks.
 const BALANCE_CHECK_EVERY: u64 = 20;
+/// The longest wait before a transaction the node refused is sent again.
+const MAX_REFUSAL_BACKOFF: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Messages a wallet actor handles.
 pub enum WalletMsg {
@@ -83,12 +86,6 @@ struct Attempt {
     gas_limit: u64,
 }
 
-struct Mined {
-    hash: B256,
-    block: u64,
-    success: bool,
-}
-
 /// One signed intent at one nonce.
 struct InFlight {
     transaction_id: Uuid,
@@ -99,11 +96,25 @@ struct InFlight {
     broadcast: bool,
     last_sent: Option<Instant>,
     mined: Option<Mined>,
+    /// Node refusals of this nonce in a row (classified, alerted on the first).
+    refusals: u32,
+    /// Not sent again before this (backoff after an unexplained refusal).
+    retry_at: Option<Instant>,
 }
 
 impl InFlight {
     fn newest(&self) -> &Attempt {
         self.attempts.last().expect("an in-flight intent has at least one attempt")
+    }
+
+    fn view(&self, nonce: u64, now: Instant) -> InFlightView {
+        InFlightView {
+            nonce,
+            transaction_id: self.transaction_id,
+            attempts: self.attempts.iter().map(|a| AttemptView { hash: a.hash, fees: a.fees }).collect(),
+            sent_ago: self.last_sent.filter(|_| self.broadcast).map(|t| now.duration_since(t)),
+            backing_off: self.retry_at.is_some_and(|t| now < t),
+        }
     }
 }
 
@@ -128,6 +139,20 @@ pub struct WalletState {
     held: bool,
     ticks: u64,
     timer_pending: bool,
+    /// When the heartbeat was last written (None: not yet).
+    last_heartbeat: Option<Instant>,
+    /// The node's chain id, read at start-up.
+    node_chain_id: u64,
+    /// What the planner remembers between ticks (nonces suspected foreign).
+    memory: Memory,
+    /// The chain nonce last seen and since when it has not moved.
+    last_latest: Option<(u64, Instant)>,
+    /// The halt is stored on the wallet row (a foreign nonce): only an
+    /// operator's `wallet resume` lifts it.
+    halt_stored: bool,
+    /// New work is held because the node refuses our transactions for a
+    /// reason an operator must fix (gas limits, the node's fee cap).
+    refused: Option<String>,
 }
 
 /// Why a tick ended early.
@@ -145,6 +170,8 @@ impl From<StoreError> for Stop {
         match error {
             StoreError::Fenced => Stop::Fenced,
             StoreError::NotAllowed(status) => Stop::Db(format!("write refused: wallet {status}")),
+            // Not a takeover: this actor's picture is out of date; restart and reload it.
+            stale @ StoreError::Stale { .. } => Stop::Db(stale.to_string()),
             StoreError::Db(e) => Stop::Db(e.to_string()),
         }
     }
@@ -163,8 +190,11 @@ impl Actor for WalletActor {
 
     async fn pre_start(&self, myself: ActorRef<WalletMsg>, args: WalletArgs) -> Result<WalletState, ActorProcessingErr> {
         let WalletArgs { wallet_id, deps: args } = args;
+        // Unlock first: a daemon that cannot decrypt the key must not take
+        // the wallet (its epoch) away from one that can.
+        let row = wallets::Entity::find_by_id(wallet_id).one(&args.db).await?.ok_or_else(|| format!("wallet {wallet_id} not found"))?;
+        let signer = custody::unlock(&args.db, &args.keys, &row, &args.owner, "wallet actor").await?;
         let (epoch, wallet) = store::claim(&args.db, wallet_id, &args.owner).await?;
-        let signer = custody::unlock(&args.db, &args.keys, &wallet, &args.owner, "wallet actor").await?;
         let address = signer.address();
         let mut state = WalletState {
             wallet_id: wallet.id,
@@ -181,11 +211,17 @@ impl Actor for WalletActor {
             by_hash: HashMap::new(),
             scanned_block: None,
             started: false,
-            halted: None,
+            halted: wallet.halted.clone(),
             accepts_new_work: wallet.status == custody::ACTIVE,
             held: false,
             ticks: 0,
             timer_pending: false,
+            last_heartbeat: None,
+            node_chain_id: 0,
+            memory: Memory::default(),
+            last_latest: None,
+            halt_stored: wallet.halted.is_some(),
+            refused: None,
         };
         state.load_in_flight().await?;
         info!(wallet = %address, epoch, nonce = state.next_nonce, in_flight = state.in_flight.len(), "Wallet actor started");
@@ -280,6 +316,8 @@ impl WalletState {
                     broadcast: false,
                     last_sent: None,
                     mined: None,
+                    refusals: 0,
+                    retry_at: None,
                     attempts,
                 },
             );
@@ -300,6 +338,11 @@ impl WalletState {
     /// One tick; `Ok(true)` when more queued work is waiting.
     async fn step(&mut self) -> Result<bool, Stop> {
         self.ticks += 1;
+        // Before the breaker: the daemon claims the wallet even while the RPC is down.
+        if self.last_heartbeat.is_none_or(|at| at.elapsed() >= super::HEARTBEAT_EVERY) {
+            store::heartbeat(&self.db, self.wallet_id, self.epoch).await?;
+            self.last_heartbeat = Some(Instant::now());
+        }
         if !self.breaker.allow().await {
             return Ok(false);
         }
@@ -312,15 +355,12 @@ impl WalletState {
         // With nothing in flight there is nothing to settle or resend: an idle
         // wallet costs one RPC and one query per tick.
         if !self.in_flight.is_empty() {
-            let latest = self.rpc(self.chain.nonce_at(self.address, BlockId::latest())).await?;
-            self.reconcile_unmined(head, latest).await?;
-            self.settle(head).await?;
-            self.resend(latest).await?;
+            self.reconcile(head).await?;
         }
         if self.ticks % BALANCE_CHECK_EVERY == 1 {
             self.check_balance().await?;
         }
-        if self.halted.is_some() || self.held || !self.accepts_new_work {
+        if self.halted.is_some() || self.held || self.refused.is_some() || !self.accepts_new_work {
             return Ok(false);
         }
         self.sign_new().await
@@ -328,21 +368,23 @@ impl WalletState {
 
     /// First successful contact with the chain after start: never skip ahead.
     async fn start_up(&mut self, head: u64) -> Result<(), Stop> {
-        let chain_id = self.rpc(self.chain.chain_id()).await?;
-        if chain_id != self.settings.chain_id {
-            self.halt(format!("node is on chain {chain_id}, config says {}", self.settings.chain_id));
+        self.node_chain_id = self.rpc(self.chain.chain_id()).await?;
+        if self.node_chain_id != self.settings.chain_id {
+            let reason = format!("node is on chain {}, config says {}", self.node_chain_id, self.settings.chain_id);
+            alert::raise(&self.db, Severity::Critical, "wrong_chain", &format!("Hot wallet {}: {reason}; nothing is signed or reconciled", self.address), json!({ "wallet": self.address })).await;
+            self.halt(reason);
         }
         let pending = self.rpc(self.chain.pending_nonce(self.address)).await?;
-        if pending > self.next_nonce {
+        if pending > self.next_nonce && !self.halt_stored {
             alert::raise(
                 &self.db,
                 Severity::Critical,
                 "foreign_nonce",
-                &format!("Hot wallet {} has nonce {pending} on chain but havend only assigned up to {}: someone else holds this key, or the database is older than the chain. Signing stopped.", self.address, self.next_nonce),
+                &format!("Hot wallet {} has nonce {pending} on chain but havend only assigned up to {}: someone else holds this key, or the database is older than the chain. Signing stopped until `havend wallet resume` or a rotation.", self.address, self.next_nonce),
                 json!({ "wallet": self.address, "chain_nonce": pending, "stored_next_nonce": self.next_nonce }),
             )
             .await;
-            self.halted = Some("chain nonce ahead of havend's".into());
+            self.store_halt("chain nonce ahead of havend's").await?;
         }
         // Receipts of blocks before now are looked up by hash when needed.
         self.scanned_block = Some(head);
@@ -356,11 +398,41 @@ impl WalletState {
         if row.epoch != self.epoch {
             return Err(Stop::Fenced);
         }
-        self.accepts_new_work = row.status == custody::ACTIVE;
-        if row.status == custody::REVOKED && self.halted.is_none() {
-            self.halted = Some("revoked".into());
-            warn!(wallet = %self.address, "Wallet revoked; it signs nothing more");
+        let accepts = row.status == custody::ACTIVE;
+        if self.accepts_new_work && !accepts {
+            // Rotated or revoked: signed work still finishes here, replacements included.
+            info!(wallet = %self.address, status = %row.status, "Wallet takes no new work; finishing its signed work");
         }
+        self.accepts_new_work = accepts;
+        if self.halt_stored && row.halted.is_none() {
+            self.resume().await?;
+        }
+        Ok(())
+    }
+
+    /// An operator lifted a stored halt: nonces a foreign signer used beyond
+    /// ours are recorded as foreign and skipped, openly, and the start-up
+    /// checks run again.
+    async fn resume(&mut self) -> Result<(), Stop> {
+        let latest = self.rpc(self.chain.nonce_at(self.address, BlockId::latest())).await?;
+        if latest > self.next_nonce {
+            store::adopt_chain_nonce(&self.db, self.wallet_id, self.epoch, self.next_nonce, latest).await?;
+            warn!(wallet = %self.address, nonce = self.next_nonce, chain_nonce = latest, "Resumed: nonces used by a foreign signer recorded and skipped");
+            self.next_nonce = latest;
+        }
+        info!(wallet = %self.address, "Wallet resumed by an operator");
+        self.halted = None;
+        self.halt_stored = false;
+        self.memory = Memory::default();
+        self.started = false;
+        Ok(())
+    }
+
+    /// Stops signing and stores why, so a restart does not lift it.
+    async fn store_halt(&mut self, reason: &str) -> Result<(), Stop> {
+        store::set_halted(&self.db, self.wallet_id, self.epoch, self.next_nonce, Some(reason)).await?;
+        self.halt_stored = true;
+        self.halt(reason.to_owned());
         Ok(())
     }
 
@@ -375,7 +447,8 @@ impl WalletState {
         for block in scanned + 1..=last {
             if !self.in_flight.is_empty() {
                 for receipt in self.rpc(self.chain.block_receipts(block)).await? {
-                    self.record_mined(receipt.transaction_hash, block, receipt.status());
+                    let block_hash = receipt.block_hash.unwrap_or_default();
+                    self.record_mined(Mined { hash: receipt.transaction_hash, block, block_hash, success: receipt.status() });
                 }
             }
             self.scanned_block = Some(block);
@@ -383,87 +456,170 @@ impl WalletState {
         Ok(())
     }
 
-    fn record_mined(&mut self, hash: B256, block: u64, success: bool) {
-        if let Some(nonce) = self.by_hash.get(&hash)
+    fn record_mined(&mut self, mined: Mined) {
+        if let Some(nonce) = self.by_hash.get(&mined.hash)
             && let Some(entry) = self.in_flight.get_mut(nonce)
         {
-            entry.mined = Some(Mined { hash, block, success });
+            entry.mined = Some(mined);
         }
     }
 
-    /// Nonces below the chain's that none of our scanned receipts explain:
-    /// look their attempts up by hash; if none was mined and the nonce is
-    /// final, a foreign transaction took it.
-    async fn reconcile_unmined(&mut self, head: u64, latest: u64) -> Result<(), Stop> {
-        let unexplained: Vec<u64> = self.in_flight.range(..latest).filter(|(_, f)| f.mined.is_none()).map(|(n, _)| *n).collect();
-        if unexplained.is_empty() {
-            return Ok(());
-        }
-        let mut foreign = Vec::new();
-        for nonce in unexplained {
-            let hashes: Vec<B256> = self.in_flight[&nonce].attempts.iter().map(|a| a.hash).collect();
-            let mut found = false;
-            for hash in hashes {
-                if let Some(receipt) = self.rpc(self.chain.receipt(hash)).await? {
-                    self.record_mined(hash, receipt.block_number.unwrap_or(head), receipt.status());
-                    found = true;
-                    break;
+    /// Gathers what the chain says about the in-flight set, asks the planner
+    /// what to do, and does it.
+    async fn reconcile(&mut self, head: u64) -> Result<(), Stop> {
+        let now = Instant::now();
+        let latest = self.rpc(self.chain.nonce_at(self.address, BlockId::latest())).await?;
+        let since = match self.last_latest {
+            Some((seen, since)) if seen == latest => since,
+            _ => now,
+        };
+        self.last_latest = Some((latest, since));
+        let snapshot = self.snapshot(head, latest, now.duration_since(since)).await?;
+        let views: Vec<InFlightView> = self.in_flight.iter().map(|(n, f)| f.view(*n, now)).collect();
+        let rules = Rules {
+            chain_id: self.settings.chain_id,
+            finality_depth: self.settings.finality_depth,
+            resend_after: self.settings.resend_after,
+            stuck_after: self.settings.resend_after,
+        };
+        let actions = plan::plan(&views, &snapshot, &rules, &mut self.memory);
+        self.execute(actions, &snapshot).await
+    }
+
+    /// The snapshot the planner decides on: receipts of mined attempts
+    /// (fetched again at the finality depth, so a reorg shows), receipts and
+    /// presence of every attempt at a consumed nonce that nothing explains,
+    /// presence of pending attempts due for a look, fees, and the
+    /// `IntentExecuted` log of reverted intents.
+    async fn snapshot(&mut self, head: u64, latest: u64, stalled_for: std::time::Duration) -> Result<Snapshot, Stop> {
+        let depth = self.settings.finality_depth;
+        let mut snapshot = Snapshot { chain_id: self.node_chain_id, head, latest_nonce: latest, final_nonce: latest, stalled_for, ..Snapshot::default() };
+        let now = Instant::now();
+        let nonces: Vec<u64> = self.in_flight.keys().copied().collect();
+        let mut unexplained = false;
+        for nonce in nonces {
+            let entry = &self.in_flight[&nonce];
+            if let Some(mined) = entry.mined {
+                if mined.block + depth > head + 1 || depth == 1 {
+                    snapshot.receipts.insert(mined.hash, mined);
+                    continue;
+                }
+                // At depth: is it still there, in the same block?
+                let fresh = self.rpc(self.chain.receipt(mined.hash)).await?.and_then(|r| {
+                    Some(Mined { hash: mined.hash, block: r.block_number?, block_hash: r.block_hash?, success: r.status() })
+                });
+                let entry = self.in_flight.get_mut(&nonce).expect("tracked");
+                entry.mined = fresh;
+                match fresh {
+                    Some(fresh) => {
+                        snapshot.receipts.insert(fresh.hash, fresh);
+                    }
+                    // Gone in a reorg: watched (and rebroadcast) again.
+                    None => entry.broadcast = false,
+                }
+            } else if nonce < latest {
+                unexplained = true;
+                let hashes: Vec<B256> = entry.attempts.iter().map(|a| a.hash).collect();
+                for hash in hashes {
+                    snapshot.looked_up.insert(hash);
+                    if let Some(r) = self.rpc(self.chain.receipt(hash)).await? {
+                        let mined = Mined { hash, block: r.block_number.unwrap_or(head), block_hash: r.block_hash.unwrap_or_default(), success: r.status() };
+                        self.record_mined(mined);
+                        snapshot.receipts.insert(hash, mined);
+                        snapshot.known.insert(hash);
+                    } else if self.rpc(self.chain.is_known(hash)).await? {
+                        snapshot.known.insert(hash);
+                    }
+                }
+            } else {
+                let due = entry.last_sent.is_some_and(|t| now.duration_since(t) >= self.settings.resend_after) && entry.broadcast;
+                if due {
+                    let hash = entry.newest().hash;
+                    snapshot.looked_up.insert(hash);
+                    if self.rpc(self.chain.is_known(hash)).await? {
+                        snapshot.known.insert(hash);
+                    }
                 }
             }
-            if !found {
-                foreign.push(nonce);
+        }
+        if unexplained {
+            let final_block = head.saturating_sub(depth - 1);
+            snapshot.final_nonce = self.rpc(self.chain.nonce_at(self.address, BlockId::number(final_block))).await?;
+        }
+        if self.in_flight.range(latest..).next().is_some() {
+            snapshot.base_fee = self.rpc(self.chain.base_fee()).await?;
+            if stalled_for >= self.settings.resend_after {
+                snapshot.market_tip = self.rpc(self.chain.market_tip()).await?;
             }
         }
-        if foreign.is_empty() {
-            return Ok(());
+        let reverted: Vec<Uuid> = self
+            .in_flight
+            .values()
+            .filter(|f| f.mined.is_some_and(|m| !m.success && m.block + depth <= head + 1))
+            .map(|f| f.transaction_id)
+            .collect();
+        for transaction_id in reverted {
+            let execution = self.rpc(self.chain.intent_execution(self.settings.token, chain::intent_id(transaction_id))).await?;
+            let executed = execution.map(|(hash, block, block_hash)| Mined { hash, block, block_hash, success: true });
+            snapshot.executed_by.insert(transaction_id, executed);
         }
-        let final_block = head.saturating_sub(self.settings.finality_depth - 1);
-        let final_nonce = self.rpc(self.chain.nonce_at(self.address, BlockId::number(final_block))).await?;
-        for nonce in foreign.into_iter().filter(|n| *n < final_nonce) {
-            let entry = self.in_flight.remove(&nonce).expect("nonce is tracked");
+        Ok(snapshot)
+    }
+
+    /// Carries out the planner's actions with fenced writes.
+    async fn execute(&mut self, actions: Vec<Action>, snapshot: &Snapshot) -> Result<(), Stop> {
+        let mut outcomes = Vec::new();
+        let mut sent = Vec::new();
+        for action in actions {
+            match action {
+                Action::Halt { reason, foreign: true } => self.store_halt(&reason).await?,
+                Action::Halt { reason, foreign: false } => {
+                    if self.halted.is_none() {
+                        self.halt(reason);
+                    }
+                    return Ok(());
+                }
+                Action::Settle { nonce, transaction_id, mined } => outcomes.push((
+                    nonce,
+                    Outcome { transaction_id, success: mined.success, hash: mined.hash, block_number: mined.block },
+                )),
+                Action::Requeue { nonce, transaction_id } => self.requeue_foreign(nonce, transaction_id).await?,
+                Action::Send { nonce } => {
+                    if self.send_and_classify(nonce, snapshot.base_fee).await? {
+                        sent.push(nonce);
+                    }
+                }
+                Action::Bump { nonce } => {
+                    if self.bump(nonce, snapshot.base_fee).await? && self.send_and_classify(nonce, snapshot.base_fee).await? {
+                        sent.push(nonce);
+                    }
+                }
+            }
+        }
+        self.mark_sent(&sent).await?;
+        self.finalize(outcomes).await
+    }
+
+    async fn requeue_foreign(&mut self, nonce: u64, transaction_id: Uuid) -> Result<(), Stop> {
+        if let Some(entry) = self.in_flight.remove(&nonce) {
             for attempt in &entry.attempts {
                 self.by_hash.remove(&attempt.hash);
             }
-            store::requeue_foreign(&self.db, self.wallet_id, self.epoch, self.next_nonce, entry.transaction_id, nonce).await?;
-            alert::raise(
-                &self.db,
-                Severity::Critical,
-                "foreign_nonce",
-                &format!("Nonce {nonce} of hot wallet {} was used by a transaction havend did not send; the intent was queued again under a new nonce", self.address),
-                json!({ "wallet": self.address, "nonce": nonce, "transaction_id": entry.transaction_id }),
-            )
-            .await;
         }
+        store::requeue_foreign(&self.db, self.wallet_id, self.epoch, self.next_nonce, transaction_id, nonce).await?;
+        alert::raise(
+            &self.db,
+            Severity::Critical,
+            "foreign_nonce",
+            &format!("Nonce {nonce} of hot wallet {} was used by a transaction havend did not send: someone else holds this key. The intent is queued again as its next generation; signing stopped until `havend wallet resume` or a rotation.", self.address),
+            json!({ "wallet": self.address, "nonce": nonce, "transaction_id": transaction_id }),
+        )
+        .await;
         Ok(())
     }
 
-    /// Records intents mined at the finality depth.
-    async fn settle(&mut self, head: u64) -> Result<(), Stop> {
-        let depth = self.settings.finality_depth;
-        let mut outcomes = Vec::new();
-        for (nonce, entry) in &self.in_flight {
-            let Some(mined) = &entry.mined else { continue };
-            if mined.block + depth - 1 > head {
-                continue;
-            }
-            if depth > 1 {
-                // A receipt that vanished in a reorg sends the intent back to waiting.
-                let still = self.rpc(self.chain.receipt(mined.hash)).await?;
-                if still.is_none_or(|r| r.block_number != Some(mined.block)) {
-                    continue;
-                }
-            }
-            outcomes.push((*nonce, Outcome { transaction_id: entry.transaction_id, success: mined.success, hash: mined.hash, block_number: mined.block }));
-        }
-        // Receipts that vanished: forget them so the intent is watched (and rebroadcast) again.
-        if depth > 1 {
-            let settled: Vec<u64> = outcomes.iter().map(|(n, _)| *n).collect();
-            for (nonce, entry) in self.in_flight.iter_mut() {
-                if entry.mined.as_ref().is_some_and(|m| m.block + depth - 1 <= head) && !settled.contains(nonce) {
-                    entry.mined = None;
-                }
-            }
-        }
+    /// Records final outcomes; a reverted intent alerts.
+    async fn finalize(&mut self, outcomes: Vec<(u64, Outcome)>) -> Result<(), Stop> {
         if outcomes.is_empty() {
             return Ok(());
         }
@@ -489,80 +645,86 @@ impl WalletState {
         Ok(())
     }
 
-    /// Sends what was signed but not sent; looks again at what was sent long
-    /// ago and is not mined: the node forgot it → the same bytes again; its
-    /// fees are under the market → a new attempt, same nonce, bumped fees.
-    async fn resend(&mut self, latest: u64) -> Result<(), Stop> {
-        let now = Instant::now();
-        let resend_after = self.settings.resend_after;
-        let due: Vec<u64> = self
-            .in_flight
-            .iter()
-            .filter(|(n, f)| **n >= latest && f.mined.is_none())
-            .filter(|(_, f)| !f.broadcast || f.last_sent.is_none_or(|t| now.duration_since(t) >= resend_after))
-            .map(|(n, _)| *n)
-            .collect();
-        if due.is_empty() {
-            return Ok(());
-        }
-        let base_fee = self.rpc(self.chain.base_fee()).await?;
-        let mut sent = Vec::new();
-        for nonce in due {
-            let entry = &self.in_flight[&nonce];
-            let newest = entry.newest();
-            let underpriced = newest.fees.max_fee_per_gas < base_fee;
-            if entry.broadcast && !underpriced {
-                let known = self.rpc(self.chain.is_known(newest.hash)).await?;
-                if known {
-                    self.in_flight.get_mut(&nonce).expect("tracked").last_sent = Some(now);
-                    continue;
+    /// Sends the newest attempt at `nonce` and deals with a refusal; true
+    /// when the node has it (sent now, or it already had it).
+    async fn send_and_classify(&mut self, nonce: u64, base_fee: u128) -> Result<bool, Stop> {
+        let rejection = match self.send(nonce).await? {
+            None => return Ok(true),
+            Some(rejection) => rejection,
+        };
+        match rejection {
+            SendRejection::AlreadyHandled => return Ok(true),
+            SendRejection::Underpriced => {
+                // Refused as underpriced (a replacement too close to the one pooled, or under the base fee): bump once more now.
+                if self.bump(nonce, base_fee).await? {
+                    return Ok(self.send(nonce).await?.is_none_or(|r| r == SendRejection::AlreadyHandled));
                 }
+                return Ok(false);
             }
-            let outcome = if underpriced { SendRejection::Underpriced } else { self.send(nonce).await? };
-            match outcome {
-                SendRejection::Underpriced => {
-                    if !self.bump(nonce, base_fee).await? {
-                        continue;
-                    }
-                    if self.send(nonce).await? == SendRejection::AlreadyHandled {
-                        sent.push(nonce);
-                    }
-                }
-                SendRejection::AlreadyHandled => sent.push(nonce),
-                SendRejection::InsufficientFunds => {
-                    self.hold_for_funds().await;
-                    break;
-                }
-                SendRejection::Other => {}
-            }
+            SendRejection::InsufficientFunds => self.hold_for_funds().await,
+            SendRejection::Misconfigured | SendRejection::FeeCapExceeded | SendRejection::Other => {}
         }
-        self.mark_sent(&sent).await
+        self.refused_by_node(nonce, rejection).await;
+        Ok(false)
     }
 
-    /// Sends the newest attempt at `nonce`; `AlreadyHandled` also means "sent".
-    async fn send(&mut self, nonce: u64) -> Result<SendRejection, Stop> {
-        let raw = self.in_flight[&nonce].newest().raw.clone();
+    /// A refusal an operator must look at: alerted on the first refusal of
+    /// the nonce, retried with backoff; a gas or fee-cap misconfiguration
+    /// also holds new work (the replacement is still tried).
+    async fn refused_by_node(&mut self, nonce: u64, rejection: SendRejection) {
+        let Some(entry) = self.in_flight.get_mut(&nonce) else { return };
+        entry.refusals += 1;
+        let backoff = self.settings.resend_after.saturating_mul(2u32.saturating_pow(entry.refusals.min(8))).min(MAX_REFUSAL_BACKOFF);
+        entry.retry_at = Some(Instant::now() + backoff);
+        let first = entry.refusals == 1;
+        if matches!(rejection, SendRejection::Misconfigured | SendRejection::FeeCapExceeded) {
+            self.refused = Some(format!("{rejection:?}"));
+        }
+        if first {
+            alert::raise(
+                &self.db,
+                Severity::Error,
+                "transaction_refused",
+                &format!("The node refused nonce {nonce} of hot wallet {} ({rejection:?}); retrying with backoff{}", self.address, if self.refused.is_some() { ", new work held" } else { "" }),
+                json!({ "wallet": self.address, "nonce": nonce, "rejection": format!("{rejection:?}"), "retry_in_secs": backoff.as_secs() }),
+            )
+            .await;
+        }
+    }
+
+    /// Sends the newest attempt at `nonce`; `None` when the node took it,
+    /// else how it refused.
+    async fn send(&mut self, nonce: u64) -> Result<Option<SendRejection>, Stop> {
+        let (raw, hash) = {
+            let newest = self.in_flight[&nonce].newest();
+            (newest.raw.clone(), newest.hash)
+        };
         let result = self.chain.send_raw(&raw).await;
         self.breaker.report(&result);
-        let outcome = match result {
-            Ok(()) => SendRejection::AlreadyHandled,
+        let rejection = match result {
+            Ok(()) => None,
             Err(RpcFailure::Transport(error)) => {
-                debug!(wallet = %self.address, nonce, %error, "Broadcast failed in transport");
+                debug!(wallet = %self.address, nonce, tx_hash = %hash, %error, "Broadcast failed in transport");
                 return Err(Stop::Rpc);
             }
             Err(RpcFailure::Node { message, .. }) => {
                 let rejection = chain::classify_send_rejection(&message);
-                if rejection == SendRejection::Other {
-                    warn!(wallet = %self.address, nonce, %message, "Node refused a transaction");
+                if rejection != SendRejection::AlreadyHandled {
+                    warn!(wallet = %self.address, nonce, tx_hash = %hash, ?rejection, %message, "Node refused a transaction");
                 }
-                rejection
+                Some(rejection)
             }
         };
-        if outcome == SendRejection::AlreadyHandled {
+        if rejection.is_none_or(|r| r == SendRejection::AlreadyHandled) {
             let entry = self.in_flight.get_mut(&nonce).expect("tracked");
             entry.last_sent = Some(Instant::now());
+            entry.retry_at = None;
+            if entry.refusals > 0 {
+                entry.refusals = 0;
+                self.refused = None;
+            }
         }
-        Ok(outcome)
+        Ok(rejection)
     }
 
     async fn mark_sent(&mut self, nonces: &[u64]) -> Result<(), Stop> {
@@ -582,7 +744,7 @@ impl WalletState {
     }
 
     /// A new attempt at `nonce` with bumped fees, written before it is sent.
-    /// False when this wallet may not sign (revoked).
+    /// False when this wallet may not sign (halted).
     async fn bump(&mut self, nonce: u64, base_fee: u128) -> Result<bool, Stop> {
         if self.halted.is_some() {
             return Ok(false);
@@ -705,6 +867,8 @@ impl WalletState {
                 broadcast: false,
                 last_sent: None,
                 mined: None,
+                refusals: 0,
+                retry_at: None,
             }));
         }
         match store::reserve(&self.db, self.wallet_id, self.epoch, start, &batch).await {
@@ -730,13 +894,14 @@ impl WalletState {
         for attempt in &batch {
             fail::fail_point!("wallet::mid_broadcast", |_| std::process::abort());
             match self.send(attempt.nonce).await {
-                Ok(SendRejection::AlreadyHandled) => sent.push(attempt.nonce),
-                Ok(SendRejection::InsufficientFunds) => {
+                Ok(None | Some(SendRejection::AlreadyHandled)) => sent.push(attempt.nonce),
+                Ok(Some(SendRejection::InsufficientFunds)) => {
                     self.hold_for_funds().await;
                     break;
                 }
-                // Underpriced or refused: the resend pass deals with it.
-                Ok(_) => {}
+                // Underpriced: the planner replaces it on the next tick.
+                Ok(Some(SendRejection::Underpriced)) => {}
+                Ok(Some(rejection)) => self.refused_by_node(attempt.nonce, rejection).await,
                 // Transport down: the rest stay `signed` and go out when it is back.
                 Err(_) => break,
             }

@@ -1,15 +1,19 @@
 //! The wallet registry: starts one wallet actor per hot wallet this daemon
-//! signs for, restarts a failed one (within a budget), and routes nudges.
-//! Per-wallet actors have no global names, so tests in one process never collide.
+//! signs for, restarts a failed one, parks one that keeps failing (alerted,
+//! retried with backoff), and routes nudges. It never fails upward: the chain
+//! side must not take webhook intake down with it. Per-wallet actors have no
+//! global names, so tests in one process never collide.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use ractor::{Actor, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
-use tracing::{error, warn};
+use serde_json::json;
+use tracing::warn;
 use uuid::Uuid;
 
 use super::{WalletActor, WalletArgs, WalletDeps, WalletMsg, WalletStatus};
+use crate::alert::{self, Severity};
 use crate::supervisor::{MAX_RESTARTS, RESTART_WINDOW, RestartBudget};
 
 /// How long a status request waits for one wallet actor.
@@ -23,10 +27,20 @@ pub enum RegistryMsg {
     Statuses(RpcReplyPort<Vec<WalletStatus>>),
     /// Try again to start the actor of `wallet` (its start failed, e.g. the database was down).
     Respawn(Uuid),
+    /// Look for queued work on wallets no running daemon signs for (periodic).
+    CheckUnclaimed,
 }
+
+/// How often the registry looks for queued work on unclaimed wallets.
+const UNCLAIMED_CHECK_EVERY: Duration = Duration::from_secs(60);
 
 /// Pause before a wallet actor whose start failed is tried again.
 const RESPAWN_DELAY: Duration = Duration::from_secs(1);
+/// Pause of a wallet actor parked for failing too often, doubled for each
+/// park in a row up to [`PARK_MAX`].
+const PARK_BASE: Duration = Duration::from_secs(15);
+/// The longest pause of a parked wallet actor.
+const PARK_MAX: Duration = Duration::from_secs(10 * 60);
 
 /// The registry actor.
 pub struct WalletRegistry;
@@ -45,6 +59,10 @@ pub struct RegistryState {
     by_wallet: HashMap<Uuid, ActorRef<WalletMsg>>,
     by_actor: HashMap<ActorId, Uuid>,
     budgets: HashMap<Uuid, RestartBudget>,
+    /// Unclaimed wallets already alerted (each stranding alerted once).
+    unclaimed_alerted: HashSet<Uuid>,
+    /// Per wallet: parks in a row and when the last one began.
+    parks: HashMap<Uuid, (u32, Instant)>,
 }
 
 impl Actor for WalletRegistry {
@@ -53,9 +71,17 @@ impl Actor for WalletRegistry {
     type Arguments = RegistryArgs;
 
     async fn pre_start(&self, myself: ActorRef<RegistryMsg>, args: RegistryArgs) -> Result<RegistryState, ActorProcessingErr> {
-        let mut state = RegistryState { by_wallet: HashMap::new(), by_actor: HashMap::new(), budgets: HashMap::new(), args };
+        let mut state = RegistryState {
+            by_wallet: HashMap::new(),
+            by_actor: HashMap::new(),
+            budgets: HashMap::new(),
+            unclaimed_alerted: HashSet::new(),
+            parks: HashMap::new(),
+            args,
+        };
+        myself.send_after(UNCLAIMED_CHECK_EVERY, || RegistryMsg::CheckUnclaimed);
         for wallet in state.args.wallets.clone() {
-            state.spawn(&myself, wallet).await?;
+            state.spawn_or_retry(&myself, wallet).await;
         }
         Ok(state)
     }
@@ -77,6 +103,12 @@ impl Actor for WalletRegistry {
                     state.spawn_or_retry(&myself, wallet).await;
                 }
             }
+            RegistryMsg::CheckUnclaimed => {
+                if let Err(error) = super::alert_unclaimed(&state.args.deps.db, chrono::Utc::now(), &mut state.unclaimed_alerted).await {
+                    warn!(%error, "Could not look for unclaimed wallets; trying again later");
+                }
+                myself.send_after(UNCLAIMED_CHECK_EVERY, || RegistryMsg::CheckUnclaimed);
+            }
             RegistryMsg::Statuses(reply) => {
                 let mut statuses = Vec::new();
                 for actor in state.by_wallet.values() {
@@ -95,13 +127,8 @@ impl Actor for WalletRegistry {
             SupervisionEvent::ActorFailed(cell, reason) => {
                 let Some(wallet) = state.by_actor.remove(&cell.get_id()) else { return Ok(()) };
                 state.by_wallet.remove(&wallet);
-                let budget = state.budgets.entry(wallet).or_insert_with(|| RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW));
-                if !budget.allow(Instant::now()) {
-                    error!(%wallet, %reason, "Wallet actor keeps failing; giving up");
-                    return Err(format!("wallet actor {wallet} failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
-                }
                 warn!(%wallet, %reason, "Wallet actor failed; restarting it to reconcile");
-                state.spawn_or_retry(&myself, wallet).await;
+                state.failed(&myself, wallet, reason.to_string(), Duration::ZERO).await;
             }
             SupervisionEvent::ActorTerminated(cell, _, reason) => {
                 // A normal stop (fenced out) is final for this daemon.
@@ -126,13 +153,44 @@ impl Actor for WalletRegistry {
 
 impl RegistryState {
     /// Starts the wallet's actor; if that fails (its start needs the
-    /// database), tries again after [`RESPAWN_DELAY`] instead of failing the
-    /// tree, so a database outage does not take the listener down.
+    /// database and the key), tries again after [`RESPAWN_DELAY`] instead of
+    /// failing the tree, so an outage does not take the listener down.
     async fn spawn_or_retry(&mut self, myself: &ActorRef<RegistryMsg>, wallet: Uuid) {
         if let Err(error) = self.spawn(myself, wallet).await {
             warn!(%wallet, %error, "Wallet actor could not start; trying again shortly");
-            myself.send_after(RESPAWN_DELAY, move || RegistryMsg::Respawn(wallet));
+            self.failed(myself, wallet, error.to_string(), RESPAWN_DELAY).await;
         }
+    }
+
+    /// A failure of the wallet's actor (or of its start): within the restart
+    /// budget it is started again after `delay`; over it, it is parked: an
+    /// ERROR alert, and a retry after a backoff that doubles with each park
+    /// in a row. Never an error upward.
+    async fn failed(&mut self, myself: &ActorRef<RegistryMsg>, wallet: Uuid, reason: String, delay: Duration) {
+        let now = Instant::now();
+        let budget = self.budgets.entry(wallet).or_insert_with(|| RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW));
+        if budget.allow(now) {
+            myself.send_after(delay, move || RegistryMsg::Respawn(wallet));
+            return;
+        }
+        let (count, last) = self.parks.get(&wallet).copied().unwrap_or((0, now));
+        // A wallet that ran well for a while starts its backoff over.
+        let count = if now.duration_since(last) > 2 * PARK_MAX { 1 } else { count + 1 };
+        self.parks.insert(wallet, (count, now));
+        let pause = PARK_BASE.saturating_mul(2u32.saturating_pow(count - 1)).min(PARK_MAX);
+        alert::raise(
+            &self.args.deps.db,
+            Severity::Error,
+            "wallet_parked",
+            &format!(
+                "Wallet actor of hot wallet {wallet} failed {MAX_RESTARTS} times within {}s and is parked; it is retried in {}s. Last error: {reason}",
+                RESTART_WINDOW.as_secs(),
+                pause.as_secs()
+            ),
+            json!({ "wallet_id": wallet, "parks_in_a_row": count, "retry_in_secs": pause.as_secs(), "reason": reason }),
+        )
+        .await;
+        myself.send_after(pause, move || RegistryMsg::Respawn(wallet));
     }
 
     async fn spawn(&mut self, myself: &ActorRef<RegistryMsg>, wallet: Uuid) -> Result<(), ActorProcessingErr> {

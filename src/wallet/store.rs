@@ -6,7 +6,7 @@
 
 use alloy::primitives::{B256, U256};
 use entity::{transactions, tx_attempts, wallets};
-use sea_orm::sea_query::{Expr, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set, Statement,
@@ -29,6 +29,15 @@ pub enum StoreError {
     /// The wallet may not do this in its status (revoked, rotated).
     #[error("wallet is {0}")]
     NotAllowed(String),
+    /// The epoch still holds but `next_nonce` is not what this actor
+    /// believes: its state is stale and must be reloaded (not a takeover).
+    #[error("stale state: stored next_nonce is {stored}, the actor expected {expected}")]
+    Stale {
+        /// `wallets.next_nonce`.
+        stored: i64,
+        /// What the write assumed.
+        expected: u64,
+    },
     /// The database failed; the outcome of the commit may be unknown.
     #[error("database: {0}")]
     Db(#[from] DbErr),
@@ -39,7 +48,8 @@ pub enum StoreError {
 pub enum Allowed {
     /// New nonces: active wallets only.
     NewWork,
-    /// Replacement attempts of signed work: active or rotated.
+    /// Replacement attempts of signed work (same nonce, nothing new exposed):
+    /// active, rotated or revoked.
     SignedWork,
     /// Recording what the chain did: any status.
     Bookkeeping,
@@ -49,8 +59,8 @@ impl Allowed {
     fn statuses(self) -> &'static [&'static str] {
         match self {
             Allowed::NewWork => &[custody::ACTIVE],
-            Allowed::SignedWork => &[custody::ACTIVE, custody::ROTATED],
-            Allowed::Bookkeeping => &[custody::ACTIVE, custody::ROTATED, custody::REVOKED],
+            Allowed::SignedWork => &[custody::ACTIVE, custody::ROTATED, custody::REVOKED],
+            Allowed::Bookkeeping => &[custody::STANDBY, custody::ACTIVE, custody::ROTATED, custody::REVOKED],
         }
     }
 }
@@ -81,6 +91,7 @@ pub async fn fence(
         Some(row) if row.epoch == epoch && !allowed.statuses().contains(&row.status.as_str()) => {
             Err(StoreError::NotAllowed(row.status))
         }
+        Some(row) if row.epoch == epoch => Err(StoreError::Stale { stored: row.next_nonce, expected: start }),
         _ => Err(StoreError::Fenced),
     }
 }
@@ -100,6 +111,19 @@ pub async fn claim(db: &DatabaseConnection, wallet_id: Uuid, owner: &str) -> Res
     let epoch: i64 = row.try_get_by_index(0)?;
     let wallet = wallets::Entity::find_by_id(wallet_id).one(db).await?.ok_or_else(|| DbErr::RecordNotFound(format!("wallet {wallet_id}")))?;
     Ok((epoch, wallet))
+}
+
+/// Records that the actor holding `epoch` is alive (see
+/// [`super::unclaimed_wallets`]); a stale epoch writes nothing, and the
+/// actor's next fenced write finds out.
+pub async fn heartbeat(db: &impl ConnectionTrait, wallet_id: Uuid, epoch: i64) -> Result<(), DbErr> {
+    wallets::Entity::update_many()
+        .col_expr(wallets::Column::HeartbeatAt, Expr::value(chrono::Utc::now()))
+        .filter(wallets::Column::Id.eq(wallet_id))
+        .filter(wallets::Column::Epoch.eq(epoch))
+        .exec(db)
+        .await
+        .map(|_| ())
 }
 
 /// An intent with its signed attempts, as the actor tracks it.
@@ -302,27 +326,62 @@ pub async fn finalize(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next
 }
 
 /// A nonce consumed by a transaction havend did not send: recorded, and its
-/// intent queued again for a new nonce (the contract refuses a second
-/// execution of its intent id, so this is safe even if ours had landed).
+/// intent queued again as its next generation, for a new nonce (the contract
+/// refuses a second execution of its intent id, so this is safe even if ours
+/// had landed).
 pub async fn requeue_foreign(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next_nonce: u64, transaction_id: Uuid, nonce: u64) -> Result<(), StoreError> {
     let txn = crate::db::begin_write(db).await?;
+    record_foreign(&txn, wallet_id, nonce).await?;
+    transactions::Entity::update_many()
+        .col_expr(transactions::Column::Status, Expr::value(QUEUED))
+        .col_expr(transactions::Column::Nonce, Expr::value(Option::<i64>::None))
+        .col_expr(transactions::Column::Generation, Expr::col(transactions::Column::Generation).add(1))
+        .col_expr(transactions::Column::LastError, Expr::value(format!("nonce {nonce} was taken by a foreign transaction")))
+        .col_expr(transactions::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
+        .filter(transactions::Column::Id.eq(transaction_id))
+        .filter(transactions::Column::Status.is_in([SIGNED, BROADCAST]))
+        .exec(&txn)
+        .await?;
+    fence(&txn, wallet_id, epoch, next_nonce, next_nonce, Allowed::Bookkeeping).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+async fn record_foreign(txn: &DatabaseTransaction, wallet_id: Uuid, nonce: u64) -> Result<(), DbErr> {
     entity::foreign_nonces::Entity::insert(entity::foreign_nonces::ActiveModel {
         wallet_id: Set(wallet_id),
         nonce: Set(nonce as i64),
         detected_at: Set(chrono::Utc::now()),
     })
     .on_conflict_do_nothing()
-    .exec(&txn)
+    .exec(txn)
     .await?;
-    transactions::Entity::update_many()
-        .col_expr(transactions::Column::Status, Expr::value(QUEUED))
-        .col_expr(transactions::Column::Nonce, Expr::value(Option::<i64>::None))
-        .col_expr(transactions::Column::LastError, Expr::value(format!("nonce {nonce} was taken by a foreign transaction")))
-        .col_expr(transactions::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
-        .filter(transactions::Column::Id.eq(transaction_id))
+    Ok(())
+}
+
+/// Persists why the wallet stopped signing (`None`: it signs again); an
+/// operator lifts a stored halt with `havend wallet resume`.
+pub async fn set_halted(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next_nonce: u64, reason: Option<&str>) -> Result<(), StoreError> {
+    let txn = crate::db::begin_write(db).await?;
+    wallets::Entity::update_many()
+        .col_expr(wallets::Column::Halted, Expr::value(reason.map(str::to_owned)))
+        .filter(wallets::Column::Id.eq(wallet_id))
         .exec(&txn)
         .await?;
     fence(&txn, wallet_id, epoch, next_nonce, next_nonce, Allowed::Bookkeeping).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// After an operator resumed a wallet whose nonces a foreign signer used:
+/// the nonces `[from, to)` are recorded as foreign and `next_nonce` moves
+/// to `to`, so none is skipped silently (invariant 4).
+pub async fn adopt_chain_nonce(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, from: u64, to: u64) -> Result<(), StoreError> {
+    let txn = crate::db::begin_write(db).await?;
+    for nonce in from..to {
+        record_foreign(&txn, wallet_id, nonce).await?;
+    }
+    fence(&txn, wallet_id, epoch, from, to, Allowed::Bookkeeping).await?;
     txn.commit().await?;
     Ok(())
 }

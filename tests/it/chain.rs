@@ -94,9 +94,28 @@ async fn foreign_transaction_on_the_hot_wallet_raises_critical_and_the_intent_st
     chain.send_as(key.parse().unwrap()).await;
 
     let second = mint(&daemon, &keys, "aurora:guest_a", 5, "foreign:2").await;
-    assert!(drained(&daemon, Duration::from_secs(60)).await);
+    daemon.daemon().nudge_wallets();
+    // Its nonce was taken: two looks a block apart, then CRITICAL, requeued as the next generation, signing stopped.
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            daemon.daemon().wallet_statuses().await.iter().any(|s| s.halted.is_some())
+        })
+        .await,
+        "a foreign nonce at run time stops signing"
+    );
     let critical = alerts(&daemon, "foreign_nonce").await;
     assert!(critical.iter().any(|a| a.severity == "CRITICAL"), "{critical:?}");
+    let stored = entity::transactions::Entity::find_by_id(second.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!((stored.status.as_str(), stored.nonce, stored.generation), ("queued", None, 1), "requeued as its next generation");
+    daemon.daemon().nudge_wallets();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(status_of(&daemon, second.id).await, "queued", "nothing is signed while halted");
+
+    // An operator looked and resumes the wallet.
+    let wallet = havend::custody::find(&daemon.db, &wallets[0].address).await.unwrap();
+    assert!(wallet.halted.is_some(), "the halt is stored, so a restart keeps it");
+    havend::wallet::lifecycle::resume(&daemon.db, &wallet, "test").await.unwrap();
+    assert!(drained(&daemon, Duration::from_secs(60)).await);
     let stored = entity::transactions::Entity::find_by_id(second.id).one(&daemon.db).await.unwrap().unwrap();
     assert_eq!((stored.status.as_str(), stored.nonce), ("confirmed", Some(2)), "re-signed under the next nonce");
     assert_eq!(chain.total_supply().await, U256::from(15u64) * U256::from(10u64).pow(U256::from(18)));
@@ -105,27 +124,170 @@ async fn foreign_transaction_on_the_hot_wallet_raises_critical_and_the_intent_st
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn revoked_wallet_signs_nothing() {
+async fn a_revert_with_intent_already_used_is_recorded_confirmed_by_the_transaction_that_executed_it() {
+    use sea_orm::ActiveModelTrait;
     let chain = TestChain::start(Some(1)).await;
     let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
     let (daemon, keys, wallets) = prepared.start(&chain).await;
-    // The user was assigned this wallet before it was revoked.
-    havend::ledger::ensure_user(&daemon.db, &keys, "aurora:guest_r", &[wallets[0].id]).await.unwrap();
-    havend::custody::revoke(&daemon.db, &wallets[0], "test").await.unwrap();
-    let intent = mint(&daemon, &keys, "aurora:guest_r", 1, "revoked:1").await;
-    assert!(
-        eventually(Duration::from_secs(10), || async {
-            daemon.daemon().wallet_statuses().await.iter().any(|s| s.halted.as_deref() == Some("revoked"))
-        })
-        .await
-    );
-    daemon.daemon().nudge_wallets();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let stored = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
-    assert_eq!(stored.status, "queued");
-    assert_eq!(entity::tx_attempts::Entity::find().all(&daemon.db).await.unwrap().len(), 0, "nothing signed");
-    assert_eq!(chain.client().nonce_at(wallets[0].address.parse().unwrap(), alloy::eips::BlockId::latest()).await.unwrap(), 0);
+    let intent = mint(&daemon, &keys, "aurora:guest_used", 7, "used:1").await;
+    assert!(drained(&daemon, Duration::from_secs(30)).await);
+    let first = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
+    // As if its receipt had been missed and its nonce wrongly declared foreign: queued again as the next generation.
+    let nonce = first.nonce.unwrap();
+    let mut row: entity::transactions::ActiveModel = first.clone().into();
+    row.status = sea_orm::Set("queued".into());
+    row.nonce = sea_orm::Set(None);
+    row.generation = sea_orm::Set(1);
+    row.tx_hash = sea_orm::Set(None);
+    row.update(&daemon.db).await.unwrap();
+    entity::foreign_nonces::ActiveModel {
+        wallet_id: sea_orm::Set(wallets[0].id),
+        nonce: sea_orm::Set(nonce),
+        detected_at: sea_orm::Set(chrono::Utc::now()),
+    }
+    .insert(&daemon.db)
+    .await
+    .unwrap();
+    assert!(drained(&daemon, Duration::from_secs(30)).await);
+    let second = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_ne!(second.nonce, first.nonce, "signed again under a new nonce, and reverted on chain");
+    assert_eq!(second.status, "confirmed", "never `failed`: the intent was executed");
+    assert_eq!(second.tx_hash, first.tx_hash, "recorded as confirmed by the transaction that executed it");
+    assert!(alerts(&daemon, "transaction_failed").await.is_empty());
+    assert_eq!(chain.total_supply().await, U256::from(7u64) * U256::from(10u64).pow(U256::from(18)));
+    assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_nonce_mismatch_under_a_held_epoch_is_a_stale_state_not_a_takeover() {
+    use havend::wallet::store::{self, Allowed, StoreError};
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    let mut config = havend::config::Config::default();
+    config.database.url = Some(havend::config::Secret::new(&database.url));
+    let db = havend::db::connect(&config).await.unwrap();
+    havend::db::migrate_up(&db).await.unwrap();
+    let keys = havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap();
+    let wallet = havend::custody::create_wallet(&db, &keys, havend::custody::HOT, "test").await.unwrap();
+    let (epoch, _) = store::claim(&db, wallet.id, "test").await.unwrap();
+    let txn = havend::db::begin_write(&db).await.unwrap();
+    let stale = store::fence(&txn, wallet.id, epoch, 5, 5, Allowed::Bookkeeping).await;
+    assert!(matches!(stale, Err(StoreError::Stale { stored: 0, expected: 5 })), "{stale:?}");
+    let fenced = store::fence(&txn, wallet.id, epoch - 1, 0, 0, Allowed::Bookkeeping).await;
+    assert!(matches!(fenced, Err(StoreError::Fenced)), "{fenced:?}");
+    store::fence(&txn, wallet.id, epoch, 0, 0, Allowed::Bookkeeping).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_moves_queued_work_and_users_at_once_while_signed_work_finishes_with_a_replacement() {
+    use alloy::providers::ext::AnvilApi;
+    use havend::wallet::lifecycle::{self, LifecycleError};
+    let chain = TestChain::start(None).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 2).await;
+    let (daemon, keys, wallets) = prepared.start(&chain).await;
+    let (revoked, other) = (&wallets[0], &wallets[1]);
+    let admin = chain.admin_provider();
+    admin.anvil_set_auto_mine(false).await.unwrap();
+    // The user was assigned the wallet about to be revoked; its mint is signed and pending.
+    let user = havend::ledger::ensure_user(&daemon.db, &keys, "aurora:guest_rv", &[revoked.id]).await.unwrap();
+    let minted = mint(&daemon, &keys, "aurora:guest_rv", 50, "rv:mint").await;
+    daemon.daemon().nudge_wallets();
+    assert!(eventually(Duration::from_secs(10), || async { status_of(&daemon, minted.id).await == "broadcast" }).await);
+    // Its reversal is queued on the same wallet, waiting for the mint.
+    let reversal = havend::ledger::enqueue(
+        &daemon.db,
+        &keys,
+        havend::ledger::NewIntent {
+            user: "aurora:guest_rv".into(),
+            kind: havend::chain::CallKind::Burn,
+            amount: U256::from(50u64) * U256::from(10u64).pow(U256::from(18)),
+            reason: "test".into(),
+            source: "rv:burn".into(),
+            reverses: Some(minted.id),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(reversal.hot_wallet_id, revoked.id);
+
+    let revocation = lifecycle::revoke(&daemon.db, revoked, "test").await.unwrap();
+    assert_eq!((revocation.moved_to.as_deref(), revocation.moved_intents, revocation.moved_users), (Some(other.address.as_str()), 1, 1));
+    let moved = entity::transactions::Entity::find_by_id(reversal.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!(moved.hot_wallet_id, other.id, "queued work moves at once");
+    let later = mint(&daemon, &keys, "aurora:guest_rv", 5, "rv:later").await;
+    assert_eq!(later.hot_wallet_id, other.id, "the user follows");
+    assert!(matches!(lifecycle::revoke(&daemon.db, revoked, "test").await, Err(LifecycleError::WrongStatus { .. })));
+    assert!(matches!(chain.activate(&daemon.db, revoked).await, Err(LifecycleError::WrongStatus { .. })), "a revoked wallet is never resurrected");
+
+    // The signed mint gets stuck under the base fee: the revoked wallet may still replace it at its nonce.
+    let pending = entity::tx_attempts::Entity::find()
+        .filter(entity::tx_attempts::Column::TransactionId.eq(minted.id))
+        .one(&daemon.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let cap: u128 = pending.max_fee_per_gas.parse().unwrap();
+    admin.anvil_set_next_block_base_fee_per_gas(cap * 3).await.unwrap();
+    admin.evm_mine(None).await.unwrap();
+    admin.anvil_set_auto_mine(true).await.unwrap();
+    assert!(drained(&daemon, Duration::from_secs(60)).await, "signed work finishes, moved work is done by the other wallet");
+    let rows = entity::transactions::Entity::find().all(&daemon.db).await.unwrap();
+    let by_id = |id| rows.iter().find(|t| t.id == id).unwrap();
+    assert_eq!((by_id(minted.id).status.as_str(), by_id(minted.id).hot_wallet_id), ("confirmed", revoked.id));
+    assert_eq!((by_id(reversal.id).status.as_str(), by_id(later.id).status.as_str()), ("confirmed", "confirmed"));
+    let attempts = entity::tx_attempts::Entity::find()
+        .filter(entity::tx_attempts::Column::TransactionId.eq(minted.id))
+        .all(&daemon.db)
+        .await
+        .unwrap();
+    assert!(attempts.len() >= 2 && attempts.iter().all(|a| a.nonce == pending.nonce), "replaced at the same nonce: {attempts:?}");
+    let unit = U256::from(10u64).pow(U256::from(18));
+    assert_eq!(chain.balance_of(user.address.parse().unwrap()).await, U256::from(5u64) * unit);
+    assert_nonces_accounted(&daemon, &chain, revoked).await;
+    assert_nonces_accounted(&daemon, &chain, other).await;
+    let audit = entity::wallet_audit_logs::Entity::find()
+        .filter(entity::wallet_audit_logs::Column::WalletId.eq(revoked.id))
+        .filter(entity::wallet_audit_logs::Column::Action.eq("revoke"))
+        .all(&daemon.db)
+        .await
+        .unwrap();
+    assert_eq!((audit.len(), audit[0].severity.as_str()), (1, "HIGH"));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_the_last_active_wallet_strands_work_with_an_alert_until_another_is_activated() {
+    let chain = TestChain::start(None).await;
+    let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
+    let mut config = havend::config::Config::default();
+    config.database.url = Some(havend::config::Secret::new(&prepared.database.url));
+    let db = havend::db::connect(&config).await.unwrap();
+    let keys = prepared.keys.clone();
+    let queued = havend::ledger::enqueue(
+        &db,
+        &keys,
+        havend::ledger::NewIntent {
+            user: "aurora:guest_strand".into(),
+            kind: havend::chain::CallKind::Mint,
+            amount: U256::from(1u64),
+            reason: "test".into(),
+            source: "strand:1".into(),
+            reverses: None,
+        },
+    )
+    .await
+    .unwrap();
+    let revocation = havend::wallet::lifecycle::revoke(&db, &prepared.wallets[0], "test").await.unwrap();
+    assert_eq!((revocation.moved_to, revocation.moved_intents), (None, 0));
+    let stranded = entity::alerts::Entity::find().filter(entity::alerts::Column::Category.eq("wallet_stranded")).all(&db).await.unwrap();
+    assert_eq!((stranded.len(), stranded[0].severity.as_str()), (1, "ERROR"));
+
+    let next = havend::custody::create_wallet(&db, &keys, havend::custody::HOT, "test").await.unwrap();
+    chain.equip(next.address.parse().unwrap()).await;
+    let activation = chain.activate(&db, &next).await.unwrap();
+    assert_eq!((activation.moved_intents, activation.moved_users), (1, 1), "stranded work moves to the next active wallet");
+    let row = entity::transactions::Entity::find_by_id(queued.id).one(&db).await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.hot_wallet_id), ("queued", next.id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,7 +323,8 @@ async fn keys_are_encrypted_at_rest_and_a_wrong_master_key_fails_start_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotation_keeps_balances_and_finishes_signed_work_on_the_old_wallet() {
+async fn rotation_takes_effect_on_activation_moving_queued_work_and_users_while_signed_work_finishes_on_the_old_wallet() {
+    use havend::wallet::lifecycle::{self, LifecycleError};
     let chain = TestChain::start(Some(2)).await;
     let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
     let url = prepared.database.url.clone();
@@ -172,20 +335,26 @@ async fn rotation_keeps_balances_and_finishes_signed_work_on_the_old_wallet() {
     }
     daemon.daemon().nudge_wallets();
     assert!(eventually(Duration::from_secs(20), || async { count_with_status(&daemon, "broadcast").await > 0 }).await);
-    // Stop signing new work; queue more, then rotate while some are signed and some queued.
+    // Stop signing new work, rotate while some are signed and some queued.
     daemon.stop().await;
     let db = sea_orm::Database::connect(&url).await.unwrap();
+    let new = lifecycle::rotate(&db, &keys, &old, "test").await.unwrap();
+    assert_eq!(new.status, "standby");
+    // Until the new wallet is activated, the old one stays active and takes the work, new users included.
     for i in 10..20 {
         let intent = havend::ledger::NewIntent {
-            user: format!("aurora:g{}", i % 10),
+            user: format!("aurora:g{}", i % 12),
             kind: havend::chain::CallKind::Mint,
             amount: U256::from(10u64).pow(U256::from(18)),
             reason: "test".into(),
             source: format!("rot:b:{i}"),
             reverses: None,
         };
-        havend::ledger::enqueue(&db, &keys, intent).await.unwrap();
+        let queued = havend::ledger::enqueue(&db, &keys, intent).await.unwrap();
+        assert_eq!(queued.hot_wallet_id, old.id, "no work for a standby wallet");
     }
+    let old_row = entity::wallets::Entity::find_by_id(old.id).one(&db).await.unwrap().unwrap();
+    assert_eq!((old_row.status.as_str(), old_row.rotated_to), ("active", Some(new.id)));
     let signed_before: Vec<uuid::Uuid> = entity::transactions::Entity::find()
         .all(&db)
         .await
@@ -194,8 +363,13 @@ async fn rotation_keeps_balances_and_finishes_signed_work_on_the_old_wallet() {
         .filter(|t| t.status != "queued")
         .map(|t| t.id)
         .collect();
-    let new = havend::custody::rotate(&db, &keys, &old, "test").await.unwrap();
+    let refused = chain.activate(&db, &new).await;
+    assert!(matches!(refused, Err(LifecycleError::MissingRole { .. })), "activation checks the roles on chain: {refused:?}");
     chain.equip(new.address.parse().unwrap()).await;
+    let activation = chain.activate(&db, &new).await.unwrap();
+    assert_eq!(activation.rotated, vec![old.address.clone()]);
+    assert_eq!(activation.moved_intents as usize, 20 - signed_before.len());
+    assert!(chain.activate(&db, &new).await.is_err(), "activation is a compare-and-set: once");
 
     let addresses = [old.address.parse().unwrap(), new.address.parse().unwrap()];
     let daemon = start_daemon_for(&url, &chain, &addresses, "havend").await;
@@ -215,6 +389,48 @@ async fn rotation_keeps_balances_and_finishes_signed_work_on_the_old_wallet() {
     assert_eq!((old_row.status.as_str(), old_row.rotated_to), ("rotated", Some(new.id)));
     assert_nonces_accounted(&daemon, &chain, &old).await;
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_wallet_waits_in_standby_and_takes_users_only_once_activated_with_roles_and_gas() {
+    use havend::wallet::lifecycle::LifecycleError;
+    let chain = TestChain::start(None).await;
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    let mut config = havend::config::Config::default();
+    config.database.url = Some(havend::config::Secret::new(&database.url));
+    let db = havend::db::connect(&config).await.unwrap();
+    havend::db::migrate_up(&db).await.unwrap();
+    let keys = havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap();
+    let wallet = havend::custody::create_wallet(&db, &keys, havend::custody::HOT, "test").await.unwrap();
+    assert_eq!(wallet.status, "standby");
+    let intent = |source: &str| havend::ledger::NewIntent {
+        user: "aurora:guest_standby".into(),
+        kind: havend::chain::CallKind::Mint,
+        amount: U256::from(1u64),
+        reason: "test".into(),
+        source: source.into(),
+        reverses: None,
+    };
+    let refused = havend::ledger::enqueue(&db, &keys, intent("standby:1")).await;
+    assert!(matches!(refused, Err(havend::ledger::LedgerError::NoHotWallet)), "no user is pinned to a standby wallet: {refused:?}");
+
+    let address: Address = wallet.address.parse().unwrap();
+    havend::chain::admin::grant_roles(&chain.url, &chain.admin, chain.token, address).await.unwrap();
+    let broke = chain.activate(&db, &wallet).await;
+    assert!(matches!(broke, Err(LifecycleError::LowBalance { .. })), "activation checks the gas balance: {broke:?}");
+    chain.equip(address).await;
+    chain.activate(&db, &wallet).await.unwrap();
+    let queued = havend::ledger::enqueue(&db, &keys, intent("standby:2")).await.unwrap();
+    assert_eq!(queued.hot_wallet_id, wallet.id);
+    let actions: Vec<String> = entity::wallet_audit_logs::Entity::find()
+        .filter(entity::wallet_audit_logs::Column::WalletId.eq(wallet.id))
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert_eq!(actions, ["create", "activate"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -631,5 +847,99 @@ async fn waiting_reversal_lets_later_work_through_without_spinning_and_is_rechec
     // The mint failed after all: the next normal tick cancels the reversal.
     daemon.db.execute_unprepared(&format!("UPDATE transactions SET status = 'failed' WHERE id = '{original}'")).await.unwrap();
     assert!(eventually(Duration::from_secs(5), || async { status_of(&daemon, reversal).await == "cancelled" }).await);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_work_on_a_wallet_no_daemon_signs_for_is_alerted_once_after_ten_minutes() {
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
+    let (daemon, keys, wallets) = prepared.start(&chain).await;
+    // A second active wallet that no daemon names in its chain.wallets.
+    let orphan = havend::custody::create_wallet(&daemon.db, &keys, havend::custody::HOT, "test").await.unwrap();
+    chain.equip(orphan.address.parse().unwrap()).await;
+    chain.activate(&daemon.db, &orphan).await.unwrap();
+    let mut stranded = 0;
+    for i in 0..20 {
+        let intent = mint(&daemon, &keys, &format!("tribe:orphan_{i}"), 1, &format!("orphan:{i}")).await;
+        stranded += u64::from(intent.hot_wallet_id == orphan.id);
+    }
+    assert!(stranded > 0 && stranded < 20, "users are spread over both active wallets");
+    let served = || async {
+        entity::transactions::Entity::find()
+            .filter(entity::transactions::Column::HotWalletId.eq(wallets[0].id))
+            .filter(entity::transactions::Column::Status.ne("confirmed"))
+            .all(&daemon.db)
+            .await
+            .unwrap()
+            .is_empty()
+    };
+    assert!(eventually(Duration::from_secs(30), || async { daemon.daemon().nudge_wallets(); served().await }).await);
+
+    assert!(havend::wallet::unclaimed_wallets(&daemon.db, chrono::Utc::now()).await.unwrap().is_empty(), "not before ten minutes");
+    let later = chrono::Utc::now() + chrono::Duration::minutes(11);
+    let unclaimed = havend::wallet::unclaimed_wallets(&daemon.db, later).await.unwrap();
+    assert_eq!(unclaimed.iter().map(|u| (u.wallet_id, u.queued)).collect::<Vec<_>>(), vec![(orphan.id, stranded)], "the signed-for wallet is not reported");
+    let mut alerted = std::collections::HashSet::new();
+    havend::wallet::alert_unclaimed(&daemon.db, later, &mut alerted).await.unwrap();
+    havend::wallet::alert_unclaimed(&daemon.db, later, &mut alerted).await.unwrap();
+    let raised = alerts(&daemon, "wallet_unclaimed").await;
+    assert_eq!(raised.len(), 1, "one alert per stranding: {raised:?}");
+    assert!(raised[0].message.contains(&orphan.address));
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_actor_that_keeps_failing_is_parked_with_an_alert_retried_later_and_intake_stays_up() {
+    use sea_orm::ActiveModelTrait;
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let (daemon, keys, wallets) = prepared.start(&chain).await;
+    // An intent whose user does not exist: every tick of the wallet fails on it.
+    let id = uuid::Uuid::now_v7();
+    let now = chrono::Utc::now();
+    entity::transactions::ActiveModel {
+        id: sea_orm::Set(id),
+        intent_id: sea_orm::Set(havend::chain::intent_id(id).to_string()),
+        source: sea_orm::Set("poison:1".into()),
+        user_id: sea_orm::Set(uuid::Uuid::now_v7()),
+        hot_wallet_id: sea_orm::Set(wallets[0].id),
+        kind: sea_orm::Set("mint".into()),
+        amount: sea_orm::Set("1".into()),
+        reason: sea_orm::Set("test".into()),
+        status: sea_orm::Set("queued".into()),
+        generation: sea_orm::Set(0),
+        nonce: sea_orm::Set(None),
+        reverses: sea_orm::Set(None),
+        tx_hash: sea_orm::Set(None),
+        block_number: sea_orm::Set(None),
+        last_error: sea_orm::Set(None),
+        created_at: sea_orm::Set(now),
+        updated_at: sea_orm::Set(now),
+        ..Default::default()
+    }
+    .insert(&daemon.db)
+    .await
+    .unwrap();
+    daemon.daemon().nudge_wallets();
+    assert!(
+        eventually(Duration::from_secs(30), || async { !alerts(&daemon, "wallet_parked").await.is_empty() }).await,
+        "a wallet that keeps failing is parked with an alert"
+    );
+    let answer = daemon.deliver(havend::webhooks::Partner::Aurora, Some("booking-created"), &booking_created("bk_parked")).await;
+    assert!(answer.status < 300, "webhook intake stays up while a wallet is parked: {answer:?}");
+    assert_eq!(daemon.get("/health").await.status, 200);
+
+    // Once the bad row is dealt with, the parked wallet comes back after its backoff.
+    entity::transactions::Entity::delete_by_id(id).exec(&daemon.db).await.unwrap();
+    let intent = mint(&daemon, &keys, "aurora:guest_parked", 1, "parked:1").await;
+    assert!(
+        eventually(Duration::from_secs(60), || async {
+            daemon.daemon().nudge_wallets();
+            status_of(&daemon, intent.id).await == "confirmed"
+        })
+        .await,
+        "the parked wallet is retried and signs again"
+    );
     daemon.stop().await;
 }

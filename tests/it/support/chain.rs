@@ -12,9 +12,13 @@ use havend::chain::{CallKind, ChainClient, admin};
 use havend::config::{ChainConfig, Config};
 use havend::custody::{self, MasterKeys};
 use havend::ledger::{self, NewIntent};
+use havend::wallet::lifecycle;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use super::{Backend, TestDaemon, TestDatabase, eventually};
+
+/// `chain.min_balance_wei` of the test config (its default).
+pub const MIN_BALANCE_WEI: u128 = 10u128.pow(16);
 
 /// A master key for tests (never used anywhere else).
 pub const TEST_MASTER_KEY: &str = "1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -84,6 +88,12 @@ impl TestChain {
         self.admin_provider().anvil_set_balance(wallet, U256::from(10u128.pow(21))).await.unwrap();
         admin::grant_roles(&self.url, &self.admin, self.token, wallet).await.unwrap();
     }
+
+    /// `havend wallet activate`: checks roles and gas on this chain, then activates.
+    pub async fn activate(&self, db: &sea_orm::DatabaseConnection, wallet: &wallets::Model) -> Result<lifecycle::Activation, lifecycle::LifecycleError> {
+        let wallet = custody::find(db, &wallet.address).await.unwrap();
+        lifecycle::activate_checked(db, &self.client(), self.token, U256::from(MIN_BALANCE_WEI), &wallet, "test").await
+    }
 }
 
 /// The `[chain]` config for `chain` and `wallets`, tuned for tests.
@@ -119,7 +129,8 @@ impl Prepared {
         for _ in 0..count {
             let wallet = custody::create_wallet(&db, &keys, custody::HOT, "test").await.unwrap();
             chain.equip(wallet.address.parse().unwrap()).await;
-            wallets.push(wallet);
+            chain.activate(&db, &wallet).await.expect("an equipped wallet activates");
+            wallets.push(custody::find(&db, &wallet.address).await.unwrap());
         }
         db.close().await.ok();
         Prepared { database, keys, key_dir, wallets }

@@ -1,0 +1,431 @@
+//! The wallet actor's reconciliation decisions as one pure function: what
+//! havend has in flight and what the chain said this tick go in, actions
+//! (settle, requeue, halt, send, re-sign with bumped fees) come out. No I/O,
+//! no clock: the actor gathers the [`Snapshot`] and executes the [`Action`]s
+//! with fenced writes, so every rule here is tested without a chain.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use alloy::primitives::B256;
+use uuid::Uuid;
+
+use crate::chain::Fees;
+
+/// One attempt (signed transaction) of an in-flight intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptView {
+    /// Its hash.
+    pub hash: B256,
+    /// Its fees.
+    pub fees: Fees,
+}
+
+/// One signed intent at its nonce.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InFlightView {
+    /// The nonce every attempt of its generation shares.
+    pub nonce: u64,
+    /// The intent.
+    pub transaction_id: Uuid,
+    /// Its attempts at `nonce`, oldest first; the newest is the one sent.
+    pub attempts: Vec<AttemptView>,
+    /// Time since the newest attempt was last sent; `None`: not sent since
+    /// this actor started (it may or may not be in the node's pool).
+    pub sent_ago: Option<Duration>,
+    /// The node refused it lately and its retry backoff has not run out.
+    pub backing_off: bool,
+}
+
+/// Where the node says a transaction was mined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mined {
+    /// The transaction.
+    pub hash: B256,
+    /// Its block.
+    pub block: u64,
+    /// That block's hash (a reorg replaces it).
+    pub block_hash: B256,
+    /// Executed (true) or reverted.
+    pub success: bool,
+}
+
+/// What the chain said this tick.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The node's chain id.
+    pub chain_id: u64,
+    /// The head block number.
+    pub head: u64,
+    /// The wallet's nonce at the head: nonces below it are consumed.
+    pub latest_nonce: u64,
+    /// The wallet's nonce at the finality depth: nonces below it are final.
+    pub final_nonce: u64,
+    /// Receipts of our attempts, current as of this tick, by attempt hash.
+    pub receipts: HashMap<B256, Mined>,
+    /// Attempt hashes whose receipt and presence the node was asked about
+    /// this tick; a hash not here tells nothing.
+    pub looked_up: HashSet<B256>,
+    /// Of `looked_up`, the hashes the node knows (pooled or mined).
+    pub known: HashSet<B256>,
+    /// Base fee of the next block, wei.
+    pub base_fee: u128,
+    /// The tip the market pays now, wei.
+    pub market_tip: u128,
+    /// How long `latest_nonce` has not moved while work was pending.
+    pub stalled_for: Duration,
+    /// For intents whose transaction reverted: the transaction that executed
+    /// the intent after all (its `IntentExecuted` log), `None` if there is
+    /// none. An intent not here was not looked up.
+    pub executed_by: HashMap<Uuid, Option<Mined>>,
+}
+
+/// The configuration the rules depend on.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// The chain the wallet signs for.
+    pub chain_id: u64,
+    /// Blocks a receipt needs (1 = the head itself) to be final.
+    pub finality_depth: u64,
+    /// When a sent, unmined transaction is checked for again.
+    pub resend_after: Duration,
+    /// How long the chain nonce may stand still before the lowest pending
+    /// transaction counts as stuck (and is replaced if its tip is under the market).
+    pub stuck_after: Duration,
+}
+
+/// What the planner remembers between ticks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Memory {
+    /// Consumed nonces none of whose attempts the node knows, with the head
+    /// of the first look: a second look at a later block is needed before
+    /// such a nonce is declared foreign.
+    pub suspects: BTreeMap<u64, u64>,
+}
+
+/// What the actor is to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Stop signing for the wallet.
+    Halt {
+        /// Why.
+        reason: String,
+        /// A transaction havend did not send used a nonce: CRITICAL, kept
+        /// until an operator resumes the wallet.
+        foreign: bool,
+    },
+    /// Record the intent's final outcome, mined by `mined.hash`.
+    Settle {
+        /// Its nonce.
+        nonce: u64,
+        /// The intent.
+        transaction_id: Uuid,
+        /// The transaction that decided it (ours, or for an intent already
+        /// executed, the one whose `IntentExecuted` log names it).
+        mined: Mined,
+    },
+    /// A transaction we did not send consumed `nonce` (final, none of our
+    /// attempts known on two looks): record it and queue the intent again
+    /// as its next generation.
+    Requeue {
+        /// The foreign nonce.
+        nonce: u64,
+        /// The intent.
+        transaction_id: Uuid,
+    },
+    /// Send the newest attempt at `nonce` (again): never sent since start,
+    /// or the node forgot it. The same bytes, so harmless.
+    Send {
+        /// The nonce.
+        nonce: u64,
+    },
+    /// Sign a new attempt at `nonce` with bumped fees and send it.
+    Bump {
+        /// The nonce.
+        nonce: u64,
+    },
+}
+
+/// Decides this tick's actions. `in_flight` is ordered by nonce; `memory`
+/// is updated in place.
+pub fn plan(in_flight: &[InFlightView], snapshot: &Snapshot, rules: &Rules, memory: &mut Memory) -> Vec<Action> {
+    if snapshot.chain_id != rules.chain_id {
+        // Nothing the node says about another chain may settle or requeue anything.
+        return vec![Action::Halt { reason: format!("node is on chain {}, config says {}", snapshot.chain_id, rules.chain_id), foreign: false }];
+    }
+    let mut actions = Vec::new();
+    let mut foreign = false;
+    memory.suspects.retain(|nonce, _| in_flight.iter().any(|f| f.nonce == *nonce));
+    for entry in in_flight {
+        let mined = entry.attempts.iter().find_map(|a| snapshot.receipts.get(&a.hash));
+        if let Some(mined) = mined {
+            memory.suspects.remove(&entry.nonce);
+            if let Some(action) = settle(entry, mined, snapshot, rules) {
+                actions.push(action);
+            }
+        } else if entry.nonce < snapshot.latest_nonce {
+            if is_foreign(entry, snapshot, memory) {
+                actions.push(Action::Requeue { nonce: entry.nonce, transaction_id: entry.transaction_id });
+                foreign = true;
+            }
+        } else {
+            memory.suspects.remove(&entry.nonce);
+            if let Some(action) = resend(entry, snapshot, rules) {
+                actions.push(action);
+            }
+        }
+    }
+    if foreign {
+        actions.push(Action::Halt { reason: "a transaction havend did not send used a nonce of this wallet".into(), foreign: true });
+    }
+    actions
+}
+
+/// A mined intent: final at the depth → settled; reverted → settled as
+/// failed unless its `IntentExecuted` log shows another of its transactions
+/// executed it, which then settles it as confirmed.
+fn settle(entry: &InFlightView, mined: &Mined, snapshot: &Snapshot, rules: &Rules) -> Option<Action> {
+    let is_final = |m: &Mined| m.block + rules.finality_depth <= snapshot.head + 1;
+    if !is_final(mined) {
+        return None;
+    }
+    let decided = if mined.success {
+        *mined
+    } else {
+        match snapshot.executed_by.get(&entry.transaction_id)? {
+            Some(executed) if is_final(executed) => *executed,
+            Some(_) => return None,
+            None => *mined,
+        }
+    };
+    Some(Action::Settle { nonce: entry.nonce, transaction_id: entry.transaction_id, mined: decided })
+}
+
+/// A consumed nonce without a receipt of ours is foreign only when it is
+/// final, every attempt was asked about and is unknown to the node, and that
+/// held on an earlier look at an earlier block too.
+fn is_foreign(entry: &InFlightView, snapshot: &Snapshot, memory: &mut Memory) -> bool {
+    let all_asked = entry.attempts.iter().all(|a| snapshot.looked_up.contains(&a.hash));
+    let any_known = entry.attempts.iter().any(|a| snapshot.known.contains(&a.hash));
+    if !all_asked || any_known || entry.nonce >= snapshot.final_nonce {
+        if any_known {
+            memory.suspects.remove(&entry.nonce);
+        }
+        return false;
+    }
+    match memory.suspects.get(&entry.nonce) {
+        Some(first) if snapshot.head > *first => {
+            memory.suspects.remove(&entry.nonce);
+            true
+        }
+        Some(_) => false,
+        None => {
+            memory.suspects.insert(entry.nonce, snapshot.head);
+            false
+        }
+    }
+}
+
+/// A pending intent: not sent since start → send; fee cap under the base
+/// fee, or the lowest pending one stuck with a tip under the market →
+/// replace; the node forgot it → send again.
+fn resend(entry: &InFlightView, snapshot: &Snapshot, rules: &Rules) -> Option<Action> {
+    if entry.backing_off {
+        return None;
+    }
+    let newest = entry.attempts.last()?;
+    let Some(sent_ago) = entry.sent_ago else { return Some(Action::Send { nonce: entry.nonce }) };
+    // Each attempt gets `resend_after` to be mined before it is judged, so
+    // fees rise one bump per period, not one per tick.
+    if sent_ago < rules.resend_after {
+        return None;
+    }
+    let stuck = entry.nonce == snapshot.latest_nonce && snapshot.stalled_for >= rules.stuck_after;
+    if newest.fees.max_fee_per_gas < snapshot.base_fee || stuck && newest.fees.max_priority_fee_per_gas < snapshot.market_tip {
+        return Some(Action::Bump { nonce: entry.nonce });
+    }
+    let forgotten = snapshot.looked_up.contains(&newest.hash) && !snapshot.known.contains(&newest.hash);
+    forgotten.then_some(Action::Send { nonce: entry.nonce })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEPTH: u64 = 3;
+
+    fn rules() -> Rules {
+        Rules { chain_id: 1, finality_depth: DEPTH, resend_after: Duration::from_secs(6), stuck_after: Duration::from_secs(6) }
+    }
+
+    fn hash(nonce: u64, attempt: u64) -> B256 {
+        B256::left_padding_from(&(nonce * 1_000 + attempt + 1).to_be_bytes())
+    }
+
+    fn fees(cap: u128, tip: u128) -> Fees {
+        Fees { max_fee_per_gas: cap, max_priority_fee_per_gas: tip }
+    }
+
+    /// In flight at `nonce` with `attempts` attempts (cap 100, tip 10), sent `sent` seconds ago.
+    fn entry(nonce: u64, attempts: u64, sent: Option<u64>) -> InFlightView {
+        InFlightView {
+            nonce,
+            transaction_id: Uuid::from_u64_pair(0, nonce),
+            attempts: (0..attempts).map(|a| AttemptView { hash: hash(nonce, a), fees: fees(100 + a as u128 * 20, 10 + a as u128 * 2) }).collect(),
+            sent_ago: sent.map(Duration::from_secs),
+            backing_off: false,
+        }
+    }
+
+    fn view(head: u64, latest: u64, fin: u64) -> Snapshot {
+        Snapshot { chain_id: 1, head, latest_nonce: latest, final_nonce: fin, base_fee: 10, market_tip: 1, ..Snapshot::default() }
+    }
+
+    fn mined(hash: B256, block: u64, success: bool) -> Mined {
+        Mined { hash, block, block_hash: B256::repeat_byte(block as u8), success }
+    }
+
+    /// Every attempt of `entry` asked about; `known` ones known to the node.
+    fn looked(snapshot: &mut Snapshot, entry: &InFlightView, known: bool) {
+        for a in &entry.attempts {
+            snapshot.looked_up.insert(a.hash);
+            if known {
+                snapshot.known.insert(a.hash);
+            }
+        }
+    }
+
+    #[test]
+    fn a_receipt_settles_only_at_the_finality_depth() {
+        let e = entry(0, 1, Some(1));
+        for (head, settles) in [(10, true), (9, false), (12, true)] {
+            let mut s = view(head, 1, 1);
+            s.receipts.insert(hash(0, 0), mined(hash(0, 0), 8, true));
+            let actions = plan(std::slice::from_ref(&e), &s, &rules(), &mut Memory::default());
+            assert_eq!(actions.iter().any(|a| matches!(a, Action::Settle { .. })), settles, "head {head}");
+        }
+    }
+
+    #[test]
+    fn a_replacement_that_was_mined_settles_with_its_own_hash() {
+        let e = entry(4, 3, Some(1));
+        let mut s = view(20, 5, 5);
+        s.receipts.insert(hash(4, 1), mined(hash(4, 1), 10, true));
+        let actions = plan(&[e.clone()], &s, &rules(), &mut Memory::default());
+        assert_eq!(actions, vec![Action::Settle { nonce: 4, transaction_id: e.transaction_id, mined: mined(hash(4, 1), 10, true) }]);
+    }
+
+    #[test]
+    fn a_revert_of_an_intent_executed_elsewhere_settles_confirmed_by_that_transaction() {
+        let e = entry(2, 1, Some(1));
+        let elsewhere = mined(B256::repeat_byte(0xee), 5, true);
+        let cases: [(Option<Option<Mined>>, Option<Mined>); 4] = [
+            (None, None),                                                         // not looked up yet: no decision
+            (Some(None), Some(mined(hash(2, 0), 10, false))),                     // really failed
+            (Some(Some(elsewhere)), Some(elsewhere)),                             // IntentAlreadyUsed: confirmed by the other
+            (Some(Some(mined(B256::repeat_byte(0xee), 19, true))), None),         // the other not final yet: wait
+        ];
+        for (executed, expected) in cases {
+            let mut s = view(20, 3, 3);
+            s.receipts.insert(hash(2, 0), mined(hash(2, 0), 10, false));
+            if let Some(executed) = executed {
+                s.executed_by.insert(e.transaction_id, executed);
+            }
+            let actions = plan(&[e.clone()], &s, &rules(), &mut Memory::default());
+            let settled = actions.iter().find_map(|a| match a {
+                Action::Settle { mined, .. } => Some(*mined),
+                _ => None,
+            });
+            assert_eq!(settled, expected, "{executed:?}");
+        }
+    }
+
+    #[test]
+    fn a_nonce_is_foreign_only_when_final_unknown_and_seen_so_on_two_looks_a_block_apart() {
+        let e = entry(3, 2, Some(30));
+        let requeued = |actions: &[Action]| actions.iter().any(|a| matches!(a, Action::Requeue { nonce: 3, .. }));
+        // Unknown and final: first look only suspects it.
+        let mut memory = Memory::default();
+        let mut s = view(50, 4, 4);
+        looked(&mut s, &e, false);
+        assert!(!requeued(&plan(&[e.clone()], &s, &rules(), &mut memory)));
+        // The same block looked at again: still no.
+        assert!(!requeued(&plan(&[e.clone()], &s, &rules(), &mut memory)));
+        // A later block: foreign, requeued and the wallet halts (CRITICAL).
+        s.head = 51;
+        let actions = plan(&[e.clone()], &s, &rules(), &mut memory);
+        assert!(requeued(&actions));
+        assert!(actions.contains(&Action::Halt { reason: "a transaction havend did not send used a nonce of this wallet".into(), foreign: true }));
+
+        // Not final (a lagging node or a reorg): never.
+        let mut memory = Memory::default();
+        for head in [50, 51, 52] {
+            let mut s = view(head, 4, 3);
+            looked(&mut s, &e, false);
+            assert!(!requeued(&plan(&[e.clone()], &s, &rules(), &mut memory)));
+        }
+        // One attempt still known to the node (a missed receipt): never, and the suspicion is dropped.
+        let mut memory = Memory { suspects: BTreeMap::from([(3, 40)]) };
+        let mut s = view(50, 4, 4);
+        looked(&mut s, &e, false);
+        s.known.insert(hash(3, 1));
+        assert!(!requeued(&plan(&[e.clone()], &s, &rules(), &mut memory)));
+        assert!(memory.suspects.is_empty());
+        // An attempt not asked about this tick: no decision.
+        let mut memory = Memory { suspects: BTreeMap::from([(3, 40)]) };
+        let mut s = view(50, 4, 4);
+        s.looked_up.insert(hash(3, 0));
+        assert!(!requeued(&plan(&[e], &s, &rules(), &mut memory)));
+    }
+
+    #[test]
+    fn pending_transactions_are_sent_replaced_or_left_alone() {
+        let stalled = Duration::from_secs(60);
+        // (sent ago, base fee, market tip, stalled for, node knows it, nonce == chain nonce) → action
+        let cases = [
+            (None, 10, 1, Duration::ZERO, true, true, Some("send")),          // not sent since start
+            (Some(1), 500, 1, Duration::ZERO, true, true, None),              // just sent: give it time
+            (Some(10), 500, 1, Duration::ZERO, true, true, Some("bump")),     // cap under the base fee
+            (Some(10), 10, 50, stalled, true, true, Some("bump")),            // stuck, tip under the market
+            (Some(10), 10, 50, stalled, true, false, None),                   // not the lowest pending nonce
+            (Some(10), 10, 50, Duration::ZERO, true, true, None),             // tip low but the chain moves
+            (Some(10), 10, 5, stalled, true, true, None),                     // stuck, but the tip is the market's
+            (Some(10), 10, 1, Duration::ZERO, false, true, Some("send")),     // the node forgot it
+            (Some(10), 10, 1, Duration::ZERO, true, true, None),              // pooled and fine
+        ];
+        for (sent, base_fee, tip, stalled_for, known, lowest, expected) in cases {
+            let e = entry(7, 1, sent);
+            let mut s = view(100, if lowest { 7 } else { 6 }, 6);
+            s.base_fee = base_fee;
+            s.market_tip = tip;
+            s.stalled_for = stalled_for;
+            s.looked_up.insert(hash(7, 0));
+            if known {
+                s.known.insert(hash(7, 0));
+            }
+            let e = if lowest { e } else { InFlightView { nonce: 7, ..e } };
+            let actions = plan(&[e], &s, &rules(), &mut Memory::default());
+            let got = actions.first().map(|a| match a {
+                Action::Send { .. } => "send",
+                Action::Bump { .. } => "bump",
+                other => panic!("unexpected {other:?}"),
+            });
+            assert_eq!(got, expected, "sent {sent:?} base {base_fee} tip {tip} stalled {stalled_for:?} known {known} lowest {lowest}");
+        }
+        let mut backing_off = entry(7, 1, Some(100));
+        backing_off.backing_off = true;
+        let mut s = view(100, 7, 7);
+        s.base_fee = 500;
+        assert!(plan(&[backing_off], &s, &rules(), &mut Memory::default()).is_empty(), "a refused nonce waits out its backoff");
+    }
+
+    #[test]
+    fn a_node_on_another_chain_halts_everything_and_settles_nothing() {
+        let e = entry(0, 1, Some(1));
+        let mut s = view(100, 1, 1);
+        s.chain_id = 5;
+        s.receipts.insert(hash(0, 0), mined(hash(0, 0), 10, true));
+        let actions = plan(&[e], &s, &rules(), &mut Memory::default());
+        assert!(matches!(actions.as_slice(), [Action::Halt { foreign: false, .. }]), "{actions:?}");
+    }
+}
