@@ -203,6 +203,12 @@ pub enum JobsAction {
 /// Jobs `havend jobs run` can start.
 #[derive(Debug, Subcommand)]
 pub enum Job {
+    /// Pull missed Aurora events from its API into the inbox.
+    AuroraSync,
+    /// Pull missed Tribe events from its API into the inbox.
+    TribeSync,
+    /// Purge raw bodies of final events older than `schedule.body_retention_days`.
+    PurgeBodies,
     /// Pay every completed staking week that has no payout yet.
     StakingRewards {
         /// Pay as if it were this date (UTC midnight; default: now).
@@ -512,6 +518,15 @@ fn operator(dir: &std::path::Path, command: OperatorCommand) -> anyhow::Result<E
             OperatorCommand::Pause(paused) => {
                 crate::ledger::pause::set_paused(&db, paused, &actor).await?;
                 serde_json::json!({ "minting_paused": paused })
+            }
+            OperatorCommand::Jobs(JobsAction::Run { job: job @ (Job::AuroraSync | Job::TribeSync | Job::PurgeBodies) }) => {
+                use crate::schedule::JobKind;
+                let kind = match job {
+                    Job::AuroraSync => JobKind::AuroraSync,
+                    Job::TribeSync => JobKind::TribeSync,
+                    _ => JobKind::PurgeBodies,
+                };
+                crate::schedule::run_job(kind, &db, &config, None).await?
             }
             OperatorCommand::Jobs(JobsAction::Run { job: Job::StakingRewards { as_of } }) => {
                 let keys = crate::custody::MasterKeys::load(config.custody.master_key_file.as_deref()).ok();

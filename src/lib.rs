@@ -10,6 +10,7 @@
 //! - [`custody`] encrypts, decrypts (audited), rotates and revokes wallet keys.
 //! - [`ledger`] holds users and reward intents.
 //! - [`rewards`] turns stored partner events into reward intents (rules, handlers, the processor actor).
+//! - [`schedule`] runs the periodic jobs (partner syncs, staking yield, purging raw bodies).
 //! - [`wallet`] runs one actor per hot wallet, the sole owner of its nonces.
 //! - [`breaker`] guards the RPC with a circuit breaker actor.
 //! - [`alert`] records alerts for operators.
@@ -33,6 +34,7 @@ pub mod http;
 pub mod intake;
 pub mod ledger;
 pub mod rewards;
+pub mod schedule;
 pub mod signing;
 pub mod supervisor;
 pub mod telemetry;

@@ -22,6 +22,7 @@ use crate::config::ConfigHandle;
 use crate::custody::MasterKeys;
 use crate::intake::{IntakeActor, IntakeArgs, IntakeMsg, IntakeSlot};
 use crate::rewards::{Processor, ProcessorArgs, ProcessorMsg, ProcessorSlot};
+use crate::schedule::{Scheduler, SchedulerArgs, SchedulerMsg};
 use crate::wallet::{RegistryArgs, RegistryMsg, WalletDeps, WalletRegistry, WalletSettings};
 
 /// Restarts allowed per child within [`RESTART_WINDOW`] before the supervisor
@@ -100,6 +101,8 @@ pub struct RootState {
     processor_slot: ProcessorSlot,
     keys: Option<MasterKeys>,
     processor_restarts: RestartBudget,
+    scheduler: ActorRef<SchedulerMsg>,
+    scheduler_restarts: RestartBudget,
     /// Breaker and registry, stopped in reverse order on shutdown.
     others: Vec<ActorCell>,
 }
@@ -137,6 +140,7 @@ impl Actor for RootSupervisor {
             processors.push(spawn_processor(&myself, &args.db, &args.config, &args.keys, &args.chain_slot).await?);
         }
         args.processor_slot.store(Arc::new(processors));
+        let scheduler = spawn_scheduler(&myself, &args.db, &args.config, &args.keys, &args.processor_slot).await?;
         Ok(RootState {
             db: args.db,
             config: args.config,
@@ -147,6 +151,8 @@ impl Actor for RootSupervisor {
             processor_slot: args.processor_slot,
             keys: args.keys,
             processor_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
+            scheduler,
+            scheduler_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             others,
         })
     }
@@ -171,6 +177,15 @@ impl Actor for RootSupervisor {
         if state.processor_slot.load().iter().any(|p| p.get_id() == cell.get_id()) {
             return state.restart_processor(&myself, cell.get_id(), &reason).await;
         }
+        if cell.get_id() == state.scheduler.get_id() {
+            if !state.scheduler_restarts.allow(Instant::now()) {
+                error!(actor = "scheduler", %reason, "Scheduler keeps failing; giving up");
+                return Err(format!("scheduler failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
+            }
+            warn!(actor = "scheduler", %reason, "Scheduler stopped; restarting it");
+            state.scheduler = spawn_scheduler(&myself, &state.db, &state.config, &state.keys, &state.processor_slot).await?;
+            return Ok(());
+        }
         if cell.get_id() != state.intake.get_id() {
             return Ok(());
         }
@@ -193,7 +208,8 @@ impl Actor for RootSupervisor {
         let processors = state.processor_slot.swap(Arc::new(Vec::new()));
         // Unlink first so a child's exit is not taken for a failure to handle.
         let processors = processors.iter().map(|p| p.get_cell());
-        for child in processors.chain(state.others.iter().rev().cloned()).chain(std::iter::once(state.intake.get_cell())) {
+        let first = std::iter::once(state.scheduler.get_cell()).chain(processors);
+        for child in first.chain(state.others.iter().rev().cloned()).chain(std::iter::once(state.intake.get_cell())) {
             child.unlink(myself.get_cell());
             child.stop_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await.ok();
         }
@@ -217,6 +233,18 @@ impl RootState {
         self.processor_slot.store(Arc::new(processors));
         Ok(())
     }
+}
+
+async fn spawn_scheduler(
+    supervisor: &ActorRef<RootMsg>,
+    db: &DatabaseConnection,
+    config: &ConfigHandle,
+    keys: &Option<MasterKeys>,
+    processors: &ProcessorSlot,
+) -> Result<ActorRef<SchedulerMsg>, ActorProcessingErr> {
+    let args = SchedulerArgs { db: db.clone(), config: config.clone(), keys: keys.clone(), processors: processors.clone() };
+    let (scheduler, _) = Actor::spawn_linked(None, Scheduler, args, supervisor.get_cell()).await?;
+    Ok(scheduler)
 }
 
 async fn spawn_processor(

@@ -5,6 +5,7 @@ pub mod aurora_bookings;
 pub mod foreign_nonces;
 pub mod mint_counters;
 pub mod staking_records;
+pub mod sync_state;
 pub mod system_flags;
 pub mod ticketing_status;
 pub mod transactions;

@@ -39,6 +39,9 @@ pub struct Model {
     pub claim_token: Option<Uuid>,
     /// Until when the claim holds; a crashed processor's claim lapses then.
     pub claimed_until: Option<DateTimeUtc>,
+    /// When the raw body (personal data) was purged after the retention
+    /// period; the deduplication key stays.
+    pub body_purged_at: Option<DateTimeUtc>,
 }
 
 /// The inbox has no relations yet.

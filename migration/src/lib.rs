@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_create_webhook_events;
 mod m20261123_000002_create_chain_tables;
 mod m20261124_000003_create_rewards_tables;
+mod m20261124_000004_create_sync_state;
 mod m20261124_000020_wallet_lifecycle;
 
 /// Every migration, oldest first.
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_create_webhook_events::Migration),
             Box::new(m20261123_000002_create_chain_tables::Migration),
             Box::new(m20261124_000003_create_rewards_tables::Migration),
+            Box::new(m20261124_000004_create_sync_state::Migration),
             Box::new(m20261124_000020_wallet_lifecycle::Migration),
         ]
     }

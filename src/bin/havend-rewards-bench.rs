@@ -76,7 +76,7 @@ async fn main() -> anyhow::Result<()> {
     let mut config = Config { data_dir: dir.path().to_owned(), ..Config::default() };
     config.database.url = Some(Secret::new(args.database_url.clone().unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display()))));
     config.database.max_connections = 32;
-    config.partners.insert(Partner::Aurora, PartnerConfig { scheme: Some(Scheme::HavenHmac), secrets: vec![Secret::new(SECRET)], sign_event: false });
+    config.partners.insert(Partner::Aurora, PartnerConfig { scheme: Some(Scheme::HavenHmac), secrets: vec![Secret::new(SECRET)], ..PartnerConfig::default() });
     // A benchmark measures the engine, not the limits.
     config.rewards.limits.per_user_per_day = "1000000000".parse()?;
     config.rewards.limits.total_per_day = "1000000000000".parse()?;

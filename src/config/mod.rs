@@ -106,6 +106,8 @@ pub struct Config {
     pub custody: CustodyConfig,
     /// The rewards processor.
     pub processor: ProcessorConfig,
+    /// Scheduled jobs (cron expressions with seconds, in `schedule.timezone`).
+    pub schedule: ScheduleConfig,
     /// Partners that may send webhooks, from `partners.toml`.
     #[serde(skip_deserializing)]
     pub partners: BTreeMap<Partner, PartnerConfig>,
@@ -128,6 +130,7 @@ impl Default for Config {
             breaker: BreakerSettings::default(),
             custody: CustodyConfig::default(),
             processor: ProcessorConfig::default(),
+            schedule: ScheduleConfig::default(),
             partners: BTreeMap::new(),
             rewards: RewardRules::default(),
         }
@@ -266,6 +269,48 @@ impl Default for ProcessorConfig {
             retry_max_secs: 3_600,
             transient_retry_ms: 2_000,
             transient_alert_secs: 300,
+        }
+    }
+}
+
+/// Scheduled jobs: cron expressions with seconds (`sec min hour day month
+/// weekday`, as tokio-cron-scheduler reads them); an empty expression turns
+/// a job off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    /// IANA timezone the expressions are read in.
+    pub timezone: String,
+    /// Pull missed Aurora events (needs `partners.aurora.sync_url`).
+    pub aurora_sync: String,
+    /// Pull missed Tribe events (needs `partners.tribe.sync_url`).
+    pub tribe_sync: String,
+    /// Pay completed staking weeks (also runs at start-up).
+    pub staking_rewards: String,
+    /// Purge raw bodies of final events older than `body_retention_days`.
+    pub purge_bodies: String,
+    /// Days a final event's raw body (personal data) is kept.
+    pub body_retention_days: u32,
+    /// A sync asks from its stored high-water mark minus this many seconds.
+    pub sync_overlap_secs: u64,
+    /// The first sync of a partner looks this far back.
+    pub sync_first_lookback_secs: u64,
+    /// Timeout of one partner API request.
+    pub sync_timeout_ms: u64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            timezone: "UTC".into(),
+            aurora_sync: "0 0 2 * * *".into(),
+            tribe_sync: "0 0 4 * * *".into(),
+            staking_rewards: "0 0 3 * * Mon".into(),
+            purge_bodies: "0 30 3 * * *".into(),
+            body_retention_days: 30,
+            sync_overlap_secs: 3_600,
+            sync_first_lookback_secs: 86_400,
+            sync_timeout_ms: 10_000,
         }
     }
 }
@@ -450,6 +495,13 @@ pub struct PartnerConfig {
     /// captured for one event cannot be replayed to another.
     #[serde(default)]
     pub sign_event: bool,
+    /// The partner's API for the scheduled sync (`GET {sync_url}?since=…`,
+    /// SPEC section 5); unset → this partner is not synced.
+    #[serde(default)]
+    pub sync_url: Option<String>,
+    /// Bearer key for the partner's API (or `HAVEND_{PARTNER}_API_KEY`).
+    #[serde(default)]
+    pub api_key: Option<Secret>,
 }
 
 impl PartnerConfig {
@@ -577,6 +629,9 @@ impl Config {
                     .or_default()
                     .secrets = secrets;
             }
+            if let (Some(key), Some(partner_config)) = (env(&partner.api_key_env()), self.partners.get_mut(&partner)) {
+                partner_config.api_key = Some(Secret::new(key));
+            }
         }
     }
 
@@ -670,6 +725,34 @@ impl Config {
         }
         if processor.lease_secs == 0 || processor.poll_interval_ms == 0 {
             errors.push(invalid(DAEMON_FILE, "processor", "lease_secs and poll_interval_ms must be greater than 0"));
+        }
+        let schedule = &self.schedule;
+        if schedule.timezone.parse::<chrono_tz::Tz>().is_err() {
+            errors.push(invalid(DAEMON_FILE, "schedule.timezone", "not an IANA timezone name (e.g. UTC, Europe/Paris)"));
+        }
+        for (key, expression) in [
+            ("schedule.aurora_sync", &schedule.aurora_sync),
+            ("schedule.tribe_sync", &schedule.tribe_sync),
+            ("schedule.staking_rewards", &schedule.staking_rewards),
+            ("schedule.purge_bodies", &schedule.purge_bodies),
+        ] {
+            if let Err(problem) = crate::schedule::check_expression(expression) {
+                errors.push(invalid(DAEMON_FILE, key, problem));
+            }
+        }
+        if schedule.body_retention_days == 0 || schedule.sync_timeout_ms == 0 {
+            errors.push(invalid(DAEMON_FILE, "schedule", "body_retention_days and sync_timeout_ms must be greater than 0"));
+        }
+        for (partner, partner_config) in &self.partners {
+            if let Some(url) = &partner_config.sync_url {
+                if !matches!(partner, Partner::Aurora | Partner::Tribe) {
+                    errors.push(invalid(PARTNERS_FILE, format!("partners.{partner}.sync_url"), "only Aurora and Tribe are synced"));
+                }
+                let parsed = reqwest::Url::parse(url);
+                if !parsed.is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+                    errors.push(invalid(PARTNERS_FILE, format!("partners.{partner}.sync_url"), "must be an http:// or https:// URL"));
+                }
+            }
         }
         for (key, problem) in self.rewards.problems() {
             errors.push(invalid(REWARDS_FILE, key, problem));

@@ -141,3 +141,23 @@ pub async fn replay(db: &impl ConnectionTrait, reference: &str) -> Result<Replay
         .await?;
     Ok(if result.rows_affected == 1 { Replay::Requeued(event.id) } else { Replay::NotDeadLettered(event.status) })
 }
+
+/// Purges the raw bodies (personal data) of events in a final state received
+/// or finished before `before`; the row and its deduplication key stay, and
+/// a pending or dead-lettered event keeps its body (it may still be
+/// processed or replayed). Returns how many bodies were purged.
+pub async fn purge_bodies(db: &impl ConnectionTrait, before: DateTime<Utc>) -> Result<u64, DbErr> {
+    use sea_orm::Condition;
+    let old_enough = Condition::any()
+        .add(webhook_events::Column::ProcessedAt.lt(before))
+        .add(Condition::all().add(webhook_events::Column::ProcessedAt.is_null()).add(webhook_events::Column::ReceivedAt.lt(before)));
+    let result = webhook_events::Entity::update_many()
+        .col_expr(webhook_events::Column::Body, Expr::value(Vec::<u8>::new()))
+        .col_expr(webhook_events::Column::BodyPurgedAt, Expr::value(Some(Utc::now())))
+        .filter(webhook_events::Column::Status.is_in([PROCESSED, INVALID, crate::intake::store::STATUS_IGNORED]))
+        .filter(webhook_events::Column::BodyPurgedAt.is_null())
+        .filter(old_enough)
+        .exec(db)
+        .await?;
+    Ok(result.rows_affected)
+}

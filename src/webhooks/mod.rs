@@ -50,6 +50,11 @@ impl Partner {
         format!("HAVEND_{}_SECRETS", self.as_str().to_ascii_uppercase().replace('-', "_"))
     }
 
+    /// The environment variable that sets this partner's API key (scheduled sync).
+    pub fn api_key_env(self) -> String {
+        format!("HAVEND_{}_API_KEY", self.as_str().to_ascii_uppercase().replace('-', "_"))
+    }
+
     /// Stripe posts every event type to one URL; the others name the event in the path.
     pub fn event_in_path(self) -> bool {
         self != Partner::Stripe

@@ -10,5 +10,6 @@ mod intake;
 mod processing;
 mod resilience;
 mod rewards;
+mod schedule;
 mod signatures;
 mod validation;

@@ -1,0 +1,216 @@
+//! The scheduler actor: runs the periodic jobs of SPEC section 5 on
+//! tokio-cron-scheduler (cron expressions with seconds, in the configured
+//! timezone) and rebuilds them when `[schedule]` changes, so a config reload
+//! applies without a restart. A job still running when its next time comes
+//! is skipped with a warning rather than run twice at once.
+//!
+//! Jobs: partner syncs ([`sync`]), the staking yield
+//! ([`crate::rewards::staking`]) and the purge of raw bodies
+//! ([`crate::rewards::inbox::purge_bodies`]). Retries of failed events need
+//! no job: the processors poll the inbox for due retries.
+
+pub mod sync;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use sea_orm::DatabaseConnection;
+use serde_json::Value;
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigHandle, ScheduleConfig};
+use crate::custody::MasterKeys;
+use crate::rewards::{ProcessorSlot, inbox, processor, staking};
+use crate::webhooks::Partner;
+
+/// How often the scheduler looks whether `[schedule]` changed.
+const CONFIG_CHECK_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A scheduled job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JobKind {
+    /// Pull missed Aurora events.
+    AuroraSync,
+    /// Pull missed Tribe events.
+    TribeSync,
+    /// Pay completed staking weeks.
+    StakingRewards,
+    /// Purge raw bodies past the retention period.
+    PurgeBodies,
+}
+
+impl JobKind {
+    /// Every job, with its expression in `[schedule]`.
+    fn all(schedule: &ScheduleConfig) -> [(JobKind, &str); 4] {
+        [
+            (JobKind::AuroraSync, schedule.aurora_sync.as_str()),
+            (JobKind::TribeSync, schedule.tribe_sync.as_str()),
+            (JobKind::StakingRewards, schedule.staking_rewards.as_str()),
+            (JobKind::PurgeBodies, schedule.purge_bodies.as_str()),
+        ]
+    }
+}
+
+/// Why a job failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A partner sync failed.
+    #[error(transparent)]
+    Sync(#[from] sync::SyncError),
+    /// The staking job failed.
+    #[error(transparent)]
+    Staking(#[from] staking::StakingError),
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+}
+
+/// Whether `expression` is a cron expression the scheduler takes (empty: the job is off).
+pub fn check_expression(expression: &str) -> Result<(), String> {
+    if expression.trim().is_empty() {
+        return Ok(());
+    }
+    Job::new_async_tz(expression, Utc, |_, _| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|_| format!("{expression:?} is not a cron expression with seconds (sec min hour day month weekday)"))
+}
+
+/// Runs one job now (the scheduler and `havend jobs run` share this);
+/// returns what it did, for the log or the operator.
+pub async fn run_job(kind: JobKind, db: &DatabaseConnection, config: &Config, keys: Option<&MasterKeys>) -> Result<Value, JobError> {
+    Ok(match kind {
+        JobKind::AuroraSync => serde_json::to_value(sync::run(db, config, Partner::Aurora).await?).unwrap_or_default(),
+        JobKind::TribeSync => serde_json::to_value(sync::run(db, config, Partner::Tribe).await?).unwrap_or_default(),
+        JobKind::StakingRewards => serde_json::to_value(staking::run(db, keys, &config.rewards, Utc::now()).await?).unwrap_or_default(),
+        JobKind::PurgeBodies => {
+            let before = Utc::now() - chrono::Duration::days(i64::from(config.schedule.body_retention_days));
+            serde_json::json!({ "purged": inbox::purge_bodies(db, before).await? })
+        }
+    })
+}
+
+/// Messages the scheduler handles.
+pub enum SchedulerMsg {
+    /// Rebuild the jobs if `[schedule]` changed since they were built.
+    CheckConfig,
+}
+
+/// The scheduler actor.
+pub struct Scheduler;
+
+/// What the scheduler starts with.
+pub struct SchedulerArgs {
+    /// The database the jobs work on.
+    pub db: DatabaseConnection,
+    /// Config; jobs read the snapshot current when they run.
+    pub config: ConfigHandle,
+    /// For new stakers' custodial wallets.
+    pub keys: Option<MasterKeys>,
+    /// Nudged after a sync stored new events.
+    pub processors: ProcessorSlot,
+}
+
+/// The scheduler's state: the running jobs and what they were built from.
+pub struct SchedulerState {
+    args: Arc<SchedulerArgs>,
+    scheduler: JobScheduler,
+    built_from: Option<ScheduleConfig>,
+    jobs: Vec<uuid::Uuid>,
+    running: HashMap<JobKind, Arc<AtomicBool>>,
+}
+
+impl Actor for Scheduler {
+    type Msg = SchedulerMsg;
+    type State = SchedulerState;
+    type Arguments = SchedulerArgs;
+
+    async fn pre_start(&self, myself: ActorRef<SchedulerMsg>, args: SchedulerArgs) -> Result<SchedulerState, ActorProcessingErr> {
+        let scheduler = JobScheduler::new().await?;
+        scheduler.start().await?;
+        myself.cast(SchedulerMsg::CheckConfig)?;
+        Ok(SchedulerState { args: Arc::new(args), scheduler, built_from: None, jobs: Vec::new(), running: HashMap::new() })
+    }
+
+    async fn handle(&self, myself: ActorRef<SchedulerMsg>, msg: SchedulerMsg, state: &mut SchedulerState) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SchedulerMsg::CheckConfig => {
+                let schedule = state.args.config.load().schedule.clone();
+                if state.built_from.as_ref() != Some(&schedule) {
+                    state.rebuild(&schedule).await?;
+                }
+                myself.send_after(CONFIG_CHECK_INTERVAL, || SchedulerMsg::CheckConfig);
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _myself: ActorRef<SchedulerMsg>, state: &mut SchedulerState) -> Result<(), ActorProcessingErr> {
+        state.scheduler.shutdown().await?;
+        Ok(())
+    }
+}
+
+impl SchedulerState {
+    /// Replaces every job with the ones `schedule` describes.
+    async fn rebuild(&mut self, schedule: &ScheduleConfig) -> Result<(), ActorProcessingErr> {
+        for id in self.jobs.drain(..) {
+            self.scheduler.remove(&id).await?;
+        }
+        let timezone: chrono_tz::Tz = schedule.timezone.parse().map_err(|_| format!("unknown timezone {}", schedule.timezone))?;
+        for (kind, expression) in JobKind::all(schedule) {
+            if expression.trim().is_empty() {
+                continue;
+            }
+            let running = self.running.entry(kind).or_insert_with(|| Arc::new(AtomicBool::new(false))).clone();
+            let args = self.args.clone();
+            let job = Job::new_async_tz(expression, timezone, move |_, _| {
+                let (args, running) = (args.clone(), running.clone());
+                Box::pin(async move { run_scheduled(kind, &args, &running).await })
+            })?;
+            self.jobs.push(self.scheduler.add(job).await?);
+        }
+        info!(timezone = %schedule.timezone, jobs = self.jobs.len(), "Schedule (re)built");
+        self.built_from = Some(schedule.clone());
+        Ok(())
+    }
+}
+
+/// One scheduled run, skipped when the previous run of the same job is still going.
+async fn run_scheduled(kind: JobKind, args: &SchedulerArgs, running: &AtomicBool) {
+    if running.swap(true, Ordering::AcqRel) {
+        warn!(job = ?kind, "Job skipped: its previous run is still going");
+        return;
+    }
+    let config = args.config.load_full();
+    match run_job(kind, &args.db, &config, args.keys.as_ref()).await {
+        Ok(report) => {
+            info!(job = ?kind, %report, "Scheduled job done");
+            if matches!(kind, JobKind::AuroraSync | JobKind::TribeSync) {
+                processor::nudge(&args.processors);
+            }
+        }
+        Err(sync_off @ JobError::Sync(sync::SyncError::NotConfigured(_))) => info!(job = ?kind, reason = %sync_off, "Scheduled job has nothing to do"),
+        Err(error) => warn!(job = ?kind, %error, "Scheduled job failed; it runs again at its next time"),
+    }
+    running.store(false, Ordering::Release);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expressions_need_seconds_and_empty_turns_a_job_off() {
+        assert!(check_expression("0 0 2 * * *").is_ok());
+        assert!(check_expression("0 0 3 * * Mon").is_ok());
+        assert!(check_expression("*/5 * * * * *").is_ok());
+        assert!(check_expression("").is_ok());
+        assert!(check_expression("not cron").is_err());
+        assert!(check_expression("0 2 * * * * * *").is_err());
+    }
+}

@@ -1,0 +1,134 @@
+//! Scheduled jobs: a partner sync against a partner API served by the test,
+//! and the staking job fired by its cron.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use entity::{transactions, webhook_events};
+use havend::schedule::{JobKind, run_job};
+use havend::webhooks::Partner;
+use http_body_util::Full;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+use crate::on_both_backends;
+use crate::support::chain::TEST_MASTER_KEY;
+use crate::support::{Backend, TestDaemon, eventually};
+
+/// A daemon without a chain whose one hot wallet is active (intents queue).
+async fn start(backend: Backend, tweak: impl FnOnce(&mut havend::config::Config) + Send + 'static) -> TestDaemon {
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("master.key");
+    std::fs::write(&key_file, TEST_MASTER_KEY).unwrap();
+    let mut daemon = TestDaemon::start_with(backend, move |config| {
+        config.custody.master_key_file = Some(key_file);
+        config.processor.poll_interval_ms = 100;
+        tweak(config);
+    })
+    .await;
+    daemon.keep.push(key_dir);
+    let keys = havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap();
+    let hot = havend::custody::create_wallet(&daemon.db, &keys, havend::custody::HOT, "test").await.unwrap();
+    entity::wallets::Entity::update_many()
+        .col_expr(entity::wallets::Column::Status, sea_orm::sea_query::Expr::value(havend::custody::ACTIVE))
+        .filter(entity::wallets::Column::Id.eq(hot.id))
+        .exec(&daemon.db)
+        .await
+        .unwrap();
+    daemon
+}
+
+/// What the partner API saw: the query string and the Authorization header of each request.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+/// Serves `page` as the partner's sync API on 127.0.0.1:0.
+async fn partner_api(page: serde_json::Value) -> (String, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen: Seen = Arc::default();
+    let (page, record) = (Bytes::from(page.to_string()), seen.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let (page, record) = (page.clone(), record.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                    let query = request.uri().query().unwrap_or_default().to_owned();
+                    let auth = request.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+                    record.lock().unwrap().push((query, auth));
+                    let page = page.clone();
+                    async move { Ok::<_, Infallible>(http::Response::builder().header("content-type", "application/json").body(Full::new(page)).unwrap()) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    (format!("http://{addr}/sync"), seen)
+}
+
+async fn partner_sync_stores_only_what_webhooks_missed_and_an_overlapping_sync_stores_nothing(backend: Backend) {
+    // Ten bookings as the partner's API lists them: camelCase, `booking_id` for `id`, one id with a `:`.
+    let bookings: Vec<serde_json::Value> = (0..10)
+        .map(|i| {
+            let id = if i == 9 { "bk:colon".to_owned() } else { format!("bk_sync_{i}") };
+            serde_json::json!({ "event": "booking-created", "payload": { "booking_id": id, "guestId": format!("g{i}"), "totalPrice": "10", "nights": 1 } })
+        })
+        .collect();
+    let (url, seen) = partner_api(serde_json::json!({ "events": bookings, "next_since": "2026-11-24T06:00:00Z" })).await;
+    let sync_url = url.clone();
+    let daemon = start(backend, move |config| {
+        let aurora = config.partners.get_mut(&Partner::Aurora).unwrap();
+        aurora.sync_url = Some(sync_url);
+        aurora.api_key = Some(havend::config::Secret::new("aurora-api-key"));
+    })
+    .await;
+    // Three of them arrived by webhook first.
+    for i in 0..3 {
+        let body = format!(r#"{{"id":"bk_sync_{i}","guest_id":"g{i}","total_price":"10","nights":1}}"#);
+        assert_eq!(daemon.deliver(Partner::Aurora, Some("booking-created"), &body).await.status, 200);
+    }
+    let config = daemon.daemon().config().load_full();
+    let report = run_job(JobKind::AuroraSync, daemon.daemon().db(), &config, None).await.unwrap();
+    assert_eq!((report["fetched"].as_u64(), report["stored"].as_u64(), report["duplicates"].as_u64()), (Some(10), Some(7), Some(3)), "{report}");
+    daemon.daemon().nudge_processors();
+    let processed = eventually(Duration::from_secs(20), || async {
+        webhook_events::Entity::find().filter(webhook_events::Column::Status.eq("processed")).count(&daemon.db).await.unwrap() == 10
+    })
+    .await;
+    assert!(processed, "all ten processed");
+    assert_eq!(transactions::Entity::find().count(&daemon.db).await.unwrap(), 10, "one intent each");
+    assert!(daemon.event(Partner::Aurora, "booking-created:bk%3Acolon").await.is_some(), "the key is built as a webhook's would be");
+
+    // The next sync asks from the stored mark minus the overlap and stores nothing new.
+    let again = run_job(JobKind::AuroraSync, daemon.daemon().db(), &config, None).await.unwrap();
+    assert_eq!((again["stored"].as_u64(), again["duplicates"].as_u64()), (Some(0), Some(10)), "{again}");
+    assert_eq!(again["since"], "2026-11-24T05:00:00Z", "since = next_since - 1 h of overlap, not the wall clock");
+    let requests = seen.lock().unwrap().clone();
+    assert_eq!(requests.len(), 2);
+    assert!(requests.iter().all(|(_, auth)| auth == "Bearer aurora-api-key"), "{requests:?}");
+    assert_eq!(requests[1].0, "since=2026-11-24T05%3A00%3A00Z");
+    daemon.stop().await;
+}
+
+async fn the_cron_fires_the_staking_job_and_pays_each_week_once(backend: Backend) {
+    let daemon = start(backend, |config| config.schedule.staking_rewards = "* * * * * *".into()).await;
+    let started = (chrono::Utc::now() - chrono::Duration::days(22)).to_rfc3339();
+    let body = format!(r#"{{"id":"st_cron","user_id":"staker","amount":"365","started_at":"{started}"}}"#);
+    assert_eq!(daemon.deliver(Partner::Tribe, Some("staking-started"), &body).await.status, 200);
+    let staking = || async {
+        transactions::Entity::find().filter(transactions::Column::Source.starts_with("staking:st_cron:")).count(&daemon.db).await.unwrap()
+    };
+    // 22 days hold two or three completed Monday-to-Sunday weeks, depending on today's weekday.
+    assert!(eventually(Duration::from_secs(20), || async { staking().await >= 2 }).await, "the cron ran the job");
+    let paid = staking().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(staking().await, paid, "later runs pay nothing twice");
+    assert!((2..=3).contains(&paid), "{paid}");
+    daemon.stop().await;
+}
+
+on_both_backends!(
+    partner_sync_stores_only_what_webhooks_missed_and_an_overlapping_sync_stores_nothing,
+    the_cron_fires_the_staking_job_and_pays_each_week_once,
+);
