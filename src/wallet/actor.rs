@@ -1,12 +1,14 @@
 //! One actor per hot wallet: it alone assigns the wallet's nonces.
 //!
-//! Each tick: look at the chain (new blocks' receipts, the mined nonce),
-//! settle what is final, requeue intents whose nonce a foreign transaction
-//! took, rebroadcast what the node forgot, re-sign with bumped fees what is
-//! underpriced, then sign a batch of queued intents — written ahead in one
-//! fenced commit — and broadcast it in nonce order without waiting for
-//! receipts. A failed or unknown commit restarts the actor, which rebuilds
-//! its state from the database and the chain.
+//! Each tick: look at the chain (new blocks' receipts, the nonce at the head
+//! and at the finality depth, receipts and pool presence of the attempts that
+//! need a look, fees), hand that snapshot and the in-flight set to the pure
+//! [`plan`](super::plan::plan), and execute what it decides (settle, requeue
+//! a foreign nonce and halt, send again, re-sign with bumped fees) with fenced
+//! writes; then sign a batch of queued intents — written ahead in one fenced
+//! commit — and broadcast it in nonce order without waiting for receipts. A
+//! failed or unknown commit restarts the actor, which rebuilds its state from
+//! the database and the chain.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
