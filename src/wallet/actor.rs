@@ -102,6 +102,8 @@ struct InFlight {
     refusals: u32,
     /// Not sent again before this (backoff after an unexplained refusal).
     retry_at: Option<Instant>,
+    /// The node refused the newest attempt as underpriced: the planner replaces it.
+    underpriced: bool,
 }
 
 impl InFlight {
@@ -116,6 +118,7 @@ impl InFlight {
             attempts: self.attempts.iter().map(|a| AttemptView { hash: a.hash, fees: a.fees }).collect(),
             sent_ago: self.last_sent.filter(|_| self.broadcast).map(|t| now.duration_since(t)),
             backing_off: self.retry_at.is_some_and(|t| now < t),
+            refused_underpriced: self.underpriced,
         }
     }
 }
@@ -155,6 +158,8 @@ pub struct WalletState {
     /// New work is held because the node refuses our transactions for a
     /// reason an operator must fix (gas limits, the node's fee cap).
     refused: Option<String>,
+    /// The node's words for its latest refusal, for the alert.
+    last_refusal: String,
 }
 
 /// Why a tick ended early.
@@ -224,6 +229,7 @@ impl Actor for WalletActor {
             last_latest: None,
             halt_stored: wallet.halted.is_some(),
             refused: None,
+            last_refusal: String::new(),
         };
         state.load_in_flight().await?;
         info!(wallet = %address, epoch, nonce = state.next_nonce, in_flight = state.in_flight.len(), "Wallet actor started");
@@ -320,6 +326,7 @@ impl WalletState {
                     mined: None,
                     refusals: 0,
                     retry_at: None,
+                    underpriced: false,
                     attempts,
                 },
             );
@@ -587,12 +594,12 @@ impl WalletState {
                 )),
                 Action::Requeue { nonce, transaction_id } => self.requeue_foreign(nonce, transaction_id).await?,
                 Action::Send { nonce } => {
-                    if self.send_and_classify(nonce, snapshot.base_fee).await? {
+                    if self.send_and_classify(nonce).await? {
                         sent.push(nonce);
                     }
                 }
                 Action::Bump { nonce } => {
-                    if self.bump(nonce, snapshot.base_fee).await? && self.send_and_classify(nonce, snapshot.base_fee).await? {
+                    if self.bump(nonce, snapshot.base_fee).await? && self.send_and_classify(nonce).await? {
                         sent.push(nonce);
                     }
                 }
@@ -649,20 +656,15 @@ impl WalletState {
 
     /// Sends the newest attempt at `nonce` and deals with a refusal; true
     /// when the node has it (sent now, or it already had it).
-    async fn send_and_classify(&mut self, nonce: u64, base_fee: u128) -> Result<bool, Stop> {
+    async fn send_and_classify(&mut self, nonce: u64) -> Result<bool, Stop> {
         let rejection = match self.send(nonce).await? {
             None => return Ok(true),
             Some(rejection) => rejection,
         };
         match rejection {
             SendRejection::AlreadyHandled => return Ok(true),
-            SendRejection::Underpriced => {
-                // Refused as underpriced (a replacement too close to the one pooled, or under the base fee): bump once more now.
-                if self.bump(nonce, base_fee).await? {
-                    return Ok(self.send(nonce).await?.is_none_or(|r| r == SendRejection::AlreadyHandled));
-                }
-                return Ok(false);
-            }
+            // Only the planner replaces: it sees the flag on the next tick.
+            SendRejection::Underpriced => return Ok(false),
             SendRejection::InsufficientFunds => self.hold_for_funds().await,
             SendRejection::Misconfigured | SendRejection::FeeCapExceeded | SendRejection::Other => {}
         }
@@ -687,15 +689,20 @@ impl WalletState {
                 &self.db,
                 Severity::Error,
                 "transaction_refused",
-                &format!("The node refused nonce {nonce} of hot wallet {} ({rejection:?}); retrying with backoff{}", self.address, if self.refused.is_some() { ", new work held" } else { "" }),
-                json!({ "wallet": self.address, "nonce": nonce, "rejection": format!("{rejection:?}"), "retry_in_secs": backoff.as_secs() }),
+                &format!(
+                    "The node refused nonce {nonce} of hot wallet {} ({rejection:?}: {}); retrying with backoff{}",
+                    self.address,
+                    self.last_refusal,
+                    if self.refused.is_some() { ", new work held" } else { "" }
+                ),
+                json!({ "wallet": self.address, "nonce": nonce, "rejection": format!("{rejection:?}"), "node_message": self.last_refusal, "retry_in_secs": backoff.as_secs() }),
             )
             .await;
         }
     }
 
     /// Sends the newest attempt at `nonce`; `None` when the node took it,
-    /// else how it refused.
+    /// else how it refused (remembered in `last_refusal` for the alert).
     async fn send(&mut self, nonce: u64) -> Result<Option<SendRejection>, Stop> {
         let (raw, hash) = {
             let newest = self.in_flight[&nonce].newest();
@@ -714,11 +721,13 @@ impl WalletState {
                 if rejection != SendRejection::AlreadyHandled {
                     warn!(wallet = %self.address, nonce, tx_hash = %hash, ?rejection, %message, "Node refused a transaction");
                 }
+                self.last_refusal = message;
                 Some(rejection)
             }
         };
+        let entry = self.in_flight.get_mut(&nonce).expect("tracked");
+        entry.underpriced = rejection == Some(SendRejection::Underpriced);
         if rejection.is_none_or(|r| r == SendRejection::AlreadyHandled) {
-            let entry = self.in_flight.get_mut(&nonce).expect("tracked");
             entry.last_sent = Some(Instant::now());
             entry.retry_at = None;
             if entry.refusals > 0 {
@@ -867,6 +876,7 @@ impl WalletState {
                 mined: None,
                 refusals: 0,
                 retry_at: None,
+                underpriced: false,
             }));
         }
         match store::reserve(&self.db, self.wallet_id, self.epoch, start, &batch).await {

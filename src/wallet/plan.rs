@@ -35,6 +35,9 @@ pub struct InFlightView {
     pub sent_ago: Option<Duration>,
     /// The node refused it lately and its retry backoff has not run out.
     pub backing_off: bool,
+    /// The node refused its newest attempt as underpriced (under the base
+    /// fee, or too small a bump over the pooled one): only a replacement helps.
+    pub refused_underpriced: bool,
 }
 
 /// Where the node says a transaction was mined.
@@ -234,6 +237,9 @@ fn resend(entry: &InFlightView, snapshot: &Snapshot, rules: &Rules) -> Option<Ac
         return None;
     }
     let newest = entry.attempts.last()?;
+    if entry.refused_underpriced {
+        return Some(Action::Bump { nonce: entry.nonce });
+    }
     let Some(sent_ago) = entry.sent_ago else { return Some(Action::Send { nonce: entry.nonce }) };
     // Each attempt gets `resend_after` to be mined before it is judged, so
     // fees rise one bump per period, not one per tick.
@@ -274,6 +280,7 @@ mod tests {
             attempts: (0..attempts).map(|a| AttemptView { hash: hash(nonce, a), fees: fees(100 + a as u128 * 20, 10 + a as u128 * 2) }).collect(),
             sent_ago: sent.map(Duration::from_secs),
             backing_off: false,
+            refused_underpriced: false,
         }
     }
 
@@ -412,6 +419,9 @@ mod tests {
             });
             assert_eq!(got, expected, "sent {sent:?} base {base_fee} tip {tip} stalled {stalled_for:?} known {known} lowest {lowest}");
         }
+        let mut refused = entry(7, 1, None);
+        refused.refused_underpriced = true;
+        assert_eq!(plan(&[refused], &view(100, 7, 7), &rules(), &mut Memory::default()), vec![Action::Bump { nonce: 7 }], "refused as underpriced: replaced");
         let mut backing_off = entry(7, 1, Some(100));
         backing_off.backing_off = true;
         let mut s = view(100, 7, 7);

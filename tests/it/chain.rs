@@ -1009,3 +1009,26 @@ async fn a_wallet_actor_that_keeps_failing_is_parked_with_an_alert_retried_later
     );
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refusing_a_misconfigured_gas_limit_raises_an_alert_and_holds_new_work() {
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
+    // Over the block gas limit: no node will take it.
+    let (daemon, keys, _) = prepared.start_with(&chain, |db| db.url.clone(), |config| config.gas_limit_mint = 4_000_000_000).await;
+    let first = mint(&daemon, &keys, "aurora:guest_gas", 1, "gas:1").await;
+    daemon.daemon().nudge_wallets();
+    assert!(
+        eventually(Duration::from_secs(15), || async { !alerts(&daemon, "transaction_refused").await.is_empty() }).await,
+        "a refusal an operator must fix is alerted, never only logged"
+    );
+    let refused = alerts(&daemon, "transaction_refused").await;
+    assert!(refused[0].message.contains("Misconfigured") && refused[0].severity == "ERROR", "{refused:?}");
+    let second = mint(&daemon, &keys, "aurora:guest_gas", 1, "gas:2").await;
+    daemon.daemon().nudge_wallets();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(status_of(&daemon, second.id).await, "queued", "new work is held until the configuration is fixed");
+    assert_ne!(status_of(&daemon, first.id).await, "queued");
+    assert_eq!(alerts(&daemon, "transaction_refused").await.len(), 1, "alerted once, retried with backoff");
+    daemon.stop().await;
+}
