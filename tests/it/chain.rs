@@ -1032,3 +1032,36 @@ async fn a_node_refusing_a_misconfigured_gas_limit_raises_an_alert_and_holds_new
     assert_eq!(alerts(&daemon, "transaction_refused").await.len(), 1, "alerted once, retried with backoff");
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_actor_that_cannot_unlock_the_key_takes_no_epoch_from_the_signing_daemon() {
+    use havend::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle, BreakerState};
+    use havend::wallet::{WalletActor, WalletArgs, WalletDeps, WalletSettings};
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    let mut config = havend::config::Config::default();
+    config.database.url = Some(havend::config::Secret::new(&database.url));
+    let db = havend::db::connect(&config).await.unwrap();
+    havend::db::migrate_up(&db).await.unwrap();
+    let keys = havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap();
+    let wallet = havend::custody::create_wallet(&db, &keys, havend::custody::HOT, "test").await.unwrap();
+    let (epoch, _) = havend::wallet::store::claim(&db, wallet.id, "signing-daemon").await.unwrap();
+
+    let (state_tx, state_rx) = tokio::sync::watch::channel(BreakerState::Closed);
+    let breaker_config = BreakerConfig { failure_threshold: 5, open_for: Duration::from_secs(30), close_after: 2 };
+    let (breaker, _) = ractor::Actor::spawn(None, BreakerActor, BreakerArgs { name: "rpc".into(), config: breaker_config, state_tx, db: db.clone() }).await.unwrap();
+    let chain: havend::config::ChainConfig =
+        toml::from_str(&format!("rpc_url = \"http://127.0.0.1:1\"\ntoken = \"{}\"\nchain_id = 1\n", Address::ZERO)).unwrap();
+    let deps = WalletDeps {
+        owner: "misconfigured-daemon".into(),
+        db: db.clone(),
+        keys: havend::custody::MasterKeys::parse(&format!("1:{}", "ee".repeat(32))).unwrap(),
+        chain: havend::chain::ChainClient::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap(),
+        breaker: BreakerHandle::new(breaker.clone(), state_rx),
+        settings: WalletSettings::from_config(&chain),
+    };
+    let started = ractor::Actor::spawn(None, WalletActor, WalletArgs { wallet_id: wallet.id, deps }).await;
+    assert!(started.is_err(), "a wrong master key cannot start a wallet actor");
+    let row = entity::wallets::Entity::find_by_id(wallet.id).one(&db).await.unwrap().unwrap();
+    assert_eq!((row.epoch, row.owner.as_deref()), (epoch, Some("signing-daemon")), "the daemon that can sign keeps the wallet");
+    breaker.stop(None);
+}
