@@ -505,6 +505,9 @@ mod tests {
         }
 
         proptest! {
+            // No regression files: the repository's top level holds only what SPEC section 1 lists.
+            #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
             /// Invariant 3: a nonce is requeued only when it is final and
             /// none of its attempts was mined or is known to the node; at
             /// most one attempt per nonce is settled, one of its own.
