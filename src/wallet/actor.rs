@@ -363,7 +363,10 @@ impl WalletState {
         self.scan_blocks(head).await?;
         // With nothing in flight there is nothing to settle or resend: an idle
         // wallet costs one RPC and one query per tick.
-        if !self.in_flight.is_empty() {
+        if self.in_flight.is_empty() {
+            // A chain nonce that stands still while nothing is pending is not a stall.
+            self.last_latest = None;
+        } else {
             self.reconcile(head).await?;
         }
         if self.ticks % BALANCE_CHECK_EVERY == 1 {
