@@ -212,8 +212,8 @@ pub enum SendRejection {
     Underpriced,
     /// Not enough native balance for gas: hold the wallet and alert.
     InsufficientFunds,
-    /// "intrinsic gas too low", "exceeds block gas limit": a configured gas
-    /// limit is wrong. Alert and hold new work.
+    /// "intrinsic gas too low/high", "exceeds block gas limit": a configured
+    /// gas limit is wrong. Alert and hold new work.
     Misconfigured,
     /// The node's own cap on fees refuses the transaction: alert, hold new
     /// work, keep trying the replacement.
@@ -233,7 +233,7 @@ pub fn classify_send_rejection(message: &str) -> SendRejection {
         SendRejection::Underpriced
     } else if m.contains("insufficient funds") {
         SendRejection::InsufficientFunds
-    } else if m.contains("intrinsic gas too low") || m.contains("exceeds block gas limit") || m.contains("gas limit reached") {
+    } else if m.contains("intrinsic gas too") || m.contains("exceeds block gas limit") || m.contains("gas limit reached") {
         SendRejection::Misconfigured
     } else {
         SendRejection::Other
@@ -422,6 +422,7 @@ mod tests {
         assert_eq!(classify_send_rejection("insufficient funds for gas * price + value"), SendRejection::InsufficientFunds);
         assert_eq!(classify_send_rejection("intrinsic gas too low"), SendRejection::Misconfigured);
         assert_eq!(classify_send_rejection("exceeds block gas limit"), SendRejection::Misconfigured);
+        assert_eq!(classify_send_rejection("intrinsic gas too high -- tx.gas_limit > env.block.gas_limit"), SendRejection::Misconfigured);
         assert_eq!(classify_send_rejection("tx fee (1.20 ether) exceeds the configured cap (1.00 ether)"), SendRejection::FeeCapExceeded);
         assert_eq!(classify_send_rejection("txpool is full"), SendRejection::Other);
     }

@@ -1,12 +1,14 @@
 //! One actor per hot wallet: it alone assigns the wallet's nonces.
 //!
-//! Each tick: look at the chain (new blocks' receipts, the mined nonce),
-//! settle what is final, requeue intents whose nonce a foreign transaction
-//! took, rebroadcast what the node forgot, re-sign with bumped fees what is
-//! underpriced, then sign a batch of queued intents — written ahead in one
-//! fenced commit — and broadcast it in nonce order without waiting for
-//! receipts. A failed or unknown commit restarts the actor, which rebuilds
-//! its state from the database and the chain.
+//! Each tick: look at the chain (new blocks' receipts, the nonce at the head
+//! and at the finality depth, receipts and pool presence of the attempts that
+//! need a look, fees), hand that snapshot and the in-flight set to the pure
+//! [`plan`](super::plan::plan), and execute what it decides (settle, requeue
+//! a foreign nonce and halt, send again, re-sign with bumped fees) with fenced
+//! writes; then sign a batch of queued intents — written ahead in one fenced
+//! commit — and broadcast it in nonce order without waiting for receipts. A
+//! failed or unknown commit restarts the actor, which rebuilds its state from
+//! the database and the chain.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -100,6 +102,8 @@ struct InFlight {
     refusals: u32,
     /// Not sent again before this (backoff after an unexplained refusal).
     retry_at: Option<Instant>,
+    /// The node refused the newest attempt as underpriced: the planner replaces it.
+    underpriced: bool,
 }
 
 impl InFlight {
@@ -114,6 +118,7 @@ impl InFlight {
             attempts: self.attempts.iter().map(|a| AttemptView { hash: a.hash, fees: a.fees }).collect(),
             sent_ago: self.last_sent.filter(|_| self.broadcast).map(|t| now.duration_since(t)),
             backing_off: self.retry_at.is_some_and(|t| now < t),
+            refused_underpriced: self.underpriced,
         }
     }
 }
@@ -153,6 +158,8 @@ pub struct WalletState {
     /// New work is held because the node refuses our transactions for a
     /// reason an operator must fix (gas limits, the node's fee cap).
     refused: Option<String>,
+    /// The node's words for its latest refusal, for the alert.
+    last_refusal: String,
 }
 
 /// Why a tick ended early.
@@ -222,6 +229,7 @@ impl Actor for WalletActor {
             last_latest: None,
             halt_stored: wallet.halted.is_some(),
             refused: None,
+            last_refusal: String::new(),
         };
         state.load_in_flight().await?;
         info!(wallet = %address, epoch, nonce = state.next_nonce, in_flight = state.in_flight.len(), "Wallet actor started");
@@ -318,6 +326,7 @@ impl WalletState {
                     mined: None,
                     refusals: 0,
                     retry_at: None,
+                    underpriced: false,
                     attempts,
                 },
             );
@@ -354,7 +363,10 @@ impl WalletState {
         self.scan_blocks(head).await?;
         // With nothing in flight there is nothing to settle or resend: an idle
         // wallet costs one RPC and one query per tick.
-        if !self.in_flight.is_empty() {
+        if self.in_flight.is_empty() {
+            // A chain nonce that stands still while nothing is pending is not a stall.
+            self.last_latest = None;
+        } else {
             self.reconcile(head).await?;
         }
         if self.ticks % BALANCE_CHECK_EVERY == 1 {
@@ -585,12 +597,12 @@ impl WalletState {
                 )),
                 Action::Requeue { nonce, transaction_id } => self.requeue_foreign(nonce, transaction_id).await?,
                 Action::Send { nonce } => {
-                    if self.send_and_classify(nonce, snapshot.base_fee).await? {
+                    if self.send_and_classify(nonce).await? {
                         sent.push(nonce);
                     }
                 }
                 Action::Bump { nonce } => {
-                    if self.bump(nonce, snapshot.base_fee).await? && self.send_and_classify(nonce, snapshot.base_fee).await? {
+                    if self.bump(nonce, snapshot.base_fee).await? && self.send_and_classify(nonce).await? {
                         sent.push(nonce);
                     }
                 }
@@ -647,20 +659,15 @@ impl WalletState {
 
     /// Sends the newest attempt at `nonce` and deals with a refusal; true
     /// when the node has it (sent now, or it already had it).
-    async fn send_and_classify(&mut self, nonce: u64, base_fee: u128) -> Result<bool, Stop> {
+    async fn send_and_classify(&mut self, nonce: u64) -> Result<bool, Stop> {
         let rejection = match self.send(nonce).await? {
             None => return Ok(true),
             Some(rejection) => rejection,
         };
         match rejection {
             SendRejection::AlreadyHandled => return Ok(true),
-            SendRejection::Underpriced => {
-                // Refused as underpriced (a replacement too close to the one pooled, or under the base fee): bump once more now.
-                if self.bump(nonce, base_fee).await? {
-                    return Ok(self.send(nonce).await?.is_none_or(|r| r == SendRejection::AlreadyHandled));
-                }
-                return Ok(false);
-            }
+            // Only the planner replaces: it sees the flag on the next tick.
+            SendRejection::Underpriced => return Ok(false),
             SendRejection::InsufficientFunds => self.hold_for_funds().await,
             SendRejection::Misconfigured | SendRejection::FeeCapExceeded | SendRejection::Other => {}
         }
@@ -685,15 +692,20 @@ impl WalletState {
                 &self.db,
                 Severity::Error,
                 "transaction_refused",
-                &format!("The node refused nonce {nonce} of hot wallet {} ({rejection:?}); retrying with backoff{}", self.address, if self.refused.is_some() { ", new work held" } else { "" }),
-                json!({ "wallet": self.address, "nonce": nonce, "rejection": format!("{rejection:?}"), "retry_in_secs": backoff.as_secs() }),
+                &format!(
+                    "The node refused nonce {nonce} of hot wallet {} ({rejection:?}: {}); retrying with backoff{}",
+                    self.address,
+                    self.last_refusal,
+                    if self.refused.is_some() { ", new work held" } else { "" }
+                ),
+                json!({ "wallet": self.address, "nonce": nonce, "rejection": format!("{rejection:?}"), "node_message": self.last_refusal, "retry_in_secs": backoff.as_secs() }),
             )
             .await;
         }
     }
 
     /// Sends the newest attempt at `nonce`; `None` when the node took it,
-    /// else how it refused.
+    /// else how it refused (remembered in `last_refusal` for the alert).
     async fn send(&mut self, nonce: u64) -> Result<Option<SendRejection>, Stop> {
         let (raw, hash) = {
             let newest = self.in_flight[&nonce].newest();
@@ -712,11 +724,13 @@ impl WalletState {
                 if rejection != SendRejection::AlreadyHandled {
                     warn!(wallet = %self.address, nonce, tx_hash = %hash, ?rejection, %message, "Node refused a transaction");
                 }
+                self.last_refusal = message;
                 Some(rejection)
             }
         };
+        let entry = self.in_flight.get_mut(&nonce).expect("tracked");
+        entry.underpriced = rejection == Some(SendRejection::Underpriced);
         if rejection.is_none_or(|r| r == SendRejection::AlreadyHandled) {
-            let entry = self.in_flight.get_mut(&nonce).expect("tracked");
             entry.last_sent = Some(Instant::now());
             entry.retry_at = None;
             if entry.refusals > 0 {
@@ -869,6 +883,7 @@ impl WalletState {
                 mined: None,
                 refusals: 0,
                 retry_at: None,
+                underpriced: false,
             }));
         }
         match store::reserve(&self.db, self.wallet_id, self.epoch, start, &batch).await {

@@ -35,6 +35,9 @@ pub struct InFlightView {
     pub sent_ago: Option<Duration>,
     /// The node refused it lately and its retry backoff has not run out.
     pub backing_off: bool,
+    /// The node refused its newest attempt as underpriced (under the base
+    /// fee, or too small a bump over the pooled one): only a replacement helps.
+    pub refused_underpriced: bool,
 }
 
 /// Where the node says a transaction was mined.
@@ -234,6 +237,9 @@ fn resend(entry: &InFlightView, snapshot: &Snapshot, rules: &Rules) -> Option<Ac
         return None;
     }
     let newest = entry.attempts.last()?;
+    if entry.refused_underpriced {
+        return Some(Action::Bump { nonce: entry.nonce });
+    }
     let Some(sent_ago) = entry.sent_ago else { return Some(Action::Send { nonce: entry.nonce }) };
     // Each attempt gets `resend_after` to be mined before it is judged, so
     // fees rise one bump per period, not one per tick.
@@ -274,6 +280,7 @@ mod tests {
             attempts: (0..attempts).map(|a| AttemptView { hash: hash(nonce, a), fees: fees(100 + a as u128 * 20, 10 + a as u128 * 2) }).collect(),
             sent_ago: sent.map(Duration::from_secs),
             backing_off: false,
+            refused_underpriced: false,
         }
     }
 
@@ -412,6 +419,9 @@ mod tests {
             });
             assert_eq!(got, expected, "sent {sent:?} base {base_fee} tip {tip} stalled {stalled_for:?} known {known} lowest {lowest}");
         }
+        let mut refused = entry(7, 1, None);
+        refused.refused_underpriced = true;
+        assert_eq!(plan(&[refused], &view(100, 7, 7), &rules(), &mut Memory::default()), vec![Action::Bump { nonce: 7 }], "refused as underpriced: replaced");
         let mut backing_off = entry(7, 1, Some(100));
         backing_off.backing_off = true;
         let mut s = view(100, 7, 7);
@@ -427,5 +437,158 @@ mod tests {
         s.receipts.insert(hash(0, 0), mined(hash(0, 0), 10, true));
         let actions = plan(&[e], &s, &rules(), &mut Memory::default());
         assert!(matches!(actions.as_slice(), [Action::Halt { foreign: false, .. }]), "{actions:?}");
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// What became of one in-flight nonce in a generated chain view.
+        #[derive(Debug, Clone)]
+        enum Fate {
+            /// Attempt `attempt` mined at `depth_back` blocks below the head.
+            Mined { attempt: usize, depth_back: u64, success: bool },
+            /// No receipt; `known` says which attempts the node knows.
+            Unmined { known: Vec<bool> },
+        }
+
+        #[derive(Debug, Clone)]
+        struct Case {
+            in_flight: Vec<InFlightView>,
+            snapshot: Snapshot,
+        }
+
+        fn case() -> impl Strategy<Value = Case> {
+            let nonce = (1usize..4, prop_oneof![
+                (0usize..3, 0u64..6, any::<bool>()).prop_map(|(attempt, depth_back, success)| Fate::Mined { attempt, depth_back, success }),
+                proptest::collection::vec(any::<bool>(), 3).prop_map(|known| Fate::Unmined { known }),
+            ], any::<bool>(), proptest::option::of(0u64..20));
+            (0u64..50, proptest::collection::vec(nonce, 0..8), 0u64..10, 0u64..10, any::<bool>())
+                .prop_map(|(first, nonces, consumed, unfinal, all_looked)| {
+                    let head = 100;
+                    let mut snapshot = view(head, 0, 0);
+                    let mut in_flight = Vec::new();
+                    for (i, (attempts, fate, looked, sent)) in nonces.into_iter().enumerate() {
+                        let n = first + i as u64;
+                        let mut e = entry(n, attempts as u64, sent);
+                        e.attempts.truncate(attempts);
+                        match fate {
+                            Fate::Mined { attempt, depth_back, success } => {
+                                let a = &e.attempts[attempt % attempts];
+                                snapshot.receipts.insert(a.hash, mined(a.hash, head - depth_back, success));
+                                snapshot.looked_up.insert(a.hash);
+                                snapshot.known.insert(a.hash);
+                            }
+                            Fate::Unmined { known } => {
+                                for (a, known) in e.attempts.iter().zip(known) {
+                                    if looked || all_looked {
+                                        snapshot.looked_up.insert(a.hash);
+                                        if known {
+                                            snapshot.known.insert(a.hash);
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                        in_flight.push(e);
+                    }
+                    let last = first + in_flight.len() as u64;
+                    snapshot.latest_nonce = (first + consumed).min(last + 2);
+                    snapshot.final_nonce = snapshot.latest_nonce.saturating_sub(unfinal).max(first.min(snapshot.latest_nonce));
+                    Case { in_flight, snapshot }
+                })
+        }
+
+        fn attempts_of(case: &Case, nonce: u64) -> &[AttemptView] {
+            &case.in_flight.iter().find(|e| e.nonce == nonce).expect("an action names an in-flight nonce").attempts
+        }
+
+        proptest! {
+            // No regression files: the repository's top level holds only what SPEC section 1 lists.
+            #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
+
+            /// Invariant 3: a nonce is requeued only when it is final and
+            /// none of its attempts was mined or is known to the node; at
+            /// most one attempt per nonce is settled, one of its own.
+            #[test]
+            fn never_requeues_a_nonce_one_of_ours_mined_and_settles_one_attempt_per_nonce(case in case(), earlier in proptest::option::of(90u64..=100)) {
+                let mut memory = Memory::default();
+                if let Some(first_look) = earlier {
+                    for e in &case.in_flight {
+                        memory.suspects.insert(e.nonce, first_look);
+                    }
+                }
+                let actions = plan(&case.in_flight, &case.snapshot, &rules(), &mut memory);
+                let mut settled = HashSet::new();
+                for action in &actions {
+                    match action {
+                        Action::Requeue { nonce, .. } => {
+                            let attempts = attempts_of(&case, *nonce);
+                            prop_assert!(*nonce < case.snapshot.final_nonce, "requeued a nonce that is not final");
+                            prop_assert!(attempts.iter().all(|a| !case.snapshot.receipts.contains_key(&a.hash)), "requeued a nonce one of ours mined");
+                            prop_assert!(attempts.iter().all(|a| case.snapshot.looked_up.contains(&a.hash) && !case.snapshot.known.contains(&a.hash)));
+                            prop_assert!(earlier.is_some_and(|first| first < case.snapshot.head), "requeued without an earlier look at an earlier block");
+                        }
+                        Action::Settle { nonce, mined, .. } => {
+                            prop_assert!(settled.insert(*nonce), "nonce {} settled twice", nonce);
+                            prop_assert!(attempts_of(&case, *nonce).iter().any(|a| a.hash == mined.hash), "settled by a hash that is not one of its attempts");
+                            prop_assert!(mined.block + DEPTH <= case.snapshot.head + 1, "settled before the finality depth");
+                        }
+                        Action::Send { nonce } | Action::Bump { nonce } => {
+                            prop_assert!(*nonce >= case.snapshot.latest_nonce, "re-sent or replaced a consumed nonce");
+                            attempts_of(&case, *nonce);
+                        }
+                        Action::Halt { foreign, .. } => prop_assert!(*foreign),
+                    }
+                }
+                let requeued: HashSet<u64> = actions.iter().filter_map(|a| match a { Action::Requeue { nonce, .. } => Some(*nonce), _ => None }).collect();
+                prop_assert!(requeued.is_disjoint(&settled));
+            }
+
+            /// Invariant 4: over two looks a block apart, every final
+            /// consumed nonce whose attempts were all asked about is
+            /// accounted for: settled by its receipt, requeued as foreign,
+            /// or still known to the node (a receipt yet to come). None is
+            /// silently skipped.
+            #[test]
+            fn every_final_consumed_nonce_is_accounted_for_within_two_looks(case in case()) {
+                let mut memory = Memory::default();
+                let mut snapshot = case.snapshot.clone();
+                let mut actions = plan(&case.in_flight, &snapshot, &rules(), &mut memory);
+                snapshot.head += 1;
+                actions.extend(plan(&case.in_flight, &snapshot, &rules(), &mut memory));
+                for e in case.in_flight.iter().filter(|e| e.nonce < case.snapshot.final_nonce) {
+                    if !e.attempts.iter().all(|a| snapshot.looked_up.contains(&a.hash)) {
+                        continue;
+                    }
+                    let receipt = e.attempts.iter().find_map(|a| snapshot.receipts.get(&a.hash));
+                    let known = e.attempts.iter().any(|a| snapshot.known.contains(&a.hash));
+                    let settled = actions.iter().any(|a| matches!(a, Action::Settle { nonce, .. } if *nonce == e.nonce));
+                    let requeued = actions.iter().any(|a| matches!(a, Action::Requeue { nonce, .. } if *nonce == e.nonce));
+                    let accounted = match receipt {
+                        // A reverted receipt waits for its IntentExecuted lookup; a fresh one for depth.
+                        Some(m) => settled || !m.success || m.block + DEPTH > snapshot.head + 1,
+                        None => requeued || known,
+                    };
+                    prop_assert!(accounted, "nonce {} left unaccounted: {:?}", e.nonce, actions);
+                }
+            }
+
+            /// Replacements keep the nonce: every action that signs or sends
+            /// names a nonce of the in-flight set, and each nonce gets at
+            /// most one such action per tick.
+            #[test]
+            fn replacements_keep_their_nonce_and_come_one_per_tick(case in case()) {
+                let actions = plan(&case.in_flight, &case.snapshot, &rules(), &mut Memory::default());
+                let mut touched = HashSet::new();
+                for action in &actions {
+                    if let Action::Send { nonce } | Action::Bump { nonce } = action {
+                        prop_assert!(case.in_flight.iter().any(|e| e.nonce == *nonce));
+                        prop_assert!(touched.insert(*nonce), "two sends or bumps of nonce {} in one tick", nonce);
+                    }
+                }
+            }
+        }
     }
 }

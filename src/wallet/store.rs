@@ -254,6 +254,10 @@ pub async fn reserve(
     for chunk in batch.chunks(ATTEMPT_ROWS_PER_INSERT) {
         tx_attempts::Entity::insert_many(chunk.iter().map(|a| attempt_row(wallet_id, a))).exec(&txn).await?;
     }
+    // Test hook: another daemon may claim the wallet between this actor's reads and its fence.
+    if is_hook_target("wallet::fence_target", wallet_id) {
+        fail::fail_point!("wallet::before_fence");
+    }
     fence(&txn, wallet_id, epoch, start, start + batch.len() as u64, Allowed::NewWork).await?;
     txn.commit().await?;
     Ok(())
@@ -421,7 +425,7 @@ pub async fn decide_reversals(
         .map(|t| (t.id, t.status))
         .collect();
     // Test hook: a concurrent signer may move an original between this read and the writes below.
-    if is_hook_target(wallet_id) {
+    if is_hook_target("wallet::reversal_target", wallet_id) {
         fail::fail_point!("wallet::reversal_decided");
     }
     let mut decisions = Vec::with_capacity(reversals.len());
@@ -449,12 +453,12 @@ pub async fn decide_reversals(
     Ok(decisions)
 }
 
-/// Test hook: whether the `wallet::reversal_decided` hook applies to this
-/// wallet (`wallet::reversal_target` armed with `return(<wallet id>)`), so a
-/// test holds only its own wallet's actor, not those of tests beside it.
+/// Test hook: whether a hook inside a fenced write applies to this wallet
+/// (its `target` failpoint armed with `return(<wallet id>)`), so a test holds
+/// only its own wallet's actors, not those of tests beside it.
 #[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
-fn is_hook_target(wallet_id: Uuid) -> bool {
-    fail::fail_point!("wallet::reversal_target", |target: Option<String>| target == Some(wallet_id.to_string()));
+fn is_hook_target(target: &str, wallet_id: Uuid) -> bool {
+    fail::fail_point!(target, |armed: Option<String>| armed == Some(wallet_id.to_string()));
     false
 }
 

@@ -631,7 +631,7 @@ async fn low_gas_balance_holds_work_with_an_alert_until_topped_up() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn receipt_lost_in_a_reorg_before_finality_is_not_confirmed_and_the_intent_lands_once() {
+async fn a_receipt_reorged_away_is_checked_again_at_the_finality_depth_and_never_confirmed_from_memory() {
     use alloy::providers::ext::AnvilApi;
     let chain = TestChain::start(None).await;
     let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
@@ -641,14 +641,20 @@ async fn receipt_lost_in_a_reorg_before_finality_is_not_confirmed_and_the_intent
     let intent = mint(&daemon, &keys, "aurora:guest_reorg", 9, "reorg:1").await;
     daemon.daemon().nudge_wallets();
     assert!(eventually(Duration::from_secs(10), || async { count_with_status(&daemon, "broadcast").await == 1 }).await);
+    let attempt = entity::tx_attempts::Entity::find().one(&daemon.db).await.unwrap().unwrap();
     let snapshot = admin.anvil_snapshot().await.unwrap();
     admin.evm_mine(None).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    // The block holding it disappears before it is 3 blocks deep.
+    // The daemon sees the receipt at depth 1 (its block scan records it).
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    // That block disappears; empty blocks take its place until the old
+    // receipt would be 3 deep. Only a fresh look at depth tells it is gone.
     assert!(admin.anvil_revert(snapshot).await.unwrap());
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let row = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
-    assert_ne!(row.status, "confirmed", "not confirmed before the finality depth");
+    let _ = admin.anvil_drop_transaction(attempt.tx_hash.parse().unwrap()).await;
+    for _ in 0..3 {
+        admin.evm_mine(None).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_ne!(status_of(&daemon, intent.id).await, "confirmed", "a receipt remembered from a vanished block confirms nothing");
     admin.anvil_set_auto_mine(true).await.unwrap();
     assert!(
         eventually(Duration::from_secs(30), || async {
@@ -658,9 +664,70 @@ async fn receipt_lost_in_a_reorg_before_finality_is_not_confirmed_and_the_intent
         .await,
         "rebroadcast and confirmed at depth"
     );
+    let row = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
+    let receipt = chain.client().receipt(row.tx_hash.as_deref().unwrap().parse().unwrap()).await.unwrap().expect("the recorded transaction is on chain");
+    assert_eq!(receipt.block_number.map(|b| b as i64), row.block_number, "recorded in the block that holds it");
     assert_eq!(chain.total_supply().await, U256::from(9u64) * U256::from(10u64).pow(U256::from(18)));
     assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_paused_before_its_fenced_write_is_refused_once_another_claimed_the_wallet() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let url = prepared.database.url.clone();
+    let (first, keys, wallets) = prepared.start(&chain).await;
+    let epoch_of = || async { entity::wallets::Entity::find_by_id(wallets[0].id).one(&first.db).await.unwrap().unwrap().epoch };
+    let first_epoch = epoch_of().await;
+    // Daemon A will stop inside its write-ahead transaction, just before the fence.
+    fail::cfg("wallet::fence_target", &format!("return({})", wallets[0].id)).unwrap();
+    let (reached, go) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (r, g) = (reached.clone(), go.clone());
+    fail::cfg_callback("wallet::before_fence", move || {
+        if r.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Hand this worker's other tasks (the test's own among them) to another thread while held.
+        tokio::task::block_in_place(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !g.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+    })
+    .unwrap();
+    for i in 0..5 {
+        mint(&first, &keys, &format!("tribe:fence_{i}"), 1, &format!("fencefp:{i}")).await;
+    }
+    first.daemon().nudge_wallets();
+    assert!(eventually(Duration::from_secs(10), || async { reached.load(Ordering::SeqCst) }).await, "daemon A reached its fence");
+    // Daemon B claims the wallet while A is held.
+    let second = start_daemon_for(&url, &chain, &[wallets[0].address.parse().unwrap()], "havend-b").await;
+    assert!(eventually(Duration::from_secs(10), || async { epoch_of().await > first_epoch }).await, "daemon B took the epoch");
+    let resumed_at = chrono::Utc::now();
+    go.store(true, Ordering::SeqCst);
+    fail::remove("wallet::before_fence");
+    fail::remove("wallet::fence_target");
+
+    assert!(
+        eventually(Duration::from_secs(10), || async { !alerts(&first, "wallet_fenced").await.is_empty() }).await,
+        "A's write was refused and A stopped signing"
+    );
+    assert!(drained(&second, Duration::from_secs(60)).await);
+    let attempts = entity::tx_attempts::Entity::find().all(&second.db).await.unwrap();
+    assert!(
+        attempts.iter().all(|a| a.created_at > resumed_at),
+        "nothing A wrote before the fence was committed: {:?}",
+        attempts.iter().map(|a| (a.nonce, a.created_at)).collect::<Vec<_>>()
+    );
+    assert_eq!(count_with_status(&second, "confirmed").await, 5);
+    assert_eq!(chain.total_supply().await, ledger_total(&second).await);
+    assert_nonces_accounted(&second, &chain, &wallets[0]).await;
+    second.stop().await;
+    first.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -942,4 +1009,60 @@ async fn a_wallet_actor_that_keeps_failing_is_parked_with_an_alert_retried_later
         "the parked wallet is retried and signs again"
     );
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_refusing_a_misconfigured_gas_limit_raises_an_alert_and_holds_new_work() {
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
+    // Over the block gas limit: no node will take it.
+    let (daemon, keys, _) = prepared.start_with(&chain, |db| db.url.clone(), |config| config.gas_limit_mint = 4_000_000_000).await;
+    let first = mint(&daemon, &keys, "aurora:guest_gas", 1, "gas:1").await;
+    daemon.daemon().nudge_wallets();
+    assert!(
+        eventually(Duration::from_secs(15), || async { !alerts(&daemon, "transaction_refused").await.is_empty() }).await,
+        "a refusal an operator must fix is alerted, never only logged"
+    );
+    let refused = alerts(&daemon, "transaction_refused").await;
+    assert!(refused[0].message.contains("Misconfigured") && refused[0].severity == "ERROR", "{refused:?}");
+    let second = mint(&daemon, &keys, "aurora:guest_gas", 1, "gas:2").await;
+    daemon.daemon().nudge_wallets();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(status_of(&daemon, second.id).await, "queued", "new work is held until the configuration is fixed");
+    assert_ne!(status_of(&daemon, first.id).await, "queued");
+    assert_eq!(alerts(&daemon, "transaction_refused").await.len(), 1, "alerted once, retried with backoff");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wallet_actor_that_cannot_unlock_the_key_takes_no_epoch_from_the_signing_daemon() {
+    use havend::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle, BreakerState};
+    use havend::wallet::{WalletActor, WalletArgs, WalletDeps, WalletSettings};
+    let database = TestDatabase::create(Backend::Sqlite).await;
+    let mut config = havend::config::Config::default();
+    config.database.url = Some(havend::config::Secret::new(&database.url));
+    let db = havend::db::connect(&config).await.unwrap();
+    havend::db::migrate_up(&db).await.unwrap();
+    let keys = havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap();
+    let wallet = havend::custody::create_wallet(&db, &keys, havend::custody::HOT, "test").await.unwrap();
+    let (epoch, _) = havend::wallet::store::claim(&db, wallet.id, "signing-daemon").await.unwrap();
+
+    let (state_tx, state_rx) = tokio::sync::watch::channel(BreakerState::Closed);
+    let breaker_config = BreakerConfig { failure_threshold: 5, open_for: Duration::from_secs(30), close_after: 2 };
+    let (breaker, _) = ractor::Actor::spawn(None, BreakerActor, BreakerArgs { name: "rpc".into(), config: breaker_config, state_tx, db: db.clone() }).await.unwrap();
+    let chain: havend::config::ChainConfig =
+        toml::from_str(&format!("rpc_url = \"http://127.0.0.1:1\"\ntoken = \"{}\"\nchain_id = 1\n", Address::ZERO)).unwrap();
+    let deps = WalletDeps {
+        owner: "misconfigured-daemon".into(),
+        db: db.clone(),
+        keys: havend::custody::MasterKeys::parse(&format!("1:{}", "ee".repeat(32))).unwrap(),
+        chain: havend::chain::ChainClient::new("http://127.0.0.1:1", Duration::from_secs(1)).unwrap(),
+        breaker: BreakerHandle::new(breaker.clone(), state_rx),
+        settings: WalletSettings::from_config(&chain),
+    };
+    let started = ractor::Actor::spawn(None, WalletActor, WalletArgs { wallet_id: wallet.id, deps }).await;
+    assert!(started.is_err(), "a wrong master key cannot start a wallet actor");
+    let row = entity::wallets::Entity::find_by_id(wallet.id).one(&db).await.unwrap().unwrap();
+    assert_eq!((row.epoch, row.owner.as_deref()), (epoch, Some("signing-daemon")), "the daemon that can sign keeps the wallet");
+    breaker.stop(None);
 }
