@@ -7,9 +7,7 @@ pub mod reconcile;
 
 use alloy::primitives::U256;
 use entity::{transactions, users};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set, TryIntoModel};
 use uuid::Uuid;
 
 use crate::chain::{CallKind, intent_id};
@@ -144,14 +142,15 @@ pub async fn enqueue_with(
     intent: NewIntent,
     provenance: Provenance,
 ) -> Result<Enqueued, LedgerError> {
-    if let Some(existing) = by_source(db, &intent.source).await? {
-        return Ok(Enqueued { intent: existing, created: false });
-    }
     // Returning users (the common case) cost one lookup; a new one gets a
-    // custodial wallet and an active hot wallet.
+    // custodial wallet and an active hot wallet, unless the intent exists
+    // already (then nobody needs a wallet made).
     let user = match users::Entity::find().filter(users::Column::ExternalRef.eq(intent.user.as_str())).one(db).await? {
         Some(user) => user,
         None => {
+            if let Some(existing) = by_source(db, &intent.source).await? {
+                return Ok(Enqueued { intent: existing, created: false });
+            }
             let keys = keys.ok_or(LedgerError::NoMasterKey)?;
             let hot_wallets = active_hot_wallets(db).await?;
             ensure_user(db, keys, &intent.user, &hot_wallets).await?
@@ -182,10 +181,13 @@ pub async fn enqueue_with(
         limit_day: Set(provenance.limit_day),
         shortfall: Set(None),
     };
-    let inserted = transactions::Entity::insert(row).on_conflict_do_nothing_on([transactions::Column::Source]).exec(db).await?;
-    let created = matches!(inserted, sea_orm::TryInsertResult::Inserted(_));
+    // The unique source decides; the row just written needs no read back.
+    let inserted = transactions::Entity::insert(row.clone()).on_conflict_do_nothing_on([transactions::Column::Source]).exec_without_returning(db).await?;
+    if matches!(inserted, sea_orm::TryInsertResult::Inserted(1)) {
+        return Ok(Enqueued { intent: row.try_into_model()?, created: true });
+    }
     let stored = by_source(db, &intent.source).await?.ok_or_else(|| DbErr::RecordNotFound(intent.source))?;
-    Ok(Enqueued { intent: stored, created })
+    Ok(Enqueued { intent: stored, created: false })
 }
 
 async fn by_source(db: &impl ConnectionTrait, source: &str) -> Result<Option<transactions::Model>, DbErr> {
