@@ -21,7 +21,7 @@ use crate::chain::ChainClient;
 use crate::config::ConfigHandle;
 use crate::custody::MasterKeys;
 use crate::intake::{IntakeActor, IntakeArgs, IntakeMsg, IntakeSlot};
-use crate::rewards::{Processor, ProcessorArgs, ProcessorMsg, ProcessorSlot};
+use crate::rewards::{Processor, ProcessorArgs, ProcessorMsg, ProcessorSlot, WalletNudge};
 use crate::schedule::{Scheduler, SchedulerArgs, SchedulerMsg};
 use crate::wallet::{RegistryArgs, RegistryMsg, WalletDeps, WalletRegistry, WalletSettings};
 
@@ -254,7 +254,13 @@ async fn spawn_processor(
     keys: &Option<MasterKeys>,
     chain: &ChainSlot,
 ) -> Result<ActorRef<ProcessorMsg>, ActorProcessingErr> {
-    let args = ProcessorArgs { db: db.clone(), config: config.clone(), keys: keys.clone(), chain: chain.clone() };
+    let chain = chain.clone();
+    let nudge_wallet: WalletNudge = Arc::new(move |wallet| {
+        if let Some(chain) = chain.load_full() {
+            let _ = chain.registry.cast(RegistryMsg::Nudge(Some(wallet)));
+        }
+    });
+    let args = ProcessorArgs { db: db.clone(), config: config.clone(), keys: keys.clone(), nudge_wallet };
     let (processor, _) = Actor::spawn_linked(None, Processor, args, supervisor.get_cell()).await?;
     Ok(processor)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use entity::webhook_events;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, Statement};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement};
 use uuid::Uuid;
 
 pub use crate::intake::store::{STATUS_INVALID as INVALID, STATUS_PENDING as PENDING};
@@ -23,6 +23,19 @@ pub const DEAD_LETTER: &str = "dead_letter";
 /// locked, so several processors and daemons share the inbox; SQLite
 /// serializes writers, so the single UPDATE is the whole claim.
 pub async fn claim(db: &impl ConnectionTrait, token: Uuid, lease: Duration, limit: u64, now: DateTime<Utc>) -> Result<Vec<webhook_events::Model>, DbErr> {
+    // Most polls find nothing: a read costs no write lock (SQLite has one for
+    // the whole database), so the UPDATE runs only when something is due.
+    let due: Option<Uuid> = webhook_events::Entity::find()
+        .select_only()
+        .column(webhook_events::Column::Id)
+        .filter(webhook_events::Column::Status.eq(PENDING))
+        .filter(webhook_events::Column::NextAttemptAt.lte(now))
+        .into_tuple()
+        .one(db)
+        .await?;
+    if due.is_none() {
+        return Ok(Vec::new());
+    }
     let backend = db.get_database_backend();
     let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
     let sql = match backend {

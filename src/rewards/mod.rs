@@ -21,4 +21,4 @@ pub mod processor;
 pub mod rules;
 pub mod staking;
 
-pub use processor::{Processor, ProcessorArgs, ProcessorMsg, ProcessorSlot};
+pub use processor::{Processor, ProcessorArgs, ProcessorMsg, ProcessorSlot, WalletNudge};

@@ -26,8 +26,6 @@ use super::inbox::{self, INVALID, PROCESSED};
 use crate::alert::{self, Severity};
 use crate::config::{ConfigHandle, ProcessorConfig};
 use crate::custody::MasterKeys;
-use crate::supervisor::ChainSlot;
-use crate::wallet::RegistryMsg;
 use crate::webhooks::Partner;
 
 /// Messages a processor handles.
@@ -37,6 +35,9 @@ pub enum ProcessorMsg {
     /// New events were committed: claim now.
     Nudge,
 }
+
+/// Tells the wallet actor of a hot wallet that it has new work.
+pub type WalletNudge = Arc<dyn Fn(Uuid) + Send + Sync>;
 
 /// Where the running processors are published, for the intake actor's nudges.
 pub type ProcessorSlot = Arc<ArcSwap<Vec<ActorRef<ProcessorMsg>>>>;
@@ -123,8 +124,8 @@ pub struct ProcessorArgs {
     pub config: ConfigHandle,
     /// To create custodial wallets for new users (none: new users wait).
     pub keys: Option<MasterKeys>,
-    /// Where the wallet registry is published, to nudge wallets.
-    pub chain: ChainSlot,
+    /// Nudges the wallet actors that got work (a no-op without a chain).
+    pub nudge_wallet: WalletNudge,
 }
 
 /// A processor's state.
@@ -185,10 +186,8 @@ impl ProcessorState {
             let ctx = Context { rules: &config.rewards, rules_hash: &rules_hash, keys: keys.as_ref(), event };
             self.process(&ctx, token, settings, &mut wallets).await;
         }
-        if let Some(chain) = self.args.chain.load_full() {
-            for wallet in wallets {
-                let _ = chain.registry.cast(RegistryMsg::Nudge(Some(wallet)));
-            }
+        for wallet in wallets {
+            (self.args.nudge_wallet)(wallet);
         }
         full
     }

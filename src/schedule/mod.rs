@@ -70,16 +70,6 @@ pub enum JobError {
     Db(#[from] sea_orm::DbErr),
 }
 
-/// Whether `expression` is a cron expression the scheduler takes (empty: the job is off).
-pub fn check_expression(expression: &str) -> Result<(), String> {
-    if expression.trim().is_empty() {
-        return Ok(());
-    }
-    Job::new_async_tz(expression, Utc, |_, _| Box::pin(async {}))
-        .map(|_| ())
-        .map_err(|_| format!("{expression:?} is not a cron expression with seconds (sec min hour day month weekday)"))
-}
-
 /// Runs one job now (the scheduler and `havend jobs run` share this);
 /// returns what it did, for the log or the operator.
 pub async fn run_job(kind: JobKind, db: &DatabaseConnection, config: &Config, keys: Option<&MasterKeys>) -> Result<Value, JobError> {
@@ -202,15 +192,14 @@ async fn run_scheduled(kind: JobKind, args: &SchedulerArgs, running: &AtomicBool
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn expressions_need_seconds_and_empty_turns_a_job_off() {
-        assert!(check_expression("0 0 2 * * *").is_ok());
-        assert!(check_expression("0 0 3 * * Mon").is_ok());
-        assert!(check_expression("*/5 * * * * *").is_ok());
-        assert!(check_expression("").is_ok());
-        assert!(check_expression("not cron").is_err());
-        assert!(check_expression("0 2 * * * * * *").is_err());
+        use crate::config::check_cron;
+        assert!(check_cron("0 0 2 * * *").is_ok());
+        assert!(check_cron("0 0 3 * * Mon").is_ok());
+        assert!(check_cron("*/5 * * * * *").is_ok());
+        assert!(check_cron("").is_ok());
+        assert!(check_cron("not cron").is_err());
+        assert!(check_cron("0 2 * * * * * *").is_err());
     }
 }

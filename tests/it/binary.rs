@@ -190,27 +190,33 @@ async fn dev_mode_ends_with_the_guests_tokens_on_chain() {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     write_config(dir.path(), &format!("127.0.0.1:{port}"), "[partners.aurora]\nsecrets = [\"dev-secret\"]\n");
+    let log_path = dir.path().join("havend-dev.log");
     let mut child = Command::new(HAVEND)
         .args(["dev", "--config"])
         .arg(dir.path())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let stdout = child.stdout.take().unwrap();
-    let banner = tokio::task::spawn_blocking(move || {
+    let (banner_tx, banner_rx) = tokio::sync::oneshot::channel();
+    // Reads the banner, then keeps draining stdout so the daemon never writes into a closed pipe.
+    std::thread::spawn(move || {
         let mut banner = String::new();
+        let mut banner_tx = Some(banner_tx);
         for line in std::io::BufReader::new(stdout).lines() {
-            let line = line.unwrap();
+            let Ok(line) = line else { break };
             banner.push_str(&line);
             banner.push('\n');
-            if line.trim_start().starts_with("havend user") {
-                break;
+            if line.trim_start().starts_with("havend user")
+                && let Some(tx) = banner_tx.take()
+            {
+                let _ = tx.send(banner.clone());
             }
         }
-        banner
     });
-    let banner = tokio::time::timeout(Duration::from_secs(120), banner).await.expect("the banner is printed").unwrap();
+    let banner = tokio::time::timeout(Duration::from_secs(120), banner_rx).await.expect("the banner is printed").unwrap_or_else(|_| panic!("havend dev exited: {}", log()));
     let command_after = |marker: &str| {
         banner.lines().map(str::trim).find(|l| l.starts_with(marker)).unwrap_or_else(|| panic!("no {marker:?} in {banner}")).to_owned()
     };
@@ -233,7 +239,7 @@ async fn dev_mode_ends_with_the_guests_tokens_on_chain() {
     let health = client
         .request(http::Request::get(format!("http://127.0.0.1:{port}/health")).body(http_body_util::Full::new(bytes::Bytes::new())).unwrap())
         .await
-        .unwrap();
+        .unwrap_or_else(|error| panic!("havend dev stopped serving ({error}); on chain: {}; its log:\n{}", last.lock().unwrap(), log()));
     use http_body_util::BodyExt;
     let health: serde_json::Value = serde_json::from_slice(&health.into_body().collect().await.unwrap().to_bytes()).unwrap_or_default();
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();

@@ -567,7 +567,9 @@ async fn reversal_burns_only_after_its_mint_is_confirmed_and_cancels_with_an_unm
     };
 
     // Booking cancelled before its reward was minted: neither happens.
-    let txn = daemon.db.begin().await.unwrap();
+    // (A write transaction from the start: a deferred one that reads, then
+    // writes, fails at once on SQLite if another writer committed between.)
+    let txn = havend::db::begin_write(&daemon.db).await.unwrap();
     let early_mint = havend::ledger::enqueue_in(&txn, &keys, intent("rev:mint:1", havend::chain::CallKind::Mint, None)).await.unwrap();
     let early_burn = havend::ledger::enqueue_in(&txn, &keys, intent("rev:burn:1", havend::chain::CallKind::Burn, Some(early_mint.id))).await.unwrap();
     txn.commit().await.unwrap();
