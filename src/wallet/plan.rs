@@ -311,7 +311,7 @@ mod tests {
         let e = entry(4, 3, Some(1));
         let mut s = view(20, 5, 5);
         s.receipts.insert(hash(4, 1), mined(hash(4, 1), 10, true));
-        let actions = plan(&[e.clone()], &s, &rules(), &mut Memory::default());
+        let actions = plan(std::slice::from_ref(&e), &s, &rules(), &mut Memory::default());
         assert_eq!(actions, vec![Action::Settle { nonce: 4, transaction_id: e.transaction_id, mined: mined(hash(4, 1), 10, true) }]);
     }
 
@@ -331,7 +331,7 @@ mod tests {
             if let Some(executed) = executed {
                 s.executed_by.insert(e.transaction_id, executed);
             }
-            let actions = plan(&[e.clone()], &s, &rules(), &mut Memory::default());
+            let actions = plan(std::slice::from_ref(&e), &s, &rules(), &mut Memory::default());
             let settled = actions.iter().find_map(|a| match a {
                 Action::Settle { mined, .. } => Some(*mined),
                 _ => None,
@@ -348,12 +348,12 @@ mod tests {
         let mut memory = Memory::default();
         let mut s = view(50, 4, 4);
         looked(&mut s, &e, false);
-        assert!(!requeued(&plan(&[e.clone()], &s, &rules(), &mut memory)));
+        assert!(!requeued(&plan(std::slice::from_ref(&e), &s, &rules(), &mut memory)));
         // The same block looked at again: still no.
-        assert!(!requeued(&plan(&[e.clone()], &s, &rules(), &mut memory)));
+        assert!(!requeued(&plan(std::slice::from_ref(&e), &s, &rules(), &mut memory)));
         // A later block: foreign, requeued and the wallet halts (CRITICAL).
         s.head = 51;
-        let actions = plan(&[e.clone()], &s, &rules(), &mut memory);
+        let actions = plan(std::slice::from_ref(&e), &s, &rules(), &mut memory);
         assert!(requeued(&actions));
         assert!(actions.contains(&Action::Halt { reason: "a transaction havend did not send used a nonce of this wallet".into(), foreign: true }));
 
@@ -362,14 +362,14 @@ mod tests {
         for head in [50, 51, 52] {
             let mut s = view(head, 4, 3);
             looked(&mut s, &e, false);
-            assert!(!requeued(&plan(&[e.clone()], &s, &rules(), &mut memory)));
+            assert!(!requeued(&plan(std::slice::from_ref(&e), &s, &rules(), &mut memory)));
         }
         // One attempt still known to the node (a missed receipt): never, and the suspicion is dropped.
         let mut memory = Memory { suspects: BTreeMap::from([(3, 40)]) };
         let mut s = view(50, 4, 4);
         looked(&mut s, &e, false);
         s.known.insert(hash(3, 1));
-        assert!(!requeued(&plan(&[e.clone()], &s, &rules(), &mut memory)));
+        assert!(!requeued(&plan(std::slice::from_ref(&e), &s, &rules(), &mut memory)));
         assert!(memory.suspects.is_empty());
         // An attempt not asked about this tick: no decision.
         let mut memory = Memory { suspects: BTreeMap::from([(3, 40)]) };
