@@ -18,6 +18,7 @@
 //! - [`db`] opens the database and runs migrations.
 //! - [`cli`] and [`dev`] are the `havend` command line and its all-in-one dev mode.
 //! - [`telemetry`] sets up logging and the Prometheus metrics.
+//! - [`systemd`] speaks systemd's readiness and watchdog protocol.
 //!
 //! [`Daemon::start`] is the one place that wires the supervision tree and the
 //! listener together; `main` and the integration tests both go through it.
@@ -36,6 +37,7 @@ pub mod ledger;
 pub mod rewards;
 pub mod signing;
 pub mod supervisor;
+pub mod systemd;
 pub mod telemetry;
 pub mod wallet;
 pub mod webhooks;
@@ -192,14 +194,33 @@ impl Daemon {
     }
 
     /// Runs until `signal` completes (SIGTERM/SIGINT in `main`) or the
-    /// supervision tree gives up, then shuts down gracefully.
+    /// supervision tree gives up, then shuts down gracefully. Under systemd
+    /// it reports ready, pings the watchdog while the actors live, and
+    /// reports stopping.
     pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Result<(), AppError> {
+        systemd::ready();
+        let alive = self.liveness();
+        let watchdog = async move {
+            match systemd::watchdog_interval() {
+                Some(interval) => systemd::watchdog(interval, alive).await,
+                None => std::future::pending().await,
+            }
+        };
         let outcome = tokio::select! {
             _ = signal => Ok(()),
             _ = &mut self.root_handle => Err(AppError::Supervisor("an actor kept failing".into())),
+            never = watchdog => match never {},
         };
+        systemd::stopping();
         self.shutdown().await;
         outcome
+    }
+
+    /// Whether the supervision tree runs with an intake actor and its
+    /// processors in place (a restart in progress counts as not alive).
+    fn liveness(&self) -> impl Fn() -> bool + use<> {
+        let (root, intake, processors) = (self.root.clone(), self.intake.clone(), self.processors.clone());
+        move || root.get_status() == ractor::ActorStatus::Running && intake.load().is_some() && !processors.load().is_empty()
     }
 
     /// Stops accepting, lets in-flight requests finish, then stops the actors

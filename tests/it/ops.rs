@@ -1,7 +1,9 @@
-//! Operating havend: Prometheus metrics and SIGHUP reload of the real binary.
+//! Operating havend: Prometheus metrics, SIGHUP reload of the real binary,
+//! and systemd's notification protocol (READY, WATCHDOG, STOPPING).
 
+use std::os::unix::net::UnixDatagram;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use havend::webhooks::{Partner, Scheme};
 
@@ -140,4 +142,56 @@ async fn sighup_reloads_the_real_binary() {
     let samples = parse_prometheus(&metrics);
     assert_eq!(sample(&samples, "havend_config_reloads_total", &[r#"trigger="sighup""#, r#"outcome="applied""#]), 1.0, "{metrics}");
     assert!(status.success(), "still exits cleanly on SIGTERM");
+}
+
+/// Reads datagrams from `socket` until one contains `line`, or `timeout` passes.
+fn wait_for(socket: &UnixDatagram, line: &str, timeout: Duration, seen: &mut Vec<String>) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut buffer = [0u8; 4096];
+    while Instant::now() < deadline {
+        if let Ok(length) = socket.recv(&mut buffer) {
+            let message = String::from_utf8_lossy(&buffer[..length]).into_owned();
+            let found = message.lines().any(|l| l == line);
+            seen.push(message);
+            if found {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Under systemd-like supervision: READY=1 once it serves, WATCHDOG=1 pings
+/// at half of `WATCHDOG_USEC`, STOPPING=1 on SIGTERM, then exit 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_speaks_systemds_notify_protocol() {
+    let port = free_port();
+    let dir = config_dir(port, "[partners.aurora]\nsecrets = [\"notify-secret\"]\n");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    let mut child = Command::new(HAVEND)
+        .args(["run", "--config"])
+        .arg(dir.path())
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "200000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen = Vec::new();
+    let ready = wait_for(&socket, "READY=1", Duration::from_secs(20), &mut seen);
+    let serving = ready && http_get(port, "/health").await.is_some_and(|(status, _)| status == 200);
+    let started = Instant::now();
+    let pings = (0..3).all(|_| wait_for(&socket, "WATCHDOG=1", Duration::from_secs(2), &mut seen));
+    let three_pings_took = started.elapsed();
+    signal(&child, "TERM");
+    let stopping = wait_for(&socket, "STOPPING=1", Duration::from_secs(10), &mut seen);
+    let status = child.wait().unwrap();
+
+    assert!(ready, "READY=1 is sent: {seen:?}");
+    assert!(serving, "and the listener serves by then");
+    assert!(pings && three_pings_took < Duration::from_secs(1), "WATCHDOG=1 every ~100 ms: {three_pings_took:?} {seen:?}");
+    assert!(stopping, "STOPPING=1 on SIGTERM: {seen:?}");
+    assert!(status.success(), "exit 0 after SIGTERM");
 }
