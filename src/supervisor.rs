@@ -107,8 +107,11 @@ pub struct RootState {
     processor_restarts: RestartBudget,
     /// The config actor, when the config is reloadable.
     config_actor: Option<ActorRef<ConfigMsg>>,
+    /// Where a replacement config actor reloads from.
     reload: Option<ConfigSource>,
+    /// Where the config actor is published for [`crate::Daemon::reload`].
     reload_handle: Arc<ReloadHandle>,
+    /// Restarts of the config actor within the window.
     config_restarts: RestartBudget,
     /// Breaker and registry, stopped in reverse order on shutdown.
     others: Vec<ActorCell>,

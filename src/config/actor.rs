@@ -121,12 +121,18 @@ impl Actor for ConfigActor {
     type Arguments = ConfigArgs;
 
     async fn pre_start(&self, myself: ActorRef<ConfigMsg>, args: ConfigArgs) -> Result<ConfigState, ActorProcessingErr> {
-        let watcher = spawn_watcher(args.source.path().to_owned(), myself.clone())?;
-        let sighup = spawn_sighup(myself)?;
+        let mut tasks = vec![spawn_sighup(myself.clone())?];
+        // Out of inotify instances or watches is no reason not to serve: SIGHUP still reloads.
+        match spawn_watcher(args.source.path().to_owned(), myself) {
+            Ok(watcher) => {
+                tasks.push(watcher);
+                info!(dir = %args.source.path().display(), "Watching the config directory");
+            }
+            Err(error) => warn!(dir = %args.source.path().display(), %error, "Cannot watch the config directory; only SIGHUP reloads"),
+        }
         let config = args.config.load();
         publish_rules_hash(&args.db, &config.daemon_name, &config.rewards.hash()).await;
-        info!(dir = %args.source.path().display(), "Watching the config directory");
-        Ok(ConfigState { args, tasks: vec![watcher, sighup] })
+        Ok(ConfigState { args, tasks })
     }
 
     async fn handle(&self, _myself: ActorRef<ConfigMsg>, msg: ConfigMsg, state: &mut ConfigState) -> Result<(), ActorProcessingErr> {
