@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, Secret};
+use crate::config::{Config, ConfigSource, Secret};
 use crate::webhooks::signature::Signed;
 use crate::webhooks::{Partner, Scheme};
 
@@ -341,14 +341,14 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run { config } => {
-            let config = load(&config)?;
+        Command::Run { config: dir } => {
+            let config = load(&dir)?;
             crate::telemetry::init(&config.log);
             runtime()?.block_on(async {
                 let listener = tokio::net::TcpListener::bind(config.server.listen)
                     .await
                     .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-                crate::run(config, listener, shutdown_signal()).await?;
+                crate::run(config, ConfigSource::dir(dir), listener, shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             })
         }
@@ -356,8 +356,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", crate::custody::MasterKeys::generate_text(version));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dev { config } => {
-            let config = load(&config)?;
+        Command::Dev { config: dir } => {
+            let config = load(&dir)?;
             crate::telemetry::init(&config.log);
             runtime()?.block_on(async {
                 let (config, _anvil) = crate::dev::prepare(config).await?;
@@ -365,7 +365,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await
                     .with_context(|| format!("cannot listen on {}", config.server.listen))?;
                 let banner = crate::dev::banner(&config)?;
-                let daemon = crate::Daemon::start(config, listener).await?;
+                let source = ConfigSource::with_overlay(dir, crate::dev::overlay(&config));
+                let daemon = crate::Daemon::start_with_reload(config, source, listener).await?;
                 println!("{banner}");
                 daemon.run_until(shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)

@@ -72,6 +72,22 @@ pub async fn prepare(mut config: Config) -> anyhow::Result<(Config, Option<Anvil
     Ok((config, Some(anvil)))
 }
 
+/// What a reload must put back into a config read from the files: the
+/// `[chain]` and the master key file [`prepare`] made in memory (each only
+/// where the files leave it unset, as `prepare` does).
+pub fn overlay(prepared: &Config) -> impl Fn(&mut Config) + Send + Sync + 'static {
+    let chain = prepared.chain.clone();
+    let key_file = prepared.custody.master_key_file.clone();
+    move |config: &mut Config| {
+        if config.chain.is_none() {
+            config.chain = chain.clone();
+        }
+        if config.custody.master_key_file.is_none() {
+            config.custody.master_key_file = key_file.clone();
+        }
+    }
+}
+
 /// Starts anvil with its state kept in `state` (loaded if present, saved every second).
 async fn start_anvil(state: &Path) -> anyhow::Result<AnvilInstance> {
     let path = chain::anvil::locate().map_err(anyhow::Error::msg)?;

@@ -1,7 +1,8 @@
 //! havend: turns signed partner webhooks into HAVEN token rewards.
 //!
 //! # Layout
-//! - [`config`] loads TOML files and environment secrets into a validated, swappable snapshot.
+//! - [`config`] loads TOML files and environment secrets into a validated, swappable snapshot,
+//!   and its actor reloads them on edits and SIGHUP.
 //! - [`signing`] holds what config and webhooks share: signature schemes and secrets (a leaf).
 //! - [`webhooks`] knows the partners, their signature schemes and payload rules (pure logic).
 //! - [`http`] is the hyper listener, its routing and the SPEC's error shape.
@@ -17,7 +18,8 @@
 //! - [`supervisor`] is the root of the actor tree and restarts failed actors.
 //! - [`db`] opens the database and runs migrations.
 //! - [`cli`] and [`dev`] are the `havend` command line and its all-in-one dev mode.
-//! - [`telemetry`] sets up logging.
+//! - [`telemetry`] sets up logging and the Prometheus metrics.
+//! - [`systemd`] speaks systemd's readiness and watchdog protocol.
 //!
 //! [`Daemon::start`] is the one place that wires the supervision tree and the
 //! listener together; `main` and the integration tests both go through it.
@@ -37,6 +39,7 @@ pub mod rewards;
 pub mod schedule;
 pub mod signing;
 pub mod supervisor;
+pub mod systemd;
 pub mod telemetry;
 pub mod wallet;
 pub mod webhooks;
@@ -55,7 +58,9 @@ use tracing::info;
 
 use crate::breaker::{BreakerConfig, BreakerStatus};
 use crate::chain::ChainClient;
-use crate::config::{Config, ConfigHandle};
+use crate::config::actor::ReloadHandle;
+use crate::config::reload::ReloadReport;
+use crate::config::{Config, ConfigHandle, ConfigSource};
 use crate::custody::MasterKeys;
 use crate::http::AppState;
 use crate::intake::IntakeSlot;
@@ -94,6 +99,7 @@ pub struct Daemon {
     intake: IntakeSlot,
     chain: ChainSlot,
     processors: ProcessorSlot,
+    reload: Arc<ReloadHandle>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     root: ActorRef<RootMsg>,
@@ -102,8 +108,20 @@ pub struct Daemon {
 
 impl Daemon {
     /// Connects to the database, applies migrations, starts the supervision
-    /// tree and serves `listener`.
+    /// tree and serves `listener`. The config stays as given: nothing reloads it.
     pub async fn start(config: Config, listener: TcpListener) -> Result<Daemon, AppError> {
+        Self::launch(config, None, listener).await
+    }
+
+    /// Like [`Daemon::start`], and the config actor reloads `config` from
+    /// `source` when its files change or on SIGHUP.
+    pub async fn start_with_reload(config: Config, source: ConfigSource, listener: TcpListener) -> Result<Daemon, AppError> {
+        Self::launch(config, Some(source), listener).await
+    }
+
+    async fn launch(config: Config, source: Option<ConfigSource>, listener: TcpListener) -> Result<Daemon, AppError> {
+        // Before anything records a metric: recorded before it, they are lost.
+        telemetry::metrics::install();
         let db = db::connect(&config).await?;
         db::migrate_up(&db).await.map_err(db::DbError::from)?;
         let addr = listener.local_addr().map_err(|e| AppError::Spawn(e.to_string()))?;
@@ -119,6 +137,7 @@ impl Daemon {
         let intake: IntakeSlot = Arc::new(ArcSwapOption::empty());
         let chain: ChainSlot = Arc::new(ArcSwapOption::empty());
         let processors: ProcessorSlot = Arc::new(ArcSwap::from_pointee(Vec::new()));
+        let reload = Arc::new(ReloadHandle::default());
 
         let root_args = RootArgs {
             db: db.clone(),
@@ -128,6 +147,8 @@ impl Daemon {
             chain_slot: chain.clone(),
             processor_slot: processors.clone(),
             keys: keys.clone(),
+            reload: source,
+            reload_handle: reload.clone(),
         };
         let processor_keys = keys;
         let (root, root_handle) =
@@ -143,9 +164,10 @@ impl Daemon {
         // A Monday missed while the daemon was down is paid late, never skipped.
         tokio::spawn(run_staking_job(db.clone(), processor_keys, config.clone()));
         let (shutdown, shutdown_rx) = watch::channel(false);
+        tokio::spawn(telemetry::metrics::sample(db.clone(), shutdown_rx.clone()));
         let server = tokio::spawn(http::serve(listener, state, shutdown_rx));
         info!(%addr, "havend is listening");
-        Ok(Daemon { addr, config, db, intake, chain, processors, shutdown, server, root, root_handle })
+        Ok(Daemon { addr, config, db, intake, chain, processors, reload, shutdown, server, root, root_handle })
     }
 
     /// The address the listener is bound to.
@@ -163,15 +185,44 @@ impl Daemon {
         &self.config
     }
 
+    /// The last config reload's result (none before the first reload).
+    pub fn last_reload(&self) -> Option<Arc<ReloadReport>> {
+        self.reload.last()
+    }
+
+    /// Reloads the config now; `None` when started without a config source.
+    pub async fn reload(&self) -> Option<ReloadReport> {
+        self.reload.reload().await
+    }
+
     /// Runs until `signal` completes (SIGTERM/SIGINT in `main`) or the
-    /// supervision tree gives up, then shuts down gracefully.
+    /// supervision tree gives up, then shuts down gracefully. Under systemd
+    /// it reports ready, pings the watchdog while the actors live, and
+    /// reports stopping.
     pub async fn run_until(mut self, signal: impl Future<Output = ()>) -> Result<(), AppError> {
+        systemd::ready();
+        let alive = self.liveness();
+        let watchdog = async move {
+            match systemd::watchdog_interval() {
+                Some(interval) => systemd::watchdog(interval, alive).await,
+                None => std::future::pending().await,
+            }
+        };
         let outcome = tokio::select! {
             _ = signal => Ok(()),
             _ = &mut self.root_handle => Err(AppError::Supervisor("an actor kept failing".into())),
+            never = watchdog => match never {},
         };
+        systemd::stopping();
         self.shutdown().await;
         outcome
+    }
+
+    /// Whether the supervision tree runs with an intake actor and its
+    /// processors in place (a restart in progress counts as not alive).
+    fn liveness(&self) -> impl Fn() -> bool + use<> {
+        let (root, intake, processors) = (self.root.clone(), self.intake.clone(), self.processors.clone());
+        move || root.get_status() == ractor::ActorStatus::Running && intake.load().is_some() && !processors.load().is_empty()
     }
 
     /// Stops accepting, lets in-flight requests finish, then stops the actors
@@ -277,7 +328,8 @@ async fn run_staking_job(db: DatabaseConnection, keys: Option<MasterKeys>, confi
     }
 }
 
-/// Runs the daemon on `listener` until `signal` completes.
-pub async fn run(config: Config, listener: TcpListener, signal: impl Future<Output = ()>) -> Result<(), AppError> {
-    Daemon::start(config, listener).await?.run_until(signal).await
+/// Runs the daemon on `listener` until `signal` completes, reloading its
+/// config from `source` on edits and SIGHUP.
+pub async fn run(config: Config, source: ConfigSource, listener: TcpListener, signal: impl Future<Output = ()>) -> Result<(), AppError> {
+    Daemon::start_with_reload(config, source, listener).await?.run_until(signal).await
 }

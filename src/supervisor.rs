@@ -1,6 +1,6 @@
-//! The root supervisor: starts the daemon's actors, restarts the intake actor
-//! when it fails (within a budget) and publishes the replacement where the
-//! listener looks. The breaker and the wallet registry have no fallible
+//! The root supervisor: starts the daemon's actors, restarts the intake actor,
+//! the processors and the config actor when they fail (within a budget) and
+//! publishes the replacements where the listener and the daemon look. The breaker and the wallet registry have no fallible
 //! state of their own; if either fails, the supervisor fails upward and the
 //! process exits for systemd to restart it.
 
@@ -18,7 +18,8 @@ use uuid::Uuid;
 
 use crate::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle, BreakerState};
 use crate::chain::ChainClient;
-use crate::config::ConfigHandle;
+use crate::config::actor::{ConfigActor, ConfigArgs, ConfigMsg, ReloadHandle};
+use crate::config::{ConfigHandle, ConfigSource};
 use crate::custody::MasterKeys;
 use crate::intake::{IntakeActor, IntakeArgs, IntakeMsg, IntakeSlot};
 use crate::rewards::{Processor, ProcessorArgs, ProcessorMsg, ProcessorSlot, WalletNudge};
@@ -88,6 +89,10 @@ pub struct RootArgs {
     pub processor_slot: ProcessorSlot,
     /// Master keys for the processors (new users' custodial wallets), if any.
     pub keys: Option<MasterKeys>,
+    /// Where the config is reloaded from; none → no config actor.
+    pub reload: Option<ConfigSource>,
+    /// Where the config actor and its last result are published.
+    pub reload_handle: Arc<ReloadHandle>,
 }
 
 /// The supervisor's children and restart history.
@@ -103,6 +108,14 @@ pub struct RootState {
     processor_restarts: RestartBudget,
     scheduler: ActorRef<SchedulerMsg>,
     scheduler_restarts: RestartBudget,
+    /// The config actor, when the config is reloadable.
+    config_actor: Option<ActorRef<ConfigMsg>>,
+    /// Where a replacement config actor reloads from.
+    reload: Option<ConfigSource>,
+    /// Where the config actor is published for [`crate::Daemon::reload`].
+    reload_handle: Arc<ReloadHandle>,
+    /// Restarts of the config actor within the window.
+    config_restarts: RestartBudget,
     /// Breaker and registry, stopped in reverse order on shutdown.
     others: Vec<ActorCell>,
 }
@@ -141,6 +154,10 @@ impl Actor for RootSupervisor {
         }
         args.processor_slot.store(Arc::new(processors));
         let scheduler = spawn_scheduler(&myself, &args.db, &args.config, &args.keys, &args.processor_slot).await?;
+        let config_actor = match &args.reload {
+            Some(source) => Some(spawn_config(&myself, source, &args.config, &args.db, &args.reload_handle).await?),
+            None => None,
+        };
         Ok(RootState {
             db: args.db,
             config: args.config,
@@ -153,6 +170,10 @@ impl Actor for RootSupervisor {
             processor_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             scheduler,
             scheduler_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
+            config_actor,
+            reload: args.reload,
+            reload_handle: args.reload_handle,
+            config_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             others,
         })
     }
@@ -186,6 +207,9 @@ impl Actor for RootSupervisor {
             state.scheduler = spawn_scheduler(&myself, &state.db, &state.config, &state.keys, &state.processor_slot).await?;
             return Ok(());
         }
+        if state.config_actor.as_ref().is_some_and(|actor| actor.get_id() == cell.get_id()) {
+            return state.restart_config(&myself, &reason).await;
+        }
         if cell.get_id() != state.intake.get_id() {
             return Ok(());
         }
@@ -203,6 +227,12 @@ impl Actor for RootSupervisor {
     }
 
     async fn post_stop(&self, myself: ActorRef<RootMsg>, state: &mut RootState) -> Result<(), ActorProcessingErr> {
+        // First, so no reload runs while the rest stops.
+        state.reload_handle.publish(None);
+        if let Some(actor) = state.config_actor.take() {
+            actor.unlink(myself.get_cell());
+            actor.stop_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await.ok();
+        }
         state.chain_slot.store(None);
         state.intake_slot.store(None);
         let processors = state.processor_slot.swap(Arc::new(Vec::new()));
@@ -245,6 +275,36 @@ async fn spawn_scheduler(
     let args = SchedulerArgs { db: db.clone(), config: config.clone(), keys: keys.clone(), processors: processors.clone() };
     let (scheduler, _) = Actor::spawn_linked(None, Scheduler, args, supervisor.get_cell()).await?;
     Ok(scheduler)
+}
+
+impl RootState {
+    /// The config actor failed (a panic: its handler turns every failure into
+    /// a rejected reload): start another, within the restart budget. The
+    /// snapshot it published stays in force meanwhile.
+    async fn restart_config(&mut self, myself: &ActorRef<RootMsg>, reason: &str) -> Result<(), ActorProcessingErr> {
+        self.reload_handle.publish(None);
+        let Some(source) = &self.reload else { return Ok(()) };
+        if !self.config_restarts.allow(Instant::now()) {
+            error!(actor = "config", %reason, "Config actor keeps failing; giving up");
+            return Err(format!("config actor failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
+        }
+        warn!(actor = "config", %reason, "Config actor stopped; restarting it");
+        self.config_actor = Some(spawn_config(myself, source, &self.config, &self.db, &self.reload_handle).await?);
+        Ok(())
+    }
+}
+
+async fn spawn_config(
+    supervisor: &ActorRef<RootMsg>,
+    source: &ConfigSource,
+    config: &ConfigHandle,
+    db: &DatabaseConnection,
+    handle: &Arc<ReloadHandle>,
+) -> Result<ActorRef<ConfigMsg>, ActorProcessingErr> {
+    let args = ConfigArgs { source: source.clone(), config: config.clone(), db: db.clone(), handle: handle.clone() };
+    let (actor, _) = Actor::spawn_linked(None, ConfigActor, args, supervisor.get_cell()).await?;
+    handle.publish(Some(actor.clone()));
+    Ok(actor)
 }
 
 async fn spawn_processor(

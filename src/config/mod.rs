@@ -5,6 +5,8 @@
 //! config directory → environment overrides for secrets. Every error names the
 //! file, the key and the problem.
 
+pub mod actor;
+pub mod reload;
 pub mod rewards;
 
 use std::collections::BTreeMap;
@@ -79,6 +81,52 @@ pub const DEFAULT_TOLERANCE_FUTURE_SECS: i64 = 60;
 
 /// The loaded configuration, shared read-only; swapped whole on reload.
 pub type ConfigHandle = Arc<ArcSwap<Config>>;
+
+/// A change applied to every load (see [`ConfigSource::with_overlay`]).
+pub type Overlay = Arc<dyn Fn(&mut Config) + Send + Sync>;
+
+/// Where a running daemon's configuration comes from, so a reload reads it
+/// the same way start-up did.
+#[derive(Clone)]
+pub struct ConfigSource {
+    /// The config directory (watched for edits).
+    dir: PathBuf,
+    /// Applied after every load: `havend dev` puts back the `[chain]` and the
+    /// key file it made in memory, which the files do not hold.
+    overlay: Option<Overlay>,
+}
+
+impl ConfigSource {
+    /// The files in `dir`, as they are.
+    pub fn dir(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into(), overlay: None }
+    }
+
+    /// The files in `dir`, then `overlay` on every load.
+    pub fn with_overlay(dir: impl Into<PathBuf>, overlay: impl Fn(&mut Config) + Send + Sync + 'static) -> Self {
+        Self { dir: dir.into(), overlay: Some(Arc::new(overlay)) }
+    }
+
+    /// The config directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Loads and validates the files, then applies the overlay.
+    pub fn load(&self) -> Result<Config, ConfigErrors> {
+        let mut config = Config::load(&self.dir)?;
+        if let Some(overlay) = &self.overlay {
+            overlay(&mut config);
+        }
+        Ok(config)
+    }
+}
+
+impl std::fmt::Debug for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigSource").field("dir", &self.dir).field("overlay", &self.overlay.is_some()).finish()
+    }
+}
 
 /// The effective configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]

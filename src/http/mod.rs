@@ -237,7 +237,8 @@ async fn route(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -
             }
             (_, ["webhooks", _] | ["webhooks", _, _]) => Err(ApiError::method_not_allowed("POST")),
             (&Method::GET | &Method::HEAD, ["health"]) => Ok(health::health(state).await),
-            (_, ["health"]) => Err(ApiError::method_not_allowed("GET")),
+            (&Method::GET | &Method::HEAD, ["metrics"]) => Ok(metrics()),
+            (_, ["health"] | ["metrics"]) => Err(ApiError::method_not_allowed("GET")),
             _ => Err(ApiError::not_found(format!("no route for {method} {path}"))),
         };
         let mut response = result.unwrap_or_else(|error| error.into_response(&request_id));
@@ -256,6 +257,16 @@ async fn route(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -
     }
     .instrument(span)
     .await
+}
+
+/// `GET /metrics`: the Prometheus text format, unauthenticated like
+/// `/health` (the listener binds loopback by default; see the README).
+fn metrics() -> Response {
+    let mut response = http::Response::new(Full::new(Bytes::from(crate::telemetry::metrics::render())));
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
 }
 
 /// The client's `X-Request-Id` when it is up to 128 of `[A-Za-z0-9._-]`,

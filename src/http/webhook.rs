@@ -8,7 +8,7 @@
 //! `max_in_flight_stores` bodies at once.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, StatusCode};
@@ -21,10 +21,12 @@ use tracing::{info, warn};
 use super::{ApiError, AppState, Response, json_response};
 use crate::intake::store::{STATUS_IGNORED, STATUS_INVALID, STATUS_PENDING};
 use crate::intake::{IntakeMsg, NewEvent, Stored};
+use crate::telemetry::metrics::{WEBHOOK_ACK_SECONDS, WEBHOOKS_RECEIVED};
 use crate::webhooks::signature::{Signed, Verified, WEBHOOK_ID};
 use crate::webhooks::{Disposition, Partner, Window, payload};
 
-/// Receives, verifies, validates and durably stores one partner event.
+/// Receives, verifies, validates and durably stores one partner event, and
+/// counts the outcome and the time to answer.
 pub async fn receive(
     state: &AppState,
     request: Request<Incoming>,
@@ -33,6 +35,28 @@ pub async fn receive(
     request_id: &str,
     peer: SocketAddr,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let result = store(state, request, partner, event, request_id, peer).await;
+    // Only known partners become label values: a path is attacker-chosen.
+    let partner = partner.parse::<Partner>().map_or("unknown", |partner| partner.as_str());
+    let outcome = match &result {
+        Ok((_, Stored::Duplicate)) => "duplicate".to_owned(),
+        Ok(_) => "stored".to_owned(),
+        Err(error) => error.code.to_ascii_lowercase(),
+    };
+    ::metrics::counter!(WEBHOOKS_RECEIVED, "partner" => partner, "outcome" => outcome).increment(1);
+    ::metrics::histogram!(WEBHOOK_ACK_SECONDS, "partner" => partner).record(started.elapsed().as_secs_f64());
+    result.map(|(response, _)| response)
+}
+
+async fn store(
+    state: &AppState,
+    request: Request<Incoming>,
+    partner: &str,
+    event: Option<&str>,
+    request_id: &str,
+    peer: SocketAddr,
+) -> Result<(Response, Stored), ApiError> {
     let config = state.config.load_full();
     let partner: Partner = partner.parse().map_err(|_| ApiError::not_found(format!("unknown partner {partner}")))?;
     let partner_config = config
@@ -105,7 +129,7 @@ pub async fn receive(
     if !duplicate {
         body["status"] = json!(status);
     }
-    Ok(json_response(StatusCode::OK, &body))
+    Ok((json_response(StatusCode::OK, &body), stored))
 }
 
 /// Reads the body within `limit` bytes and `timeout_ms`.

@@ -552,7 +552,6 @@ fn recompiling_the_contract_gives_the_committed_artifact() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reversal_burns_only_after_its_mint_is_confirmed_and_cancels_with_an_unmade_mint() {
-    use sea_orm::TransactionTrait;
     let chain = TestChain::start(Some(1)).await;
     let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
     let (daemon, keys, _) = prepared.start(&chain).await;

@@ -343,3 +343,47 @@ impl hyper::body::Body for ChannelBody {
         self.0.poll_recv(cx).map(|chunk| chunk.map(|bytes| Ok(hyper::body::Frame::data(bytes))))
     }
 }
+
+impl TestDaemon {
+    /// Starts from a config directory, as `havend run --config DIR` does, with
+    /// the config actor reloading it. `havend.toml` points at this test's
+    /// database and data directory (plus `daemon_extra`); `partners.toml` is
+    /// `partners`. Returns the daemon and the directory to edit.
+    pub async fn start_with_config_dir(backend: Backend, daemon_extra: &str, partners: &str) -> (TestDaemon, std::path::PathBuf) {
+        let database = TestDatabase::create(backend).await;
+        let data_dir = tempfile::tempdir().unwrap();
+        let config_dir = tempfile::tempdir().unwrap();
+        let daemon_file = format!(
+            "data_dir = {:?}\n{daemon_extra}\n[database]\nurl = {:?}\nmax_connections = 8\n",
+            data_dir.path().display().to_string(),
+            database.url,
+        );
+        std::fs::write(config_dir.path().join("havend.toml"), daemon_file).unwrap();
+        std::fs::write(config_dir.path().join("partners.toml"), partners).unwrap();
+        let source = havend::config::ConfigSource::dir(config_dir.path());
+        let config = source.load().expect("the test config loads");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let daemon = Daemon::start_with_reload(config, source, listener).await.expect("daemon starts");
+        let addr = daemon.local_addr();
+        let db = Database::connect(&database.url).await.unwrap();
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        let path = config_dir.path().to_owned();
+        let daemon = TestDaemon {
+            daemon: Some(daemon),
+            addr,
+            db,
+            client,
+            keep: vec![config_dir],
+            _database: database,
+            _data_dir: data_dir,
+        };
+        (daemon, path)
+    }
+}
+
+/// Replaces `path` the way editors save: write a temporary file beside it, then rename it over.
+pub fn replace_file(path: &std::path::Path, text: &str) {
+    let temporary = path.with_extension("toml.tmp~");
+    std::fs::write(&temporary, text).unwrap();
+    std::fs::rename(&temporary, path).unwrap();
+}
