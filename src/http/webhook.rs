@@ -19,11 +19,10 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::{ApiError, AppState, Response, json_response};
-use crate::intake::store::{STATUS_IGNORED, STATUS_INVALID, STATUS_PENDING};
 use crate::intake::{IntakeMsg, NewEvent, Stored};
 use crate::telemetry::metrics::{WEBHOOK_ACK_SECONDS, WEBHOOKS_RECEIVED};
 use crate::webhooks::signature::{Signed, Verified, WEBHOOK_ID};
-use crate::webhooks::{Disposition, Partner, Window, payload};
+use crate::webhooks::{Partner, Window, payload};
 
 /// Receives, verifies, validates and durably stores one partner event, and
 /// counts the outcome and the time to answer.
@@ -87,11 +86,7 @@ async fn store(
         .inspect_err(|error| info!(%partner, %error, "Webhook signature refused"))?;
     let parsed = payload::parse(partner, event, &body)?;
 
-    let (status, last_error) = match &parsed.disposition {
-        Disposition::Pending => (STATUS_PENDING, None),
-        Disposition::Ignored(reason) => (STATUS_IGNORED, Some(reason.clone())),
-        Disposition::Invalid(reason) => (STATUS_INVALID, Some(reason.clone())),
-    };
+    let (status, last_error) = crate::intake::store::status_of(&parsed.disposition);
     let partner_event_id = parsed.partner_event_id.clone();
     let new_event = Box::new(NewEvent {
         id: uuid::Uuid::now_v7(),

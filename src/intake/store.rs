@@ -20,6 +20,16 @@ pub const STATUS_IGNORED: &str = "ignored";
 /// Inbox status of a signed Stripe event havend cannot use.
 pub const STATUS_INVALID: &str = "invalid";
 
+/// The inbox status (and its reason) an event is stored with.
+pub fn status_of(disposition: &crate::webhooks::Disposition) -> (&'static str, Option<String>) {
+    use crate::webhooks::Disposition;
+    match disposition {
+        Disposition::Pending => (STATUS_PENDING, None),
+        Disposition::Ignored(reason) => (STATUS_IGNORED, Some(reason.clone())),
+        Disposition::Invalid(reason) => (STATUS_INVALID, Some(reason.clone())),
+    }
+}
+
 /// A verified, validated event on its way into the inbox.
 #[derive(Debug, Clone)]
 pub struct NewEvent {

@@ -62,35 +62,21 @@ pub async fn claim(db: &impl ConnectionTrait, token: Uuid, lease: Duration, limi
 /// claim; false when it does not (the lease lapsed and another processor
 /// took it), and the caller must roll back.
 pub async fn finish(db: &impl ConnectionTrait, id: Uuid, token: Uuid, status: &str, note: Option<String>) -> Result<bool, DbErr> {
-    let result = webhook_events::Entity::update_many()
+    let update = webhook_events::Entity::update_many()
         .col_expr(webhook_events::Column::Status, Expr::value(status))
         .col_expr(webhook_events::Column::LastError, Expr::value(note))
-        .col_expr(webhook_events::Column::ProcessedAt, Expr::value(Some(Utc::now())))
-        .col_expr(webhook_events::Column::ClaimToken, Expr::value(Option::<Uuid>::None))
-        .col_expr(webhook_events::Column::ClaimedUntil, Expr::value(Option::<DateTime<Utc>>::None))
-        .filter(webhook_events::Column::Id.eq(id))
-        .filter(webhook_events::Column::ClaimToken.eq(token))
-        .filter(webhook_events::Column::Status.eq(PENDING))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
+        .col_expr(webhook_events::Column::ProcessedAt, Expr::value(Some(Utc::now())));
+    release_claim(db, update, id, token).await
 }
 
 /// Dead-letters the event (its last failure counted), only while `token`
 /// holds the claim.
 pub async fn dead_letter(db: &impl ConnectionTrait, id: Uuid, token: Uuid, error: &str) -> Result<bool, DbErr> {
-    let result = webhook_events::Entity::update_many()
+    let update = webhook_events::Entity::update_many()
         .col_expr(webhook_events::Column::Status, Expr::value(DEAD_LETTER))
         .col_expr(webhook_events::Column::Attempts, Expr::col(webhook_events::Column::Attempts).add(1))
-        .col_expr(webhook_events::Column::LastError, Expr::value(Some(error.to_owned())))
-        .col_expr(webhook_events::Column::ClaimToken, Expr::value(Option::<Uuid>::None))
-        .col_expr(webhook_events::Column::ClaimedUntil, Expr::value(Option::<DateTime<Utc>>::None))
-        .filter(webhook_events::Column::Id.eq(id))
-        .filter(webhook_events::Column::ClaimToken.eq(token))
-        .filter(webhook_events::Column::Status.eq(PENDING))
-        .exec(db)
-        .await?;
-    Ok(result.rows_affected == 1)
+        .col_expr(webhook_events::Column::LastError, Expr::value(Some(error.to_owned())));
+    release_claim(db, update, id, token).await
 }
 
 /// Gives the claim back: tried again at `next_at`. `count` adds one to the
@@ -98,13 +84,20 @@ pub async fn dead_letter(db: &impl ConnectionTrait, id: Uuid, token: Uuid, error
 pub async fn retry_later(db: &impl ConnectionTrait, id: Uuid, token: Uuid, next_at: DateTime<Utc>, count: bool, error: &str) -> Result<bool, DbErr> {
     let mut update = webhook_events::Entity::update_many()
         .col_expr(webhook_events::Column::NextAttemptAt, Expr::value(Some(next_at)))
-        .col_expr(webhook_events::Column::LastError, Expr::value(Some(error.to_owned())))
-        .col_expr(webhook_events::Column::ClaimToken, Expr::value(Option::<Uuid>::None))
-        .col_expr(webhook_events::Column::ClaimedUntil, Expr::value(Option::<DateTime<Utc>>::None));
+        .col_expr(webhook_events::Column::LastError, Expr::value(Some(error.to_owned())));
     if count {
         update = update.col_expr(webhook_events::Column::Attempts, Expr::col(webhook_events::Column::Attempts).add(1));
     }
+    release_claim(db, update, id, token).await
+}
+
+/// Runs `update` with the claim cleared, only on a pending event `token`
+/// still holds: every write the processor makes to a claimed event goes
+/// through this compare-and-set.
+async fn release_claim(db: &impl ConnectionTrait, update: sea_orm::UpdateMany<webhook_events::Entity>, id: Uuid, token: Uuid) -> Result<bool, DbErr> {
     let result = update
+        .col_expr(webhook_events::Column::ClaimToken, Expr::value(Option::<Uuid>::None))
+        .col_expr(webhook_events::Column::ClaimedUntil, Expr::value(Option::<DateTime<Utc>>::None))
         .filter(webhook_events::Column::Id.eq(id))
         .filter(webhook_events::Column::ClaimToken.eq(token))
         .filter(webhook_events::Column::Status.eq(PENDING))

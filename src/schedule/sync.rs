@@ -16,8 +16,8 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::intake::NewEvent;
-use crate::intake::store::{self, STATUS_IGNORED, STATUS_INVALID, STATUS_PENDING};
-use crate::webhooks::payload::{self, Disposition};
+use crate::intake::store;
+use crate::webhooks::payload;
 use crate::webhooks::Partner;
 
 /// Why a sync did not finish (its high-water mark stays where it was).
@@ -127,11 +127,7 @@ pub async fn run(db: &DatabaseConnection, config: &Config, partner: Partner) -> 
             report.duplicates += 1;
             continue;
         }
-        let (status, last_error) = match parsed.disposition {
-            Disposition::Pending => (STATUS_PENDING, None),
-            Disposition::Ignored(why) => (STATUS_IGNORED, Some(why)),
-            Disposition::Invalid(why) => (STATUS_INVALID, Some(why)),
-        };
+        let (status, last_error) = store::status_of(&parsed.disposition);
         events.push(NewEvent {
             id: uuid::Uuid::now_v7(),
             partner,
