@@ -138,6 +138,12 @@ pub enum Command {
         #[command(flatten)]
         chain: ChainArgs,
     },
+    /// In-flight work at a glance: intents by status, the oldest pending, each hot wallet's next nonce and backlog.
+    TransactionsSummary {
+        /// The config directory, for the database.
+        #[arg(long, env = "HAVEND_CONFIG", default_value = "config")]
+        config: PathBuf,
+    },
     /// Show a user: custodial address, ledger balance, pending intents and (with a chain) the on-chain balance.
     User {
         /// The config directory.
@@ -383,6 +389,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs { config, action } => operator(&config, OperatorCommand::Jobs(action)),
         Command::Reconcile { config, chain } => operator(&config, OperatorCommand::Reconcile(chain)),
         Command::User { config, user, chain } => operator(&config, OperatorCommand::User(user, chain)),
+        Command::TransactionsSummary { config } => operator(&config, OperatorCommand::TransactionsSummary),
         Command::Migrate { config, action } => {
             let config = load(&config)?;
             runtime()?.block_on(async {
@@ -489,6 +496,7 @@ enum OperatorCommand {
     Jobs(JobsAction),
     Reconcile(ChainArgs),
     User(String, ChainArgs),
+    TransactionsSummary,
 }
 
 fn operator(dir: &std::path::Path, command: OperatorCommand) -> anyhow::Result<ExitCode> {
@@ -542,6 +550,7 @@ fn operator(dir: &std::path::Path, command: OperatorCommand) -> anyhow::Result<E
                 }
                 serde_json::to_value(report)?
             }
+            OperatorCommand::TransactionsSummary => serde_json::to_value(crate::monitor::summary(&db).await?)?,
             OperatorCommand::User(user, args) => {
                 let mut summary = crate::ledger::summary(&db, &user).await?.ok_or_else(|| anyhow::anyhow!("no user {user}"))?;
                 if args.rpc_url.is_some() || config.chain.is_some() {

@@ -11,6 +11,7 @@
 //! - [`custody`] encrypts, decrypts (audited), rotates and revokes wallet keys.
 //! - [`ledger`] holds users and reward intents.
 //! - [`rewards`] turns stored partner events into reward intents (rules, handlers, the processor actor).
+//! - [`monitor`] watches in-flight transactions and gas prices and raises alerts.
 //! - [`schedule`] runs the periodic jobs (partner syncs, staking yield, purging raw bodies).
 //! - [`wallet`] runs one actor per hot wallet, the sole owner of its nonces.
 //! - [`breaker`] guards the RPC with a circuit breaker actor.
@@ -35,6 +36,7 @@ pub mod dev;
 pub mod http;
 pub mod intake;
 pub mod ledger;
+pub mod monitor;
 pub mod rewards;
 pub mod schedule;
 pub mod signing;

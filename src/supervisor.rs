@@ -23,6 +23,7 @@ use crate::config::{ConfigHandle, ConfigSource};
 use crate::custody::MasterKeys;
 use crate::intake::{IntakeActor, IntakeArgs, IntakeMsg, IntakeSlot};
 use crate::rewards::{Processor, ProcessorArgs, ProcessorMsg, ProcessorSlot, WalletNudge};
+use crate::monitor::{Monitor, MonitorArgs, MonitorMsg};
 use crate::schedule::{Scheduler, SchedulerArgs, SchedulerMsg};
 use crate::wallet::{RegistryArgs, RegistryMsg, WalletDeps, WalletRegistry, WalletSettings};
 
@@ -108,6 +109,9 @@ pub struct RootState {
     processor_restarts: RestartBudget,
     scheduler: ActorRef<SchedulerMsg>,
     scheduler_restarts: RestartBudget,
+    monitor: ActorRef<MonitorMsg>,
+    monitor_args: (DatabaseConnection, Option<ChainClient>),
+    monitor_restarts: RestartBudget,
     /// The config actor, when the config is reloadable.
     config_actor: Option<ActorRef<ConfigMsg>>,
     /// Where a replacement config actor reloads from.
@@ -154,6 +158,9 @@ impl Actor for RootSupervisor {
         }
         args.processor_slot.store(Arc::new(processors));
         let scheduler = spawn_scheduler(&myself, &args.db, &args.config, &args.keys, &args.processor_slot).await?;
+        let monitor_chain = args.chain_slot.load().as_ref().map(|chain| chain.client.clone());
+        let monitor = spawn_monitor(&myself, &args.db, &args.config, monitor_chain.clone()).await?;
+        let monitor_args = (args.db.clone(), monitor_chain);
         let config_actor = match &args.reload {
             Some(source) => Some(spawn_config(&myself, source, &args.config, &args.db, &args.reload_handle).await?),
             None => None,
@@ -170,6 +177,9 @@ impl Actor for RootSupervisor {
             processor_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             scheduler,
             scheduler_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
+            monitor,
+            monitor_args,
+            monitor_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             config_actor,
             reload: args.reload,
             reload_handle: args.reload_handle,
@@ -207,6 +217,16 @@ impl Actor for RootSupervisor {
             state.scheduler = spawn_scheduler(&myself, &state.db, &state.config, &state.keys, &state.processor_slot).await?;
             return Ok(());
         }
+        if cell.get_id() == state.monitor.get_id() {
+            if !state.monitor_restarts.allow(Instant::now()) {
+                error!(actor = "monitor", %reason, "Transaction monitor keeps failing; giving up");
+                return Err(format!("monitor failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
+            }
+            warn!(actor = "monitor", %reason, "Transaction monitor stopped; restarting it");
+            let (db, chain) = state.monitor_args.clone();
+            state.monitor = spawn_monitor(&myself, &db, &state.config, chain).await?;
+            return Ok(());
+        }
         if state.config_actor.as_ref().is_some_and(|actor| actor.get_id() == cell.get_id()) {
             return state.restart_config(&myself, &reason).await;
         }
@@ -238,7 +258,7 @@ impl Actor for RootSupervisor {
         let processors = state.processor_slot.swap(Arc::new(Vec::new()));
         // Unlink first so a child's exit is not taken for a failure to handle.
         let processors = processors.iter().map(|p| p.get_cell());
-        let first = std::iter::once(state.scheduler.get_cell()).chain(processors);
+        let first = [state.monitor.get_cell(), state.scheduler.get_cell()].into_iter().chain(processors);
         for child in first.chain(state.others.iter().rev().cloned()).chain(std::iter::once(state.intake.get_cell())) {
             child.unlink(myself.get_cell());
             child.stop_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await.ok();
@@ -263,6 +283,17 @@ impl RootState {
         self.processor_slot.store(Arc::new(processors));
         Ok(())
     }
+}
+
+async fn spawn_monitor(
+    supervisor: &ActorRef<RootMsg>,
+    db: &DatabaseConnection,
+    config: &ConfigHandle,
+    chain: Option<ChainClient>,
+) -> Result<ActorRef<MonitorMsg>, ActorProcessingErr> {
+    let args = MonitorArgs { db: db.clone(), config: config.clone(), chain };
+    let (monitor, _) = Actor::spawn_linked(None, Monitor, args, supervisor.get_cell()).await?;
+    Ok(monitor)
 }
 
 async fn spawn_scheduler(

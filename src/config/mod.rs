@@ -156,6 +156,8 @@ pub struct Config {
     pub processor: ProcessorConfig,
     /// Scheduled jobs (cron expressions with seconds, in `schedule.timezone`).
     pub schedule: ScheduleConfig,
+    /// The transaction monitor's thresholds.
+    pub monitor: MonitorConfig,
     /// Partners that may send webhooks, from `partners.toml`.
     #[serde(skip_deserializing)]
     pub partners: BTreeMap<Partner, PartnerConfig>,
@@ -179,6 +181,7 @@ impl Default for Config {
             custody: CustodyConfig::default(),
             processor: ProcessorConfig::default(),
             schedule: ScheduleConfig::default(),
+            monitor: MonitorConfig::default(),
             partners: BTreeMap::new(),
             rewards: RewardRules::default(),
         }
@@ -360,6 +363,26 @@ impl Default for ScheduleConfig {
             sync_first_lookback_secs: 86_400,
             sync_timeout_ms: 10_000,
         }
+    }
+}
+
+/// The transaction monitor: when in-flight work and gas prices raise alerts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitorConfig {
+    /// Seconds between looks.
+    pub interval_secs: u64,
+    /// An intent signed this long ago and not final raises `transaction_pending`.
+    pub pending_after_secs: u64,
+    /// Looks in a row a wallet's chain nonce may stay put with work in flight.
+    pub stalled_looks: u32,
+    /// A base fee over this many times its moving baseline raises `gas_price_spike`.
+    pub gas_spike_factor: u32,
+}
+
+impl Default for MonitorConfig {
+    fn default() -> Self {
+        Self { interval_secs: 60, pending_after_secs: 300, stalled_looks: 5, gas_spike_factor: 2 }
     }
 }
 
@@ -784,6 +807,10 @@ impl Config {
         }
         if processor.lease_secs == 0 || processor.poll_interval_ms == 0 {
             errors.push(invalid(DAEMON_FILE, "processor", "lease_secs and poll_interval_ms must be greater than 0"));
+        }
+        let monitor = &self.monitor;
+        if monitor.interval_secs == 0 || monitor.stalled_looks == 0 || monitor.gas_spike_factor < 2 {
+            errors.push(invalid(DAEMON_FILE, "monitor", "interval_secs and stalled_looks must be at least 1, gas_spike_factor at least 2"));
         }
         let schedule = &self.schedule;
         if schedule.timezone.parse::<chrono_tz::Tz>().is_err() {

@@ -7,6 +7,7 @@ mod binary;
 mod chain;
 mod crash;
 mod intake;
+mod monitor;
 mod ops;
 mod processing;
 mod reload;

@@ -34,7 +34,8 @@ async fn correctly_signed_event_is_stored_once_for_every_scheme(backend: Backend
         assert_eq!(answer.json["duplicate"], false);
         let row = daemon.event(partner, partner_event_id).await.expect("row stored");
         assert_eq!(row.body, body.as_bytes(), "raw body stored byte for byte");
-        assert_eq!(row.status, "pending");
+        // Stored for the processor, which may already have finished with it.
+        assert!(["pending", "processed"].contains(&row.status.as_str()), "{}", row.status);
     }
     assert_eq!(daemon.stored().await, 3);
     daemon.stop().await;
