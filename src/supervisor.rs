@@ -1,6 +1,6 @@
 //! The root supervisor: starts the daemon's actors, restarts the intake actor
 //! when it fails (within a budget) and publishes the replacement where the
-//! listener looks. The breaker and the wallet registry have no fallible
+//! listener looks; restarts processors and the alert delivery actor likewise. The breaker and the wallet registry have no fallible
 //! state of their own; if either fails, the supervisor fails upward and the
 //! process exits for systemd to restart it.
 
@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
+use crate::alert::{AlertActor, AlertArgs, AlertMsg};
 use crate::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle, BreakerState};
 use crate::chain::ChainClient;
 use crate::config::ConfigHandle;
@@ -100,6 +101,9 @@ pub struct RootState {
     processor_slot: ProcessorSlot,
     keys: Option<MasterKeys>,
     processor_restarts: RestartBudget,
+    /// Delivers alerts from the table.
+    alerts: ActorRef<AlertMsg>,
+    alert_restarts: RestartBudget,
     /// Breaker and registry, stopped in reverse order on shutdown.
     others: Vec<ActorCell>,
 }
@@ -137,6 +141,7 @@ impl Actor for RootSupervisor {
             processors.push(spawn_processor(&myself, &args.db, &args.config, &args.keys, &args.chain_slot).await?);
         }
         args.processor_slot.store(Arc::new(processors));
+        let alerts = spawn_alerts(&myself, &args.db, &args.config).await?;
         Ok(RootState {
             db: args.db,
             config: args.config,
@@ -147,6 +152,8 @@ impl Actor for RootSupervisor {
             processor_slot: args.processor_slot,
             keys: args.keys,
             processor_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
+            alerts,
+            alert_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             others,
         })
     }
@@ -171,6 +178,9 @@ impl Actor for RootSupervisor {
         if state.processor_slot.load().iter().any(|p| p.get_id() == cell.get_id()) {
             return state.restart_processor(&myself, cell.get_id(), &reason).await;
         }
+        if cell.get_id() == state.alerts.get_id() {
+            return state.restart_alerts(&myself, &reason).await;
+        }
         if cell.get_id() != state.intake.get_id() {
             return Ok(());
         }
@@ -192,7 +202,7 @@ impl Actor for RootSupervisor {
         state.intake_slot.store(None);
         let processors = state.processor_slot.swap(Arc::new(Vec::new()));
         // Unlink first so a child's exit is not taken for a failure to handle.
-        let processors = processors.iter().map(|p| p.get_cell());
+        let processors = processors.iter().map(|p| p.get_cell()).chain(std::iter::once(state.alerts.get_cell()));
         for child in processors.chain(state.others.iter().rev().cloned()).chain(std::iter::once(state.intake.get_cell())) {
             child.unlink(myself.get_cell());
             child.stop_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await.ok();
@@ -217,6 +227,25 @@ impl RootState {
         self.processor_slot.store(Arc::new(processors));
         Ok(())
     }
+
+    /// The alert delivery actor failed (a panic: it handles its own errors):
+    /// start another, within the restart budget. Its claims lapse and are
+    /// taken again, so no alert is lost.
+    async fn restart_alerts(&mut self, myself: &ActorRef<RootMsg>, reason: &str) -> Result<(), ActorProcessingErr> {
+        if !self.alert_restarts.allow(Instant::now()) {
+            error!(actor = "alerts", %reason, "Alert delivery keeps failing; giving up");
+            return Err(format!("alert delivery failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
+        }
+        warn!(actor = "alerts", %reason, "Alert delivery stopped; restarting it");
+        self.alerts = spawn_alerts(myself, &self.db, &self.config).await?;
+        Ok(())
+    }
+}
+
+async fn spawn_alerts(supervisor: &ActorRef<RootMsg>, db: &DatabaseConnection, config: &ConfigHandle) -> Result<ActorRef<AlertMsg>, ActorProcessingErr> {
+    let args = AlertArgs { db: db.clone(), config: config.clone() };
+    let (alerts, _) = Actor::spawn_linked(None, AlertActor, args, supervisor.get_cell()).await?;
+    Ok(alerts)
 }
 
 async fn spawn_processor(

@@ -5,6 +5,7 @@
 //! config directory → environment overrides for secrets. Every error names the
 //! file, the key and the problem.
 
+pub mod alerts;
 pub mod rewards;
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
+pub use alerts::{AlertsConfig, ChannelConfig, ChannelKind, SmtpTls};
 pub use rewards::RewardRules;
 pub use crate::signing::{REDACTED, Secret};
 use crate::signing::Scheme;
@@ -106,6 +108,8 @@ pub struct Config {
     pub custody: CustodyConfig,
     /// The rewards processor.
     pub processor: ProcessorConfig,
+    /// Alert delivery and its channels.
+    pub alerts: AlertsConfig,
     /// Partners that may send webhooks, from `partners.toml`.
     #[serde(skip_deserializing)]
     pub partners: BTreeMap<Partner, PartnerConfig>,
@@ -128,6 +132,7 @@ impl Default for Config {
             breaker: BreakerSettings::default(),
             custody: CustodyConfig::default(),
             processor: ProcessorConfig::default(),
+            alerts: AlertsConfig::default(),
             partners: BTreeMap::new(),
             rewards: RewardRules::default(),
         }
@@ -578,6 +583,7 @@ impl Config {
                     .secrets = secrets;
             }
         }
+        self.alerts.apply_env(env);
     }
 
     fn validate(&self, errors: &mut Vec<ConfigError>) {
@@ -671,6 +677,7 @@ impl Config {
         if processor.lease_secs == 0 || processor.poll_interval_ms == 0 {
             errors.push(invalid(DAEMON_FILE, "processor", "lease_secs and poll_interval_ms must be greater than 0"));
         }
+        self.alerts.validate(errors);
         for (key, problem) in self.rewards.problems() {
             errors.push(invalid(REWARDS_FILE, key, problem));
         }
