@@ -14,8 +14,10 @@ pub mod deliver;
 pub mod plan;
 pub mod store;
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, DbErr, Set};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbErr, Set};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -136,6 +138,47 @@ pub async fn record(db: &impl ConnectionTrait, severity: Severity, category: &st
     .await?;
     DELIVERY_NUDGE.notify_waiters();
     Ok(id)
+}
+
+/// Why a test alert has no delivery result.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+    /// The webhook client could not be built.
+    #[error(transparent)]
+    Delivery(#[from] deliver::DeliveryError),
+    /// A daemon claimed the alert and did not finish it in time.
+    #[error("alert {0} has no delivery result after {1:?}")]
+    Timeout(Uuid, Duration),
+}
+
+/// How often `havend alerts test` looks at its alert while a daemon delivers it.
+const TEST_POLL: Duration = Duration::from_millis(200);
+
+/// Raises a `system_test` INFO alert and waits for its delivery result
+/// (`havend alerts test`, the admin API). It delivers the alert itself
+/// unless a running daemon claimed it first, so it works with or without
+/// one, and the alert is still delivered once.
+pub async fn send_test(db: &DatabaseConnection, config: &crate::config::Config, requested_by: &str) -> Result<store::AlertRecord, AlertError> {
+    let details = serde_json::json!({ "requested_by": requested_by, "daemon": config.daemon_name });
+    let id = record(db, Severity::Info, SYSTEM_TEST, "Test alert: delivery works", &details).await?;
+    let settings = std::sync::Arc::new(config.alerts.clone());
+    // A daemon that claimed it may take its whole lease; after that the claim lapses and this takes over.
+    let deadline = tokio::time::Instant::now() + settings.lease() + settings.lease();
+    let delivery = deliver::Delivery { http: deliver::webhook_client()?, config: settings.clone(), daemon: config.daemon_name.clone() };
+    loop {
+        let token = Uuid::now_v7();
+        if let Some(row) = store::claim_one(db, id, token, settings.lease(), Utc::now()).await? {
+            deliver::deliver(db, &delivery, &row, token).await?;
+        }
+        match store::get(db, id).await? {
+            Some(alert) if alert.delivery_status != store::PENDING => return Ok(alert),
+            _ if tokio::time::Instant::now() >= deadline => return Err(AlertError::Timeout(id, settings.lease() * 2)),
+            _ => tokio::time::sleep(TEST_POLL).await,
+        }
+    }
 }
 
 /// Waits for the next [`raise`] in this process.

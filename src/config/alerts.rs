@@ -225,3 +225,93 @@ fn serialize_url_origin<S: serde::Serializer>(url: &Option<Secret>, serializer: 
         None => serializer.serialize_none(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, DAEMON_FILE};
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(DAEMON_FILE), text).unwrap();
+        Config::load_with_env(dir.path(), |key| env.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string())).map_err(|e| e.to_string())
+    }
+
+    const CHANNELS: &str = r#"
+[alerts]
+throttle_window_secs = 60
+
+[[alerts.channels]]
+name = "ops-slack"
+kind = "slack"
+url = "https://hooks.slack.com/services/T0/B0/SECRETPATH"
+min_severity = "WARNING"
+
+[[alerts.channels]]
+name = "oncall"
+kind = "email"
+min_severity = "critical"
+categories = ["foreign_nonce"]
+host = "smtp.example.com"
+username = "havend"
+password = "SMTPPASS"
+from = "havend@example.com"
+to = ["ops@example.com"]
+"#;
+
+    #[test]
+    fn channels_are_read_with_their_filters_and_defaults() {
+        let config = load(CHANNELS, &[]).unwrap();
+        let alerts = &config.alerts;
+        assert_eq!(alerts.throttle_window_secs, 60);
+        assert_eq!(alerts.timeout_ms, super::DEFAULT_ALERT_TIMEOUT_MS);
+        assert_eq!(alerts.channels[0].min_severity, crate::alert::Severity::Warning);
+        assert_eq!(alerts.channels[1].min_severity, crate::alert::Severity::Critical);
+        assert_eq!(alerts.channels[1].categories, ["foreign_nonce"]);
+        assert_eq!(alerts.channels[1].tls, super::SmtpTls::Starttls);
+    }
+
+    #[test]
+    fn check_config_shows_neither_the_webhook_path_nor_the_smtp_password() {
+        let printed = load(CHANNELS, &[]).unwrap().to_redacted_toml();
+        assert!(!printed.contains("SECRETPATH") && !printed.contains("SMTPPASS"), "{printed}");
+        assert!(printed.contains("url = \"https://hooks.slack.com/[redacted]\""), "{printed}");
+    }
+
+    #[test]
+    fn environment_replaces_channel_secrets() {
+        let env = [("HAVEND_ALERT_OPS_SLACK_URL", "https://hooks.slack.com/services/FROM/ENV"), ("HAVEND_ALERT_ONCALL_PASSWORD", "envpass")];
+        let config = load(CHANNELS, &env).unwrap();
+        assert_eq!(config.alerts.channels[0].url.as_ref().unwrap().expose(), "https://hooks.slack.com/services/FROM/ENV");
+        assert_eq!(config.alerts.channels[1].password.as_ref().unwrap().expose(), "envpass");
+    }
+
+    #[test]
+    fn invalid_channels_are_reported_by_key_without_quoting_the_url() {
+        let text = r#"
+[[alerts.channels]]
+name = "hook"
+kind = "webhook"
+url = "ftp://example.com/SECRETPATH"
+
+[[alerts.channels]]
+name = "hook"
+kind = "email"
+tls = "none"
+username = "u"
+password = "p"
+to = []
+"#;
+        let error = load(text, &[]).unwrap_err();
+        for key in ["alerts.channels[0].url", "alerts.channels[1].name", "alerts.channels[1].host", "alerts.channels[1].from", "alerts.channels[1].to", "alerts.channels[1].tls"] {
+            assert!(error.contains(key), "{key} in {error}");
+        }
+        assert!(!error.contains("SECRETPATH"), "{error}");
+    }
+
+    #[test]
+    fn a_claim_outlasts_the_slowest_delivery_of_every_channel() {
+        let config = load(CHANNELS, &[]).unwrap().alerts;
+        // 2 channels × (4 attempts × 10 s + 3 waits × 30 s) + 30 s margin.
+        assert_eq!(config.lease(), std::time::Duration::from_secs(2 * (40 + 90) + 30));
+    }
+}

@@ -281,3 +281,37 @@ async fn two_daemons_on_one_postgres_deliver_each_alert_once() {
     second.stop().await;
     first.stop().await;
 }
+
+/// `havend alerts test` raises a `system_test` INFO alert and, with no daemon
+/// running, delivers it itself and prints the result; `list` and `stats`
+/// print JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_test_alert_is_delivered_and_listed_in_stats() {
+    let receiver = WebhookReceiver::start(Vec::new()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "data_dir = {:?}\n[alerts]\nretry_base_ms = 50\n[[alerts.channels]]\nname = \"ops\"\nkind = \"slack\"\nurl = \"{}\"\n",
+        dir.path().join("data").display().to_string(),
+        receiver.url("cli-token"),
+    );
+    std::fs::write(dir.path().join("havend.toml"), config).unwrap();
+    let run = |args: &'static [&'static str]| {
+        let dir = dir.path().to_owned();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_havend")).arg("alerts").arg("--config").arg(dir).args(args).output().unwrap()
+        })
+    };
+
+    let test = run(&["test"]).await.unwrap();
+    assert!(test.status.success(), "{}", String::from_utf8_lossy(&test.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&test.stdout).unwrap();
+    assert_eq!((printed["category"].as_str(), printed["delivery_status"].as_str()), (Some("system_test"), Some("delivered")));
+    assert_eq!(printed["logs"][0]["detail"], format!("HTTP 200 from http://{}", receiver.addr));
+    assert_eq!(receiver.requests()[0].json, json!({"text": "[INFO] system_test: Test alert: delivery works"}));
+
+    let list: serde_json::Value = serde_json::from_slice(&run(&["list"]).await.unwrap().stdout).unwrap();
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    let stats: serde_json::Value = serde_json::from_slice(&run(&["stats"]).await.unwrap().stdout).unwrap();
+    assert_eq!(stats["by_category"]["system_test"], 1);
+    assert_eq!(stats["by_channel"]["ops"]["delivered"], 1);
+}
