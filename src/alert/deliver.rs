@@ -101,7 +101,11 @@ pub async fn deliver(db: &impl ConnectionTrait, delivery: &Delivery, row: &alert
     }
     let window = Duration::from_secs(delivery.config.throttle_window_secs);
     let key = plan::throttle_key(&alert.category, &alert.message);
-    let repeats_before = match store::throttle(db, &key, alert.id, alert.created_at, window).await? {
+    let decision = match plan::throttles(&alert.category) {
+        true => store::throttle(db, &key, alert.id, alert.created_at, window).await?,
+        false => Throttled::Lead(0),
+    };
+    let repeats_before = match decision {
         Throttled::Lead(repeats_before) => repeats_before,
         Throttled::Repeat(nth) => {
             let detail = Some(format!("repeat {nth} within the {}s window", window.as_secs()));

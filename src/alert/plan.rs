@@ -24,6 +24,12 @@ pub fn route<'c>(channels: &'c [ChannelConfig], severity: Severity, category: &s
         .collect()
 }
 
+/// Whether repeats of `category` are throttled: all but the test alert,
+/// which an operator asks for and expects to arrive every time.
+pub fn throttles(category: &str) -> bool {
+    category != super::SYSTEM_TEST
+}
+
 /// The throttle key of an alert: repeats share it. The subject is the
 /// alert's message, so two alerts about different wallets (whose messages
 /// name them) are not repeats of each other.
@@ -227,6 +233,12 @@ mod tests {
         assert_eq!(throttle(Some(&window), repeat, t0 + chrono::Duration::seconds(299)), Throttle::Suppress);
         assert_eq!(throttle(Some(&window), later, t0 + chrono::Duration::seconds(300)), Throttle::Lead { repeats_before: 41 });
         assert_eq!(throttle(Some(&window), first, t0), Throttle::Lead { repeats_before: 0 }, "a re-claimed leader is delivered again");
+    }
+
+    #[test]
+    fn test_alerts_are_never_throttled() {
+        assert!(!throttles(crate::alert::SYSTEM_TEST));
+        assert!(throttles("circuit_open"));
     }
 
     #[test]

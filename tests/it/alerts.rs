@@ -283,8 +283,8 @@ async fn two_daemons_on_one_postgres_deliver_each_alert_once() {
 }
 
 /// `havend alerts test` raises a `system_test` INFO alert and, with no daemon
-/// running, delivers it itself and prints the result; `list` and `stats`
-/// print JSON.
+/// running, delivers it itself and prints the result (a second test right
+/// after is not throttled); `list` and `stats` print JSON.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_test_alert_is_delivered_and_listed_in_stats() {
     let receiver = WebhookReceiver::start(Vec::new()).await;
@@ -309,9 +309,12 @@ async fn cli_test_alert_is_delivered_and_listed_in_stats() {
     assert_eq!(printed["logs"][0]["detail"], format!("HTTP 200 from http://{}", receiver.addr));
     assert_eq!(receiver.requests()[0].json, json!({"text": "[INFO] system_test: Test alert: delivery works"}));
 
+    let again = run(&["test"]).await.unwrap();
+    assert!(again.status.success(), "a requested test alert is never throttled: {}", String::from_utf8_lossy(&again.stdout));
+
     let list: serde_json::Value = serde_json::from_slice(&run(&["list"]).await.unwrap().stdout).unwrap();
-    assert_eq!(list.as_array().map(Vec::len), Some(1));
+    assert_eq!(list.as_array().map(Vec::len), Some(2));
     let stats: serde_json::Value = serde_json::from_slice(&run(&["stats"]).await.unwrap().stdout).unwrap();
-    assert_eq!(stats["by_category"]["system_test"], 1);
-    assert_eq!(stats["by_channel"]["ops"]["delivered"], 1);
+    assert_eq!(stats["by_category"]["system_test"], 2);
+    assert_eq!(stats["by_channel"]["ops"]["delivered"], 2);
 }
