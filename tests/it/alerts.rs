@@ -11,7 +11,7 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder}
 use serde_json::json;
 
 use crate::on_both_backends;
-use crate::support::receivers::{SmtpServer, WebhookReceiver};
+use crate::support::receivers::{self, SmtpSecurity, SmtpServer, WebhookReceiver};
 use crate::support::*;
 
 const DELIVERY_DEADLINE: Duration = Duration::from_secs(15);
@@ -178,7 +178,7 @@ async fn alerts_below_a_channels_minimum_severity_or_outside_its_categories_are_
 }
 
 async fn email_alert_reaches_a_plaintext_smtp_server(backend: Backend) {
-    let mut smtp = SmtpServer::start(None).await;
+    let mut smtp = SmtpServer::start(SmtpSecurity::Plain).await;
     let mut email = channel("oncall", ChannelKind::Email);
     email.host = Some("127.0.0.1".into());
     email.port = Some(smtp.addr.port());
@@ -193,13 +193,38 @@ async fn email_alert_reaches_a_plaintext_smtp_server(backend: Backend) {
     assert_eq!(mail.from, "havend@example.com");
     assert_eq!(mail.to, ["ops@example.com", "oncall@example.com"]);
     assert_eq!(mail.auth, None, "no credentials configured, none sent");
+    assert!(!mail.tls);
     assert!(mail.data.contains("Subject: [CRITICAL] low_balance: Hot wallet low on gas"), "{}", mail.data);
     assert!(mail.data.contains(&id.to_string()), "{}", mail.data);
     assert_eq!(wait_for_status(&daemon, id).await, store::DELIVERED);
     daemon.stop().await;
 }
 
+/// A daemon that crashed mid-delivery leaves its claim behind; once the
+/// lease lapses another daemon delivers the alert: none is lost, none sent twice.
+async fn alert_claimed_by_a_crashed_daemon_is_delivered_once_its_lease_lapses(backend: Backend) {
+    let receiver = WebhookReceiver::start(Vec::new()).await;
+    let database = TestDatabase::create(backend).await;
+    let crashed = sea_orm::Database::connect(&database.url).await.unwrap();
+    havend::db::migrate_up(&crashed).await.unwrap();
+    let id = alert::record(&crashed, Severity::Critical, "wallet_parked", "Wallet actor parked", &json!({})).await.unwrap();
+    let lease = Duration::from_secs(1);
+    let claimed_at = std::time::Instant::now();
+    let claimed = store::claim(&crashed, uuid::Uuid::now_v7(), lease, 10, chrono::Utc::now()).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    crashed.close().await.unwrap();
+
+    let url = receiver.url("lease");
+    let daemon = TestDaemon::start_on(database, |db| db.url.clone(), |config| fast_alerts(config, vec![webhook("ops", ChannelKind::Webhook, url)])).await;
+
+    assert_eq!(wait_for_status(&daemon, id).await, store::DELIVERED);
+    assert!(claimed_at.elapsed() >= lease, "not before the crashed daemon's lease lapsed");
+    assert_eq!(receiver.requests().len(), 1);
+    daemon.stop().await;
+}
+
 on_both_backends!(
+    alert_claimed_by_a_crashed_daemon_is_delivered_once_its_lease_lapses,
     slack_webhook_gets_the_alert_text_and_no_secret_is_stored,
     webhook_answering_500_twice_gets_the_alert_on_the_third_attempt,
     webhook_that_keeps_failing_is_recorded_failed_after_the_retries,
@@ -208,19 +233,19 @@ on_both_backends!(
     email_alert_reaches_a_plaintext_smtp_server,
 );
 
-/// Implicit TLS (SMTPS) to a server whose self-signed certificate is trusted
-/// through `ca_file` only.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn email_alert_over_implicit_tls_trusts_the_ca_file() {
+/// E-mail over TLS to a server whose self-signed certificate is trusted
+/// through `ca_file` only; the password goes inside TLS and is stored nowhere.
+async fn email_over_tls(starttls: bool) {
     let (acceptor, pem) = receivers::self_signed_tls();
-    let mut smtp = SmtpServer::start(Some(acceptor)).await;
+    let security = if starttls { SmtpSecurity::Starttls(acceptor) } else { SmtpSecurity::Implicit(acceptor) };
+    let mut smtp = SmtpServer::start(security).await;
     let dir = tempfile::tempdir().unwrap();
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, pem).unwrap();
     let mut email = channel("oncall-tls", ChannelKind::Email);
     email.host = Some("127.0.0.1".into());
     email.port = Some(smtp.addr.port());
-    email.tls = SmtpTls::Tls;
+    email.tls = if starttls { SmtpTls::Starttls } else { SmtpTls::Tls };
     email.ca_file = Some(ca_file);
     email.username = Some("havend".into());
     email.password = Some(havend::config::Secret::new("smtp-pass"));
@@ -234,11 +259,22 @@ async fn email_alert_over_implicit_tls_trusts_the_ca_file() {
         panic!("no mail over TLS; attempts: {:?}", logs_of(&daemon, id).await);
     };
     assert!(mail.data.contains("Subject: [ERROR] webhook_dead_letter: Event dead-lettered"), "{}", mail.data);
+    assert!(mail.tls, "handed over inside TLS");
     assert_eq!(mail.auth.as_deref(), Some("havend:smtp-pass"), "logged in, inside TLS");
+    assert_eq!(wait_for_status(&daemon, id).await, store::DELIVERED);
     let stored = format!("{:?}", logs_of(&daemon, id).await);
     assert!(!stored.contains("smtp-pass"), "{stored}");
-    assert_eq!(wait_for_status(&daemon, id).await, store::DELIVERED);
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_alert_over_starttls_trusts_the_ca_file() {
+    email_over_tls(true).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_alert_over_implicit_tls_trusts_the_ca_file() {
+    email_over_tls(false).await
 }
 
 /// Two daemons on one PostgreSQL claim with `SKIP LOCKED`: each alert is

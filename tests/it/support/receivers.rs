@@ -83,10 +83,23 @@ pub struct Mail {
     pub data: String,
     /// `user:password` from AUTH PLAIN, if the client logged in.
     pub auth: Option<String>,
+    /// Whether the session was encrypted when the mail was handed over.
+    pub tls: bool,
+}
+
+/// How an [`SmtpServer`] secures its sessions.
+#[derive(Clone)]
+pub enum SmtpSecurity {
+    Plain,
+    /// TLS from the first byte (SMTPS).
+    Implicit(tokio_rustls::TlsAcceptor),
+    /// Plain, offering STARTTLS (RFC 3207).
+    Starttls(tokio_rustls::TlsAcceptor),
 }
 
 /// A minimal SMTP server: enough of RFC 5321 for one client to hand over
-/// mail, plus AUTH PLAIN (RFC 4954), which it accepts for any credentials.
+/// mail, plus AUTH PLAIN (RFC 4954), which it accepts for any credentials,
+/// and STARTTLS.
 pub struct SmtpServer {
     pub addr: SocketAddr,
     pub mail: mpsc::UnboundedReceiver<Mail>,
@@ -94,23 +107,30 @@ pub struct SmtpServer {
 }
 
 impl SmtpServer {
-    /// Plain text, or implicit TLS (SMTPS) with `tls`.
-    pub async fn start(tls: Option<tokio_rustls::TlsAcceptor>) -> SmtpServer {
+    pub async fn start(security: SmtpSecurity) -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, mail) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (tx, tls) = (tx.clone(), tls.clone());
+                let (tx, security) = (tx.clone(), security.clone());
                 tokio::spawn(async move {
-                    match tls {
-                        Some(acceptor) => {
+                    match security {
+                        SmtpSecurity::Plain => {
+                            let _ = session(stream, tx, None, true).await;
+                        }
+                        SmtpSecurity::Implicit(acceptor) => {
                             if let Ok(stream) = acceptor.accept(stream).await {
-                                let _ = session(stream, tx).await;
+                                let _ = session(stream, tx, None, true).await;
                             }
                         }
-                        None => {
-                            let _ = session(stream, tx).await;
+                        SmtpSecurity::Starttls(acceptor) => {
+                            if let Ok(Some(plain)) = session(stream, tx.clone(), Some(()), true).await
+                                && let Ok(stream) = acceptor.accept(plain).await
+                            {
+                                // After STARTTLS the client starts over with EHLO, without a new greeting.
+                                let _ = session(stream, tx, None, false).await;
+                            }
                         }
                     }
                 });
@@ -126,21 +146,36 @@ impl Drop for SmtpServer {
     }
 }
 
-async fn session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, tx: mpsc::UnboundedSender<Mail>) -> std::io::Result<()> {
+/// Serves one session; with `offer_starttls`, returns the plain stream
+/// when the client asks for STARTTLS, for the caller to wrap in TLS.
+async fn session<S: AsyncRead + AsyncWrite + Unpin + IsTls>(
+    stream: S,
+    tx: mpsc::UnboundedSender<Mail>,
+    offer_starttls: Option<()>,
+    greet: bool,
+) -> std::io::Result<Option<S>> {
+    let tls = stream.is_tls();
     let mut stream = BufReader::new(stream);
-    stream.get_mut().write_all(b"220 test.invalid ESMTP havend-test\r\n").await?;
+    if greet {
+        stream.get_mut().write_all(b"220 test.invalid ESMTP havend-test\r\n").await?;
+    }
     let (mut from, mut to, mut auth) = (String::new(), Vec::new(), None);
     let mut line = String::new();
     loop {
         line.clear();
         if stream.read_line(&mut line).await? == 0 {
-            return Ok(());
+            return Ok(None);
         }
         let command = line.trim_end().to_owned();
         let verb = command.split([' ', ':']).next().unwrap_or_default().to_ascii_uppercase();
         let reply: &[u8] = match verb.as_str() {
+            "EHLO" if offer_starttls.is_some() => b"250-test.invalid\r\n250 STARTTLS\r\n",
             "EHLO" => b"250-test.invalid\r\n250 AUTH PLAIN\r\n",
             "HELO" => b"250 test.invalid\r\n",
+            "STARTTLS" if offer_starttls.is_some() => {
+                stream.get_mut().write_all(b"220 Ready to start TLS\r\n").await?;
+                return Ok(Some(stream.into_inner()));
+            }
             "AUTH" => {
                 use base64::Engine;
                 let initial = command.split(' ').nth(2).unwrap_or_default();
@@ -163,7 +198,7 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, tx: mpsc::Unbound
                 loop {
                     line.clear();
                     if stream.read_line(&mut line).await? == 0 {
-                        return Ok(());
+                        return Ok(None);
                     }
                     if line == ".\r\n" {
                         break;
@@ -171,17 +206,36 @@ async fn session<S: AsyncRead + AsyncWrite + Unpin>(stream: S, tx: mpsc::Unbound
                     // Dot-stuffing (RFC 5321 section 4.5.2).
                     data.push_str(line.strip_prefix('.').unwrap_or(&line));
                 }
-                let _ = tx.send(Mail { from: std::mem::take(&mut from), to: std::mem::take(&mut to), data, auth: auth.clone() });
+                let mail = Mail { from: std::mem::take(&mut from), to: std::mem::take(&mut to), data, auth: auth.clone(), tls };
+                let _ = tx.send(mail);
                 b"250 OK queued\r\n"
             }
             "RSET" | "NOOP" => b"250 OK\r\n",
             "QUIT" => {
                 stream.get_mut().write_all(b"221 Bye\r\n").await?;
-                return stream.get_mut().shutdown().await;
+                stream.get_mut().shutdown().await?;
+                return Ok(None);
             }
             _ => b"502 Command not implemented\r\n",
         };
         stream.get_mut().write_all(reply).await?;
+    }
+}
+
+/// Whether a session's stream is encrypted.
+trait IsTls {
+    fn is_tls(&self) -> bool;
+}
+
+impl IsTls for tokio::net::TcpStream {
+    fn is_tls(&self) -> bool {
+        false
+    }
+}
+
+impl IsTls for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    fn is_tls(&self) -> bool {
+        true
     }
 }
 
