@@ -154,6 +154,7 @@ pub async fn throttle(db: &impl ConnectionTrait, key: &str, alert: Uuid, raised_
                     return Ok(Throttled::Repeat(current.suppressed + 1));
                 }
             }
+            // The planner never suppresses without a window; deliver rather than drop.
             (Throttle::Suppress, None) => return Ok(Throttled::Lead(0)),
         }
     }
