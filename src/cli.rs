@@ -1,5 +1,5 @@
 //! The `havend` command line: `run`, `dev`, `migrate`, `check-config`,
-//! `sign-webhook`, wallet custody and the rewards operator commands.
+//! `sign-webhook`, wallet custody, the rewards operator commands and alerts.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -144,6 +144,15 @@ pub enum Command {
         #[arg(long, env = "HAVEND_CONFIG", default_value = "config")]
         config: PathBuf,
     },
+    /// Alerts: send a test alert, list the newest, count them (JSON output).
+    Alerts {
+        /// The config directory (database and alert channels).
+        #[arg(long, env = "HAVEND_CONFIG", default_value = "config")]
+        config: PathBuf,
+        /// What to do.
+        #[command(subcommand)]
+        action: AlertsAction,
+    },
     /// Show a user: custodial address, ledger balance, pending intents and (with a chain) the on-chain balance.
     User {
         /// The config directory.
@@ -176,6 +185,21 @@ pub enum EventsAction {
         /// The event.
         event: String,
     },
+}
+
+/// `havend alerts` actions.
+#[derive(Debug, Subcommand)]
+pub enum AlertsAction {
+    /// Raise a `system_test` INFO alert and wait for its delivery result; exit 1 unless delivered.
+    Test,
+    /// The newest alerts with every delivery attempt's result.
+    List {
+        /// How many.
+        #[arg(long, default_value_t = 20)]
+        limit: u64,
+    },
+    /// Counts by severity, category, delivery status, and attempts by channel and outcome.
+    Stats,
 }
 
 /// `havend intents` actions.
@@ -384,6 +408,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Events { config, action } => operator(&config, OperatorCommand::Events(action)),
         Command::Intents { config, action } => operator(&config, OperatorCommand::Intents(action)),
+        Command::Alerts { config, action } => operator(&config, OperatorCommand::Alerts(action)),
         Command::Pause { config } => operator(&config, OperatorCommand::Pause(true)),
         Command::Resume { config } => operator(&config, OperatorCommand::Pause(false)),
         Command::Jobs { config, action } => operator(&config, OperatorCommand::Jobs(action)),
@@ -492,6 +517,7 @@ async fn wallet_command(config: Config, action: WalletAction) -> anyhow::Result<
 enum OperatorCommand {
     Events(EventsAction),
     Intents(IntentsAction),
+    Alerts(AlertsAction),
     Pause(bool),
     Jobs(JobsAction),
     Reconcile(ChainArgs),
@@ -519,6 +545,15 @@ fn operator(dir: &std::path::Path, command: OperatorCommand) -> anyhow::Result<E
                 inbox::Replay::NotFound => bail!("no event {event}"),
                 inbox::Replay::NotDeadLettered(status) => bail!("event {event} is {status}; only dead-lettered events are replayed"),
             },
+            OperatorCommand::Alerts(AlertsAction::Test) => {
+                let alert = crate::alert::send_test(&db, &config, &actor).await?;
+                if alert.delivery_status != crate::alert::store::DELIVERED {
+                    code = ExitCode::FAILURE;
+                }
+                serde_json::to_value(alert)?
+            }
+            OperatorCommand::Alerts(AlertsAction::List { limit }) => serde_json::to_value(crate::alert::store::list(&db, limit).await?)?,
+            OperatorCommand::Alerts(AlertsAction::Stats) => serde_json::to_value(crate::alert::store::stats(&db).await?)?,
             OperatorCommand::Intents(IntentsAction::Held) => {
                 serde_json::Value::Array(operator::list_held(&db).await?.iter().map(describe_intent).collect())
             }

@@ -15,7 +15,7 @@
 //! - [`schedule`] runs the periodic jobs (partner syncs, staking yield, purging raw bodies).
 //! - [`wallet`] runs one actor per hot wallet, the sole owner of its nonces.
 //! - [`breaker`] guards the RPC with a circuit breaker actor.
-//! - [`alert`] records alerts for operators.
+//! - [`alert`] records alerts for operators and delivers them from the table (webhooks, e-mail).
 //! - [`supervisor`] is the root of the actor tree and restarts failed actors.
 //! - [`db`] opens the database and runs migrations.
 //! - [`cli`] and [`dev`] are the `havend` command line and its all-in-one dev mode.

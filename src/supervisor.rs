@@ -1,6 +1,7 @@
 //! The root supervisor: starts the daemon's actors, restarts the intake actor,
-//! the processors and the config actor when they fail (within a budget) and
-//! publishes the replacements where the listener and the daemon look. The breaker and the wallet registry have no fallible
+//! the processors, the scheduler, the monitor, the alert delivery actor and
+//! the config actor when they fail (within a budget) and publishes the
+//! replacements where the listener and the daemon look. The breaker and the wallet registry have no fallible
 //! state of their own; if either fails, the supervisor fails upward and the
 //! process exits for systemd to restart it.
 
@@ -16,6 +17,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
+use crate::alert::{AlertActor, AlertArgs, AlertMsg};
 use crate::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle, BreakerState};
 use crate::chain::ChainClient;
 use crate::config::actor::{ConfigActor, ConfigArgs, ConfigMsg, ReloadHandle};
@@ -120,6 +122,9 @@ pub struct RootState {
     reload_handle: Arc<ReloadHandle>,
     /// Restarts of the config actor within the window.
     config_restarts: RestartBudget,
+    /// Delivers alerts from the table.
+    alerts: ActorRef<AlertMsg>,
+    alert_restarts: RestartBudget,
     /// Breaker and registry, stopped in reverse order on shutdown.
     others: Vec<ActorCell>,
 }
@@ -165,6 +170,7 @@ impl Actor for RootSupervisor {
             Some(source) => Some(spawn_config(&myself, source, &args.config, &args.db, &args.reload_handle).await?),
             None => None,
         };
+        let alerts = spawn_alerts(&myself, &args.db, &args.config).await?;
         Ok(RootState {
             db: args.db,
             config: args.config,
@@ -184,6 +190,8 @@ impl Actor for RootSupervisor {
             reload: args.reload,
             reload_handle: args.reload_handle,
             config_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
+            alerts,
+            alert_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             others,
         })
     }
@@ -230,6 +238,9 @@ impl Actor for RootSupervisor {
         if state.config_actor.as_ref().is_some_and(|actor| actor.get_id() == cell.get_id()) {
             return state.restart_config(&myself, &reason).await;
         }
+        if cell.get_id() == state.alerts.get_id() {
+            return state.restart_alerts(&myself, &reason).await;
+        }
         if cell.get_id() != state.intake.get_id() {
             return Ok(());
         }
@@ -258,7 +269,7 @@ impl Actor for RootSupervisor {
         let processors = state.processor_slot.swap(Arc::new(Vec::new()));
         // Unlink first so a child's exit is not taken for a failure to handle.
         let processors = processors.iter().map(|p| p.get_cell());
-        let first = [state.monitor.get_cell(), state.scheduler.get_cell()].into_iter().chain(processors);
+        let first = [state.monitor.get_cell(), state.scheduler.get_cell(), state.alerts.get_cell()].into_iter().chain(processors);
         for child in first.chain(state.others.iter().rev().cloned()).chain(std::iter::once(state.intake.get_cell())) {
             child.unlink(myself.get_cell());
             child.stop_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await.ok();
@@ -283,6 +294,25 @@ impl RootState {
         self.processor_slot.store(Arc::new(processors));
         Ok(())
     }
+
+    /// The alert delivery actor failed (a panic: it handles its own errors):
+    /// start another, within the restart budget. Its claims lapse and are
+    /// taken again, so no alert is lost.
+    async fn restart_alerts(&mut self, myself: &ActorRef<RootMsg>, reason: &str) -> Result<(), ActorProcessingErr> {
+        if !self.alert_restarts.allow(Instant::now()) {
+            error!(actor = "alerts", %reason, "Alert delivery keeps failing; giving up");
+            return Err(format!("alert delivery failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
+        }
+        warn!(actor = "alerts", %reason, "Alert delivery stopped; restarting it");
+        self.alerts = spawn_alerts(myself, &self.db, &self.config).await?;
+        Ok(())
+    }
+}
+
+async fn spawn_alerts(supervisor: &ActorRef<RootMsg>, db: &DatabaseConnection, config: &ConfigHandle) -> Result<ActorRef<AlertMsg>, ActorProcessingErr> {
+    let args = AlertArgs { db: db.clone(), config: config.clone() };
+    let (alerts, _) = Actor::spawn_linked(None, AlertActor, args, supervisor.get_cell()).await?;
+    Ok(alerts)
 }
 
 async fn spawn_monitor(

@@ -1,4 +1,4 @@
-//! Alerts raised for operators (delivery comes with the alerting work).
+//! Alerts raised for operators; the table is also the delivery queue.
 
 use sea_orm::entity::prelude::*;
 
@@ -19,6 +19,16 @@ pub struct Model {
     pub details: String,
     /// When.
     pub created_at: DateTimeUtc,
+    /// `pending` (waiting for delivery), `delivered`, `failed` (a channel
+    /// gave up after its retries), `throttled` (a repeat within the window),
+    /// `unrouted` (no channel takes it) or `skipped` (raised before delivery existed).
+    pub delivery_status: String,
+    /// The lease token of the daemon delivering it; its result is written only while this holds.
+    pub claim_token: Option<Uuid>,
+    /// Until when the claim holds; a crashed daemon's claim lapses then.
+    pub claimed_until: Option<DateTimeUtc>,
+    /// When its delivery finished (whatever the outcome).
+    pub delivered_at: Option<DateTimeUtc>,
 }
 
 /// Relations are expressed by ids in queries.

@@ -1,5 +1,7 @@
 //! sea-orm entities of havend's database, one module per table.
 
+pub mod alert_logs;
+pub mod alert_throttles;
 pub mod alerts;
 pub mod aurora_bookings;
 pub mod foreign_nonces;

@@ -9,6 +9,7 @@ mod m20261123_000002_create_chain_tables;
 mod m20261124_000003_create_rewards_tables;
 mod m20261124_000004_create_sync_state;
 mod m20261124_000020_wallet_lifecycle;
+mod m20261124_000030_alert_logs;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_create_rewards_tables::Migration),
             Box::new(m20261124_000004_create_sync_state::Migration),
             Box::new(m20261124_000020_wallet_lifecycle::Migration),
+            Box::new(m20261124_000030_alert_logs::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod actor;
 pub mod reload;
+pub mod alerts;
 pub mod rewards;
 
 use std::collections::BTreeMap;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
+pub use alerts::{AlertsConfig, ChannelConfig, ChannelKind, SmtpTls};
 pub use rewards::RewardRules;
 pub use crate::signing::{REDACTED, Secret};
 use crate::signing::Scheme;
@@ -158,6 +160,8 @@ pub struct Config {
     pub schedule: ScheduleConfig,
     /// The transaction monitor's thresholds.
     pub monitor: MonitorConfig,
+    /// Alert delivery and its channels.
+    pub alerts: AlertsConfig,
     /// Partners that may send webhooks, from `partners.toml`.
     #[serde(skip_deserializing)]
     pub partners: BTreeMap<Partner, PartnerConfig>,
@@ -182,6 +186,7 @@ impl Default for Config {
             processor: ProcessorConfig::default(),
             schedule: ScheduleConfig::default(),
             monitor: MonitorConfig::default(),
+            alerts: AlertsConfig::default(),
             partners: BTreeMap::new(),
             rewards: RewardRules::default(),
         }
@@ -715,6 +720,7 @@ impl Config {
                 partner_config.api_key = Some(Secret::new(key));
             }
         }
+        self.alerts.apply_env(env);
     }
 
     fn validate(&self, errors: &mut Vec<ConfigError>) {
@@ -840,6 +846,7 @@ impl Config {
                 }
             }
         }
+        self.alerts.validate(errors);
         for (key, problem) in self.rewards.problems() {
             errors.push(invalid(REWARDS_FILE, key, problem));
         }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod alerts;
 mod binary;
 mod chain;
 mod crash;

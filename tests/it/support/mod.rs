@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod proxy;
+pub mod receivers;
 
 use std::net::SocketAddr;
 use std::time::Duration;
