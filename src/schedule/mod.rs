@@ -1,7 +1,8 @@
 //! The scheduler actor: runs the periodic jobs of SPEC section 5 on
 //! tokio-cron-scheduler (cron expressions with seconds, in the configured
 //! timezone) and rebuilds them when `[schedule]` changes, so a config reload
-//! applies without a restart. A job still running when its next time comes
+//! applies without a restart, and when the timezone's UTC offset changes
+//! (daylight saving), since the scheduler fixes a job's offset when it is built. A job still running when its next time comes
 //! is skipped with a warning rather than run twice at once.
 //!
 //! Jobs: partner syncs ([`sync`]), the staking yield
@@ -110,6 +111,9 @@ pub struct SchedulerState {
     args: Arc<SchedulerArgs>,
     scheduler: JobScheduler,
     built_from: Option<ScheduleConfig>,
+    /// The timezone's UTC offset when the jobs were built: tokio-cron-scheduler
+    /// fixes it per job, so a daylight-saving change calls for a rebuild.
+    built_offset: Option<i32>,
     jobs: Vec<uuid::Uuid>,
     running: HashMap<JobKind, Arc<AtomicBool>>,
 }
@@ -123,14 +127,14 @@ impl Actor for Scheduler {
         let scheduler = JobScheduler::new().await?;
         scheduler.start().await?;
         myself.cast(SchedulerMsg::CheckConfig)?;
-        Ok(SchedulerState { args: Arc::new(args), scheduler, built_from: None, jobs: Vec::new(), running: HashMap::new() })
+        Ok(SchedulerState { args: Arc::new(args), scheduler, built_from: None, built_offset: None, jobs: Vec::new(), running: HashMap::new() })
     }
 
     async fn handle(&self, myself: ActorRef<SchedulerMsg>, msg: SchedulerMsg, state: &mut SchedulerState) -> Result<(), ActorProcessingErr> {
         match msg {
             SchedulerMsg::CheckConfig => {
                 let schedule = state.args.config.load().schedule.clone();
-                if state.built_from.as_ref() != Some(&schedule) {
+                if state.built_from.as_ref() != Some(&schedule) || state.built_offset != utc_offset(&schedule.timezone) {
                     state.rebuild(&schedule).await?;
                 }
                 myself.send_after(CONFIG_CHECK_INTERVAL, || SchedulerMsg::CheckConfig);
@@ -166,8 +170,16 @@ impl SchedulerState {
         }
         info!(timezone = %schedule.timezone, jobs = self.jobs.len(), "Schedule (re)built");
         self.built_from = Some(schedule.clone());
+        self.built_offset = utc_offset(&schedule.timezone);
         Ok(())
     }
+}
+
+/// The timezone's offset from UTC now, in seconds.
+fn utc_offset(timezone: &str) -> Option<i32> {
+    use chrono::{Offset, TimeZone};
+    let timezone: chrono_tz::Tz = timezone.parse().ok()?;
+    Some(timezone.offset_from_utc_datetime(&Utc::now().naive_utc()).fix().local_minus_utc())
 }
 
 /// One scheduled run, skipped when the previous run of the same job is still going.
@@ -192,6 +204,13 @@ async fn run_scheduled(kind: JobKind, args: &SchedulerArgs, running: &AtomicBool
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_offset_that_triggers_a_rebuild_follows_daylight_saving() {
+        assert_eq!(super::utc_offset("UTC"), Some(0));
+        assert!(matches!(super::utc_offset("America/Toronto"), Some(-18_000 | -14_400)));
+        assert_eq!(super::utc_offset("Mars/Olympus"), None);
+    }
+
     #[test]
     fn expressions_need_seconds_and_empty_turns_a_job_off() {
         use crate::config::check_cron;
