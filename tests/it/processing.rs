@@ -231,3 +231,45 @@ async fn pause_stops_signing_on_every_daemon_while_intake_goes_on() {
     second.stop().await;
     first.stop().await;
 }
+
+/// The claim is the fence of processing: a processor whose lease lapsed and
+/// whose event another processor took over can neither finish it, nor
+/// retry it, nor dead-letter it; the holder of the new claim can.
+async fn a_lapsed_claim_cannot_write_once_another_processor_holds_the_event(backend: Backend) {
+    use havend::rewards::inbox;
+    let database = TestDatabase::create(backend).await;
+    let mut config = havend::config::Config::default();
+    config.database.url = Some(havend::config::Secret::new(&database.url));
+    let db = havend::db::connect(&config).await.unwrap();
+    havend::db::migrate_up(&db).await.unwrap();
+    let now = chrono::Utc::now();
+    let event = havend::intake::NewEvent {
+        id: uuid::Uuid::now_v7(),
+        partner: Partner::Aurora,
+        partner_event_id: "booking-completed:bk_lease".into(),
+        event_type: "booking-completed".into(),
+        status: "pending",
+        last_error: None,
+        body: bytes::Bytes::from_static(br#"{"id":"bk_lease"}"#),
+        headers: "{}".into(),
+        source_ip: None,
+        request_id: "test".into(),
+        received_at: now,
+    };
+    havend::intake::store::insert_new(&db, &[&event]).await.unwrap();
+    let lease = Duration::from_secs(10);
+    let (first, second) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    assert_eq!(inbox::claim(&db, first, lease, 10, now).await.unwrap().len(), 1);
+    assert!(inbox::claim(&db, second, lease, 10, now).await.unwrap().is_empty(), "a held claim is skipped");
+    let later = now + chrono::Duration::seconds(11);
+    assert_eq!(inbox::claim(&db, second, lease, 10, later).await.unwrap().len(), 1, "a lapsed claim is taken over");
+    assert!(!inbox::finish(&db, event.id, first, inbox::PROCESSED, None).await.unwrap());
+    assert!(!inbox::retry_later(&db, event.id, first, later, true, "late").await.unwrap());
+    assert!(!inbox::dead_letter(&db, event.id, first, "late").await.unwrap());
+    let row = entity::webhook_events::Entity::find_by_id(event.id).one(&db).await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.attempts), ("pending", 0), "the lapsed processor changed nothing");
+    assert!(inbox::finish(&db, event.id, second, inbox::PROCESSED, None).await.unwrap());
+    db.close().await.ok();
+}
+
+crate::on_both_backends!(a_lapsed_claim_cannot_write_once_another_processor_holds_the_event);
