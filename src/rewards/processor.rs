@@ -212,7 +212,10 @@ impl ProcessorState {
         };
         let age = (Utc::now() - event.received_at).to_std().unwrap_or_default();
         let wait_limit = Duration::from_secs(ctx.rules.aurora.review_wait_days.max(1) as u64 * 86_400);
-        let transient = matches!(outcome, Outcome::Transient(_));
+        let transient = match &outcome {
+            Outcome::Transient(error) => Some(error.clone()),
+            _ => None,
+        };
         let step = plan(outcome, event.attempts, settings.max_attempts, age, wait_limit);
         let result = match step {
             Step::Finish { status, note } => self.finish(txn, event, token, status, note).await.map(|done| {
@@ -233,7 +236,7 @@ impl ProcessorState {
         };
         match result {
             Err(error) => self.transient_failure(&error.to_string()).await,
-            Ok(()) if transient => self.transient_failure(event.last_error.as_deref().unwrap_or("transient failure")).await,
+            Ok(()) if let Some(error) = transient => self.transient_failure(&error).await,
             Ok(()) => {
                 self.failing_since = None;
                 self.failing_alerted = false;

@@ -24,6 +24,7 @@ use serde_json::Value;
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tracing::{info, warn};
 
+use crate::alert::{self, Severity};
 use crate::config::{Config, ConfigHandle, ScheduleConfig};
 use crate::custody::MasterKeys;
 use crate::rewards::{ProcessorSlot, inbox, processor, staking};
@@ -188,6 +189,8 @@ async fn run_scheduled(kind: JobKind, args: &SchedulerArgs, running: &AtomicBool
         warn!(job = ?kind, "Job skipped: its previous run is still going");
         return;
     }
+    // Cleared however the run ends, a panic included: a flag left set would skip the job forever.
+    let _running = Running(running);
     let config = args.config.load_full();
     match run_job(kind, &args.db, &config, args.keys.as_ref()).await {
         Ok(report) => {
@@ -197,9 +200,20 @@ async fn run_scheduled(kind: JobKind, args: &SchedulerArgs, running: &AtomicBool
             }
         }
         Err(sync_off @ JobError::Sync(sync::SyncError::NotConfigured(_))) => info!(job = ?kind, reason = %sync_off, "Scheduled job has nothing to do"),
-        Err(error) => warn!(job = ?kind, %error, "Scheduled job failed; it runs again at its next time"),
+        Err(error) => {
+            let message = format!("Scheduled job {kind:?} failed: {error}; it runs again at its next time");
+            alert::raise(&args.db, Severity::Error, "scheduled_job_failed", &message, serde_json::json!({ "job": format!("{kind:?}"), "error": error.to_string() })).await;
+        }
     }
-    running.store(false, Ordering::Release);
+}
+
+/// Clears a job's running flag when dropped.
+struct Running<'a>(&'a AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 #[cfg(test)]

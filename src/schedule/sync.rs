@@ -98,7 +98,8 @@ pub async fn run(db: &DatabaseConnection, config: &Config, partner: Partner) -> 
     }
     let page: Page = response.json().await.map_err(|e| SyncError::Shape(e.without_url().to_string()))?;
     let next_since = match &page.next_since {
-        Some(text) => DateTime::parse_from_rfc3339(text).map_err(|_| SyncError::Shape(format!("next_since {text:?} is not RFC 3339")))?.with_timezone(&Utc),
+        // A mark from the partner's future would skip what happens until then.
+        Some(text) => DateTime::parse_from_rfc3339(text).map_err(|_| SyncError::Shape(format!("next_since {text:?} is not RFC 3339")))?.with_timezone(&Utc).min(Utc::now()),
         // No mark from the partner: keep ours rather than invent one from our clock.
         None => mark.as_ref().map(|m| m.since).unwrap_or(since),
     };
@@ -159,5 +160,10 @@ pub async fn run(db: &DatabaseConnection, config: &Config, partner: Partner) -> 
     report.duplicates += events.len() - stored;
     report.next_since = next_since.to_rfc3339_opts(SecondsFormat::Secs, true);
     info!(%partner, fetched = report.fetched, stored, duplicates = report.duplicates, refused = report.refused, "Partner sync done");
+    if report.refused > 0 {
+        // The mark has moved past them: they are only seen again if the partner resends them.
+        let message = format!("Partner sync of {partner} skipped {} events that fail a webhook's validation (see the log)", report.refused);
+        crate::alert::raise(db, crate::alert::Severity::Warning, "sync_events_refused", &message, serde_json::json!({ "partner": partner, "refused": report.refused })).await;
+    }
     Ok(report)
 }

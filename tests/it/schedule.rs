@@ -128,7 +128,23 @@ async fn the_cron_fires_the_staking_job_and_pays_each_week_once(backend: Backend
     daemon.stop().await;
 }
 
+async fn a_failing_scheduled_job_raises_an_alert_and_runs_again(backend: Backend) {
+    // A partner API that refuses connections: the port is bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let daemon = start(backend, move |config| {
+        config.schedule.aurora_sync = "* * * * * *".into();
+        config.partners.get_mut(&Partner::Aurora).unwrap().sync_url = Some(format!("http://127.0.0.1:{port}/sync"));
+    })
+    .await;
+    let failures = || async {
+        entity::alerts::Entity::find().filter(entity::alerts::Column::Category.eq("scheduled_job_failed")).count(&daemon.db).await.unwrap()
+    };
+    assert!(eventually(Duration::from_secs(20), || async { failures().await >= 2 }).await, "each failed run is alerted, and the job is not stuck");
+    daemon.stop().await;
+}
+
 on_both_backends!(
+    a_failing_scheduled_job_raises_an_alert_and_runs_again,
     partner_sync_stores_only_what_webhooks_missed_and_an_overlapping_sync_stores_nothing,
     the_cron_fires_the_staking_job_and_pays_each_week_once,
 );
