@@ -9,7 +9,9 @@
 //! - [`intake`] is the actor that group-commits verified events into the inbox.
 //! - [`chain`] holds the token bindings, the RPC client, signing and admin operations.
 //! - [`custody`] encrypts, decrypts (audited), rotates and revokes wallet keys.
-//! - [`ledger`] holds users and reward intents.
+//! - [`ledger`] holds users, reward intents and redemptions.
+//! - [`token`] is what the token API's mints and redemptions do to the ledger.
+//! - [`idempotency`] makes token API writes run once per Idempotency-Key (database, Redis cache).
 //! - [`rewards`] turns stored partner events into reward intents (rules, handlers, the processor actor).
 //! - [`monitor`] watches in-flight transactions and gas prices and raises alerts.
 //! - [`schedule`] runs the periodic jobs (partner syncs, staking yield, purging raw bodies).
@@ -34,6 +36,7 @@ pub mod config;
 pub mod db;
 pub mod dev;
 pub mod http;
+pub mod idempotency;
 pub mod intake;
 pub mod ledger;
 pub mod monitor;
@@ -43,6 +46,7 @@ pub mod signing;
 pub mod supervisor;
 pub mod systemd;
 pub mod telemetry;
+pub mod token;
 pub mod wallet;
 pub mod webhooks;
 
@@ -161,6 +165,8 @@ impl Daemon {
             db: db.clone(),
             intake: intake.clone(),
             chain: chain.clone(),
+            keys: processor_keys.clone(),
+            idempotency: idempotency::cache::Cache::connect(&config.load().redis),
             admission: Semaphore::new(max_in_flight),
         });
         // A Monday missed while the daemon was down is paid late, never skipped.

@@ -10,6 +10,7 @@ mod m20261124_000003_create_rewards_tables;
 mod m20261124_000004_create_sync_state;
 mod m20261124_000020_wallet_lifecycle;
 mod m20261124_000030_alert_logs;
+mod m20261129_000040_token_api;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000004_create_sync_state::Migration),
             Box::new(m20261124_000020_wallet_lifecycle::Migration),
             Box::new(m20261124_000030_alert_logs::Migration),
+            Box::new(m20261129_000040_token_api::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@
 //! file, the key and the problem.
 
 pub mod actor;
+pub mod api;
 pub mod reload;
 pub mod alerts;
 pub mod rewards;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
+pub use api::{ApiConfig, ApiKey, RedisConfig, Scope};
 pub use alerts::{AlertsConfig, ChannelConfig, ChannelKind, SmtpTls};
 pub use rewards::RewardRules;
 pub use crate::signing::{REDACTED, Secret};
@@ -162,6 +164,13 @@ pub struct Config {
     pub monitor: MonitorConfig,
     /// Alert delivery and its channels.
     pub alerts: AlertsConfig,
+    /// Token API behaviour (idempotency).
+    pub api: ApiConfig,
+    /// Redis, the idempotency cache; unset → none.
+    pub redis: RedisConfig,
+    /// API keys by name, from `api_keys.toml` and `HAVEND_API_KEYS`.
+    #[serde(skip_deserializing)]
+    pub api_keys: BTreeMap<String, ApiKey>,
     /// Partners that may send webhooks, from `partners.toml`.
     #[serde(skip_deserializing)]
     pub partners: BTreeMap<Partner, PartnerConfig>,
@@ -187,6 +196,9 @@ impl Default for Config {
             schedule: ScheduleConfig::default(),
             monitor: MonitorConfig::default(),
             alerts: AlertsConfig::default(),
+            api: ApiConfig::default(),
+            redis: RedisConfig::default(),
+            api_keys: BTreeMap::new(),
             partners: BTreeMap::new(),
             rewards: RewardRules::default(),
         }
@@ -660,6 +672,11 @@ impl Config {
         let mut config: Config = read_toml(&dir.join(DAEMON_FILE), &mut errors).unwrap_or_default();
         let partners: PartnersFile = read_toml(&dir.join(PARTNERS_FILE), &mut errors).unwrap_or_default();
         config.rewards = read_toml(&dir.join(REWARDS_FILE), &mut errors).unwrap_or_default();
+        let api_keys: api::ApiKeysFile = read_toml(&dir.join(api::API_KEYS_FILE), &mut errors).unwrap_or_default();
+        config.api_keys = api_keys.keys;
+        if let Some(list) = env(api::API_KEYS_ENV) {
+            config.api_keys.extend(api::keys_from_env(&list, &mut errors));
+        }
 
         for (name, partner_config) in partners.partners {
             match name.parse::<Partner>() {
@@ -721,6 +738,9 @@ impl Config {
             }
         }
         self.alerts.apply_env(env);
+        if let Some(url) = env(api::REDIS_URL_ENV) {
+            self.redis.url = Some(Secret::new(url));
+        }
     }
 
     fn validate(&self, errors: &mut Vec<ConfigError>) {
@@ -847,6 +867,7 @@ impl Config {
             }
         }
         self.alerts.validate(errors);
+        api::validate(&self.api_keys, &self.api, &self.redis, errors);
         for (key, problem) in self.rewards.problems() {
             errors.push(invalid(REWARDS_FILE, key, problem));
         }
@@ -899,11 +920,11 @@ fn check_directory(dir: &Path, errors: &mut Vec<ConfigError>) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".toml") && ![DAEMON_FILE, PARTNERS_FILE, REWARDS_FILE].contains(&name.as_str()) {
+        if name.ends_with(".toml") && ![DAEMON_FILE, PARTNERS_FILE, REWARDS_FILE, api::API_KEYS_FILE].contains(&name.as_str()) {
             errors.push(invalid(
                 &name,
                 "(file)",
-                format!("unknown config file; expected {DAEMON_FILE}, {PARTNERS_FILE} or {REWARDS_FILE}"),
+                format!("unknown config file; expected {DAEMON_FILE}, {PARTNERS_FILE}, {REWARDS_FILE} or {}", api::API_KEYS_FILE),
             ));
         }
     }

@@ -93,6 +93,59 @@ impl ApiError {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR", message, "Something went wrong on our side.")
     }
 
+    /// 401: no API key, or an unknown one.
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message, "The request could not be authenticated.")
+    }
+
+    /// 403: the key may not do this.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message, "You are not allowed to do this.")
+    }
+
+    /// 400: a field is missing or invalid.
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message, "The request is not valid.").with_details(json!({ "field": field }))
+    }
+
+    /// 400: a request that is valid but cannot be done (a redemption over the
+    /// available balance, say), with its own code.
+    pub fn refused(code: &'static str, message: impl Into<String>, user_message: &'static str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message, user_message)
+    }
+
+    /// 409: the Idempotency-Key's first request is still running.
+    pub fn in_progress() -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "IDEMPOTENCY_KEY_IN_USE",
+            "a request with this Idempotency-Key is in progress; retry after it completes",
+            "This request is already being processed.",
+        )
+        .retry_after(1)
+    }
+
+    /// 422: the Idempotency-Key was used with another request body.
+    pub fn idempotency_mismatch() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "IDEMPOTENCY_KEY_REUSED",
+            "this Idempotency-Key was used with a different request body",
+            "This request conflicts with an earlier one.",
+        )
+    }
+
+    /// 503: the database could not do the work.
+    pub fn database_unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE", message, "The service is temporarily unavailable. Please retry.")
+            .retry_after(1)
+    }
+
+    /// 503: something the request needs is not there (no hot wallet to sign, …).
+    pub fn dependency_unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message, "The service is temporarily unavailable. Please retry.").retry_after(5)
+    }
+
     /// Adds structured details.
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = details;

@@ -1,5 +1,5 @@
 //! `GET /health`: 503 only when webhooks cannot be stored (database down);
-//! a chain outage is `degraded` with 200, so a load balancer keeps sending
+//! a chain or Redis outage is `degraded` with 200, so a load balancer keeps sending
 //! webhooks.
 
 use std::time::Duration;
@@ -25,9 +25,10 @@ pub async fn health(state: &AppState) -> Response {
             _ => ("down", None),
         },
     };
+    let redis = crate::idempotency::cache::health_word(&state.idempotency);
     let (status, code) = if !(database_up && intake_up) {
         ("unavailable", StatusCode::SERVICE_UNAVAILABLE)
-    } else if matches!(blockchain, "down" | "circuit_open") {
+    } else if matches!(blockchain, "down" | "circuit_open") || redis == "degraded" {
         ("degraded", StatusCode::OK)
     } else {
         ("ok", StatusCode::OK)
@@ -39,7 +40,7 @@ pub async fn health(state: &AppState) -> Response {
             "database": if database_up { "ok" } else { "down" },
             "intake": if intake_up { "ok" } else { "restarting" },
             "blockchain": blockchain,
-            "redis": "not_configured",
+            "redis": redis,
             "circulating_supply": supply,
         }),
     )

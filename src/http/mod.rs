@@ -7,8 +7,11 @@
 //! a request with pure functions and then makes one timed call to the intake
 //! actor.
 
+mod api;
+pub mod auth;
 mod error;
 mod health;
+pub mod routes;
 mod webhook;
 
 use std::convert::Infallible;
@@ -18,7 +21,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Request, StatusCode};
+use http::{HeaderValue, Request, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -35,6 +38,8 @@ pub use error::ApiError;
 
 use crate::config::ConfigHandle;
 use crate::intake::IntakeSlot;
+use crate::idempotency::cache::Cache;
+use routes::Endpoint;
 
 /// The request id header, honoured when valid and echoed on every response.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -56,6 +61,10 @@ pub struct AppState {
     pub intake: IntakeSlot,
     /// The chain side, when configured.
     pub chain: crate::supervisor::ChainSlot,
+    /// Master keys, to create custodial wallets for users first seen by an API mint.
+    pub keys: Option<crate::custody::MasterKeys>,
+    /// The idempotency cache (Redis, or none).
+    pub idempotency: Cache,
     /// Admission limit on webhook requests from before their body is read
     /// until their event is stored.
     pub admission: Semaphore,
@@ -229,18 +238,7 @@ async fn route(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -
     let path = request.uri().path().to_owned();
     let span = info_span!("request", request_id = %request_id, method = %method, path = %path);
     async {
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let result = match (&method, segments.as_slice()) {
-            (&Method::POST, ["webhooks", "stripe"]) => webhook::receive(state, request, "stripe", None, &request_id, peer).await,
-            (&Method::POST, ["webhooks", partner, event]) => {
-                webhook::receive(state, request, partner, Some(event), &request_id, peer).await
-            }
-            (_, ["webhooks", _] | ["webhooks", _, _]) => Err(ApiError::method_not_allowed("POST")),
-            (&Method::GET | &Method::HEAD, ["health"]) => Ok(health::health(state).await),
-            (&Method::GET | &Method::HEAD, ["metrics"]) => Ok(metrics()),
-            (_, ["health"] | ["metrics"]) => Err(ApiError::method_not_allowed("GET")),
-            _ => Err(ApiError::not_found(format!("no route for {method} {path}"))),
-        };
+        let result = dispatch(state, request, peer, &request_id).await;
         let mut response = result.unwrap_or_else(|error| error.into_response(&request_id));
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
@@ -257,6 +255,33 @@ async fn route(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -
     }
     .instrument(span)
     .await
+}
+
+/// Finds the request's route, checks its API key, and runs its handler.
+async fn dispatch(state: &AppState, request: Request<Incoming>, peer: SocketAddr, request_id: &str) -> Result<Response, ApiError> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let (route, params) = match routes::find(&method, &path) {
+        routes::Matched::Found(route, params) => (route, params),
+        routes::Matched::WrongMethod(allowed) => return Err(ApiError::method_not_allowed(&allowed.join(", "))),
+        routes::Matched::NotFound => return Err(ApiError::not_found(format!("no route for {method} {path}"))),
+    };
+    let caller = match route.scope {
+        Some(scope) => Some(auth::authenticate(request.headers(), &state.config.load().api_keys, scope)?),
+        None => None,
+    };
+    let param = |index: usize| params.get(index).copied().unwrap_or_default();
+    match (route.endpoint, caller.as_ref()) {
+        (Endpoint::StripeWebhook, _) => webhook::receive(state, request, "stripe", None, request_id, peer).await,
+        (Endpoint::Webhook, _) => webhook::receive(state, request, param(0), Some(param(1)), request_id, peer).await,
+        (Endpoint::Health, _) => Ok(health::health(state).await),
+        (Endpoint::Metrics, _) => Ok(metrics()),
+        (Endpoint::Mint, Some(caller)) => api::mint(state, request, caller, request_id).await,
+        (Endpoint::Redeem, Some(caller)) => api::redeem(state, request, caller, request_id).await,
+        (Endpoint::User, Some(_)) => api::user(state, param(0)).await,
+        (Endpoint::Transaction, Some(_)) => api::transaction(state, param(0)).await,
+        (endpoint, None) => Err(ApiError::internal(format!("route {endpoint:?} is missing its API key scope"))),
+    }
 }
 
 /// `GET /metrics`: the Prometheus text format, unauthenticated like

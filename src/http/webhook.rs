@@ -128,7 +128,7 @@ async fn store(
 }
 
 /// Reads the body within `limit` bytes and `timeout_ms`.
-async fn read_body(
+pub(super) async fn read_body(
     body: Incoming,
     content_length: Option<&http::HeaderValue>,
     limit: usize,

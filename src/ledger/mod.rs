@@ -4,6 +4,7 @@
 
 pub mod pause;
 pub mod reconcile;
+pub mod redemption;
 
 use alloy::primitives::U256;
 use entity::{transactions, users};
@@ -207,13 +208,37 @@ pub async fn ledger_balance(db: &impl ConnectionTrait, user_id: Uuid) -> Result<
     }))
 }
 
-/// What a user holds for a burn to take: confirmed mints minus confirmed
-/// burns minus burns already signed or sent (other than `excluding`).
+/// What a user holds for a reversal to take: confirmed mints minus confirmed
+/// burns minus burns already signed or sent, and minus queued or held
+/// redemption burns (committed to by an API call), other than `excluding`.
+/// Queued reversals are left out: each is clipped when its turn comes.
 pub async fn holdings(db: &impl ConnectionTrait, user_id: Uuid, excluding: Uuid) -> Result<U256, DbErr> {
     let rows = transactions::Entity::find()
         .filter(transactions::Column::UserId.eq(user_id))
-        .filter(transactions::Column::Status.is_in([CONFIRMED, SIGNED, BROADCAST]))
+        .filter(transactions::Column::Status.is_in([CONFIRMED, SIGNED, BROADCAST, QUEUED, HELD]))
         .filter(transactions::Column::Id.ne(excluding))
+        .all(db)
+        .await?;
+    let (mut credit, mut debit) = (U256::ZERO, U256::ZERO);
+    for tx in rows {
+        let amount = U256::from_str_radix(&tx.amount, 10).unwrap_or_default();
+        let burn = tx.kind == CallKind::Burn.as_str();
+        match (burn, tx.status.as_str()) {
+            (false, CONFIRMED) => credit += amount,
+            (true, QUEUED | HELD) if tx.reverses.is_some() => {}
+            (true, _) => debit += amount,
+            _ => {}
+        }
+    }
+    Ok(credit.saturating_sub(debit))
+}
+
+/// What a user may redeem: confirmed mints minus every burn that is
+/// confirmed or still to settle (queued, held, signed, sent).
+pub async fn available(db: &impl ConnectionTrait, user_id: Uuid) -> Result<U256, DbErr> {
+    let rows = transactions::Entity::find()
+        .filter(transactions::Column::UserId.eq(user_id))
+        .filter(transactions::Column::Status.is_in([CONFIRMED, SIGNED, BROADCAST, QUEUED, HELD]))
         .all(db)
         .await?;
     let (mut credit, mut debit) = (U256::ZERO, U256::ZERO);
@@ -226,6 +251,14 @@ pub async fn holdings(db: &impl ConnectionTrait, user_id: Uuid, excluding: Uuid)
         }
     }
     Ok(credit.saturating_sub(debit))
+}
+
+/// The user behind `reference`: `{partner}:{id}` or havend's own id.
+pub async fn find_user(db: &impl ConnectionTrait, reference: &str) -> Result<Option<users::Model>, DbErr> {
+    match Uuid::parse_str(reference) {
+        Ok(id) => users::Entity::find_by_id(id).one(db).await,
+        Err(_) => users::Entity::find().filter(users::Column::ExternalRef.eq(reference)).one(db).await,
+    }
 }
 
 /// A user's standing by the ledger (HNV decimal strings).
@@ -255,11 +288,7 @@ pub struct UserSummary {
 
 /// The user behind `reference` (`{partner}:{id}` or havend's id) and its balances.
 pub async fn summary(db: &impl ConnectionTrait, reference: &str) -> Result<Option<UserSummary>, DbErr> {
-    let query = match Uuid::parse_str(reference) {
-        Ok(id) => users::Entity::find_by_id(id),
-        Err(_) => users::Entity::find().filter(users::Column::ExternalRef.eq(reference)),
-    };
-    let Some(user) = query.one(db).await? else { return Ok(None) };
+    let Some(user) = find_user(db, reference).await? else { return Ok(None) };
     let intents = transactions::Entity::find().filter(transactions::Column::UserId.eq(user.id)).all(db).await?;
     let (mut minted, mut burned, mut pending, mut held, mut unsettled) = (U256::ZERO, U256::ZERO, U256::ZERO, U256::ZERO, U256::ZERO);
     for tx in &intents {

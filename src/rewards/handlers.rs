@@ -21,6 +21,7 @@ use super::rules::{RewardRules, ticketing_status as map_ticketing_status};
 use crate::alert::{self, Severity};
 use crate::chain::CallKind;
 use crate::custody::MasterKeys;
+use crate::ledger::redemption::{self, PayoutError, PayoutOutcome};
 use crate::ledger::{self, CANCELLED, FAILED, HELD, LedgerError, NewIntent, Provenance, QUEUED};
 
 /// Booking status: booked, reward due.
@@ -156,11 +157,19 @@ impl<C: ConnectionTrait> Work<'_, C> {
                 }
                 None => Ok(Handled::Invalid(format!("no HNV rate for currency {:?}", currency.to_ascii_uppercase()))),
             },
-            EventData::StripePayout { redemption, .. } => {
-                // Redemptions arrive with the token API; until one exists under
-                // this id the payout cannot be matched, so it counts toward the
-                // dead letter and can be replayed once it does.
-                Err(HandlerError::Deterministic(format!("no redemption {redemption:?} to settle")))
+            EventData::StripePayout { redemption: id, paid } => {
+                let event_ref = format!("{}:{}", self.ctx.event.partner, self.ctx.event.partner_event_id);
+                match redemption::apply_payout(self.txn, self.ctx.keys, &id, paid, &event_ref, Some(self.ctx.event.id)).await {
+                    Ok(PayoutOutcome::BurnInFlight) => Ok(Handled::Wait(format!("the burn of redemption {id} is still on its way"))),
+                    Ok(PayoutOutcome::Failed { recredit: Some(intent) }) => {
+                        self.wallets.insert(intent.hot_wallet_id);
+                        Ok(Handled::Processed)
+                    }
+                    Ok(_) => Ok(Handled::Processed),
+                    // Counts toward the dead letter; replayable should the redemption appear.
+                    Err(PayoutError::Unknown(id)) => Err(HandlerError::Deterministic(format!("no redemption {id:?} to settle"))),
+                    Err(PayoutError::Ledger(error)) => Err(error.into()),
+                }
             }
             EventData::TicketingStatusChanged { event, status, updated_at } => {
                 self.ticketing(event, status, updated_at).await?;

@@ -1,0 +1,360 @@
+//! The token API (SPEC section 3): `POST /api/v1/token/mint`,
+//! `POST /api/v1/token/redeem`, `GET /api/v1/users/{user}`,
+//! `GET /api/v1/transactions/{id}`.
+//!
+//! A write with an Idempotency-Key runs at most once per (API key, key):
+//! Redis is asked first (a completed response is replayed from it, an
+//! in-flight mark answers 409), then the database claim decides; the work
+//! and its stored response commit in one transaction that first checks the
+//! claim still holds. A response is stored only if that commit happened.
+
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use bytes::Bytes;
+use entity::{transactions, tx_attempts, users};
+use http::{HeaderValue, Request, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+use tracing::{info, warn};
+use uuid::Uuid;
+
+use super::auth::Caller;
+use super::{ApiError, AppState, Response, json_response};
+use crate::chain::{format_units, parse_units};
+use crate::idempotency::cache::Lookup;
+use crate::idempotency::store::{self, Claim, Claimed};
+use crate::idempotency::{self, Decision, StoredResponse};
+use crate::ledger::LedgerError;
+use crate::token::{self, MintOrder, RedeemOrder, TokenError};
+
+/// Longest `reason` an API mint may carry.
+pub const MAX_REASON_LEN: usize = 512;
+/// How long `GET /users` waits for the chain's balance before leaving it out.
+const CHAIN_BALANCE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A token write, validated.
+#[derive(Debug, Clone)]
+enum Operation {
+    Mint { user: String, amount: U256, reason: String },
+    Redeem { user: String, amount: U256, payout: Value },
+}
+
+impl Operation {
+    fn route(&self) -> &'static str {
+        match self {
+            Operation::Mint { .. } => "POST /api/v1/token/mint",
+            Operation::Redeem { .. } => "POST /api/v1/token/redeem",
+        }
+    }
+}
+
+/// What the work inside the transaction decided.
+enum Performed {
+    /// Done: status, body and the hot wallet that got work.
+    Done(StatusCode, Value, Uuid),
+    /// A decision that executed nothing but is the answer to this request
+    /// (unknown user, over the balance): stored and replayed like a success.
+    Refused(ApiError),
+}
+
+/// `POST /api/v1/token/mint`: `{"user","amount","reason"}`; Idempotency-Key optional.
+pub async fn mint(state: &AppState, request: Request<Incoming>, caller: &Caller, request_id: &str) -> Result<Response, ApiError> {
+    let (key, body) = read_request(state, request).await?;
+    let user = user_field(&body)?;
+    let amount = amount_field(&body)?;
+    let reason = match body.get("reason") {
+        None | Some(Value::Null) => "API mint".to_owned(),
+        Some(Value::String(reason)) if reason.len() <= MAX_REASON_LEN => reason.clone(),
+        Some(_) => return Err(ApiError::validation("reason", format!("reason must be a string of at most {MAX_REASON_LEN} bytes"))),
+    };
+    let operation = Operation::Mint { user, amount, reason };
+    match key {
+        Some(key) => run_keyed(state, caller, &key, &body, operation, request_id).await,
+        None => run_unkeyed(state, caller, operation, request_id).await,
+    }
+}
+
+/// `POST /api/v1/token/redeem`: `{"user","amount","payout":{…}}`; Idempotency-Key required.
+pub async fn redeem(state: &AppState, request: Request<Incoming>, caller: &Caller, request_id: &str) -> Result<Response, ApiError> {
+    let (key, body) = read_request(state, request).await?;
+    let key = key.ok_or_else(|| ApiError::validation("Idempotency-Key", "a redemption needs an Idempotency-Key (header, or idempotency_key in the body)"))?;
+    let user = user_field(&body)?;
+    let amount = amount_field(&body)?;
+    let payout = match body.get("payout") {
+        Some(payout @ Value::Object(_)) => payout.clone(),
+        _ => return Err(ApiError::validation("payout", "payout must be an object saying where the money goes")),
+    };
+    run_keyed(state, caller, &key, &body, Operation::Redeem { user, amount, payout }, request_id).await
+}
+
+/// `GET /api/v1/users/{user}`: the wallet address, the ledger's balances and
+/// the on-chain balance (null when the chain does not answer in time).
+pub async fn user(state: &AppState, reference: &str) -> Result<Response, ApiError> {
+    let reference = percent_encoding::percent_decode_str(reference).decode_utf8_lossy().into_owned();
+    let mut summary = crate::ledger::summary(&state.db, &reference)
+        .await
+        .map_err(database)?
+        .ok_or_else(|| ApiError::not_found(format!("no user {reference:?}")))?;
+    if let (Some(chain), Ok(address)) = (state.chain.load_full(), summary.address.parse()) {
+        let balance = tokio::time::timeout(CHAIN_BALANCE_TIMEOUT, chain.client.token_balance(chain.token, address)).await;
+        summary.on_chain = match balance {
+            Ok(Ok(units)) => Some(format_units(units)),
+            _ => None,
+        };
+    }
+    Ok(json_response(StatusCode::OK, &json!(summary)))
+}
+
+/// `GET /api/v1/transactions/{id}`: status, hash, nonce and attempts of an intent.
+pub async fn transaction(state: &AppState, id: &str) -> Result<Response, ApiError> {
+    let id = Uuid::parse_str(id).map_err(|_| ApiError::validation("id", "a transaction id is a UUID"))?;
+    let intent = transactions::Entity::find_by_id(id).one(&state.db).await.map_err(database)?.ok_or_else(|| ApiError::not_found(format!("no transaction {id}")))?;
+    let attempts = tx_attempts::Entity::find().filter(tx_attempts::Column::TransactionId.eq(id)).count(&state.db).await.map_err(database)?;
+    let user = users::Entity::find_by_id(intent.user_id).one(&state.db).await.map_err(database)?;
+    let redemption = crate::ledger::redemption::by_burn(&state.db, id).await.map_err(database)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "id": intent.id,
+            "kind": intent.kind,
+            "status": intent.status,
+            "amount": format_units(U256::from_str_radix(&intent.amount, 10).unwrap_or_default()),
+            "user": user.map(|u| u.external_ref),
+            "reason": intent.reason,
+            "tx_hash": intent.tx_hash,
+            "nonce": intent.nonce,
+            "block_number": intent.block_number,
+            "attempts": attempts,
+            "last_error": intent.last_error,
+            "redemption": redemption.map(|r| json!({ "id": r.id, "status": r.status, "payable": crate::ledger::redemption::payable(&r, &intent.status) })),
+            "created_at": intent.created_at,
+            "updated_at": intent.updated_at,
+        }),
+    ))
+}
+
+/// Reads a JSON object body within the body limit and its Idempotency-Key
+/// (header first, then `idempotency_key` in the body).
+async fn read_request(state: &AppState, request: Request<Incoming>) -> Result<(Option<String>, Value), ApiError> {
+    let config = state.config.load();
+    let (parts, body) = request.into_parts();
+    let bytes = super::webhook::read_body(body, parts.headers.get(http::header::CONTENT_LENGTH), config.server.body_limit_bytes, config.server.body_read_timeout_ms).await?;
+    let body: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_body(format!("the body is not JSON: {e}")))?;
+    if !body.is_object() {
+        return Err(ApiError::bad_body("the body must be a JSON object"));
+    }
+    let header = match parts.headers.get(idempotency::HEADER) {
+        Some(value) => Some(value.to_str().map_err(|_| ApiError::validation("Idempotency-Key", idempotency::KeyError::Malformed.to_string()))?),
+        None => None,
+    };
+    let key = idempotency::key_of(header, &body).map_err(|e| ApiError::validation("Idempotency-Key", e.to_string()))?;
+    Ok((key, body))
+}
+
+fn user_field(body: &Value) -> Result<String, ApiError> {
+    match body.get("user") {
+        Some(Value::String(user)) if !user.trim().is_empty() && user.len() <= 255 && !user.contains('\0') => Ok(user.clone()),
+        _ => Err(ApiError::validation("user", "user must be a user reference such as \"aurora:guest_001\" (at most 255 bytes)")),
+    }
+}
+
+fn amount_field(body: &Value) -> Result<U256, ApiError> {
+    let text = match body.get("amount") {
+        Some(Value::String(text)) => text,
+        Some(Value::Number(_)) => return Err(ApiError::validation("amount", "amount must be a decimal string such as \"12.5\", not a JSON number")),
+        _ => return Err(ApiError::validation("amount", "amount is required (a decimal string of HNV)")),
+    };
+    match parse_units(text) {
+        Some(units) if !units.is_zero() => Ok(units),
+        _ => Err(ApiError::validation("amount", format!("amount {text:?} must be a positive decimal with at most 18 decimals"))),
+    }
+}
+
+/// A write with an Idempotency-Key: replayed, refused or run exactly once.
+async fn run_keyed(state: &AppState, caller: &Caller, key: &str, body: &Value, operation: Operation, request_id: &str) -> Result<Response, ApiError> {
+    let (lease, ttl) = {
+        let config = state.config.load();
+        (Duration::from_secs(config.api.idempotency_lease_secs), Duration::from_secs(config.api.idempotency_ttl_secs))
+    };
+    let fingerprint = idempotency::fingerprint(operation.route(), body);
+    match state.idempotency.lookup(&caller.key_name, key).await {
+        Lookup::Done { fingerprint: stored, response } if stored == fingerprint => return Ok(replay(response)),
+        Lookup::Done { .. } => return Err(ApiError::idempotency_mismatch()),
+        Lookup::InFlight => return Err(ApiError::in_progress()),
+        Lookup::Miss => {}
+    }
+    let claim = match store::claim(&state.db, &caller.key_name, key, &fingerprint, lease, ttl).await.map_err(database)? {
+        Claimed::Owned(claim) => claim,
+        Claimed::Decided(Decision::Replay(response)) => {
+            state.idempotency.store(&caller.key_name, key, &fingerprint, &response, ttl).await;
+            return Ok(replay(response));
+        }
+        Claimed::Decided(Decision::Mismatch) => return Err(ApiError::idempotency_mismatch()),
+        Claimed::Decided(_) => return Err(ApiError::in_progress()),
+    };
+    state.idempotency.mark_in_flight(&caller.key_name, key, lease).await;
+    if let Some(stall) = stall_for_test(key) {
+        tokio::time::sleep(stall).await;
+    }
+    let source = format!("api:{}:{key}", caller.key_name);
+    match commit_keyed(state, &claim, operation, source, lease, request_id).await {
+        Ok((response, wallet)) => {
+            state.idempotency.store(&caller.key_name, key, &fingerprint, &response, ttl).await;
+            nudge(state, wallet);
+            Ok(respond(&response))
+        }
+        Err(error) => {
+            // Nothing committed: free the key so a retry runs (a no-op when
+            // another request took it over).
+            if let Err(release_error) = store::release(&state.db, &claim).await {
+                warn!(error = %release_error, "Cannot release an idempotency key; it frees itself when its lease ends");
+            }
+            state.idempotency.forget(&caller.key_name, key).await;
+            Err(error)
+        }
+    }
+}
+
+/// Runs the work and stores its response in one transaction, only while
+/// the claim holds.
+async fn commit_keyed(
+    state: &AppState,
+    claim: &Claim,
+    operation: Operation,
+    source: String,
+    lease: Duration,
+    request_id: &str,
+) -> Result<(StoredResponse, Option<Uuid>), ApiError> {
+    let txn = crate::db::begin_write(&state.db).await.map_err(database)?;
+    if !store::hold(&txn, claim, lease).await.map_err(database)? {
+        return Err(ApiError::in_progress());
+    }
+    let (response, wallet) = match perform(&txn, state, operation, source).await? {
+        Performed::Done(status, body, wallet) => (stored(status, &body), Some(wallet)),
+        Performed::Refused(error) => (stored_error(error, request_id).await, None),
+    };
+    if !store::complete(&txn, claim, &response).await.map_err(database)? {
+        return Err(ApiError::in_progress());
+    }
+    txn.commit().await.map_err(database)?;
+    fail::fail_point!("api::after_commit", |_| std::process::abort());
+    Ok((response, wallet))
+}
+
+/// A mint without an Idempotency-Key: runs every time it is sent.
+async fn run_unkeyed(state: &AppState, caller: &Caller, operation: Operation, request_id: &str) -> Result<Response, ApiError> {
+    let source = format!("api:{}:{}", caller.key_name, Uuid::now_v7());
+    let txn = crate::db::begin_write(&state.db).await.map_err(database)?;
+    match perform(&txn, state, operation, source).await? {
+        Performed::Done(status, body, wallet) => {
+            txn.commit().await.map_err(database)?;
+            nudge(state, Some(wallet));
+            Ok(json_response(status, &body))
+        }
+        Performed::Refused(error) => Ok(error.into_response(request_id)),
+    }
+}
+
+async fn perform(txn: &DatabaseTransaction, state: &AppState, operation: Operation, source: String) -> Result<Performed, ApiError> {
+    let config = state.config.load_full();
+    let result = match operation {
+        Operation::Mint { user, amount, reason } => {
+            token::mint(txn, state.keys.as_ref(), &config.rewards.limits, MintOrder { user: user.clone(), amount, reason: reason.clone(), source }).await.map(|minted| {
+                let status = minted.intent.status.clone();
+                info!(user = %user, transaction_id = %minted.intent.id, %status, "API mint queued");
+                let body = json!({
+                    "transaction_id": minted.intent.id,
+                    "status": status,
+                    "user": user,
+                    "amount": format_units(amount),
+                    "reason": reason,
+                    "held_reason": minted.held,
+                });
+                Performed::Done(StatusCode::ACCEPTED, body, minted.intent.hot_wallet_id)
+            })
+        }
+        Operation::Redeem { user, amount, payout } => token::redeem(txn, RedeemOrder { user: user.clone(), amount, payout, source }).await.map(|redeemed| {
+            info!(user = %user, redemption_id = %redeemed.redemption.id, transaction_id = %redeemed.burn.id, "Redemption opened");
+            let body = json!({
+                "redemption_id": redeemed.redemption.id,
+                "transaction_id": redeemed.burn.id,
+                "status": redeemed.redemption.status,
+                "burn_status": redeemed.burn.status,
+                "payable": false,
+                "user": user,
+                "amount": format_units(amount),
+            });
+            Performed::Done(StatusCode::ACCEPTED, body, redeemed.burn.hot_wallet_id)
+        }),
+    };
+    match result {
+        Ok(performed) => Ok(performed),
+        Err(TokenError::UnknownUser(user)) => Ok(Performed::Refused(ApiError::not_found(format!("no user {user:?}")))),
+        Err(error @ TokenError::InsufficientBalance { .. }) => {
+            let TokenError::InsufficientBalance { available, .. } = &error else { unreachable!() };
+            let details = json!({ "available": available });
+            Ok(Performed::Refused(ApiError::refused("INSUFFICIENT_BALANCE", error.to_string(), "The balance is too low for this redemption.").with_details(details)))
+        }
+        Err(TokenError::Ledger(LedgerError::Db(error))) => Err(database(error)),
+        Err(error @ TokenError::Ledger(LedgerError::NoHotWallet | LedgerError::NoMasterKey)) => {
+            Err(ApiError::dependency_unavailable("NO_SIGNER", error.to_string()))
+        }
+        Err(error) => Err(ApiError::database_unavailable(error.to_string())),
+    }
+}
+
+fn stored(status: StatusCode, body: &Value) -> StoredResponse {
+    StoredResponse { status: status.as_u16(), headers: vec![("content-type".into(), "application/json".into())], body: body.to_string() }
+}
+
+async fn stored_error(error: ApiError, request_id: &str) -> StoredResponse {
+    let response = error.into_response(request_id);
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_else(|_| Bytes::new());
+    StoredResponse { status, headers: vec![("content-type".into(), "application/json".into())], body: String::from_utf8_lossy(&body).into_owned() }
+}
+
+/// A stored response as sent.
+fn respond(stored: &StoredResponse) -> Response {
+    let mut response = http::Response::new(http_body_util::Full::new(Bytes::from(stored.body.clone())));
+    *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in &stored.headers {
+        if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+/// A stored response again, marked as a replay.
+fn replay(stored: StoredResponse) -> Response {
+    let mut response = respond(&stored);
+    response.headers_mut().insert(idempotency::REPLAYED_HEADER, HeaderValue::from_static("true"));
+    response
+}
+
+fn nudge(state: &AppState, wallet: Option<Uuid>) {
+    if let (Some(wallet), Some(chain)) = (wallet, state.chain.load_full()) {
+        let _ = chain.registry.cast(crate::wallet::RegistryMsg::Nudge(Some(wallet)));
+    }
+}
+
+fn database(error: DbErr) -> ApiError {
+    ApiError::database_unavailable(format!("database: {error}"))
+}
+
+/// Test hook: stalls the request holding `key` after its claim (the
+/// `api::stall_after_claim` failpoint armed with `return(<key>=<ms>)`), so
+/// a test can let its lease lapse while another request takes the key.
+#[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
+fn stall_for_test(key: &str) -> Option<Duration> {
+    fail::fail_point!("api::stall_after_claim", |armed: Option<String>| {
+        let armed = armed?;
+        let (target, ms) = armed.split_once('=')?;
+        (target == key).then(|| Duration::from_millis(ms.parse().unwrap_or(0)))
+    });
+    None
+}

@@ -1,0 +1,173 @@
+//! Redemptions (SPEC sections 2 and 3): HNV burned from a user's wallet for
+//! a fiat payout. The burn is an ordinary intent; the payout is due once it
+//! is confirmed; Stripe's `payout.paid` settles the redemption and
+//! `payout.failed` fails it, re-crediting the user once (source
+//! `recredit:{redemption}`) only if the burn confirmed. A failure wins over
+//! a `paid` that arrives before or after it.
+
+use chrono::Utc;
+use entity::{redemption_requests, transactions, users};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+use uuid::Uuid;
+
+use super::{BROADCAST, CANCELLED, CONFIRMED, FAILED, HELD, LedgerError, NewIntent, Provenance, QUEUED, SIGNED, enqueue_with};
+use crate::chain::CallKind;
+use crate::custody::MasterKeys;
+
+/// Redemption status: burned (or burning), payout not yet reported.
+pub const OPEN: &str = "open";
+/// Redemption status: the payout was paid.
+pub const PAID: &str = "paid";
+/// Redemption status: the payout failed (final).
+pub const FAILED_PAYOUT: &str = "failed";
+
+/// Records a redemption whose burn intent was just queued, in the caller's transaction.
+pub async fn open(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    burn: &transactions::Model,
+    payout: &serde_json::Value,
+) -> Result<redemption_requests::Model, DbErr> {
+    let now = Utc::now();
+    let row = redemption_requests::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        user_id: Set(user_id),
+        burn_id: Set(burn.id),
+        amount: Set(burn.amount.clone()),
+        payout: Set(payout.to_string()),
+        status: Set(OPEN.into()),
+        recredit_id: Set(None),
+        payout_event: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    redemption_requests::Entity::insert(row.clone()).exec_without_returning(db).await?;
+    Ok(sea_orm::TryIntoModel::try_into_model(row)?)
+}
+
+/// The redemption whose burn is `burn_id`.
+pub async fn by_burn(db: &impl ConnectionTrait, burn_id: Uuid) -> Result<Option<redemption_requests::Model>, DbErr> {
+    redemption_requests::Entity::find().filter(redemption_requests::Column::BurnId.eq(burn_id)).one(db).await
+}
+
+/// Whether the payout may be made: the redemption is open and its burn confirmed.
+pub fn payable(redemption: &redemption_requests::Model, burn_status: &str) -> bool {
+    redemption.status == OPEN && burn_status == CONFIRMED
+}
+
+/// What a payout event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayoutOutcome {
+    /// The redemption is now paid.
+    Paid,
+    /// A `paid` after a failure: the failure stands.
+    StaysFailed,
+    /// Failed; the re-credit mint (if the burn had confirmed) is `recredit`.
+    Failed {
+        /// The re-credit intent, when one was owed.
+        recredit: Option<transactions::Model>,
+    },
+    /// The burn is signed or on its way: decide once it settles.
+    BurnInFlight,
+}
+
+/// Why a payout event cannot be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum PayoutError {
+    /// No redemption has this id (a typo, or another system's payout).
+    #[error("no redemption {0:?}")]
+    Unknown(String),
+    /// The ledger failed.
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+}
+
+impl From<DbErr> for PayoutError {
+    fn from(error: DbErr) -> Self {
+        PayoutError::Ledger(LedgerError::Db(error))
+    }
+}
+
+/// Applies `payout.paid` or `payout.failed` for redemption `id` (from event `event_ref`).
+pub async fn apply_payout(
+    db: &impl ConnectionTrait,
+    keys: Option<&MasterKeys>,
+    id: &str,
+    paid: bool,
+    event_ref: &str,
+    event_id: Option<Uuid>,
+) -> Result<PayoutOutcome, PayoutError> {
+    let redemption = match Uuid::parse_str(id) {
+        Ok(uuid) => redemption_requests::Entity::find_by_id(uuid).one(db).await?,
+        Err(_) => None,
+    }
+    .ok_or_else(|| PayoutError::Unknown(id.to_owned()))?;
+    if redemption.status == FAILED_PAYOUT {
+        return Ok(if paid { PayoutOutcome::StaysFailed } else { PayoutOutcome::Failed { recredit: None } });
+    }
+    if paid {
+        set_status(db, redemption.id, &[OPEN], PAID, event_ref, None).await?;
+        return Ok(PayoutOutcome::Paid);
+    }
+    let burn = transactions::Entity::find_by_id(redemption.burn_id)
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound(format!("burn {} of redemption {}", redemption.burn_id, redemption.id)))?;
+    let recredit = match burn.status.as_str() {
+        QUEUED | HELD => {
+            // Not signed yet: withdraw the burn instead of burning and minting back.
+            let withdrawn = transactions::Entity::update_many()
+                .col_expr(transactions::Column::Status, Expr::value(CANCELLED))
+                .col_expr(transactions::Column::LastError, Expr::value("its redemption's payout failed"))
+                .col_expr(transactions::Column::UpdatedAt, Expr::value(Utc::now()))
+                .filter(transactions::Column::Id.eq(burn.id))
+                .filter(transactions::Column::Status.is_in([QUEUED, HELD]))
+                .exec(db)
+                .await?;
+            if withdrawn.rows_affected != 1 {
+                return Ok(PayoutOutcome::BurnInFlight);
+            }
+            None
+        }
+        SIGNED | BROADCAST => return Ok(PayoutOutcome::BurnInFlight),
+        CONFIRMED => {
+            let user = users::Entity::find_by_id(redemption.user_id)
+                .one(db)
+                .await?
+                .ok_or_else(|| DbErr::RecordNotFound(format!("user {}", redemption.user_id)))?;
+            let amount = alloy::primitives::U256::from_str_radix(&redemption.amount, 10).unwrap_or_default();
+            let intent = NewIntent {
+                user: user.external_ref,
+                kind: CallKind::Mint,
+                amount,
+                reason: format!("re-credit: payout of redemption {} failed", redemption.id),
+                source: format!("recredit:{}", redemption.id),
+                reverses: None,
+            };
+            let provenance = Provenance { event_id, ..Provenance::default() };
+            Some(enqueue_with(db, keys, intent, provenance).await?.intent)
+        }
+        // FAILED or CANCELLED: nothing was burned, so nothing is owed.
+        _ => None,
+    };
+    debug_assert!(burn.status != FAILED || recredit.is_none());
+    set_status(db, redemption.id, &[OPEN, PAID], FAILED_PAYOUT, event_ref, recredit.as_ref().map(|r| r.id)).await?;
+    Ok(PayoutOutcome::Failed { recredit })
+}
+
+async fn set_status(db: &impl ConnectionTrait, id: Uuid, from: &[&str], to: &str, event_ref: &str, recredit: Option<Uuid>) -> Result<(), DbErr> {
+    let mut update = redemption_requests::Entity::update_many()
+        .col_expr(redemption_requests::Column::Status, Expr::value(to))
+        .col_expr(redemption_requests::Column::PayoutEvent, Expr::value(Some(event_ref.to_owned())))
+        .col_expr(redemption_requests::Column::UpdatedAt, Expr::value(Utc::now()));
+    if recredit.is_some() {
+        update = update.col_expr(redemption_requests::Column::RecreditId, Expr::value(recredit));
+    }
+    update
+        .filter(redemption_requests::Column::Id.eq(id))
+        .filter(redemption_requests::Column::Status.is_in(from.iter().copied()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
