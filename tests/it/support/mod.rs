@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use havend::Daemon;
-use havend::config::{Config, PartnerConfig, Secret};
+use havend::config::{ApiKey, Config, PartnerConfig, Scope, Secret};
 use havend::webhooks::{Partner, Scheme};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -97,6 +97,19 @@ pub fn postgres_admin_url() -> String {
     std::env::var("HAVEND_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned())
 }
 
+/// A token-scope API key every test daemon accepts (its name: [`TOKEN_KEY_NAME`]).
+pub const TOKEN_KEY: &str = "tok_test_0123456789";
+/// The name of [`TOKEN_KEY`] in the config.
+pub const TOKEN_KEY_NAME: &str = "backend";
+/// A second token-scope key (idempotency keys are scoped per API key).
+pub const OTHER_TOKEN_KEY: &str = "tok_other_0123456789";
+/// The name of [`OTHER_TOKEN_KEY`].
+pub const OTHER_TOKEN_KEY_NAME: &str = "backend-2";
+/// An admin-scope API key every test daemon accepts.
+pub const ADMIN_KEY: &str = "adm_test_0123456789";
+/// The name of [`ADMIN_KEY`].
+pub const ADMIN_KEY_NAME: &str = "ops";
+
 /// The partners every test daemon knows, with their secrets and schemes.
 pub fn test_partners() -> Vec<(Partner, Scheme, Vec<&'static str>)> {
     vec![
@@ -114,6 +127,9 @@ pub fn test_config(database_url: &str, data_dir: &std::path::Path) -> Config {
     config.database.acquire_timeout_ms = 1_000;
     config.database.max_connections = 8;
     config.intake.store_timeout_ms = 3_000;
+    config.api_keys.insert(TOKEN_KEY_NAME.into(), ApiKey::from_raw(TOKEN_KEY, Scope::Token));
+    config.api_keys.insert(OTHER_TOKEN_KEY_NAME.into(), ApiKey::from_raw(OTHER_TOKEN_KEY, Scope::Token));
+    config.api_keys.insert(ADMIN_KEY_NAME.into(), ApiKey::from_raw(ADMIN_KEY, Scope::Admin));
     for (partner, scheme, secrets) in test_partners() {
         config.partners.insert(
             partner,
