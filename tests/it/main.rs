@@ -16,4 +16,5 @@ mod resilience;
 mod rewards;
 mod schedule;
 mod signatures;
+mod token;
 mod validation;

@@ -256,7 +256,7 @@ impl TestDaemon {
     }
 }
 
-fn database_url_of(database: &TestDatabase) -> String {
+pub fn database_url_of(database: &TestDatabase) -> String {
     database.url.clone()
 }
 

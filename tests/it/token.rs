@@ -1,0 +1,423 @@
+//! The token API over HTTP: API keys, mints, redemptions with their
+//! Idempotency-Key, payouts, and the same on anvil end to end.
+
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use bytes::Bytes;
+use entity::{idempotency_keys, redemption_requests, transactions, wallets};
+use havend::custody::{self, MasterKeys};
+use http_body_util::Full;
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+
+use crate::on_both_backends;
+use crate::support::chain::*;
+use crate::support::*;
+
+/// A daemon without a chain whose ledger has one active hot wallet (nothing
+/// is ever signed, so intents stay where the test puts them).
+async fn ledger_daemon(backend: Backend, customize: impl FnOnce(&mut havend::config::Config)) -> TestDaemon {
+    let database = TestDatabase::create(backend).await;
+    let mut config = havend::config::Config::default();
+    config.database.url = Some(havend::config::Secret::new(&database.url));
+    let db = havend::db::connect(&config).await.unwrap();
+    havend::db::migrate_up(&db).await.unwrap();
+    let keys = MasterKeys::parse(TEST_MASTER_KEY).unwrap();
+    let wallet = custody::create_wallet(&db, &keys, custody::HOT, "test").await.unwrap();
+    wallets::Entity::update_many()
+        .col_expr(wallets::Column::Status, Expr::value(custody::ACTIVE))
+        .filter(wallets::Column::Id.eq(wallet.id))
+        .exec(&db)
+        .await
+        .unwrap();
+    db.close().await.ok();
+    let key_dir = tempfile::tempdir().unwrap();
+    std::fs::write(key_dir.path().join("master.key"), TEST_MASTER_KEY).unwrap();
+    let key_file = key_dir.path().join("master.key");
+    let mut daemon = TestDaemon::start_on(database, database_url_of, move |config| {
+        config.custody.master_key_file = Some(key_file);
+        customize(config);
+    })
+    .await;
+    daemon.keep.push(key_dir);
+    daemon
+}
+
+/// POSTs JSON to an API path with an API key and optional Idempotency-Key.
+async fn call(daemon: &TestDaemon, path: &str, api_key: &str, idempotency_key: Option<&str>, body: &Value) -> Answer {
+    let mut headers = vec![("authorization".to_owned(), format!("Bearer {api_key}")), ("content-type".to_owned(), "application/json".to_owned())];
+    if let Some(key) = idempotency_key {
+        headers.push(("idempotency-key".to_owned(), key.to_owned()));
+    }
+    daemon.post(path, &headers, body.to_string()).await
+}
+
+async fn get_with_key(daemon: &TestDaemon, path: &str, api_key: &str) -> Answer {
+    let request = http::Request::get(format!("http://{}{path}", daemon.addr))
+        .header("authorization", format!("Bearer {api_key}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    daemon.send(request).await
+}
+
+/// Gives `user` a confirmed balance of `hnv` whole HNV by an API mint marked confirmed.
+async fn fund(daemon: &TestDaemon, user: &str, hnv: u64) {
+    let answer = call(daemon, "/api/v1/token/mint", TOKEN_KEY, None, &json!({ "user": user, "amount": hnv.to_string() })).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.json);
+    let id: uuid::Uuid = answer.json["transaction_id"].as_str().unwrap().parse().unwrap();
+    set_status(daemon, id, "confirmed").await;
+}
+
+async fn set_status(daemon: &TestDaemon, id: uuid::Uuid, status: &str) {
+    transactions::Entity::update_many()
+        .col_expr(transactions::Column::Status, Expr::value(status))
+        .filter(transactions::Column::Id.eq(id))
+        .exec(&daemon.db)
+        .await
+        .unwrap();
+}
+
+async fn burns(daemon: &TestDaemon) -> u64 {
+    transactions::Entity::find().filter(transactions::Column::Kind.eq("burn")).count(&daemon.db).await.unwrap()
+}
+
+fn redeem_body(user: &str, amount: &str) -> Value {
+    json!({ "user": user, "amount": amount, "payout": { "method": "bank", "iban": "DE89370400440532013000" } })
+}
+
+async fn api_keys_are_required_and_scoped(backend: Backend) {
+    let daemon = ledger_daemon(backend, |_| {}).await;
+    let body = json!({ "user": "aurora:g1", "amount": "1" });
+    let missing = daemon.post("/api/v1/token/mint", &[], body.to_string()).await;
+    assert_eq!(missing.status, 401);
+    assert_eq!(assert_error_shape(&missing), "UNAUTHORIZED");
+    let unknown = call(&daemon, "/api/v1/token/mint", "tok_not_a_key_123", None, &body).await;
+    assert_eq!(unknown.status, 401);
+    let by_header = daemon.post("/api/v1/token/mint", &[("x-api-key".into(), TOKEN_KEY.into())], body.to_string()).await;
+    assert_eq!(by_header.status, 202, "{:?}", by_header.json);
+    assert_eq!(transactions::Entity::find().count(&daemon.db).await.unwrap(), 1, "only the authenticated mint was queued");
+    daemon.stop().await;
+}
+
+async fn invalid_mints_get_400_in_the_error_shape_and_change_nothing(backend: Backend) {
+    let daemon = ledger_daemon(backend, |_| {}).await;
+    for (body, field) in [
+        (json!({ "user": "aurora:g1", "amount": 5 }), "amount"),
+        (json!({ "user": "aurora:g1", "amount": "-5" }), "amount"),
+        (json!({ "user": "aurora:g1", "amount": "0" }), "amount"),
+        (json!({ "user": "aurora:g1", "amount": "1.0000000000000000001" }), "amount"),
+        (json!({ "amount": "1" }), "user"),
+        (json!({ "user": "aurora:g1", "amount": "1", "idempotency_key": "bad key!" }), "Idempotency-Key"),
+    ] {
+        let answer = call(&daemon, "/api/v1/token/mint", TOKEN_KEY, None, &body).await;
+        assert_eq!(answer.status, 400, "{body}");
+        assert_eq!(assert_error_shape(&answer), "VALIDATION_ERROR");
+        assert_eq!(answer.json["details"]["field"], field, "{body}");
+    }
+    let not_json = daemon.post("/api/v1/token/mint", &[("x-api-key".into(), TOKEN_KEY.into())], "{nope").await;
+    assert_eq!(not_json.status, 400);
+    assert_eq!(transactions::Entity::find().count(&daemon.db).await.unwrap(), 0);
+    daemon.stop().await;
+}
+
+async fn redeem_with_the_same_key_replays_status_headers_and_body_and_burns_once(backend: Backend) {
+    let daemon = ledger_daemon(backend, |_| {}).await;
+    fund(&daemon, "aurora:g1", 100).await;
+    let body = redeem_body("aurora:g1", "40.5");
+    let first = call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some("redeem-key-0001"), &body).await;
+    assert_eq!(first.status, 202, "{:?}", first.json);
+    assert_eq!(first.json["status"], "open");
+    let second = call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some("redeem-key-0001"), &body).await;
+    assert_eq!(second.status, first.status);
+    assert_eq!(second.json, first.json, "the replay is the first response, byte for byte");
+    assert_eq!(second.headers.get("content-type"), first.headers.get("content-type"));
+    assert_eq!(second.headers.get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    // The key may also travel in the body (the header wins when both are sent).
+    let mut in_body = body.clone();
+    in_body["idempotency_key"] = json!("redeem-key-0001");
+    let third = call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, None, &in_body).await;
+    assert_eq!(third.json, first.json);
+    assert_eq!(burns(&daemon).await, 1);
+    assert_eq!(redemption_requests::Entity::find().count(&daemon.db).await.unwrap(), 1);
+
+    let other_body = call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some("redeem-key-0001"), &redeem_body("aurora:g1", "41")).await;
+    assert_eq!(other_body.status, 422);
+    assert_eq!(assert_error_shape(&other_body), "IDEMPOTENCY_KEY_REUSED");
+    let missing = call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, None, &body).await;
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.json["details"]["field"], "Idempotency-Key");
+    let other_api_key = call(&daemon, "/api/v1/token/redeem", OTHER_TOKEN_KEY, Some("redeem-key-0001"), &redeem_body("aurora:g1", "10")).await;
+    assert_eq!(other_api_key.status, 202, "the same key under another API key is another request: {:?}", other_api_key.json);
+    assert_ne!(other_api_key.json["redemption_id"], first.json["redemption_id"]);
+    assert_eq!(burns(&daemon).await, 2);
+    daemon.stop().await;
+}
+
+async fn two_redemptions_that_together_exceed_the_balance_are_not_both_accepted(backend: Backend) {
+    let daemon = ledger_daemon(backend, |_| {}).await;
+    fund(&daemon, "aurora:g2", 100).await;
+    let body = redeem_body("aurora:g2", "60");
+    let (a, b) = tokio::join!(
+        call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some("split-key-0001"), &body),
+        call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some("split-key-0002"), &body),
+    );
+    let mut statuses = [a.status, b.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [202, 400], "{:?} / {:?}", a.json, b.json);
+    let refused = if a.status == 400 { &a } else { &b };
+    assert_eq!(refused.json["error"], "INSUFFICIENT_BALANCE");
+    assert_eq!(refused.json["details"]["available"], "40");
+    assert_eq!(burns(&daemon).await, 1);
+    daemon.stop().await;
+}
+
+async fn an_api_mint_over_a_limit_is_held_with_202(backend: Backend) {
+    let daemon = ledger_daemon(backend, |config| config.rewards.limits.max_per_event = rust_decimal::Decimal::from(500)).await;
+    let answer = call(&daemon, "/api/v1/token/mint", TOKEN_KEY, Some("big-mint-0001"), &json!({ "user": "tribe:m1", "amount": "501" })).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.json);
+    assert_eq!(answer.json["status"], "held");
+    assert!(answer.json["held_reason"].as_str().unwrap().contains("per-event"), "{:?}", answer.json);
+    let id: uuid::Uuid = answer.json["transaction_id"].as_str().unwrap().parse().unwrap();
+    let got = get_with_key(&daemon, &format!("/api/v1/transactions/{id}"), TOKEN_KEY).await;
+    assert_eq!((got.status, got.json["status"].as_str()), (200, Some("held")));
+    assert_eq!(got.json["amount"], "501");
+    daemon.stop().await;
+}
+
+on_both_backends!(
+    api_keys_are_required_and_scoped,
+    invalid_mints_get_400_in_the_error_shape_and_change_nothing,
+    redeem_with_the_same_key_replays_status_headers_and_body_and_burns_once,
+    two_redemptions_that_together_exceed_the_balance_are_not_both_accepted,
+    an_api_mint_over_a_limit_is_held_with_202,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_concurrent_requests_with_one_key_execute_once() {
+    let daemon = ledger_daemon(Backend::Postgres, |_| {}).await;
+    fund(&daemon, "aurora:g3", 1000).await;
+    let body = redeem_body("aurora:g3", "5");
+    let answers = futures_util::future::join_all((0..50).map(|_| call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some("concurrent-key-01"), &body))).await;
+    let accepted: Vec<&Answer> = answers.iter().filter(|a| a.status == 202).collect();
+    assert!(answers.iter().all(|a| a.status == 202 || a.status == 409), "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    assert!(!accepted.is_empty());
+    assert!(accepted.iter().all(|a| a.json == accepted[0].json), "every 202 is the one execution or its replay");
+    for conflict in answers.iter().filter(|a| a.status == 409) {
+        assert_eq!(conflict.json["error"], "IDEMPOTENCY_KEY_IN_USE");
+    }
+    assert_eq!(burns(&daemon).await, 1);
+    let after = call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some("concurrent-key-01"), &body).await;
+    assert_eq!(after.json, accepted[0].json);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_request_stalled_past_its_lease_cannot_commit_after_another_took_the_key() {
+    let daemon = ledger_daemon(Backend::Postgres, |config| config.api.idempotency_lease_secs = 1).await;
+    fund(&daemon, "aurora:g4", 100).await;
+    let key = "stalled-key-0001";
+    fail::cfg("api::stall_after_claim", &format!("1*return({key}=2500)")).unwrap();
+    let body = redeem_body("aurora:g4", "30");
+    let (first, second) = tokio::join!(call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some(key), &body), async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some(key), &body).await
+    });
+    assert_eq!(second.status, 202, "the second request took the lapsed key over: {:?}", second.json);
+    assert_eq!(first.status, 409, "the stalled first request lost its claim: {:?}", first.json);
+    assert_eq!(burns(&daemon).await, 1);
+    let replay = call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some(key), &body).await;
+    assert_eq!(replay.json, second.json);
+    daemon.stop().await;
+}
+
+/// A Redis server of the test's own, so the test can stop and flush it.
+struct OwnRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    fn start_on(port: u16) -> OwnRedis {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        OwnRedis { port, child }
+    }
+
+    fn cli(&self, args: &[&str]) -> String {
+        let output = std::process::Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_flushed_or_absent_never_executes_a_key_twice() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut redis = OwnRedis::start_on(port);
+    let daemon = ledger_daemon(Backend::Postgres, |config| {
+        config.redis.url = Some(havend::config::Secret::new(format!("redis://127.0.0.1:{port}")));
+        config.redis.key_prefix = "t:".into();
+    })
+    .await;
+    assert!(eventually(Duration::from_secs(5), || async { daemon.get("/health").await.json["redis"] == "ok" }).await);
+    fund(&daemon, "aurora:g5", 1000).await;
+    let redeem = |key: &'static str| {
+        let daemon = &daemon;
+        async move { call(daemon, "/api/v1/token/redeem", TOKEN_KEY, Some(key), &redeem_body("aurora:g5", "1")).await }
+    };
+
+    let first = redeem("redis-key-0001").await;
+    assert_eq!(first.status, 202);
+    assert!(redis.cli(&["GET", "t:idem:backend:redis-key-0001"]).contains("\"done\""), "the response is cached");
+    // Served from Redis: the database row can go and the replay still comes back.
+    idempotency_keys::Entity::delete_many().filter(idempotency_keys::Column::Key.eq("redis-key-0001")).exec(&daemon.db).await.unwrap();
+    assert_eq!(redeem("redis-key-0001").await.json, first.json);
+
+    redis.stop();
+    let during = redeem("redis-key-0002").await;
+    assert_eq!(during.status, 202, "Redis down: the database serves: {:?}", during.json);
+    assert_eq!(redeem("redis-key-0002").await.json, during.json);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let health = daemon.get("/health").await;
+            (health.status, health.json["redis"].as_str(), health.json["status"].as_str()) == (200, Some("degraded"), Some("degraded"))
+        })
+        .await,
+        "health reports Redis down as degraded, still 200"
+    );
+
+    let mut redis = OwnRedis::start_on(port);
+    assert!(eventually(Duration::from_secs(10), || async { daemon.get("/health").await.json["redis"] == "ok" }).await, "reconnects");
+    let after = redeem("redis-key-0003").await;
+    assert_eq!(after.status, 202);
+    redis.cli(&["FLUSHALL"]);
+    assert_eq!(redeem("redis-key-0003").await.json, after.json, "a flushed cache falls back to the database");
+    assert_eq!(redeem("redis-key-0002").await.json, during.json);
+    assert_eq!(burns(&daemon).await, 3, "one burn per key");
+    redis.stop();
+    daemon.stop().await;
+
+    let without = ledger_daemon(Backend::Sqlite, |_| {}).await;
+    assert_eq!(without.get("/health").await.json["redis"], "not_configured");
+    fund(&without, "aurora:g6", 10).await;
+    let once = call(&without, "/api/v1/token/redeem", TOKEN_KEY, Some("no-redis-0001"), &redeem_body("aurora:g6", "1")).await;
+    let twice = call(&without, "/api/v1/token/redeem", TOKEN_KEY, Some("no-redis-0001"), &redeem_body("aurora:g6", "1")).await;
+    assert_eq!((once.status, &once.json), (twice.status, &twice.json));
+    assert_eq!(burns(&without).await, 1);
+    without.stop().await;
+}
+
+/// A Stripe payout event for `redemption`.
+fn payout(event_id: &str, kind: &str, redemption: &str) -> String {
+    json!({ "id": event_id, "type": kind, "data": { "object": { "metadata": { "redemption_id": redemption } } } }).to_string()
+}
+
+async fn redemption(daemon: &TestDaemon, id: &str) -> redemption_requests::Model {
+    redemption_requests::Entity::find_by_id(id.parse::<uuid::Uuid>().unwrap()).one(&daemon.db).await.unwrap().unwrap()
+}
+
+async fn recredits(daemon: &TestDaemon, redemption: &str) -> u64 {
+    transactions::Entity::find().filter(transactions::Column::Source.eq(format!("recredit:{redemption}"))).count(&daemon.db).await.unwrap()
+}
+
+async fn processed(daemon: &TestDaemon, event_id: &str) -> bool {
+    eventually(Duration::from_secs(10), || async {
+        daemon.event(havend::webhooks::Partner::Stripe, event_id).await.is_some_and(|e| e.status == "processed")
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payout_failed_recredits_once_only_after_a_confirmed_burn_and_wins_over_paid() {
+    let daemon = ledger_daemon(Backend::Postgres, |_| {}).await;
+    fund(&daemon, "aurora:p1", 100).await;
+    let opened = call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some("payout-key-0001"), &redeem_body("aurora:p1", "25")).await;
+    let id = opened.json["redemption_id"].as_str().unwrap().to_owned();
+    set_status(&daemon, opened.json["transaction_id"].as_str().unwrap().parse().unwrap(), "confirmed").await;
+    let payable = get_with_key(&daemon, &format!("/api/v1/transactions/{}", opened.json["transaction_id"].as_str().unwrap()), TOKEN_KEY).await;
+    assert_eq!(payable.json["redemption"]["payable"], true);
+
+    for _ in 0..3 {
+        assert_eq!(daemon.deliver(havend::webhooks::Partner::Stripe, None, &payout("evt_fail_1", "payout.failed", &id)).await.status, 200);
+    }
+    assert!(processed(&daemon, "evt_fail_1").await);
+    // Another failure event for the same redemption re-credits nothing more.
+    daemon.deliver(havend::webhooks::Partner::Stripe, None, &payout("evt_fail_2", "payout.failed", &id)).await;
+    assert!(processed(&daemon, "evt_fail_2").await);
+    daemon.deliver(havend::webhooks::Partner::Stripe, None, &payout("evt_paid_1", "payout.paid", &id)).await;
+    assert!(processed(&daemon, "evt_paid_1").await);
+    assert_eq!(recredits(&daemon, &id).await, 1);
+    assert_eq!(redemption(&daemon, &id).await.status, "failed", "a paid after the failure changes nothing");
+    let recredit = transactions::Entity::find().filter(transactions::Column::Source.eq(format!("recredit:{id}"))).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!(U256::from_str_radix(&recredit.amount, 10).unwrap(), U256::from(25u64) * U256::from(10u64).pow(U256::from(18)));
+
+    // A redemption whose burn never confirmed: the burn is withdrawn, nothing re-credited.
+    let unconfirmed = call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some("payout-key-0002"), &redeem_body("aurora:p1", "5")).await;
+    let other = unconfirmed.json["redemption_id"].as_str().unwrap().to_owned();
+    daemon.deliver(havend::webhooks::Partner::Stripe, None, &payout("evt_fail_3", "payout.failed", &other)).await;
+    assert!(processed(&daemon, "evt_fail_3").await);
+    assert_eq!(recredits(&daemon, &other).await, 0);
+    let burn = transactions::Entity::find_by_id(unconfirmed.json["transaction_id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap()).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!(burn.status, "cancelled");
+
+    // Paid first, then failed: the failure wins.
+    let third = call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some("payout-key-0003"), &redeem_body("aurora:p1", "5")).await;
+    let third_id = third.json["redemption_id"].as_str().unwrap().to_owned();
+    set_status(&daemon, third.json["transaction_id"].as_str().unwrap().parse().unwrap(), "confirmed").await;
+    daemon.deliver(havend::webhooks::Partner::Stripe, None, &payout("evt_paid_3", "payout.paid", &third_id)).await;
+    assert!(processed(&daemon, "evt_paid_3").await);
+    assert_eq!(redemption(&daemon, &third_id).await.status, "paid");
+    daemon.deliver(havend::webhooks::Partner::Stripe, None, &payout("evt_fail_4", "payout.failed", &third_id)).await;
+    assert!(processed(&daemon, "evt_fail_4").await);
+    assert_eq!(redemption(&daemon, &third_id).await.status, "failed");
+    assert_eq!(recredits(&daemon, &third_id).await, 1);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mint_and_redeem_on_anvil_leave_exact_balances_on_chain_and_in_get_users() {
+    let chain = TestChain::start(Some(1)).await;
+    let (daemon, _keys, _wallets) = Prepared::new(Backend::Postgres, &chain, 1).await.start(&chain).await;
+    let minted = call(&daemon, "/api/v1/token/mint", TOKEN_KEY, Some("anvil-mint-0001"), &json!({ "user": "aurora:chain_guest", "amount": "100.5", "reason": "welcome" })).await;
+    assert_eq!(minted.status, 202, "{:?}", minted.json);
+    assert!(drained(&daemon, Duration::from_secs(30)).await);
+    let user = get_with_key(&daemon, "/api/v1/users/aurora:chain_guest", TOKEN_KEY).await;
+    assert_eq!(user.status, 200, "{:?}", user.json);
+    assert_eq!((user.json["confirmed"].as_str(), user.json["on_chain"].as_str()), (Some("100.5"), Some("100.5")));
+
+    let redeemed = call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some("anvil-redeem-01"), &redeem_body("aurora:chain_guest", "40.25")).await;
+    assert_eq!(redeemed.status, 202, "{:?}", redeemed.json);
+    assert!(drained(&daemon, Duration::from_secs(30)).await);
+    let user = get_with_key(&daemon, "/api/v1/users/aurora:chain_guest", TOKEN_KEY).await;
+    assert_eq!((user.json["confirmed"].as_str(), user.json["available"].as_str(), user.json["on_chain"].as_str()), (Some("60.25"), Some("60.25"), Some("60.25")));
+    let address = user.json["address"].as_str().unwrap().parse().unwrap();
+    assert_eq!(chain.balance_of(address).await, U256::from(6025u64) * U256::from(10u64).pow(U256::from(16)));
+    let burn = get_with_key(&daemon, &format!("/api/v1/transactions/{}", redeemed.json["transaction_id"].as_str().unwrap()), TOKEN_KEY).await;
+    assert_eq!((burn.json["status"].as_str(), burn.json["kind"].as_str(), burn.json["attempts"].as_u64()), (Some("confirmed"), Some("burn"), Some(1)));
+    assert!(burn.json["tx_hash"].as_str().is_some_and(|h| h.starts_with("0x")));
+    assert_eq!(burn.json["redemption"]["payable"], true);
+    let unknown = get_with_key(&daemon, "/api/v1/users/aurora:nobody", TOKEN_KEY).await;
+    assert_eq!(unknown.status, 404);
+    daemon.stop().await;
+}
