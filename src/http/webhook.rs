@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use ractor::call_t;
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{ApiError, AppState, Response, json_response};
 use crate::intake::{IntakeMsg, NewEvent, Stored};
@@ -113,7 +113,9 @@ async fn store(
         })??;
 
     let duplicate = stored == Stored::Duplicate;
-    info!(%partner, event_id = %partner_event_id, duplicate, status, "Webhook stored");
+    // DEBUG: at intake rates one INFO line per event drowns the log; the
+    // inbox row is the record of what was acknowledged.
+    debug!(%partner, event_id = %partner_event_id, duplicate, status, "Webhook stored");
     let mut body = json!({
         "received": true,
         "duplicate": duplicate,
