@@ -162,6 +162,7 @@ impl Daemon {
             intake: intake.clone(),
             chain: chain.clone(),
             admission: Semaphore::new(max_in_flight),
+            limits: http::RateLimits::new(&config.load()),
         });
         // A Monday missed while the daemon was down is paid late, never skipped.
         tokio::spawn(run_staking_job(db.clone(), processor_keys, config.clone()));

@@ -8,11 +8,13 @@
 //! actor.
 
 mod error;
+pub mod guard;
 mod health;
+pub mod limits;
 mod webhook;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -32,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 pub use error::ApiError;
+pub use limits::RateLimits;
 
 use crate::config::ConfigHandle;
 use crate::intake::IntakeSlot;
@@ -59,6 +62,8 @@ pub struct AppState {
     /// Admission limit on webhook requests from before their body is read
     /// until their event is stored.
     pub admission: Semaphore,
+    /// Per-partner and per-client-IP webhook rate limits; they follow the config.
+    pub limits: RateLimits,
 }
 
 /// Serves `listener` until `shutdown` turns true, then stops accepting, waits
@@ -72,6 +77,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: watch:
     let connections = TaskTracker::new();
     let force_close = CancellationToken::new();
     let slots = Arc::new(Semaphore::new(state.config.load().server.max_connections));
+    let purge = tokio::spawn(purge_rate_limits(state.clone(), shutdown.clone()));
     let mut stop = shutdown.clone();
     loop {
         let slot = tokio::select! {
@@ -101,6 +107,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: watch:
         }
     }
     drop(listener);
+    purge.abort();
     connections.close();
     let grace = Duration::from_millis(state.config.load().server.shutdown_grace_ms);
     info!(connections = connections.len(), "Listener closed; draining connections");
@@ -176,6 +183,22 @@ async fn serve_connection(
     }
 }
 
+/// Every [`limits::RATE_LIMIT_PURGE_INTERVAL`], forgets the per-IP limiter's
+/// clients that are back to a fresh state, until shutdown.
+async fn purge_rate_limits(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(limits::RATE_LIMIT_PURGE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let tracked = state.limits.purge();
+                debug!(tracked, "Purged the per-IP rate limiter");
+            }
+            _ = stopped(&mut shutdown) => return,
+        }
+    }
+}
+
 /// Completes once shutdown is signalled (or its sender is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     while !*shutdown.borrow_and_update() {
@@ -227,13 +250,14 @@ async fn route(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -
     let request_id = request_id(&request);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let span = info_span!("request", request_id = %request_id, method = %method, path = %path);
+    let client = client_ip(state, &request, peer);
+    let span = info_span!("request", request_id = %request_id, method = %method, path = %path, client_ip = %client);
     async {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let result = match (&method, segments.as_slice()) {
-            (&Method::POST, ["webhooks", "stripe"]) => webhook::receive(state, request, "stripe", None, &request_id, peer).await,
+            (&Method::POST, ["webhooks", "stripe"]) => webhook::receive(state, request, "stripe", None, &request_id, client).await,
             (&Method::POST, ["webhooks", partner, event]) => {
-                webhook::receive(state, request, partner, Some(event), &request_id, peer).await
+                webhook::receive(state, request, partner, Some(event), &request_id, client).await
             }
             (_, ["webhooks", _] | ["webhooks", _, _]) => Err(ApiError::method_not_allowed("POST")),
             (&Method::GET | &Method::HEAD, ["health"]) => Ok(health::health(state).await),
@@ -257,6 +281,12 @@ async fn route(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -
     }
     .instrument(span)
     .await
+}
+
+/// The client's address: the TCP peer, or what a trusted proxy says (see [`guard::client_ip`]).
+fn client_ip<B>(state: &AppState, request: &Request<B>, peer: SocketAddr) -> IpAddr {
+    let config = state.config.load();
+    guard::client_ip(peer.ip(), request.headers(), &config.server.client_ip_header, &config.server.trusted_proxies)
 }
 
 /// `GET /metrics`: the Prometheus text format, unauthenticated like
