@@ -9,10 +9,12 @@ pub mod actor;
 pub mod api;
 pub mod reload;
 pub mod alerts;
+pub mod cidr;
 pub mod rewards;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use api::{ApiConfig, ApiKey, RedisConfig, Scope};
 pub use alerts::{AlertsConfig, ChannelConfig, ChannelKind, SmtpTls};
+pub use cidr::Cidr;
 pub use rewards::RewardRules;
 pub use crate::signing::{REDACTED, Secret};
 use crate::signing::Scheme;
@@ -82,6 +85,12 @@ pub const DEFAULT_STORE_TIMEOUT_MS: u64 = 5_000;
 pub const DEFAULT_TOLERANCE_PAST_SECS: i64 = 300;
 /// Signatures dated further in the future than this are rejected.
 pub const DEFAULT_TOLERANCE_FUTURE_SECS: i64 = 60;
+/// The header a trusted proxy puts the client's address in.
+pub const DEFAULT_CLIENT_IP_HEADER: &str = "x-forwarded-for";
+/// Highest configurable rate (per second) of a rate limit: governor's
+/// replenish interval is whole nanoseconds, and anything faster is no limit
+/// in practice (leave the key out for that).
+pub const MAX_RATE_LIMIT_PER_SEC: u32 = 1_000_000;
 
 /// The loaded configuration, shared read-only; swapped whole on reload.
 pub type ConfigHandle = Arc<ArcSwap<Config>>;
@@ -230,6 +239,13 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Concurrent HTTP/2 streams (requests) per connection.
     pub http2_max_concurrent_streams: u32,
+    /// Proxies (CIDR ranges or addresses) whose `client_ip_header` is
+    /// believed; from any other peer the header is ignored and the client is
+    /// the TCP peer. Empty (the default): the client is always the peer.
+    pub trusted_proxies: Vec<Cidr>,
+    /// The header a trusted proxy names the client in: a comma-separated
+    /// list of addresses, the nearest hop last (`X-Forwarded-For` style).
+    pub client_ip_header: String,
 }
 
 impl Default for ServerConfig {
@@ -244,6 +260,8 @@ impl Default for ServerConfig {
             max_in_flight_stores: DEFAULT_MAX_IN_FLIGHT_STORES,
             max_connections: DEFAULT_MAX_CLIENT_CONNECTIONS,
             http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+            trusted_proxies: Vec::new(),
+            client_ip_header: DEFAULT_CLIENT_IP_HEADER.into(),
         }
     }
 }
@@ -422,6 +440,11 @@ pub struct WebhooksConfig {
     pub tolerance_past_secs: i64,
     /// Furthest accepted signature timestamp, in seconds after now.
     pub tolerance_future_secs: i64,
+    /// Webhook requests per second one client IP may send, all partners
+    /// together, counted before the signature is checked; unset → no limit.
+    pub per_ip_rate_limit_per_sec: Option<u32>,
+    /// Requests one client IP may send at once above the rate; unset → the rate.
+    pub per_ip_rate_limit_burst: Option<u32>,
 }
 
 impl Default for WebhooksConfig {
@@ -429,7 +452,55 @@ impl Default for WebhooksConfig {
         Self {
             tolerance_past_secs: DEFAULT_TOLERANCE_PAST_SECS,
             tolerance_future_secs: DEFAULT_TOLERANCE_FUTURE_SECS,
+            per_ip_rate_limit_per_sec: None,
+            per_ip_rate_limit_burst: None,
         }
+    }
+}
+
+impl WebhooksConfig {
+    /// The per-client-IP limit in force, if any.
+    pub fn per_ip_rate_limit(&self) -> Option<RateLimit> {
+        RateLimit::from_config(self.per_ip_rate_limit_per_sec, self.per_ip_rate_limit_burst)
+    }
+}
+
+/// A rate limit as configured: a sustained rate and a burst above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per second, sustained.
+    pub per_sec: NonZeroU32,
+    /// Requests accepted at once after a quiet spell.
+    pub burst: NonZeroU32,
+}
+
+impl RateLimit {
+    /// `per_sec` unset (or 0, which validation refuses) → no limit; `burst`
+    /// unset → the rate.
+    fn from_config(per_sec: Option<u32>, burst: Option<u32>) -> Option<RateLimit> {
+        let per_sec = NonZeroU32::new(per_sec?)?;
+        let burst = burst.and_then(NonZeroU32::new).unwrap_or(per_sec);
+        Some(RateLimit { per_sec, burst })
+    }
+}
+
+/// Problems with a `{prefix}rate_limit_per_sec` / `{prefix}rate_limit_burst` pair.
+fn check_rate_limit(file: &str, prefix: &str, per_sec: Option<u32>, burst: Option<u32>, errors: &mut Vec<ConfigError>) {
+    match per_sec {
+        Some(rate) if !(1..=MAX_RATE_LIMIT_PER_SEC).contains(&rate) => errors.push(invalid(
+            file,
+            format!("{prefix}rate_limit_per_sec"),
+            format!("must be between 1 and {MAX_RATE_LIMIT_PER_SEC} (leave it out for no limit)"),
+        )),
+        None if burst.is_some() => errors.push(invalid(
+            file,
+            format!("{prefix}rate_limit_burst"),
+            format!("is set without {prefix}rate_limit_per_sec; set the rate too, or leave both out for no limit"),
+        )),
+        _ => {}
+    }
+    if burst == Some(0) {
+        errors.push(invalid(file, format!("{prefix}rate_limit_burst"), "must be at least 1 (leave it out for a burst of the rate)"));
     }
 }
 
@@ -601,12 +672,29 @@ pub struct PartnerConfig {
     /// Bearer key for the partner's API (or `HAVEND_{PARTNER}_API_KEY`).
     #[serde(default)]
     pub api_key: Option<Secret>,
+    /// Correctly signed webhooks per second accepted from this partner;
+    /// more → 429. Unset → no limit.
+    #[serde(default)]
+    pub rate_limit_per_sec: Option<u32>,
+    /// Webhooks accepted at once above the rate; unset → the rate.
+    #[serde(default)]
+    pub rate_limit_burst: Option<u32>,
+    /// Client addresses (CIDR ranges or single addresses) this partner's
+    /// webhooks may come from; others → 403 before the signature is checked.
+    /// Unset → any address.
+    #[serde(default)]
+    pub allow_ips: Option<Vec<Cidr>>,
 }
 
 impl PartnerConfig {
     /// The scheme in force for `partner`.
     pub fn scheme_for(&self, partner: Partner) -> Scheme {
         self.scheme.unwrap_or_else(|| partner.default_scheme())
+    }
+
+    /// This partner's rate limit, if any.
+    pub fn rate_limit(&self) -> Option<RateLimit> {
+        RateLimit::from_config(self.rate_limit_per_sec, self.rate_limit_burst)
     }
 }
 
@@ -809,6 +897,23 @@ impl Config {
                 "tolerances must not be negative (past > 0)",
             ));
         }
+        check_rate_limit(
+            DAEMON_FILE,
+            "webhooks.per_ip_",
+            self.webhooks.per_ip_rate_limit_per_sec,
+            self.webhooks.per_ip_rate_limit_burst,
+            errors,
+        );
+        match server.client_ip_header.parse::<http::HeaderName>() {
+            Err(_) => errors.push(invalid(DAEMON_FILE, "server.client_ip_header", "not a valid HTTP header name")),
+            // RFC 7239's `for=…;proto=…` syntax is not an address list.
+            Ok(name) if name == http::header::FORWARDED => errors.push(invalid(
+                DAEMON_FILE,
+                "server.client_ip_header",
+                "the RFC 7239 Forwarded header is not supported; have the proxy send X-Forwarded-For (or X-Real-IP)",
+            )),
+            Ok(_) => {}
+        }
         if let Some(chain) = &self.chain {
             if chain.max_in_flight == 0 {
                 errors.push(invalid(DAEMON_FILE, "chain.max_in_flight", "must be greater than 0"));
@@ -895,6 +1000,15 @@ impl Config {
                 if let Err(problem) = scheme.check_secret(secret) {
                     errors.push(invalid(PARTNERS_FILE, format!("{key}[{index}]"), problem));
                 }
+            }
+            let prefix = format!("partners.{partner}.");
+            check_rate_limit(PARTNERS_FILE, &prefix, partner_config.rate_limit_per_sec, partner_config.rate_limit_burst, errors);
+            if partner_config.allow_ips.as_ref().is_some_and(Vec::is_empty) {
+                errors.push(invalid(
+                    PARTNERS_FILE,
+                    format!("{prefix}allow_ips"),
+                    "an empty list would refuse every request; leave the key out to allow any address",
+                ));
             }
         }
     }
@@ -1078,6 +1192,58 @@ mod tests {
         let dir = dir_with(&[(PARTNERS_FILE, "[partners.stripe]\nsecrets = [\"whsec_x\"]\nsign_event = true\n")]);
         let error = Config::load_with_env(dir.path(), |_| None).unwrap_err().to_string();
         assert!(error.contains("partners.toml: partners.stripe.sign_event"), "{error}");
+    }
+
+    #[test]
+    fn guards_are_read_with_their_defaults() {
+        let dir = dir_with(&[
+            (DAEMON_FILE, "[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.0.0.0/8\"]\n[webhooks]\nper_ip_rate_limit_per_sec = 50\n"),
+            (
+                PARTNERS_FILE,
+                "[partners.aurora]\nsecrets = [\"s\"]\nrate_limit_per_sec = 100\nallow_ips = [\"203.0.113.0/24\"]\n\
+                 [partners.tribe]\nsecrets = [\"s\"]\n",
+            ),
+        ]);
+        let config = Config::load_with_env(dir.path(), |_| None).unwrap();
+        assert_eq!(config.server.client_ip_header, "x-forwarded-for");
+        assert_eq!(config.server.trusted_proxies.len(), 2);
+        let per_ip = config.webhooks.per_ip_rate_limit().unwrap();
+        assert_eq!((per_ip.per_sec.get(), per_ip.burst.get()), (50, 50), "the burst defaults to the rate");
+        let aurora = &config.partners[&Partner::Aurora];
+        assert_eq!(aurora.rate_limit().map(|l| l.per_sec.get()), Some(100));
+        assert!(aurora.allow_ips.as_ref().is_some_and(|list| list[0].contains("203.0.113.9".parse().unwrap())));
+        let tribe = &config.partners[&Partner::Tribe];
+        assert!(tribe.rate_limit().is_none() && tribe.allow_ips.is_none(), "unset: no limit, any address");
+        assert!(Config::default().webhooks.per_ip_rate_limit().is_none());
+        let printed = config.to_redacted_toml();
+        assert!(printed.contains("allow_ips = [\"203.0.113.0/24\"]"), "{printed}");
+    }
+
+    #[test]
+    fn inconsistent_guards_are_refused_naming_the_key() {
+        let load = |daemon: &str, partner: &str| {
+            let partners = format!("[partners.aurora]\nsecrets = [\"s\"]\n{partner}");
+            Config::load_with_env(dir_with(&[(DAEMON_FILE, daemon), (PARTNERS_FILE, &partners)]).path(), |_| None)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        for (daemon, partner, expected) in [
+            ("", "rate_limit_per_sec = 0\n", "partners.aurora.rate_limit_per_sec: must be between 1 and"),
+            ("", "rate_limit_burst = 5\n", "partners.aurora.rate_limit_burst: is set without"),
+            ("", "rate_limit_per_sec = 5\nrate_limit_burst = 0\n", "partners.aurora.rate_limit_burst: must be at least 1"),
+            ("", "allow_ips = []\n", "partners.aurora.allow_ips: an empty list would refuse every request"),
+            ("", "allow_ips = [\"10.1.2.3/8\"]\n", "did you mean 10.0.0.0/8"),
+            ("", "allow_ips = [\"intranet\"]\n", "is not an IP address or a CIDR range"),
+            ("[webhooks]\nper_ip_rate_limit_burst = 3\n", "", "webhooks.per_ip_rate_limit_burst: is set without"),
+            ("[webhooks]\nper_ip_rate_limit_per_sec = 2000000\n", "", "webhooks.per_ip_rate_limit_per_sec: must be between 1 and"),
+            ("[server]\nclient_ip_header = \"bad header\"\n", "", "server.client_ip_header: not a valid HTTP header name"),
+            ("[server]\nclient_ip_header = \"Forwarded\"\n", "", "RFC 7239 Forwarded header is not supported"),
+            ("[server]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", "", "is not an IP address or a CIDR range"),
+        ] {
+            let error = load(daemon, partner).expect_err(expected);
+            assert!(error.contains(expected), "{expected}: {error}");
+        }
+        assert!(load("[server]\nclient_ip_header = \"X-Real-IP\"\n", "rate_limit_per_sec = 5\nrate_limit_burst = 20\n").is_ok());
     }
 
     #[test]

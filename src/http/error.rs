@@ -66,6 +66,29 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "INVALID_REQUEST", message, "The request could not be read.")
     }
 
+    /// 429: the client or the partner is over its rate limit; retry after
+    /// `retry_after_secs` (also in `Retry-After`).
+    pub fn rate_limited(retry_after_secs: u32) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            format!("rate limit exceeded; retry after {retry_after_secs} s"),
+            "Too many requests. Please retry later.",
+        )
+        .with_details(json!({ "retry_after_secs": retry_after_secs }))
+        .retry_after(retry_after_secs)
+    }
+
+    /// 403: the client's address is not in the partner's allowlist.
+    pub fn ip_not_allowed(partner: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "IP_NOT_ALLOWED",
+            format!("this client address may not send webhooks for {partner}"),
+            "The request is not allowed from this address.",
+        )
+    }
+
     /// 503: too many requests are waiting to be stored.
     pub fn overloaded() -> Self {
         Self::new(

@@ -10,12 +10,14 @@
 mod api;
 pub mod auth;
 mod error;
+pub mod guard;
 mod health;
+pub mod limits;
 pub mod routes;
 mod webhook;
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -35,6 +37,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 pub use error::ApiError;
+pub use limits::RateLimits;
 
 use crate::config::ConfigHandle;
 use crate::intake::IntakeSlot;
@@ -68,6 +71,8 @@ pub struct AppState {
     /// Admission limit on webhook requests from before their body is read
     /// until their event is stored.
     pub admission: Semaphore,
+    /// Per-partner and per-client-IP webhook rate limits; they follow the config.
+    pub limits: RateLimits,
 }
 
 /// Serves `listener` until `shutdown` turns true, then stops accepting, waits
@@ -81,6 +86,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: watch:
     let connections = TaskTracker::new();
     let force_close = CancellationToken::new();
     let slots = Arc::new(Semaphore::new(state.config.load().server.max_connections));
+    let purge = tokio::spawn(purge_rate_limits(state.clone(), shutdown.clone()));
     let mut stop = shutdown.clone();
     loop {
         let slot = tokio::select! {
@@ -110,6 +116,7 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, shutdown: watch:
         }
     }
     drop(listener);
+    purge.abort();
     connections.close();
     let grace = Duration::from_millis(state.config.load().server.shutdown_grace_ms);
     info!(connections = connections.len(), "Listener closed; draining connections");
@@ -185,6 +192,22 @@ async fn serve_connection(
     }
 }
 
+/// Every [`limits::RATE_LIMIT_PURGE_INTERVAL`], forgets the per-IP limiter's
+/// clients that are back to a fresh state, until shutdown.
+async fn purge_rate_limits(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(limits::RATE_LIMIT_PURGE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let tracked = state.limits.purge();
+                debug!(tracked, "Purged the per-IP rate limiter");
+            }
+            _ = stopped(&mut shutdown) => return,
+        }
+    }
+}
+
 /// Completes once shutdown is signalled (or its sender is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     while !*shutdown.borrow_and_update() {
@@ -236,9 +259,10 @@ async fn route(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -
     let request_id = request_id(&request);
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let span = info_span!("request", request_id = %request_id, method = %method, path = %path);
+    let client = client_ip(state, &request, peer);
+    let span = info_span!("request", request_id = %request_id, method = %method, path = %path, client_ip = %client);
     async {
-        let result = dispatch(state, request, peer, &request_id).await;
+        let result = dispatch(state, request, client, &request_id).await;
         let mut response = result.unwrap_or_else(|error| error.into_response(&request_id));
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
@@ -258,7 +282,7 @@ async fn route(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -
 }
 
 /// Finds the request's route, checks its API key, and runs its handler.
-async fn dispatch(state: &AppState, request: Request<Incoming>, peer: SocketAddr, request_id: &str) -> Result<Response, ApiError> {
+async fn dispatch(state: &AppState, request: Request<Incoming>, client: IpAddr, request_id: &str) -> Result<Response, ApiError> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let (route, params) = match routes::find(&method, &path) {
@@ -272,8 +296,8 @@ async fn dispatch(state: &AppState, request: Request<Incoming>, peer: SocketAddr
     };
     let param = |index: usize| params.get(index).copied().unwrap_or_default();
     match (route.endpoint, caller.as_ref()) {
-        (Endpoint::StripeWebhook, _) => webhook::receive(state, request, "stripe", None, request_id, peer).await,
-        (Endpoint::Webhook, _) => webhook::receive(state, request, param(0), Some(param(1)), request_id, peer).await,
+        (Endpoint::StripeWebhook, _) => webhook::receive(state, request, "stripe", None, request_id, client).await,
+        (Endpoint::Webhook, _) => webhook::receive(state, request, param(0), Some(param(1)), request_id, client).await,
         (Endpoint::Health, _) => Ok(health::health(state).await),
         (Endpoint::Metrics, _) => Ok(metrics()),
         (Endpoint::Mint, Some(caller)) => api::mint(state, request, caller, request_id).await,
@@ -282,6 +306,12 @@ async fn dispatch(state: &AppState, request: Request<Incoming>, peer: SocketAddr
         (Endpoint::Transaction, Some(_)) => api::transaction(state, param(0)).await,
         (endpoint, None) => Err(ApiError::internal(format!("route {endpoint:?} is missing its API key scope"))),
     }
+}
+
+/// The client's address: the TCP peer, or what a trusted proxy says (see [`guard::client_ip`]).
+fn client_ip<B>(state: &AppState, request: &Request<B>, peer: SocketAddr) -> IpAddr {
+    let config = state.config.load();
+    guard::client_ip(peer.ip(), request.headers(), &config.server.client_ip_header, &config.server.trusted_proxies)
 }
 
 /// `GET /metrics`: the Prometheus text format, unauthenticated like

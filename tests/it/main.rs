@@ -7,6 +7,7 @@ mod alerts;
 mod binary;
 mod chain;
 mod crash;
+mod guards;
 mod intake;
 mod monitor;
 mod ops;
