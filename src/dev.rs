@@ -23,6 +23,51 @@ use crate::webhooks::Partner;
 /// Native coin given to the dev hot wallet for gas (1,000 ETH).
 const DEV_GAS_FUNDS: u128 = 1_000 * 10u128.pow(18);
 
+/// Name of the token-scope API key dev mode makes.
+pub const DEV_TOKEN_KEY_NAME: &str = "dev-token";
+/// Name of the admin-scope API key dev mode makes.
+pub const DEV_ADMIN_KEY_NAME: &str = "dev-admin";
+/// Where dev mode keeps its API keys in clear (mode 0600), in the data directory.
+const DEV_API_KEYS_FILE: &str = "dev-api-keys.json";
+
+/// The API keys dev mode made once and keeps in the data directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevApiKeys {
+    /// Token scope: mints, redemptions, users, transactions.
+    pub token: String,
+    /// Admin scope.
+    pub admin: String,
+}
+
+impl DevApiKeys {
+    /// The keys from an earlier run, or new random ones written to `data_dir`.
+    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<DevApiKeys> {
+        let file = data_dir.join(DEV_API_KEYS_FILE);
+        if let Ok(text) = std::fs::read_to_string(&file) {
+            return Ok(serde_json::from_str(&text).with_context(|| format!("cannot read {}", file.display()))?);
+        }
+        let random = || format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        let keys = DevApiKeys { token: format!("hv_tok_{}", random()), admin: format!("hv_adm_{}", random()) };
+        write_private(&file, &serde_json::to_string_pretty(&keys)?)?;
+        Ok(keys)
+    }
+
+    /// Adds both keys (hashed) to `config` where its files name no key of the same name.
+    pub fn install(&self, config: &mut Config) {
+        use crate::config::{ApiKey, Scope};
+        config.api_keys.entry(DEV_TOKEN_KEY_NAME.into()).or_insert_with(|| ApiKey::from_raw(&self.token, Scope::Token));
+        config.api_keys.entry(DEV_ADMIN_KEY_NAME.into()).or_insert_with(|| ApiKey::from_raw(&self.admin, Scope::Admin));
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
 /// What dev mode remembers between runs.
 #[derive(Debug, Serialize, Deserialize)]
 struct DevChain {
@@ -39,6 +84,7 @@ pub async fn prepare(mut config: Config) -> anyhow::Result<(Config, Option<Anvil
         MasterKeys::create_dev_file(&key_file)?;
         config.custody.master_key_file = Some(key_file.clone());
     }
+    DevApiKeys::load_or_create(&config.data_dir)?.install(&mut config);
     if config.chain.is_some() {
         return Ok((config, None));
     }
@@ -78,7 +124,11 @@ pub async fn prepare(mut config: Config) -> anyhow::Result<(Config, Option<Anvil
 pub fn overlay(prepared: &Config) -> impl Fn(&mut Config) + Send + Sync + 'static {
     let chain = prepared.chain.clone();
     let key_file = prepared.custody.master_key_file.clone();
+    let api_keys = DevApiKeys::load_or_create(&prepared.data_dir).ok();
     move |config: &mut Config| {
+        if let Some(api_keys) = &api_keys {
+            api_keys.install(config);
+        }
         if config.chain.is_none() {
             config.chain = chain.clone();
         }
@@ -150,6 +200,17 @@ pub fn banner(config: &Config) -> anyhow::Result<String> {
         out.push_str(&format!(
             "\nA block or two later the guest holds 793.2 HNV (330.50 CAD x 2 HNV/CAD x 1.2 for 2 nights):\n  havend user aurora:guest_001{chain_args}\n"
         ));
+        if let Ok(api_keys) = DevApiKeys::load_or_create(&config.data_dir) {
+            out.push_str(&format!(
+                "\nAPI keys (kept in {data}/{DEV_API_KEYS_FILE}): token {token}, admin {admin}\n\
+                 Then mint 25 HNV more through the token API (202; sending it again with the same Idempotency-Key replays the answer and mints nothing more):\n  \
+                 curl -sS -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -H 'Idempotency-Key: welcome-guest_001' \
+                 --data '{{\"user\":\"aurora:guest_001\",\"amount\":\"25\",\"reason\":\"welcome bonus\"}}' http://{listen}/api/v1/token/mint\n",
+                data = config.data_dir.display(),
+                token = api_keys.token,
+                admin = api_keys.admin,
+            ));
+        }
     }
     Ok(out)
 }

@@ -19,6 +19,19 @@ use crate::support::*;
 /// A daemon without a chain whose ledger has one active hot wallet (nothing
 /// is ever signed, so intents stay where the test puts them).
 async fn ledger_daemon(backend: Backend, customize: impl FnOnce(&mut havend::config::Config)) -> TestDaemon {
+    let (database, key_dir) = ledger_database(backend).await;
+    let key_file = key_dir.path().join("master.key");
+    let mut daemon = TestDaemon::start_on(database, database_url_of, move |config| {
+        config.custody.master_key_file = Some(key_file);
+        customize(config);
+    })
+    .await;
+    daemon.keep.push(key_dir);
+    daemon
+}
+
+/// A migrated database with one active hot wallet, and a directory holding its master key.
+async fn ledger_database(backend: Backend) -> (TestDatabase, tempfile::TempDir) {
     let database = TestDatabase::create(backend).await;
     let mut config = havend::config::Config::default();
     config.database.url = Some(havend::config::Secret::new(&database.url));
@@ -35,14 +48,7 @@ async fn ledger_daemon(backend: Backend, customize: impl FnOnce(&mut havend::con
     db.close().await.ok();
     let key_dir = tempfile::tempdir().unwrap();
     std::fs::write(key_dir.path().join("master.key"), TEST_MASTER_KEY).unwrap();
-    let key_file = key_dir.path().join("master.key");
-    let mut daemon = TestDaemon::start_on(database, database_url_of, move |config| {
-        config.custody.master_key_file = Some(key_file);
-        customize(config);
-    })
-    .await;
-    daemon.keep.push(key_dir);
-    daemon
+    (database, key_dir)
 }
 
 /// POSTs JSON to an API path with an API key and optional Idempotency-Key.
@@ -420,4 +426,67 @@ async fn mint_and_redeem_on_anvil_leave_exact_balances_on_chain_and_in_get_users
     let unknown = get_with_key(&daemon, "/api/v1/users/aurora:nobody", TOKEN_KEY).await;
     assert_eq!(unknown.status, 404);
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_commit_and_the_answer_replays_the_stored_result_on_retry() {
+    const HAVEND: &str = env!("CARGO_BIN_EXE_havend");
+    let (database, key_dir) = ledger_database(Backend::Postgres).await;
+    let config_dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "data_dir = {data:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {url:?}\n[custody]\nmaster_key_file = {key:?}\n",
+        data = config_dir.path().join("data").display().to_string(),
+        url = database.url,
+        key = key_dir.path().join("master.key").display().to_string(),
+    );
+    std::fs::write(config_dir.path().join("havend.toml"), config).unwrap();
+    let spawn = |failpoint: Option<&str>| {
+        let mut command = std::process::Command::new(HAVEND);
+        command
+            .args(["run", "--config"])
+            .arg(config_dir.path())
+            .env("HAVEND_API_KEYS", format!("{TOKEN_KEY_NAME}:token:{TOKEN_KEY}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        if let Some(failpoint) = failpoint {
+            command.env("FAILPOINTS", failpoint);
+        }
+        command.spawn().unwrap()
+    };
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mint = || {
+        let request = http::Request::post(format!("http://127.0.0.1:{port}/api/v1/token/mint"))
+            .header("authorization", format!("Bearer {TOKEN_KEY}"))
+            .header("idempotency-key", "crash-mint-0001")
+            .body(Full::new(Bytes::from(json!({ "user": "aurora:crash", "amount": "7" }).to_string())))
+            .unwrap();
+        client.request(request)
+    };
+    let serving = || async {
+        let health = http::Request::get(format!("http://127.0.0.1:{port}/health")).body(Full::new(Bytes::new())).unwrap();
+        client.request(health).await.is_ok_and(|r| r.status() == 200)
+    };
+
+    let mut crashing = spawn(Some("api::after_commit=return"));
+    assert!(eventually(Duration::from_secs(30), serving).await, "the daemon serves");
+    assert!(mint().await.is_err(), "the daemon dies after the commit, before answering");
+    let status = crashing.wait().unwrap();
+    assert!(!status.success(), "aborted: {status:?}");
+
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
+    let stored = transactions::Entity::find().all(&db).await.unwrap();
+    assert_eq!(stored.len(), 1, "the intent committed before the crash");
+
+    let mut restarted = spawn(None);
+    assert!(eventually(Duration::from_secs(30), serving).await, "the daemon serves again");
+    let response = mint().await.expect("answered");
+    assert_eq!(response.status(), 202);
+    assert_eq!(response.headers().get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"));
+    use http_body_util::BodyExt;
+    let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["transaction_id"], stored[0].id.to_string(), "the retry gets the stored result");
+    assert_eq!(transactions::Entity::find().count(&db).await.unwrap(), 1, "nothing executed twice");
+    let _ = std::process::Command::new("kill").args(["-TERM", &restarted.id().to_string()]).status();
+    assert!(restarted.wait().unwrap().success());
 }
