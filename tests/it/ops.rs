@@ -196,6 +196,70 @@ async fn binary_speaks_systemds_notify_protocol() {
     assert!(status.success(), "exit 0 after SIGTERM");
 }
 
+/// Under load from concurrent partners, SIGTERM: the daemon stops taking
+/// requests, answers those in flight, exits 0, and every event it answered
+/// 2xx is in the database (invariant 1 across a shutdown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_exits_0_and_loses_no_acknowledged_event() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let port = free_port();
+    let dir = config_dir(port, "[partners.aurora]\nsecrets = [\"load-secret\"]\n");
+    let mut child = Command::new(HAVEND).args(["run", "--config"]).arg(dir.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    assert!(eventually(Duration::from_secs(20), || async { post_signed(port, "load-secret").await == 200 }).await, "the daemon serves");
+
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..16 {
+        let (client, acked, sent) = (client.clone(), acked.clone(), sent.clone());
+        senders.spawn(async move {
+            for i in 0.. {
+                let id = format!("bk_load_{sender}_{i}");
+                let body = booking_created(&id);
+                let mut request = http::Request::post(format!("http://127.0.0.1:{port}/webhooks/aurora/booking-created"));
+                for (name, value) in sign_with(Partner::Aurora, Scheme::HavenHmac, "load-secret", &body, now()) {
+                    request = request.header(name, value);
+                }
+                let request = request.body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap();
+                sent.fetch_add(1, Ordering::Relaxed);
+                match client.request(request).await {
+                    Ok(response) if response.status().is_success() => acked.lock().unwrap().push(id),
+                    // 503 while draining: not acknowledged, the partner retries.
+                    Ok(_) => {}
+                    // The listener is closed: this partner stops.
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    // Load for a while, then SIGTERM in the middle of it.
+    assert!(eventually(Duration::from_secs(30), || async { acked.lock().unwrap().len() >= 300 }).await, "the load is acknowledged");
+    signal(&child, "TERM");
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let stopped_in = started.elapsed();
+    let drained = tokio::time::timeout(Duration::from_secs(30), async { while senders.join_next().await.is_some() {} }).await;
+
+    assert!(status.success(), "exit 0 after SIGTERM under load: {status:?}");
+    assert!(drained.is_ok(), "every sender saw the listener close");
+    let acked = acked.lock().unwrap().clone();
+    let db = sea_orm::Database::connect(format!("sqlite://{}", dir.path().join("data/havend.db").display())).await.unwrap();
+    use sea_orm::EntityTrait;
+    let stored: std::collections::HashSet<String> = entity::webhook_events::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.partner_event_id)
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|id| !stored.iter().any(|key| key.ends_with(&format!(":{id}")) || key == *id)).collect();
+    eprintln!("sigterm under load: {} sent, {} acknowledged, {} stored, stopped in {stopped_in:?}", sent.load(Ordering::Relaxed), acked.len(), stored.len());
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+}
+
 /// The metric names a PromQL expression reads: identifiers outside label
 /// matchers, ranges and strings that are neither functions (followed by
 /// `(`), keywords, nor the label lists of `by`/`without`/`on`/`ignoring`/`group_*`.
