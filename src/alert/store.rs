@@ -191,6 +191,7 @@ pub struct LogEntry<'a> {
 
 /// Appends one row to `alert_logs`.
 pub async fn log(db: &impl ConnectionTrait, entry: LogEntry<'_>) -> Result<(), DbErr> {
+    crate::telemetry::metrics::alert_delivery(entry.channel, entry.outcome);
     alert_logs::ActiveModel {
         id: Set(Uuid::now_v7()),
         alert_id: Set(entry.alert),

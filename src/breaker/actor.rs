@@ -72,6 +72,7 @@ impl Actor for BreakerActor {
 
     async fn pre_start(&self, _myself: ActorRef<BreakerMsg>, args: BreakerArgs) -> Result<BreakerActorState, ActorProcessingErr> {
         args.state_tx.send_replace(BreakerState::Closed);
+        ::metrics::gauge!(crate::telemetry::metrics::BREAKER_STATE, "breaker" => args.name.clone()).set(BreakerState::Closed.as_gauge());
         Ok(BreakerActorState {
             name: args.name,
             open_for: args.config.open_for,
@@ -112,6 +113,7 @@ impl Actor for BreakerActor {
 impl BreakerActorState {
     async fn publish(&mut self, myself: &ActorRef<BreakerMsg>, transition: Transition) {
         self.state_tx.send_replace(transition.to);
+        ::metrics::gauge!(crate::telemetry::metrics::BREAKER_STATE, "breaker" => self.name.clone()).set(transition.to.as_gauge());
         info!(breaker = %self.name, from = ?transition.from, to = ?transition.to, "Circuit breaker changed state");
         match transition.to {
             BreakerState::Open => {

@@ -413,11 +413,22 @@ pub struct MonitorConfig {
     pub stalled_looks: u32,
     /// A base fee over this many times its moving baseline raises `gas_price_spike`.
     pub gas_spike_factor: u32,
+    /// Whether new mints wait while the base fee spikes (burns and
+    /// replacements never wait); see [`crate::ledger::gas_hold`].
+    pub gas_hold: bool,
+    /// The longest a spike holds mints: after it they go anyway, so nothing
+    /// waits forever on a fee that has found a new level.
+    pub gas_hold_max_secs: u64,
 }
+
+/// Default of [`MonitorConfig::gas_hold_max_secs`]: an hour outlasts the
+/// usual burst (a popular mint, an NFT drop) without leaving rewards
+/// unpaid for a whole day of higher fees.
+pub const DEFAULT_GAS_HOLD_MAX_SECS: u64 = 3_600;
 
 impl Default for MonitorConfig {
     fn default() -> Self {
-        Self { interval_secs: 60, pending_after_secs: 300, stalled_looks: 5, gas_spike_factor: 2 }
+        Self { interval_secs: 60, pending_after_secs: 300, stalled_looks: 5, gas_spike_factor: 2, gas_hold: true, gas_hold_max_secs: DEFAULT_GAS_HOLD_MAX_SECS }
     }
 }
 
@@ -942,6 +953,9 @@ impl Config {
         let monitor = &self.monitor;
         if monitor.interval_secs == 0 || monitor.stalled_looks == 0 || monitor.gas_spike_factor < 2 {
             errors.push(invalid(DAEMON_FILE, "monitor", "interval_secs and stalled_looks must be at least 1, gas_spike_factor at least 2"));
+        }
+        if monitor.gas_hold && monitor.gas_hold_max_secs == 0 {
+            errors.push(invalid(DAEMON_FILE, "monitor.gas_hold_max_secs", "must be at least 1 (turn the hold off with gas_hold = false)"));
         }
         let schedule = &self.schedule;
         if schedule.timezone.parse::<chrono_tz::Tz>().is_err() {

@@ -42,16 +42,25 @@ pub async fn receive(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let result = store(state, request, partner, event, request_id, client).await;
-    // Only known partners become label values: a path is attacker-chosen.
-    let partner = partner.parse::<Partner>().map_or("unknown", |partner| partner.as_str());
+    // Only known partners and events become label values: a path is attacker-chosen.
+    let partner = partner.parse::<Partner>().ok();
+    let known = |event: &str| partner.is_some_and(|partner| payload::is_known_event(partner, event));
+    let event_label = match (&result, event) {
+        (_, Some(event)) if known(event) => event.to_owned(),
+        // Stripe names the type in the (verified) body.
+        (Ok((_, _, event_type)), None) if payload::STRIPE_HANDLED.contains(&event_type.as_str()) => event_type.clone(),
+        (Ok(_), None) => "other".to_owned(),
+        _ => "unknown".to_owned(),
+    };
+    let partner = partner.map_or("unknown", |partner| partner.as_str());
     let outcome = match &result {
-        Ok((_, Stored::Duplicate)) => "duplicate".to_owned(),
+        Ok((_, Stored::Duplicate, _)) => "duplicate".to_owned(),
         Ok(_) => "stored".to_owned(),
         Err(error) => error.code.to_ascii_lowercase(),
     };
-    ::metrics::counter!(WEBHOOKS_RECEIVED, "partner" => partner, "outcome" => outcome).increment(1);
+    ::metrics::counter!(WEBHOOKS_RECEIVED, "partner" => partner, "event" => event_label, "outcome" => outcome).increment(1);
     ::metrics::histogram!(WEBHOOK_ACK_SECONDS, "partner" => partner).record(started.elapsed().as_secs_f64());
-    result.map(|(response, _)| response)
+    result.map(|(response, _, _)| response)
 }
 
 async fn store(
@@ -61,7 +70,7 @@ async fn store(
     event: Option<&str>,
     request_id: &str,
     client: IpAddr,
-) -> Result<(Response, Stored), ApiError> {
+) -> Result<(Response, Stored, String), ApiError> {
     let config = state.config.load_full();
     let partner: Partner = partner.parse().map_err(|_| ApiError::not_found(format!("unknown partner {partner}")))?;
     let partner_config = config
@@ -100,6 +109,7 @@ async fn store(
 
     let (status, last_error) = crate::intake::store::status_of(&parsed.disposition);
     let partner_event_id = parsed.partner_event_id.clone();
+    let event_type = parsed.event_type.clone();
     let new_event = Box::new(NewEvent {
         id: uuid::Uuid::now_v7(),
         partner,
@@ -138,7 +148,7 @@ async fn store(
     if !duplicate {
         body["status"] = json!(status);
     }
-    Ok((json_response(StatusCode::OK, &body), stored))
+    Ok((json_response(StatusCode::OK, &body), stored, event_type))
 }
 
 /// Reads the body within `limit` bytes and `timeout_ms`.

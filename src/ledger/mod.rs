@@ -2,6 +2,7 @@
 //! hot wallet) and reward intents (`transactions`), each of which becomes
 //! exactly one effective mint or burn.
 
+pub mod gas_hold;
 pub mod pause;
 pub mod reconcile;
 pub mod redemption;

@@ -3,11 +3,15 @@
 //! `transaction_pending` (an intent signed longer than the threshold ago and
 //! not final, or a wallet whose chain nonce has not moved for several looks
 //! while it has work in flight) and `gas_price_spike` (the base fee above
-//! `gas_spike_factor` × its moving baseline). It observes and alerts only:
-//! replacing a transaction stays the wallet planner's decision.
+//! `gas_spike_factor` × its moving baseline). It observes and alerts;
+//! replacing a transaction stays the wallet planner's decision. While a
+//! spike lasts (at most `monitor.gas_hold_max_secs`) it holds new mints by
+//! writing the hold's deadline where every wallet actor reads it
+//! ([`crate::ledger::gas_hold`]); burns and replacements never wait.
 //!
-//! What to raise is decided by [`plan`], a pure function over one
-//! [`Observation`] and the monitor's [`Memory`]; the actor gathers and raises.
+//! What to raise is decided by [`plan`], and whether to hold by
+//! [`hold_until`], pure functions over one [`Observation`] and the
+//! monitor's [`Memory`]; the actor gathers, raises and writes.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -22,7 +26,7 @@ use uuid::Uuid;
 
 use crate::alert::{self, Severity};
 use crate::config::{ConfigHandle, MonitorConfig};
-use crate::ledger::{BROADCAST, QUEUED, SIGNED};
+use crate::ledger::{BROADCAST, QUEUED, SIGNED, gas_hold};
 use crate::chain::ChainClient;
 
 /// An intent on its way to the chain.
@@ -67,6 +71,12 @@ pub struct Memory {
     nonces: HashMap<Uuid, (u64, u32, bool)>,
     baseline: Option<u128>,
     spiking: bool,
+    /// When the current spike was first seen.
+    spike_since: Option<DateTime<Utc>>,
+    /// The current spike has outlasted the hold's cap and that was raised.
+    cap_raised: bool,
+    /// The hold deadline last written (outer `None`: nothing written yet).
+    hold_written: Option<Option<DateTime<Utc>>>,
 }
 
 /// Something to raise.
@@ -80,6 +90,8 @@ pub enum Finding {
     GasSpike { base_fee: u128, baseline: u128 },
     /// The base fee is back under it.
     GasNormal { base_fee: u128, baseline: u128 },
+    /// A spike has held mints for `monitor.gas_hold_max_secs`; they go now although it lasts.
+    GasHoldLapsed { since: DateTime<Utc>, max_secs: u64 },
 }
 
 /// Decides what to raise from one look; each condition is raised once until it clears.
@@ -115,8 +127,11 @@ pub fn plan(observation: &Observation, memory: &mut Memory, settings: &MonitorCo
         let spiking = base_fee > baseline.saturating_mul(u128::from(settings.gas_spike_factor));
         if spiking && !memory.spiking {
             findings.push(Finding::GasSpike { base_fee, baseline });
+            memory.spike_since = Some(observation.now);
+            memory.cap_raised = false;
         } else if !spiking && memory.spiking {
             findings.push(Finding::GasNormal { base_fee, baseline });
+            memory.spike_since = None;
         }
         memory.spiking = spiking;
         // The baseline follows the fee (an exponential moving average over
@@ -125,7 +140,36 @@ pub fn plan(observation: &Observation, memory: &mut Memory, settings: &MonitorCo
             memory.baseline = Some((baseline * 7 + base_fee).div_ceil(8).max(1));
         }
     }
+    if let Some(since) = memory.spike_since
+        && settings.gas_hold
+        && !memory.cap_raised
+        && observation.now >= cap_of(since, settings)
+    {
+        memory.cap_raised = true;
+        findings.push(Finding::GasHoldLapsed { since, max_secs: settings.gas_hold_max_secs });
+    }
     findings
+}
+
+fn cap_of(since: DateTime<Utc>, settings: &MonitorConfig) -> DateTime<Utc> {
+    since + chrono::Duration::seconds(settings.gas_hold_max_secs.min(i64::MAX as u64 / 1_000) as i64)
+}
+
+/// Until when new mints wait, as of the latest look: the current spike's
+/// start plus the cap, or `None` (no spike, or the hold switched off). The
+/// wallets compare the deadline with their clock, so the cap holds even if
+/// this monitor stops looking.
+pub fn hold_until(memory: &Memory, settings: &MonitorConfig) -> Option<DateTime<Utc>> {
+    memory.spike_since.filter(|_| settings.gas_hold).map(|since| cap_of(since, settings))
+}
+
+/// Whether the monitor writes the hold flag after a look: when its decision
+/// changed, on its first look that reached the chain (a restarted monitor
+/// clears a hold a crashed one left), and on every look while it holds, so
+/// a hold that a second daemon's fresh monitor cleared is restored within
+/// one interval. Never without a base fee: no answer from the chain changes nothing.
+pub fn should_write_hold(memory: &Memory, desired: Option<DateTime<Utc>>, saw_base_fee: bool) -> bool {
+    saw_base_fee && (memory.hold_written != Some(desired) || desired.is_some())
 }
 
 /// In-flight work at a glance, for operators and the admin API.
@@ -204,7 +248,21 @@ impl Actor for Monitor {
         match state.observe().await {
             Ok(observation) => {
                 for finding in plan(&observation, &mut state.memory, &settings) {
-                    raise(&state.args.db, finding).await;
+                    raise(&state.args.db, finding, &settings).await;
+                }
+                if let Some(base_fee) = observation.base_fee {
+                    ::metrics::gauge!(crate::telemetry::metrics::GAS_BASE_FEE).set(base_fee as f64);
+                }
+                let desired = hold_until(&state.memory, &settings);
+                if should_write_hold(&state.memory, desired, observation.base_fee.is_some()) {
+                    match gas_hold::set_until(&state.args.db, desired, "monitor").await {
+                        Ok(()) => {
+                            state.memory.hold_written = Some(desired);
+                            let holding = desired.is_some_and(|until| observation.now < until);
+                            ::metrics::gauge!(crate::telemetry::metrics::GAS_HOLD).set(if holding { 1.0 } else { 0.0 });
+                        }
+                        Err(error) => tracing::warn!(%error, "Transaction monitor could not write the gas hold; trying again at the next look"),
+                    }
                 }
             }
             Err(error) => tracing::warn!(%error, "Transaction monitor could not read the ledger"),
@@ -242,7 +300,8 @@ impl MonitorState {
     }
 }
 
-async fn raise(db: &DatabaseConnection, finding: Finding) {
+async fn raise(db: &DatabaseConnection, finding: Finding, settings: &MonitorConfig) {
+    let factor = settings.gas_spike_factor;
     match finding {
         Finding::Pending { id, wallet, age_secs } => {
             let message = format!("Intent {id} has been on its way to the chain for {age_secs} s");
@@ -253,12 +312,23 @@ async fn raise(db: &DatabaseConnection, finding: Finding) {
             alert::raise(db, Severity::Error, "transaction_pending", &message, json!({ "wallet": wallet, "nonce": nonce, "looks": looks, "in_flight": in_flight })).await;
         }
         Finding::GasSpike { base_fee, baseline } => {
-            let message = format!("Base fee {base_fee} wei is over twice its baseline of {baseline} wei");
-            alert::raise(db, Severity::Warning, "gas_price_spike", &message, json!({ "base_fee_wei": base_fee.to_string(), "baseline_wei": baseline.to_string() })).await;
+            let hold = if settings.gas_hold {
+                format!("; new mints wait until it falls back, at most {} s (burns and replacements go)", settings.gas_hold_max_secs)
+            } else {
+                String::new()
+            };
+            let message = format!("Base fee {base_fee} wei is over {factor}x its baseline of {baseline} wei{hold}");
+            let details = json!({ "base_fee_wei": base_fee.to_string(), "baseline_wei": baseline.to_string(), "mints_held": settings.gas_hold, "hold_max_secs": settings.gas_hold_max_secs });
+            alert::raise(db, Severity::Warning, "gas_price_spike", &message, details).await;
         }
         Finding::GasNormal { base_fee, baseline } => {
-            let message = format!("Base fee {base_fee} wei is back under twice its baseline of {baseline} wei");
+            let resumed = if settings.gas_hold { "; held mints go now" } else { "" };
+            let message = format!("Base fee {base_fee} wei is back under {factor}x its baseline of {baseline} wei{resumed}");
             alert::raise(db, Severity::Info, "gas_price_spike", &message, json!({ "base_fee_wei": base_fee.to_string(), "baseline_wei": baseline.to_string() })).await;
+        }
+        Finding::GasHoldLapsed { since, max_secs } => {
+            let message = format!("The gas spike since {} has outlasted the {max_secs} s hold; held mints go now at the higher fee", since.to_rfc3339());
+            alert::raise(db, Severity::Warning, "gas_price_spike", &message, json!({ "since": since, "hold_max_secs": max_secs })).await;
         }
     }
 }
@@ -270,7 +340,7 @@ mod tests {
     use super::*;
 
     fn settings() -> MonitorConfig {
-        MonitorConfig { interval_secs: 60, pending_after_secs: 300, stalled_looks: 3, gas_spike_factor: 2 }
+        MonitorConfig { interval_secs: 60, pending_after_secs: 300, stalled_looks: 3, gas_spike_factor: 2, gas_hold: true, gas_hold_max_secs: 600 }
     }
 
     fn at(secs: i64) -> DateTime<Utc> {
@@ -314,6 +384,74 @@ mod tests {
         assert!(matches!(spike.as_slice(), [Finding::GasSpike { base_fee: 400, .. }]), "{spike:?}");
         assert!(plan(&look(500), &mut memory, &settings()).is_empty(), "one spike, one alert");
         assert!(matches!(plan(&look(150), &mut memory, &settings()).as_slice(), [Finding::GasNormal { .. }]));
+    }
+
+    #[test]
+    fn a_spike_holds_mints_until_it_falls_back_or_the_cap() {
+        let mut memory = Memory::default();
+        let look = |secs, fee| Observation { now: at(secs), base_fee: Some(fee), ..Observation::default() };
+        plan(&look(0, 100), &mut memory, &settings());
+        assert_eq!(hold_until(&memory, &settings()), None, "no spike, no hold");
+        plan(&look(60, 400), &mut memory, &settings());
+        assert_eq!(hold_until(&memory, &settings()), Some(at(660)), "the spike's start plus the cap");
+        assert!(plan(&look(120, 400), &mut memory, &settings()).is_empty());
+        assert_eq!(hold_until(&memory, &settings()), Some(at(660)), "a long spike keeps its first deadline");
+        let off = MonitorConfig { gas_hold: false, ..settings() };
+        assert_eq!(hold_until(&memory, &off), None, "the switch turns the hold off");
+        assert!(matches!(plan(&look(180, 100), &mut memory, &settings()).as_slice(), [Finding::GasNormal { .. }]));
+        assert_eq!(hold_until(&memory, &settings()), None, "fallen back: mints go");
+    }
+
+    #[test]
+    fn a_spike_that_outlasts_the_cap_is_raised_once_and_holds_no_longer() {
+        let mut memory = Memory::default();
+        let look = |secs, fee| Observation { now: at(secs), base_fee: Some(fee), ..Observation::default() };
+        plan(&look(0, 100), &mut memory, &settings());
+        plan(&look(60, 400), &mut memory, &settings());
+        assert!(plan(&look(659, 400), &mut memory, &settings()).is_empty());
+        assert_eq!(plan(&look(660, 400), &mut memory, &settings()), vec![Finding::GasHoldLapsed { since: at(60), max_secs: 600 }]);
+        assert!(plan(&look(720, 400), &mut memory, &settings()).is_empty(), "once");
+        let until = hold_until(&memory, &settings()).unwrap();
+        assert!(!crate::ledger::gas_hold::holds_at(Some(&until.to_rfc3339()), at(720)), "the wallets no longer hold");
+        // Falling back and spiking again starts a new hold with its own cap.
+        plan(&look(780, 100), &mut memory, &settings());
+        plan(&look(840, 400), &mut memory, &settings());
+        assert_eq!(hold_until(&memory, &settings()), Some(at(1_440)));
+    }
+
+    #[test]
+    fn the_hold_is_written_on_change_on_the_first_look_and_while_it_holds() {
+        let mut memory = Memory::default();
+        assert!(!should_write_hold(&memory, None, false), "no answer from the chain changes nothing");
+        assert!(should_write_hold(&memory, None, true), "the first look clears what a crashed monitor left");
+        memory.hold_written = Some(None);
+        assert!(!should_write_hold(&memory, None, true), "quiet: no writes");
+        assert!(should_write_hold(&memory, Some(at(10)), true), "a spike starts");
+        memory.hold_written = Some(Some(at(10)));
+        assert!(should_write_hold(&memory, Some(at(10)), true), "refreshed while it holds");
+        assert!(should_write_hold(&memory, None, true), "cleared when it falls back");
+    }
+
+    proptest! {
+        /// Whatever the fees, mints are held exactly while a spike lasts,
+        /// never past its start plus the cap.
+        #[test]
+        fn the_hold_follows_the_spike_and_never_outlasts_the_cap(fees in proptest::collection::vec(1u128..10_000, 1..60)) {
+            let mut memory = Memory::default();
+            let mut spike_started = None;
+            for (i, fee) in fees.into_iter().enumerate() {
+                let now = at(i as i64 * 60);
+                for finding in plan(&Observation { now, base_fee: Some(fee), ..Observation::default() }, &mut memory, &settings()) {
+                    match finding {
+                        Finding::GasSpike { .. } => spike_started = Some(now),
+                        Finding::GasNormal { .. } => spike_started = None,
+                        _ => {}
+                    }
+                }
+                let until = hold_until(&memory, &settings());
+                prop_assert_eq!(until, spike_started.map(|start| start + chrono::Duration::seconds(600)));
+            }
+        }
     }
 
     proptest! {

@@ -103,6 +103,9 @@ pub async fn run(db: &DatabaseConnection, keys: Option<&MasterKeys>, rules: &Rew
             }
         }
         txn.commit().await?;
+        // Crash-test hook (compiled in only with `test-hooks`): a daemon
+        // killed between two stakes' commits, the rest of the job unpaid.
+        fail::fail_point!("staking::after_stake");
     }
     Ok(report)
 }

@@ -8,11 +8,12 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QuerySelect};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-/// Counter: webhook requests by `partner` and `outcome` (`stored`,
+/// Counter: webhook requests by `partner`, `event` (a known event name, or
+/// `unknown`: paths are attacker-chosen) and `outcome` (`stored`,
 /// `duplicate`, or the error code in lowercase: `invalid_signature`, …).
 pub const WEBHOOKS_RECEIVED: &str = "havend_webhooks_received_total";
 /// Histogram: seconds from a webhook request's routing to its answer, by `partner`.
@@ -24,6 +25,39 @@ pub const CONFIG_RELOADS: &str = "havend_config_reloads_total";
 pub const INBOX_EVENTS: &str = "havend_inbox_events";
 /// Gauge: reward intents by `status`, sampled.
 pub const INTENTS: &str = "havend_intents";
+/// Gauge: each hot wallet's next nonce to assign, by `wallet` (address), sampled.
+pub const WALLET_NEXT_NONCE: &str = "havend_wallet_next_nonce";
+/// Gauge: intents queued on each hot wallet, by `wallet` (address), sampled.
+pub const WALLET_BACKLOG: &str = "havend_wallet_backlog";
+/// Gauge: a circuit breaker's state by `breaker`: 0 closed, 1 half-open, 2 open.
+pub const BREAKER_STATE: &str = "havend_breaker_state";
+/// Counter: alert delivery results by `channel` (`none` for a decision
+/// about the whole alert) and `outcome` (`delivered`, `retrying`,
+/// `failed`, `throttled`, `unrouted`), as written to `alert_logs`.
+pub const ALERT_DELIVERIES: &str = "havend_alert_deliveries_total";
+/// Gauge: the latest block's base fee in wei, as the transaction monitor last saw it.
+pub const GAS_BASE_FEE: &str = "havend_gas_base_fee_wei";
+/// Gauge: 1 while a gas spike holds new mints, else 0 (the monitor's decision).
+pub const GAS_HOLD: &str = "havend_gas_hold";
+
+/// Every metric havend exports, for the dashboard's test and for readers.
+pub const ALL: &[&str] =
+    &[WEBHOOKS_RECEIVED, WEBHOOK_ACK_SECONDS, CONFIG_RELOADS, INBOX_EVENTS, INTENTS, WALLET_NEXT_NONCE, WALLET_BACKLOG, BREAKER_STATE, ALERT_DELIVERIES, GAS_BASE_FEE, GAS_HOLD];
+
+/// Inbox statuses published from the first sample on (at 0 when empty), so
+/// dashboards show zero rather than no data.
+const INBOX_STATUSES: &[&str] = &[
+    crate::rewards::inbox::PENDING,
+    crate::rewards::inbox::PROCESSED,
+    crate::rewards::inbox::DEAD_LETTER,
+    crate::intake::store::STATUS_IGNORED,
+    crate::rewards::inbox::INVALID,
+];
+/// Intent statuses published from the first sample on.
+const INTENT_STATUSES: &[&str] = {
+    use crate::ledger::*;
+    &[QUEUED, HELD, SIGNED, BROADCAST, CONFIRMED, FAILED, CANCELLED]
+};
 
 /// Histogram buckets of [`WEBHOOK_ACK_SECONDS`]: a group commit answers in
 /// milliseconds; the top buckets catch a database that stalls.
@@ -57,6 +91,12 @@ fn describe() {
     describe_counter!(CONFIG_RELOADS, "Config reloads by trigger and outcome");
     describe_gauge!(INBOX_EVENTS, "Inbox events by status (sampled)");
     describe_gauge!(INTENTS, "Reward intents by status (sampled)");
+    describe_gauge!(WALLET_NEXT_NONCE, "Next nonce each hot wallet assigns (sampled)");
+    describe_gauge!(WALLET_BACKLOG, "Intents queued on each hot wallet (sampled)");
+    describe_gauge!(BREAKER_STATE, "Circuit breaker state: 0 closed, 1 half-open, 2 open");
+    describe_counter!(ALERT_DELIVERIES, "Alert delivery results by channel and outcome");
+    describe_gauge!(GAS_BASE_FEE, "Latest base fee seen by the transaction monitor, wei");
+    describe_gauge!(GAS_HOLD, "1 while a gas spike holds new mints");
 }
 
 /// The metrics in the Prometheus text format.
@@ -66,7 +106,8 @@ pub fn render() -> String {
 
 /// Samples the database gauges every [`SAMPLE_INTERVAL`] until `shutdown`.
 pub async fn sample(db: DatabaseConnection, mut shutdown: watch::Receiver<bool>) {
-    let mut seen = (BTreeSet::new(), BTreeSet::new());
+    let known = |statuses: &[&str]| statuses.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<String>>();
+    let mut seen = (known(INBOX_STATUSES), known(INTENT_STATUSES), BTreeSet::new());
     let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
     loop {
         tokio::select! {
@@ -84,7 +125,46 @@ pub async fn sample(db: DatabaseConnection, mut shutdown: watch::Receiver<bool>)
             }
             (Err(error), _) | (_, Err(error)) => debug!(%error, "Metrics sample skipped"),
         }
+        match wallets(&db).await {
+            Ok(wallets) => publish_wallets(wallets, &mut seen.2),
+            Err(error) => debug!(%error, "Wallet metrics sample skipped"),
+        }
     }
+}
+
+/// Each hot wallet's address, next nonce and queued backlog.
+async fn wallets(db: &DatabaseConnection) -> Result<Vec<(String, i64, i64)>, DbErr> {
+    use entity::{transactions, wallets};
+    let backlog: Vec<(uuid::Uuid, i64)> = transactions::Entity::find()
+        .select_only()
+        .column(transactions::Column::HotWalletId)
+        .column_as(transactions::Column::Id.count(), "count")
+        .filter(transactions::Column::Status.eq(crate::ledger::QUEUED))
+        .group_by(transactions::Column::HotWalletId)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let backlog: std::collections::HashMap<uuid::Uuid, i64> = backlog.into_iter().collect();
+    let hot = wallets::Entity::find().filter(wallets::Column::Kind.eq(crate::custody::HOT)).all(db).await?;
+    Ok(hot.into_iter().map(|w| (w.address, w.next_nonce, backlog.get(&w.id).copied().unwrap_or(0))).collect())
+}
+
+/// Sets the per-wallet gauges; a wallet seen before and gone (deleted) drops to 0.
+fn publish_wallets(wallets: Vec<(String, i64, i64)>, seen: &mut BTreeSet<String>) {
+    let present: BTreeSet<String> = wallets.iter().map(|(address, _, _)| address.clone()).collect();
+    for address in seen.difference(&present) {
+        ::metrics::gauge!(WALLET_BACKLOG, "wallet" => address.clone()).set(0.0);
+    }
+    for (address, next_nonce, backlog) in wallets {
+        ::metrics::gauge!(WALLET_NEXT_NONCE, "wallet" => address.clone()).set(next_nonce as f64);
+        ::metrics::gauge!(WALLET_BACKLOG, "wallet" => address).set(backlog as f64);
+    }
+    seen.extend(present);
+}
+
+/// Counts one alert delivery result (called where it is written to `alert_logs`).
+pub fn alert_delivery(channel: Option<&str>, outcome: &str) {
+    ::metrics::counter!(ALERT_DELIVERIES, "channel" => channel.unwrap_or("none").to_owned(), "outcome" => outcome.to_owned()).increment(1);
 }
 
 async fn counts<E: EntityTrait, C: ColumnTrait>(db: &DatabaseConnection, status: C) -> Result<Vec<(String, i64)>, DbErr> {

@@ -31,6 +31,7 @@ use crate::alert::{self, Severity};
 use crate::breaker::BreakerHandle;
 use crate::chain::{self, CallKind, ChainClient, Fees, RpcFailure, SendRejection, TxRequest};
 use crate::custody;
+use crate::ledger::gas_hold;
 
 /// Blocks whose receipts one tick scans at most (catching up after an outage).
 const MAX_BLOCKS_PER_TICK: u64 = 64;
@@ -64,6 +65,8 @@ pub struct WalletStatus {
     pub halted: Option<String>,
     /// Whether new work is held (low native balance).
     pub held: bool,
+    /// Whether mints wait out a gas spike (as of the last tick that had mints queued).
+    pub gas_hold: bool,
     /// Ticks run since start: a wallet that spins shows a count racing ahead
     /// of its poll interval.
     pub ticks: u64,
@@ -160,6 +163,8 @@ pub struct WalletState {
     refused: Option<String>,
     /// The node's words for its latest refusal, for the alert.
     last_refusal: String,
+    /// Queued mints wait out a gas spike (last reading, for the status and the log).
+    gas_hold: bool,
 }
 
 /// Why a tick ended early.
@@ -230,6 +235,7 @@ impl Actor for WalletActor {
             halt_stored: wallet.halted.is_some(),
             refused: None,
             last_refusal: String::new(),
+            gas_hold: false,
         };
         state.load_in_flight().await?;
         info!(wallet = %address, epoch, nonce = state.next_nonce, in_flight = state.in_flight.len(), "Wallet actor started");
@@ -280,6 +286,7 @@ impl WalletState {
             in_flight: self.in_flight.len(),
             halted: self.halted.clone(),
             held: self.held,
+            gas_hold: self.gas_hold,
             ticks: self.ticks,
         }
     }
@@ -777,6 +784,7 @@ impl WalletState {
         let signed = chain::sign(&self.signer, &request).map_err(|e| Stop::Db(format!("signing failed: {e}")))?;
         let attempt = NewAttempt {
             transaction_id: entry.transaction_id,
+            kind: entry.kind,
             nonce,
             attempt: newest.number + 1,
             hash: signed.hash,
@@ -832,15 +840,27 @@ impl WalletState {
         if capacity == 0 {
             return Ok(false);
         }
-        let queued = store::queued(&self.db, self.wallet_id, capacity as u64).await?;
+        let mut queued = store::queued(&self.db, self.wallet_id, capacity as u64, false).await?;
         if queued.is_empty() {
             return Ok(false);
         }
-        let full = queued.len() == capacity;
         // Checked again inside the reserve transaction; this only saves signing a batch for nothing.
         if crate::ledger::pause::is_paused(&self.db).await? {
             return Ok(false);
         }
+        // A gas spike: mints wait, burns behind them go. The flag is read
+        // only when mints are queued, so an idle wallet pays nothing for it.
+        if queued.iter().any(|t| CallKind::parse(&t.kind).is_some_and(gas_hold::waits_for_gas)) {
+            let hold = gas_hold::is_held(&self.db, chrono::Utc::now()).await?;
+            if hold != self.gas_hold {
+                info!(wallet = %self.address, hold, "Queued mints {} a gas spike", if hold { "wait out" } else { "no longer wait for" });
+                self.gas_hold = hold;
+            }
+            if hold {
+                queued = store::queued(&self.db, self.wallet_id, capacity as u64, true).await?;
+            }
+        }
+        let full = queued.len() == capacity;
         let ready = self.order_reversals(queued).await?;
         if ready.is_empty() {
             return Ok(full);
@@ -871,7 +891,7 @@ impl WalletState {
                 input: chain::encode_call(kind, account, amount, chain::intent_id(intent.id)),
             };
             let signed = chain::sign(&self.signer, &request).map_err(|e| Stop::Db(format!("signing failed: {e}")))?;
-            batch.push(NewAttempt { transaction_id: intent.id, nonce, attempt: 0, hash: signed.hash, raw: signed.raw.clone(), fees, gas_limit });
+            batch.push(NewAttempt { transaction_id: intent.id, kind, nonce, attempt: 0, hash: signed.hash, raw: signed.raw.clone(), fees, gas_limit });
             entries.push((nonce, InFlight {
                 transaction_id: intent.id,
                 kind,

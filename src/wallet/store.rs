@@ -9,13 +9,13 @@ use entity::{transactions, tx_attempts, wallets};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, Statement,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
 };
 use uuid::Uuid;
 
-use crate::chain::Fees;
+use crate::chain::{CallKind, Fees};
 use crate::custody;
-use crate::ledger::{BROADCAST, CANCELLED, CONFIRMED, FAILED, HELD, QUEUED, SIGNED};
+use crate::ledger::{BROADCAST, CANCELLED, CONFIRMED, FAILED, HELD, QUEUED, SIGNED, gas_hold};
 
 /// Attempt rows per multi-row insert (11 parameters each).
 const ATTEMPT_ROWS_PER_INSERT: usize = 1_000;
@@ -162,8 +162,9 @@ pub async fn load_in_flight(db: &impl ConnectionTrait, wallet_id: Uuid) -> Resul
 
 /// Queued intents of this wallet, oldest first, leaving out reversals whose
 /// original is in flight: those wait without taking a slot from later work,
-/// and the next tick's query looks at them again.
-pub async fn queued(db: &impl ConnectionTrait, wallet_id: Uuid, limit: u64) -> Result<Vec<transactions::Model>, DbErr> {
+/// and the next tick's query looks at them again. With `hold_mints` (a gas
+/// spike) mints are left out too, so the burns behind them still go.
+pub async fn queued(db: &impl ConnectionTrait, wallet_id: Uuid, limit: u64, hold_mints: bool) -> Result<Vec<transactions::Model>, DbErr> {
     let in_flight = Query::select()
         .column(transactions::Column::Id)
         .from(transactions::Entity)
@@ -177,6 +178,7 @@ pub async fn queued(db: &impl ConnectionTrait, wallet_id: Uuid, limit: u64) -> R
                 .add(transactions::Column::Reverses.is_null())
                 .add(transactions::Column::Reverses.not_in_subquery(in_flight)),
         )
+        .apply_if(hold_mints.then_some(CallKind::Mint.as_str()), |query, mint| query.filter(transactions::Column::Kind.ne(mint)))
         .order_by_asc(transactions::Column::CreatedAt)
         .order_by_asc(transactions::Column::Id)
         .limit(limit)
@@ -189,6 +191,8 @@ pub async fn queued(db: &impl ConnectionTrait, wallet_id: Uuid, limit: u64) -> R
 pub struct NewAttempt {
     /// The intent.
     pub transaction_id: Uuid,
+    /// Mint or burn (mints wait out a gas spike; see [`crate::ledger::gas_hold`]).
+    pub kind: CallKind,
     /// Its nonce.
     pub nonce: u64,
     /// 0 for the first, then one per bump.
@@ -233,6 +237,11 @@ pub async fn reserve(
     // nonces: a pause committed before this point stops this batch on every daemon.
     if crate::ledger::pause::is_paused(&txn).await? {
         return Err(StoreError::NotAllowed("minting is paused".into()));
+    }
+    // The gas spike hold, read the same way; only mints wait, so a batch
+    // the actor filtered under an older reading is refused and rebuilt.
+    if batch.iter().any(|attempt| gas_hold::waits_for_gas(attempt.kind)) && gas_hold::is_held(&txn, chrono::Utc::now()).await? {
+        return Err(StoreError::NotAllowed("mints wait out a gas spike".into()));
     }
     let now = chrono::Utc::now();
     for attempt in batch {

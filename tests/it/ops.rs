@@ -195,3 +195,224 @@ async fn binary_speaks_systemds_notify_protocol() {
     assert!(stopping, "STOPPING=1 on SIGTERM: {seen:?}");
     assert!(status.success(), "exit 0 after SIGTERM");
 }
+
+/// Under load from concurrent partners, SIGTERM: the daemon stops taking
+/// requests, answers those in flight, exits 0, and every event it answered
+/// 2xx is in the database (invariant 1 across a shutdown).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_exits_0_and_loses_no_acknowledged_event() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let port = free_port();
+    let dir = config_dir(port, "[partners.aurora]\nsecrets = [\"load-secret\"]\n");
+    let mut child = Command::new(HAVEND).args(["run", "--config"]).arg(dir.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    assert!(eventually(Duration::from_secs(20), || async { post_signed(port, "load-secret").await == 200 }).await, "the daemon serves");
+
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..16 {
+        let (client, acked, sent) = (client.clone(), acked.clone(), sent.clone());
+        senders.spawn(async move {
+            for i in 0.. {
+                let id = format!("bk_load_{sender}_{i}");
+                let body = booking_created(&id);
+                let mut request = http::Request::post(format!("http://127.0.0.1:{port}/webhooks/aurora/booking-created"));
+                for (name, value) in sign_with(Partner::Aurora, Scheme::HavenHmac, "load-secret", &body, now()) {
+                    request = request.header(name, value);
+                }
+                let request = request.body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap();
+                sent.fetch_add(1, Ordering::Relaxed);
+                match client.request(request).await {
+                    Ok(response) if response.status().is_success() => acked.lock().unwrap().push(id),
+                    // 503 while draining: not acknowledged, the partner retries.
+                    Ok(_) => {}
+                    // The listener is closed: this partner stops.
+                    Err(_) => return,
+                }
+            }
+        });
+    }
+    // Load for a while, then SIGTERM in the middle of it.
+    assert!(eventually(Duration::from_secs(30), || async { acked.lock().unwrap().len() >= 300 }).await, "the load is acknowledged");
+    signal(&child, "TERM");
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let stopped_in = started.elapsed();
+    let drained = tokio::time::timeout(Duration::from_secs(30), async { while senders.join_next().await.is_some() {} }).await;
+
+    assert!(status.success(), "exit 0 after SIGTERM under load: {status:?}");
+    assert!(drained.is_ok(), "every sender saw the listener close");
+    let acked = acked.lock().unwrap().clone();
+    let db = sea_orm::Database::connect(format!("sqlite://{}", dir.path().join("data/havend.db").display())).await.unwrap();
+    use sea_orm::EntityTrait;
+    let stored: std::collections::HashSet<String> = entity::webhook_events::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.partner_event_id)
+        .collect();
+    let lost: Vec<&String> = acked.iter().filter(|id| !stored.iter().any(|key| key.ends_with(&format!(":{id}")) || key == *id)).collect();
+    eprintln!("sigterm under load: {} sent, {} acknowledged, {} stored, stopped in {stopped_in:?}", sent.load(Ordering::Relaxed), acked.len(), stored.len());
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+}
+
+/// The metric names a PromQL expression reads: identifiers outside label
+/// matchers, ranges and strings that are neither functions (followed by
+/// `(`), keywords, nor the label lists of `by`/`without`/`on`/`ignoring`/`group_*`.
+fn promql_metric_names(expr: &str) -> std::collections::BTreeSet<String> {
+    const KEYWORDS: &[&str] = &["by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset", "and", "or", "unless", "inf", "nan"];
+    // Aggregation operators may put their `by (…)` before the parenthesis.
+    const AGGREGATIONS: &[&str] =
+        &["sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk", "quantile", "limitk", "limit_ratio"];
+    const LABEL_LISTS: &[&str] = &["by", "without", "on", "ignoring", "group_left", "group_right"];
+    let chars: Vec<char> = expr.chars().collect();
+    // Index just past the closing `close` of the group opened at `start`, skipping quoted strings.
+    let skip_group = |start: usize, close: char| {
+        let mut i = start + 1;
+        while i < chars.len() && chars[i] != close {
+            if matches!(chars[i], '"' | '\'' | '`') {
+                let quote = chars[i];
+                i += 1;
+                while i < chars.len() && chars[i] != quote {
+                    i += if chars[i] == '\\' { 2 } else { 1 };
+                }
+            }
+            i += 1;
+        }
+        i + 1
+    };
+    let mut names = std::collections::BTreeSet::new();
+    let mut label_list_next = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if matches!(c, '"' | '\'' | '`') {
+            i = skip_group(i, c);
+        } else if c == '{' {
+            i = skip_group(i, '}');
+        } else if c == '[' {
+            i = skip_group(i, ']');
+        } else if c == '(' && label_list_next {
+            label_list_next = false;
+            i = skip_group(i, ')');
+        } else if c.is_ascii_digit() || c == '.' {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let next = chars[i..].iter().find(|c| !c.is_whitespace()).copied();
+            if LABEL_LISTS.contains(&word.as_str()) {
+                label_list_next = true;
+            } else if !KEYWORDS.contains(&word.to_ascii_lowercase().as_str()) && !AGGREGATIONS.contains(&word.as_str()) && next != Some('(') {
+                names.insert(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+#[test]
+fn promql_metric_names_leaves_out_functions_labels_and_ranges() {
+    let names = promql_metric_names(
+        r#"histogram_quantile(0.99, sum by (partner, le) (rate(a_seconds_bucket{outcome!~"x|y}"}[$__rate_interval]))) / clamp_min(max without(le) (b_total offset 5m), 1e-9) or on(job) c + sum(d) by (x)"#,
+    );
+    assert_eq!(names.into_iter().collect::<Vec<_>>(), ["a_seconds_bucket", "b_total", "c", "d"]);
+}
+
+/// Every PromQL expression in `config/grafana-dashboard.json`.
+fn dashboard_queries() -> Vec<String> {
+    fn walk(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("expr", serde_json::Value::String(expr)) => out.push(expr.clone()),
+                        _ => walk(value, out),
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|item| walk(item, out)),
+            _ => {}
+        }
+    }
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/grafana-dashboard.json")).unwrap();
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    let mut queries = Vec::new();
+    walk(&dashboard, &mut queries);
+    queries
+}
+
+/// The real binary signing for a hot wallet on anvil, after a webhook, a
+/// SIGHUP and an alert: every metric the Grafana dashboard queries is in
+/// what `/metrics` exports, and the dashboard covers every metric havend has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_grafana_dashboard_queries_is_exported() {
+    use crate::support::chain::{Prepared, TestChain};
+
+    let queries = dashboard_queries();
+    let wanted: std::collections::BTreeSet<String> = queries.iter().flat_map(|q| promql_metric_names(q)).collect();
+    assert!(queries.len() >= 10, "{queries:?}");
+    let base = |name: &str| name.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count").to_owned();
+    for metric in havend::telemetry::metrics::ALL {
+        assert!(wanted.iter().any(|name| base(name) == *metric), "the dashboard shows {metric}");
+    }
+
+    let chain = TestChain::start(None).await;
+    let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let daemon_file = format!(
+        "data_dir = {data:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {url:?}\n[custody]\nmaster_key_file = {key:?}\n\
+         [chain]\nrpc_url = {rpc:?}\ntoken = \"{token}\"\nchain_id = {chain_id}\nwallets = [\"{wallet}\"]\npoll_interval_ms = 100\n\
+         [monitor]\ninterval_secs = 1\n[alerts]\npoll_interval_ms = 100\n",
+        data = dir.path().join("data").display().to_string(),
+        url = prepared.database.url,
+        key = prepared.key_dir.path().join("master.key").display().to_string(),
+        rpc = chain.url,
+        token = chain.token,
+        chain_id = chain.chain_id,
+        wallet = prepared.wallets[0].address,
+    );
+    std::fs::write(dir.path().join("havend.toml"), daemon_file).unwrap();
+    std::fs::write(dir.path().join("partners.toml"), "[partners.aurora]\nsecrets = [\"dash-secret\"]\n").unwrap();
+    let mut child = Command::new(HAVEND).args(["run", "--config"]).arg(dir.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+
+    assert!(eventually(Duration::from_secs(30), || async { post_signed(port, "dash-secret").await == 200 }).await, "the daemon serves");
+    signal(&child, "HUP");
+    let db = sea_orm::Database::connect(&prepared.database.url).await.unwrap();
+    havend::alert::raise(&db, havend::alert::Severity::Info, "system_test", "dashboard test alert", serde_json::json!({})).await;
+
+    let exported = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let all_there = eventually(Duration::from_secs(30), || {
+        let (exported, wanted) = (exported.clone(), wanted.clone());
+        async move {
+            let Some(body) = scrape_metrics(port).await else { return false };
+            let names: std::collections::BTreeSet<String> =
+                parse_prometheus(&body).into_iter().map(|(series, _)| series.split('{').next().unwrap().to_owned()).collect();
+            let done = wanted.is_subset(&names);
+            *exported.lock().unwrap() = names;
+            done
+        }
+    })
+    .await;
+    signal(&child, "TERM");
+    let status = child.wait().unwrap();
+    let missing: Vec<String> = wanted.difference(&exported.lock().unwrap()).cloned().collect();
+    assert!(all_there, "queried by the dashboard but not exported: {missing:?}");
+    assert!(status.success());
+}
+
+async fn scrape_metrics(port: u16) -> Option<String> {
+    http_get(port, "/metrics").await.filter(|(status, _)| *status == 200).map(|(_, body)| body)
+}

@@ -148,3 +148,117 @@ on_both_backends!(
     partner_sync_stores_only_what_webhooks_missed_and_an_overlapping_sync_stores_nothing,
     the_cron_fires_the_staking_job_and_pays_each_week_once,
 );
+
+/// Posts a signed Tribe `staking-started` for `stake` (started `days_ago`) to the binary on `port`.
+async fn start_stake(port: u16, stake: &str, days_ago: i64) -> u16 {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let started = (chrono::Utc::now() - chrono::Duration::days(days_ago)).to_rfc3339();
+    let body = format!(r#"{{"id":"{stake}","user_id":"staker_{stake}","amount":"365","started_at":"{started}"}}"#);
+    let mut request = http::Request::post(format!("http://127.0.0.1:{port}/webhooks/tribe/staking-started"));
+    for (name, value) in crate::support::sign(Partner::Tribe, &body, crate::support::now()) {
+        request = request.header(name, value);
+    }
+    let request = request.body(Full::new(Bytes::from(body))).unwrap();
+    client.request(request).await.map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+/// The cron fires the staking job in the real binary, which is SIGKILLed
+/// between two stakes' commits (a failpoint parks the job there); the
+/// restarted daemon (start-up run and cron) pays every stake's weeks, each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_staking_job_and_a_restart_pay_each_stake_once_for_the_week() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    let database = crate::support::TestDatabase::create(Backend::Postgres).await;
+    let mut config = havend::config::Config::default();
+    config.database.url = Some(havend::config::Secret::new(&database.url));
+    let db = havend::db::connect(&config).await.unwrap();
+    havend::db::migrate_up(&db).await.unwrap();
+    let keys = havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap();
+    let hot = havend::custody::create_wallet(&db, &keys, havend::custody::HOT, "test").await.unwrap();
+    entity::wallets::Entity::update_many()
+        .col_expr(entity::wallets::Column::Status, sea_orm::sea_query::Expr::value(havend::custody::ACTIVE))
+        .filter(entity::wallets::Column::Id.eq(hot.id))
+        .exec(&db)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("master.key"), TEST_MASTER_KEY).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let daemon_file = |staking_cron: &str| {
+        format!(
+            "data_dir = {data:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {url:?}\n[custody]\nmaster_key_file = {key:?}\n\
+             [processor]\npoll_interval_ms = 100\n[schedule]\nstaking_rewards = {staking_cron:?}\n",
+            data = dir.path().join("data").display().to_string(),
+            url = database.url,
+            key = dir.path().join("master.key").display().to_string(),
+        )
+    };
+    // No staking schedule yet: the stakes arrive first, then a reload turns the cron on.
+    std::fs::write(dir.path().join("havend.toml"), daemon_file("")).unwrap();
+    std::fs::write(dir.path().join("partners.toml"), format!("[partners.tribe]\nsecrets = [{:?}]\n", crate::support::TRIBE_SECRET)).unwrap();
+    let spawn = |failpoints: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_havend"));
+        command.args(["run", "--config"]).arg(dir.path()).stdout(Stdio::null()).stderr(Stdio::null());
+        if let Some(failpoints) = failpoints {
+            command.env("FAILPOINTS", failpoints);
+        }
+        command.spawn().unwrap()
+    };
+    // The job parks after its first stake's commit until the test kills it.
+    let mut child = spawn(Some("staking::after_stake=sleep(120000)"));
+
+    let stakes = ["st_kill_a", "st_kill_b", "st_kill_c"];
+    let up = eventually(Duration::from_secs(30), || async { start_stake(port, stakes[0], 22).await == 200 }).await;
+    assert!(up, "the daemon takes the first stake");
+    for stake in &stakes[1..] {
+        assert_eq!(start_stake(port, stake, 22).await, 200);
+    }
+    let recorded = eventually(Duration::from_secs(20), || async {
+        entity::staking_records::Entity::find().count(&db).await.unwrap() == stakes.len() as u64
+    })
+    .await;
+    assert!(recorded, "the processor recorded the three stakes");
+    let staking = || async {
+        transactions::Entity::find().filter(transactions::Column::Source.starts_with("staking:")).all(&db).await.unwrap()
+    };
+    assert!(staking().await.is_empty(), "nothing paid before the cron runs");
+
+    std::fs::write(dir.path().join("havend.toml"), daemon_file("* * * * * *")).unwrap();
+    assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
+    let started = eventually(Duration::from_secs(20), || async { !staking().await.is_empty() }).await;
+    assert!(started, "the cron fired the staking job");
+    // Parked at the failpoint: one stake paid, the others not, for a while.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mid_job = staking().await;
+    let paid_stakes: std::collections::BTreeSet<String> = mid_job.iter().map(|t| t.source.split(':').nth(1).unwrap().to_owned()).collect();
+    assert_eq!(paid_stakes.len(), 1, "killed in the middle of the job: {paid_stakes:?}");
+    assert!(Command::new("kill").args(["-KILL", &child.id().to_string()]).status().unwrap().success());
+    assert_eq!(child.wait().unwrap().signal(), Some(9));
+
+    let mut child = spawn(None);
+    let expected: usize = {
+        let records = entity::staking_records::Entity::find().all(&db).await.unwrap();
+        records.iter().map(|r| havend::rewards::staking::completed_weeks(r.started_at, chrono::Utc::now(), chrono_tz::Tz::UTC).len()).sum()
+    };
+    assert!(expected >= 6, "22 days hold two or three weeks per stake: {expected}");
+    let paid = eventually(Duration::from_secs(30), || async { staking().await.len() >= expected }).await;
+    // A few more cron runs pay nothing twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rows = staking().await;
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(paid, "the restart paid the stakes the killed job left");
+    assert_eq!(rows.len(), expected, "each stake's weeks paid once: {:?}", rows.iter().map(|t| &t.source).collect::<Vec<_>>());
+    for stake in stakes {
+        let record = entity::staking_records::Entity::find_by_id(stake.to_owned()).one(&db).await.unwrap().unwrap();
+        let weeks = havend::rewards::staking::completed_weeks(record.started_at, chrono::Utc::now(), chrono_tz::Tz::UTC);
+        let mut sources: Vec<String> = rows.iter().filter(|t| t.source.starts_with(&format!("staking:{stake}:"))).map(|t| t.source.clone()).collect();
+        sources.sort();
+        let wanted: Vec<String> = weeks.iter().map(|monday| format!("staking:{stake}:{monday}")).collect();
+        assert_eq!(sources, wanted, "stake {stake}: every completed week, once");
+    }
+    assert!(status.success(), "SIGTERM after the restart exits cleanly");
+}
