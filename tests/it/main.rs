@@ -15,5 +15,7 @@ mod reload;
 mod resilience;
 mod rewards;
 mod schedule;
+mod sessions;
 mod signatures;
+mod stream;
 mod validation;
