@@ -239,6 +239,9 @@ pub enum Job {
     TribeSync,
     /// Purge raw bodies of final events older than `schedule.body_retention_days`.
     PurgeBodies,
+    /// Delete expired cross-app sessions and idempotency keys, and live-update
+    /// journal rows older than `stream.retention_hours`.
+    Cleanup,
     /// Pay every completed staking week that has no payout yet.
     StakingRewards {
         /// Pay as if it were this date (UTC midnight; default: now).
@@ -563,11 +566,12 @@ fn operator(dir: &std::path::Path, command: OperatorCommand) -> anyhow::Result<E
                 crate::ledger::pause::set_paused(&db, paused, &actor).await?;
                 serde_json::json!({ "minting_paused": paused })
             }
-            OperatorCommand::Jobs(JobsAction::Run { job: job @ (Job::AuroraSync | Job::TribeSync | Job::PurgeBodies) }) => {
+            OperatorCommand::Jobs(JobsAction::Run { job: job @ (Job::AuroraSync | Job::TribeSync | Job::PurgeBodies | Job::Cleanup) }) => {
                 use crate::schedule::JobKind;
                 let kind = match job {
                     Job::AuroraSync => JobKind::AuroraSync,
                     Job::TribeSync => JobKind::TribeSync,
+                    Job::Cleanup => JobKind::Cleanup,
                     _ => JobKind::PurgeBodies,
                 };
                 crate::schedule::run_job(kind, &db, &config, None).await?

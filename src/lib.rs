@@ -12,9 +12,11 @@
 //! - [`ledger`] holds users, reward intents and redemptions.
 //! - [`token`] is what the token API's mints and redemptions do to the ledger.
 //! - [`idempotency`] makes token API writes run once per Idempotency-Key (database, Redis cache).
+//! - [`sessions`] makes and checks cross-app session tokens for partner apps (and their permission model).
+//! - [`live`] is the journal of status changes behind the SSE stream, and its gap rule.
 //! - [`rewards`] turns stored partner events into reward intents (rules, handlers, the processor actor).
 //! - [`monitor`] watches in-flight transactions and gas prices and raises alerts.
-//! - [`schedule`] runs the periodic jobs (partner syncs, staking yield, purging raw bodies).
+//! - [`schedule`] runs the periodic jobs (partner syncs, staking yield, purging raw bodies, clean-up).
 //! - [`wallet`] runs one actor per hot wallet, the sole owner of its nonces.
 //! - [`breaker`] guards the RPC with a circuit breaker actor.
 //! - [`alert`] records alerts for operators and delivers them from the table (webhooks, e-mail).
@@ -39,9 +41,11 @@ pub mod http;
 pub mod idempotency;
 pub mod intake;
 pub mod ledger;
+pub mod live;
 pub mod monitor;
 pub mod rewards;
 pub mod schedule;
+pub mod sessions;
 pub mod signing;
 pub mod supervisor;
 pub mod systemd;
@@ -160,6 +164,8 @@ impl Daemon {
         let (root, root_handle) =
             Actor::spawn(None, RootSupervisor, root_args).await.map_err(|e| AppError::Spawn(e.to_string()))?;
 
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let max_streams = config.load().stream.max_streams;
         let state = Arc::new(AppState {
             config: config.clone(),
             db: db.clone(),
@@ -169,10 +175,11 @@ impl Daemon {
             idempotency: idempotency::cache::Cache::connect(&config.load().redis),
             admission: Semaphore::new(max_in_flight),
             limits: http::RateLimits::new(&config.load()),
+            streams: Arc::new(Semaphore::new(max_streams)),
+            shutdown: shutdown_rx.clone(),
         });
         // A Monday missed while the daemon was down is paid late, never skipped.
         tokio::spawn(run_staking_job(db.clone(), processor_keys, config.clone()));
-        let (shutdown, shutdown_rx) = watch::channel(false);
         tokio::spawn(telemetry::metrics::sample(db.clone(), shutdown_rx.clone()));
         let server = tokio::spawn(http::serve(listener, state, shutdown_rx));
         info!(%addr, "havend is listening");

@@ -1,5 +1,6 @@
 //! The token and admin API's settings: API keys (`api_keys.toml` or the
-//! environment, stored as SHA-256 hashes), idempotency and Redis.
+//! environment, stored as SHA-256 hashes), idempotency, Redis, cross-app
+//! sessions and the live-update stream.
 
 use std::collections::BTreeMap;
 
@@ -24,6 +25,28 @@ pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 100;
 /// Prefix of every Redis key havend writes, so daemons of other deployments
 /// (and tests) can share a server.
 pub const DEFAULT_REDIS_PREFIX: &str = "havend:";
+
+/// Environment variable with the cross-app shared secrets, comma-separated
+/// (replaces `cross_app.shared_secrets`).
+pub const CROSS_APP_SECRETS_ENV: &str = "HAVEND_CROSS_APP_SECRETS";
+/// A cross-app session token is valid this long (SPEC section 3: 15 minutes).
+pub const DEFAULT_SESSION_TTL_SECS: u64 = 15 * 60;
+/// Longest session lifetime accepted: a session is a hand-off, not a login.
+pub const MAX_SESSION_TTL_SECS: u64 = 24 * 60 * 60;
+/// Shortest shared secret accepted (guessable secrets defeat the point).
+pub const MIN_SHARED_SECRET_LEN: usize = 16;
+/// Open SSE streams at most; more → 503 (each costs a task and a poll).
+pub const DEFAULT_MAX_STREAMS: usize = 256;
+/// How often an open stream polls the journal.
+pub const DEFAULT_STREAM_POLL_MS: u64 = 250;
+/// How long a gap in journal ids may stay open before it is skipped (a
+/// rolled-back transaction leaves a hole forever; a slow one commits within this).
+pub const DEFAULT_STREAM_GAP_GRACE_MS: u64 = 5_000;
+/// A comment line this often keeps proxies from closing a quiet stream.
+pub const DEFAULT_STREAM_KEEPALIVE_SECS: u64 = 15;
+/// Journal rows older than this are removed by the clean-up job; a client
+/// reconnecting later than this misses what was removed.
+pub const DEFAULT_STREAM_RETENTION_HOURS: u32 = 24;
 
 /// What an API key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +155,81 @@ impl Default for RedisConfig {
     }
 }
 
+/// Cross-app sessions for partner apps (`[cross_app]` in `havend.toml`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CrossAppConfig {
+    /// Secrets a partner app sends in `X-Shared-Secret`; several for
+    /// rotation; none → the shared-secret endpoints answer 401.
+    /// [`CROSS_APP_SECRETS_ENV`] replaces them.
+    pub shared_secrets: Vec<Secret>,
+    /// How long a generated session token is valid.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for CrossAppConfig {
+    fn default() -> Self {
+        Self { shared_secrets: Vec::new(), session_ttl_secs: DEFAULT_SESSION_TTL_SECS }
+    }
+}
+
+/// The live-update stream `GET /api/v1/stream` (`[stream]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamConfig {
+    /// Open streams at most; over it → 503.
+    pub max_streams: usize,
+    /// How often a stream polls the journal.
+    pub poll_interval_ms: u64,
+    /// How long a gap in journal ids is waited for before it is skipped.
+    pub gap_grace_ms: u64,
+    /// Seconds between keep-alive comments.
+    pub keepalive_secs: u64,
+    /// Hours journal rows are kept (the clean-up job removes older ones).
+    pub retention_hours: u32,
+}
+
+impl Default for StreamConfig {
+    fn default() -> Self {
+        Self {
+            max_streams: DEFAULT_MAX_STREAMS,
+            poll_interval_ms: DEFAULT_STREAM_POLL_MS,
+            gap_grace_ms: DEFAULT_STREAM_GAP_GRACE_MS,
+            keepalive_secs: DEFAULT_STREAM_KEEPALIVE_SECS,
+            retention_hours: DEFAULT_STREAM_RETENTION_HOURS,
+        }
+    }
+}
+
+/// Parses the comma-separated secrets of [`CROSS_APP_SECRETS_ENV`].
+pub(super) fn secrets_from_env(list: &str) -> Vec<Secret> {
+    list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(Secret::new).collect()
+}
+
+/// Checks `[cross_app]` and `[stream]`.
+pub(super) fn validate_sessions_and_stream(cross_app: &CrossAppConfig, stream: &StreamConfig, errors: &mut Vec<ConfigError>) {
+    for (index, secret) in cross_app.shared_secrets.iter().enumerate() {
+        if secret.expose().len() < MIN_SHARED_SECRET_LEN {
+            errors.push(invalid(super::DAEMON_FILE, format!("cross_app.shared_secrets[{index}]"), format!("must be at least {MIN_SHARED_SECRET_LEN} characters")));
+        }
+    }
+    if !(1..=MAX_SESSION_TTL_SECS).contains(&cross_app.session_ttl_secs) {
+        errors.push(invalid(super::DAEMON_FILE, "cross_app.session_ttl_secs", format!("must be between 1 and {MAX_SESSION_TTL_SECS}")));
+    }
+    if stream.max_streams == 0 {
+        errors.push(invalid(super::DAEMON_FILE, "stream.max_streams", "must be greater than 0"));
+    }
+    if !(10..=60_000).contains(&stream.poll_interval_ms) {
+        errors.push(invalid(super::DAEMON_FILE, "stream.poll_interval_ms", "must be between 10 and 60000"));
+    }
+    if stream.gap_grace_ms < stream.poll_interval_ms {
+        errors.push(invalid(super::DAEMON_FILE, "stream.gap_grace_ms", "must be at least stream.poll_interval_ms"));
+    }
+    if stream.keepalive_secs == 0 || stream.retention_hours == 0 {
+        errors.push(invalid(super::DAEMON_FILE, "stream", "keepalive_secs and retention_hours must be greater than 0"));
+    }
+}
+
 /// Parses `name:scope:key,…` from [`API_KEYS_ENV`].
 pub(super) fn keys_from_env(list: &str, errors: &mut Vec<ConfigError>) -> BTreeMap<String, ApiKey> {
     let mut keys = BTreeMap::new();
@@ -184,6 +282,20 @@ mod tests {
         assert_eq!(keys["ops"].digest(), Some(hash_key("adm_2")));
         keys_from_env("a:root:x,b:token", &mut errors);
         assert_eq!(errors.len(), 2, "{errors:?}");
+    }
+
+    #[test]
+    fn cross_app_secrets_from_the_environment_and_their_checks() {
+        let secrets = secrets_from_env(" first-secret-0123456 , ,second-secret-0123456");
+        assert_eq!(secrets.len(), 2);
+        assert_eq!(secrets[1].expose(), "second-secret-0123456");
+        let mut errors = Vec::new();
+        validate_sessions_and_stream(&CrossAppConfig { shared_secrets: secrets, ..CrossAppConfig::default() }, &StreamConfig::default(), &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        let short = CrossAppConfig { shared_secrets: vec![Secret::new("short")], session_ttl_secs: 0 };
+        let stream = StreamConfig { max_streams: 0, gap_grace_ms: 1, ..StreamConfig::default() };
+        validate_sessions_and_stream(&short, &stream, &mut errors);
+        assert_eq!(errors.len(), 4, "{errors:?}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-pub use api::{ApiConfig, ApiKey, RedisConfig, Scope};
+pub use api::{ApiConfig, ApiKey, CrossAppConfig, RedisConfig, Scope, StreamConfig};
 pub use alerts::{AlertsConfig, ChannelConfig, ChannelKind, SmtpTls};
 pub use cidr::Cidr;
 pub use rewards::RewardRules;
@@ -177,6 +177,10 @@ pub struct Config {
     pub api: ApiConfig,
     /// Redis, the idempotency cache; unset → none.
     pub redis: RedisConfig,
+    /// Cross-app sessions (the partner apps' shared secrets, the session lifetime).
+    pub cross_app: CrossAppConfig,
+    /// The live-update stream (`GET /api/v1/stream`).
+    pub stream: StreamConfig,
     /// API keys by name, from `api_keys.toml` and `HAVEND_API_KEYS`.
     #[serde(skip_deserializing)]
     pub api_keys: BTreeMap<String, ApiKey>,
@@ -207,6 +211,8 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             api: ApiConfig::default(),
             redis: RedisConfig::default(),
+            cross_app: CrossAppConfig::default(),
+            stream: StreamConfig::default(),
             api_keys: BTreeMap::new(),
             partners: BTreeMap::new(),
             rewards: RewardRules::default(),
@@ -375,6 +381,9 @@ pub struct ScheduleConfig {
     pub staking_rewards: String,
     /// Purge raw bodies of final events older than `body_retention_days`.
     pub purge_bodies: String,
+    /// Remove expired cross-app sessions, expired idempotency keys and
+    /// live-update journal rows past `stream.retention_hours`.
+    pub cleanup: String,
     /// Days a final event's raw body (personal data) is kept.
     pub body_retention_days: u32,
     /// A sync asks from its stored high-water mark minus this many seconds.
@@ -393,6 +402,7 @@ impl Default for ScheduleConfig {
             tribe_sync: "0 0 4 * * *".into(),
             staking_rewards: "0 0 3 * * Mon".into(),
             purge_bodies: "0 30 3 * * *".into(),
+            cleanup: "0 0 * * * *".into(),
             body_retention_days: 30,
             sync_overlap_secs: 3_600,
             sync_first_lookback_secs: 86_400,
@@ -840,6 +850,9 @@ impl Config {
         if let Some(url) = env(api::REDIS_URL_ENV) {
             self.redis.url = Some(Secret::new(url));
         }
+        if let Some(list) = env(api::CROSS_APP_SECRETS_ENV) {
+            self.cross_app.shared_secrets = api::secrets_from_env(&list);
+        }
     }
 
     fn validate(&self, errors: &mut Vec<ConfigError>) {
@@ -966,6 +979,7 @@ impl Config {
             ("schedule.tribe_sync", &schedule.tribe_sync),
             ("schedule.staking_rewards", &schedule.staking_rewards),
             ("schedule.purge_bodies", &schedule.purge_bodies),
+            ("schedule.cleanup", &schedule.cleanup),
         ] {
             if let Err(problem) = check_cron(expression) {
                 errors.push(invalid(DAEMON_FILE, key, problem));
@@ -987,6 +1001,7 @@ impl Config {
         }
         self.alerts.validate(errors);
         api::validate(&self.api_keys, &self.api, &self.redis, errors);
+        api::validate_sessions_and_stream(&self.cross_app, &self.stream, errors);
         for (key, problem) in self.rewards.problems() {
             errors.push(invalid(REWARDS_FILE, key, problem));
         }
@@ -1270,6 +1285,24 @@ mod tests {
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("whsec_abcdef"), "{printed}");
         assert!(printed.contains("postgres://havend:[redacted]@db:5432/havend"), "{printed}");
+    }
+
+    #[test]
+    fn cross_app_secrets_come_from_the_file_or_the_environment_and_are_redacted() {
+        let dir = dir_with(&[(DAEMON_FILE, "[cross_app]\nshared_secrets = [\"file-secret-0123456789\"]\nsession_ttl_secs = 600\n")]);
+        let config = Config::load_with_env(dir.path(), |_| None).unwrap();
+        assert_eq!(config.cross_app.shared_secrets, vec![Secret::new("file-secret-0123456789")]);
+        assert_eq!(config.cross_app.session_ttl_secs, 600);
+        assert!(!config.to_redacted_toml().contains("file-secret-0123456789"));
+        let config = Config::load_with_env(dir.path(), |key| {
+            (key == "HAVEND_CROSS_APP_SECRETS").then(|| "env-secret-one-0123456,env-secret-two-0123456".to_owned())
+        })
+        .unwrap();
+        assert_eq!(config.cross_app.shared_secrets.len(), 2);
+        assert_eq!(config.cross_app.shared_secrets[0].expose(), "env-secret-one-0123456");
+        let dir = dir_with(&[(DAEMON_FILE, "[cross_app]\nshared_secrets = [\"short\"]\n")]);
+        let error = Config::load_with_env(dir.path(), |_| None).unwrap_err().to_string();
+        assert!(error.contains("cross_app.shared_secrets[0]"), "{error}");
     }
 
     #[test]

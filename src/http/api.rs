@@ -154,7 +154,7 @@ async fn read_request(state: &AppState, request: Request<Incoming>) -> Result<(O
     Ok((key, body))
 }
 
-fn user_field(body: &Value) -> Result<String, ApiError> {
+pub(super) fn user_field(body: &Value) -> Result<String, ApiError> {
     match body.get("user") {
         Some(Value::String(user)) if !user.trim().is_empty() && user.len() <= 255 && !user.contains('\0') => Ok(user.clone()),
         _ => Err(ApiError::validation("user", "user must be a user reference such as \"aurora:guest_001\" (at most 255 bytes)")),
@@ -319,7 +319,7 @@ async fn stored_error(error: ApiError, request_id: &str) -> StoredResponse {
 
 /// A stored response as sent.
 fn respond(stored: &StoredResponse) -> Response {
-    let mut response = http::Response::new(http_body_util::Full::new(Bytes::from(stored.body.clone())));
+    let mut response = http::Response::new(super::full(stored.body.clone()));
     *response.status_mut() = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     for (name, value) in &stored.headers {
         if let (Ok(name), Ok(value)) = (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {

@@ -121,6 +121,28 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message, "The request could not be authenticated.")
     }
 
+    /// 401: a cross-app session token that is unknown or expired.
+    pub fn invalid_session(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "INVALID_SESSION", message, "Your session has expired. Please sign in again.")
+    }
+
+    /// 401: a partner app's `X-Shared-Secret` is missing or wrong.
+    pub fn invalid_shared_secret(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "INVALID_SHARED_SECRET", message, "The request could not be authenticated.")
+    }
+
+    /// 503: too many live-update streams are open.
+    pub fn too_many_streams(limit: usize) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TOO_MANY_STREAMS",
+            format!("{limit} live-update streams are open, the configured maximum; retry later"),
+            "The service is busy. Please retry.",
+        )
+        .with_details(json!({ "max_streams": limit }))
+        .retry_after(5)
+    }
+
     /// 403: the key may not do this.
     pub fn forbidden(message: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, "FORBIDDEN", message, "You are not allowed to do this.")

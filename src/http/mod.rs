@@ -9,11 +9,13 @@
 
 mod api;
 pub mod auth;
+mod cross_app;
 mod error;
 pub mod guard;
 mod health;
 pub mod limits;
 pub mod routes;
+mod stream;
 mod webhook;
 
 use std::convert::Infallible;
@@ -24,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -51,8 +54,17 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 /// How often a connection checks whether it has been idle too long.
 const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// A response with a fully buffered body.
-pub type Response = http::Response<Full<Bytes>>;
+/// A response body: buffered for JSON answers, streaming for server-sent
+/// events; boxed so every handler returns one type.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A response.
+pub type Response = http::Response<Body>;
+
+/// A buffered body.
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into()).boxed()
+}
 
 /// What every request handler can reach.
 pub struct AppState {
@@ -73,6 +85,12 @@ pub struct AppState {
     pub admission: Semaphore,
     /// Per-partner and per-client-IP webhook rate limits; they follow the config.
     pub limits: RateLimits,
+    /// Open SSE streams (`stream.max_streams` permits, sized at start): a
+    /// stream holds its permit until it ends.
+    pub streams: Arc<Semaphore>,
+    /// Turns true when the daemon shuts down: open SSE streams end then, so
+    /// their connections can close within the grace period.
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// Serves `listener` until `shutdown` turns true, then stops accepting, waits
@@ -304,6 +322,11 @@ async fn dispatch(state: &AppState, request: Request<Incoming>, client: IpAddr, 
         (Endpoint::Redeem, Some(caller)) => api::redeem(state, request, caller, request_id).await,
         (Endpoint::User, Some(_)) => api::user(state, param(0)).await,
         (Endpoint::Transaction, Some(_)) => api::transaction(state, param(0)).await,
+        (Endpoint::GenerateSession, Some(caller)) => cross_app::generate_session(state, request, caller).await,
+        (Endpoint::ValidateSession, _) => cross_app::validate_session(state, request).await,
+        (Endpoint::UserAccounts, _) => cross_app::user_accounts(state, request).await,
+        (Endpoint::ValidatePermission, _) => cross_app::validate_permission(state, request).await,
+        (Endpoint::Stream, Some(_)) => stream::open(state, &request),
         (endpoint, None) => Err(ApiError::internal(format!("route {endpoint:?} is missing its API key scope"))),
     }
 }
@@ -317,7 +340,7 @@ fn client_ip<B>(state: &AppState, request: &Request<B>, peer: SocketAddr) -> IpA
 /// `GET /metrics`: the Prometheus text format, unauthenticated like
 /// `/health` (the listener binds loopback by default; see the README).
 fn metrics() -> Response {
-    let mut response = http::Response::new(Full::new(Bytes::from(crate::telemetry::metrics::render())));
+    let mut response = http::Response::new(full(crate::telemetry::metrics::render()));
     response
         .headers_mut()
         .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
@@ -344,7 +367,7 @@ fn is_valid_request_id(id: &str) -> bool {
 
 /// A JSON response with the given status.
 pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
-    let mut response = http::Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut response = http::Response::new(full(body.to_string()));
     *response.status_mut() = status;
     response
         .headers_mut()

@@ -24,10 +24,21 @@ pub enum Endpoint {
     User,
     /// `GET /api/v1/transactions/{id}`.
     Transaction,
+    /// `GET /api/v1/stream` (server-sent events).
+    Stream,
+    /// `POST /api/cross-app/generate-session` (API key).
+    GenerateSession,
+    /// `POST /api/cross-app/validate-session` (shared secret).
+    ValidateSession,
+    /// `GET /api/cross-app/user-accounts` (shared secret and session token).
+    UserAccounts,
+    /// `POST /api/cross-app/validate-permission` (shared secret).
+    ValidatePermission,
 }
 
 /// One route: method, path template (`{name}` matches one segment) and the
-/// API key scope it needs (`None`: no API key; webhooks carry signatures).
+/// API key scope it needs (`None`: no API key; webhooks carry signatures,
+/// partner apps' cross-app calls a shared secret).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// The method.
@@ -54,6 +65,11 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/api/v1/token/redeem", Endpoint::Redeem, Some(Scope::Token)),
     route(Method::GET, "/api/v1/users/{user}", Endpoint::User, Some(Scope::Token)),
     route(Method::GET, "/api/v1/transactions/{id}", Endpoint::Transaction, Some(Scope::Token)),
+    route(Method::GET, "/api/v1/stream", Endpoint::Stream, Some(Scope::Token)),
+    route(Method::POST, "/api/cross-app/generate-session", Endpoint::GenerateSession, Some(Scope::Token)),
+    route(Method::POST, "/api/cross-app/validate-session", Endpoint::ValidateSession, None),
+    route(Method::GET, "/api/cross-app/user-accounts", Endpoint::UserAccounts, None),
+    route(Method::POST, "/api/cross-app/validate-permission", Endpoint::ValidatePermission, None),
 ];
 
 /// The outcome of matching a request against the table.

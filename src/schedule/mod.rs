@@ -6,8 +6,10 @@
 //! is skipped with a warning rather than run twice at once.
 //!
 //! Jobs: partner syncs ([`sync`]), the staking yield
-//! ([`crate::rewards::staking`]) and the purge of raw bodies
-//! ([`crate::rewards::inbox::purge_bodies`]). Retries of failed events need
+//! ([`crate::rewards::staking`]), the purge of raw bodies
+//! ([`crate::rewards::inbox::purge_bodies`]) and the clean-up of expired
+//! rows ([`cleanup`]: cross-app sessions, idempotency keys, the live-update
+//! journal). Retries of failed events need
 //! no job: the processors poll the inbox for due retries.
 
 pub mod sync;
@@ -44,16 +46,19 @@ pub enum JobKind {
     StakingRewards,
     /// Purge raw bodies past the retention period.
     PurgeBodies,
+    /// Delete expired sessions, idempotency keys and old journal rows.
+    Cleanup,
 }
 
 impl JobKind {
     /// Every job, with its expression in `[schedule]`.
-    fn all(schedule: &ScheduleConfig) -> [(JobKind, &str); 4] {
+    fn all(schedule: &ScheduleConfig) -> [(JobKind, &str); 5] {
         [
             (JobKind::AuroraSync, schedule.aurora_sync.as_str()),
             (JobKind::TribeSync, schedule.tribe_sync.as_str()),
             (JobKind::StakingRewards, schedule.staking_rewards.as_str()),
             (JobKind::PurgeBodies, schedule.purge_bodies.as_str()),
+            (JobKind::Cleanup, schedule.cleanup.as_str()),
         ]
     }
 }
@@ -83,7 +88,30 @@ pub async fn run_job(kind: JobKind, db: &DatabaseConnection, config: &Config, ke
             let before = Utc::now() - chrono::Duration::days(i64::from(config.schedule.body_retention_days));
             serde_json::json!({ "purged": inbox::purge_bodies(db, before).await? })
         }
+        JobKind::Cleanup => serde_json::to_value(cleanup(db, config, Utc::now()).await?).unwrap_or_default(),
     })
+}
+
+/// What the clean-up job removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Cleaned {
+    /// Cross-app sessions past their expiry.
+    pub sessions: u64,
+    /// Idempotency keys past their expiry.
+    pub idempotency_keys: u64,
+    /// Live-update journal rows older than `stream.retention_hours`.
+    pub stream_events: u64,
+}
+
+/// Deletes what has expired as of `now`: cross-app sessions, idempotency
+/// keys, and journal rows past the stream's retention. Each is a separate
+/// statement, so a failure leaves the others done; the next run retries.
+pub async fn cleanup(db: &DatabaseConnection, config: &Config, now: chrono::DateTime<Utc>) -> Result<Cleaned, JobError> {
+    let sessions = crate::sessions::store::purge_expired(db, now).await?;
+    let idempotency_keys = crate::idempotency::store::purge_expired(db).await?;
+    let journal_cutoff = now - chrono::Duration::hours(i64::from(config.stream.retention_hours));
+    let stream_events = crate::live::store::purge_before(db, journal_cutoff).await?;
+    Ok(Cleaned { sessions, idempotency_keys, stream_events })
 }
 
 /// Messages the scheduler handles.

@@ -16,6 +16,8 @@ mod reload;
 mod resilience;
 mod rewards;
 mod schedule;
+mod sessions;
 mod signatures;
+mod stream;
 mod token;
 mod validation;
