@@ -11,6 +11,7 @@ mod m20261124_000004_create_sync_state;
 mod m20261124_000020_wallet_lifecycle;
 mod m20261124_000030_alert_logs;
 mod m20261129_000040_token_api;
+mod m20261129_000060_audit_and_error_logs;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000020_wallet_lifecycle::Migration),
             Box::new(m20261124_000030_alert_logs::Migration),
             Box::new(m20261129_000040_token_api::Migration),
+            Box::new(m20261129_000060_audit_and_error_logs::Migration),
         ]
     }
 }
