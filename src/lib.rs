@@ -169,6 +169,7 @@ impl Daemon {
             idempotency: idempotency::cache::Cache::connect(&config.load().redis),
             admission: Semaphore::new(max_in_flight),
             limits: http::RateLimits::new(&config.load()),
+            admin: http::AdminHandles { reload: reload.clone(), processors: processors.clone() },
         });
         // A Monday missed while the daemon was down is paid late, never skipped.
         tokio::spawn(run_staking_job(db.clone(), processor_keys, config.clone()));

@@ -7,6 +7,7 @@
 //! a request with pure functions and then makes one timed call to the intake
 //! actor.
 
+mod admin;
 mod api;
 pub mod auth;
 mod error;
@@ -14,6 +15,7 @@ pub mod guard;
 mod health;
 pub mod limits;
 pub mod routes;
+mod trail;
 mod webhook;
 
 use std::convert::Infallible;
@@ -36,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+pub use admin::AdminHandles;
 pub use error::ApiError;
 pub use limits::RateLimits;
 
@@ -73,6 +76,8 @@ pub struct AppState {
     pub admission: Semaphore,
     /// Per-partner and per-client-IP webhook rate limits; they follow the config.
     pub limits: RateLimits,
+    /// What only the admin API needs (config reload, processor nudges).
+    pub admin: AdminHandles,
 }
 
 /// Serves `listener` until `shutdown` turns true, then stops accepting, waits
@@ -269,6 +274,7 @@ async fn route(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -
         }
         let status = response.status();
         if status.is_server_error() {
+            trail::record_server_error(state, &response, &request_id, &method, &path);
             warn!(status = status.as_u16(), "Request answered with a server error");
         } else if status.is_client_error() {
             info!(status = status.as_u16(), "Request refused");
@@ -304,6 +310,7 @@ async fn dispatch(state: &AppState, request: Request<Incoming>, client: IpAddr, 
         (Endpoint::Redeem, Some(caller)) => api::redeem(state, request, caller, request_id).await,
         (Endpoint::User, Some(_)) => api::user(state, param(0)).await,
         (Endpoint::Transaction, Some(_)) => api::transaction(state, param(0)).await,
+        (Endpoint::Admin(action), Some(caller)) => admin::handle(state, request, action, &params, caller, client, request_id).await,
         (endpoint, None) => Err(ApiError::internal(format!("route {endpoint:?} is missing its API key scope"))),
     }
 }

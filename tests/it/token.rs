@@ -18,7 +18,7 @@ use crate::support::*;
 
 /// A daemon without a chain whose ledger has one active hot wallet (nothing
 /// is ever signed, so intents stay where the test puts them).
-async fn ledger_daemon(backend: Backend, customize: impl FnOnce(&mut havend::config::Config)) -> TestDaemon {
+pub(crate) async fn ledger_daemon(backend: Backend, customize: impl FnOnce(&mut havend::config::Config)) -> TestDaemon {
     let database = TestDatabase::create(backend).await;
     let mut config = havend::config::Config::default();
     config.database.url = Some(havend::config::Secret::new(&database.url));
@@ -46,7 +46,7 @@ async fn ledger_daemon(backend: Backend, customize: impl FnOnce(&mut havend::con
 }
 
 /// POSTs JSON to an API path with an API key and optional Idempotency-Key.
-async fn call(daemon: &TestDaemon, path: &str, api_key: &str, idempotency_key: Option<&str>, body: &Value) -> Answer {
+pub(crate) async fn call(daemon: &TestDaemon, path: &str, api_key: &str, idempotency_key: Option<&str>, body: &Value) -> Answer {
     let mut headers = vec![("authorization".to_owned(), format!("Bearer {api_key}")), ("content-type".to_owned(), "application/json".to_owned())];
     if let Some(key) = idempotency_key {
         headers.push(("idempotency-key".to_owned(), key.to_owned()));
@@ -54,7 +54,7 @@ async fn call(daemon: &TestDaemon, path: &str, api_key: &str, idempotency_key: O
     daemon.post(path, &headers, body.to_string()).await
 }
 
-async fn get_with_key(daemon: &TestDaemon, path: &str, api_key: &str) -> Answer {
+pub(crate) async fn get_with_key(daemon: &TestDaemon, path: &str, api_key: &str) -> Answer {
     let request = http::Request::get(format!("http://{}{path}", daemon.addr))
         .header("authorization", format!("Bearer {api_key}"))
         .body(Full::new(Bytes::new()))
