@@ -197,11 +197,11 @@ async fn events_are_listed_filtered_shown_and_a_dead_letter_replayed(backend: Ba
     assert_eq!(daemon.deliver(Partner::Aurora, Some("booking-created"), &booking_created("bk_admin_1")).await.status, 200);
     let settled = eventually(Duration::from_secs(10), || async {
         let dead = daemon.event(Partner::Stripe, "evt_admin_1").await.is_some_and(|e| e.status == "dead_letter");
-        let done = daemon.event(Partner::Aurora, "bk_admin_1").await.is_some_and(|e| e.status == "processed");
+        let done = daemon.event(Partner::Aurora, "booking-created:bk_admin_1").await.is_some_and(|e| e.status == "processed");
         dead && done
     })
     .await;
-    assert!(settled, "{:?} {:?}", daemon.event(Partner::Stripe, "evt_admin_1").await, daemon.event(Partner::Aurora, "bk_admin_1").await);
+    assert!(settled, "{:?} {:?}", daemon.event(Partner::Stripe, "evt_admin_1").await, daemon.event(Partner::Aurora, "booking-created:bk_admin_1").await);
 
     let all = get(&daemon, "/api/v1/admin/events").await;
     assert_eq!((all.status, all.json["events"].as_array().unwrap().len()), (200, 2));
@@ -211,15 +211,17 @@ async fn events_are_listed_filtered_shown_and_a_dead_letter_replayed(backend: Ba
     let dead: Vec<&str> = dead.json["events"].as_array().unwrap().iter().map(|e| e["partner_event_id"].as_str().unwrap()).collect();
     assert_eq!(dead, ["evt_admin_1"]);
     let aurora = get(&daemon, "/api/v1/admin/events?partner=aurora&limit=10").await;
-    assert_eq!(aurora.json["events"][0]["partner_event_id"], "bk_admin_1");
+    assert_eq!(aurora.json["events"][0]["partner_event_id"], "booking-created:bk_admin_1");
     assert_eq!(aurora.json["events"].as_array().unwrap().len(), 1);
     assert_eq!(get(&daemon, "/api/v1/admin/events?limit=0").await.status, 400);
 
     let status = get(&daemon, "/api/v1/admin/events/stripe/evt_admin_1").await;
     assert_eq!((status.status, status.json["status"].as_str()), (200, Some("dead_letter")), "{:?}", status.json);
     assert_eq!(get(&daemon, "/api/v1/admin/events/stripe/evt_nope").await.status, 404);
+    let booking = get(&daemon, "/api/v1/admin/events/aurora/booking-created%3Abk_admin_1").await;
+    assert_eq!(booking.json["status"], "processed", "{:?}", booking.json);
 
-    let processed = post(&daemon, "/api/v1/admin/events/aurora:bk_admin_1/replay", &json!({})).await;
+    let processed = post(&daemon, "/api/v1/admin/events/aurora:booking-created:bk_admin_1/replay", &json!({})).await;
     assert_eq!((processed.status, assert_error_shape(&processed)), (409, "NOT_DEAD_LETTERED".to_owned()));
     let replayed = post(&daemon, "/api/v1/admin/events/stripe:evt_admin_1/replay", &json!({})).await;
     assert_eq!(replayed.status, 200, "{:?}", replayed.json);
