@@ -177,6 +177,7 @@ impl Daemon {
             limits: http::RateLimits::new(&config.load()),
             streams: Arc::new(Semaphore::new(max_streams)),
             shutdown: shutdown_rx.clone(),
+            admin: http::AdminHandles { reload: reload.clone(), processors: processors.clone() },
         });
         // A Monday missed while the daemon was down is paid late, never skipped.
         tokio::spawn(run_staking_job(db.clone(), processor_keys, config.clone()));

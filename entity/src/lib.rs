@@ -3,9 +3,11 @@
 pub mod alert_logs;
 pub mod alert_throttles;
 pub mod alerts;
+pub mod audit_log;
 pub mod aurora_bookings;
 pub mod cross_app_sessions;
 pub mod foreign_nonces;
+pub mod error_logs;
 pub mod idempotency_keys;
 pub mod mint_counters;
 pub mod redemption_requests;

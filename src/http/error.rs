@@ -191,6 +191,17 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message, "The service is temporarily unavailable. Please retry.").retry_after(5)
     }
 
+    /// 409: the resource is not in a state that allows the action (a held
+    /// intent already released, a revoked wallet), with its own code.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message, "This action is not possible in the current state.")
+    }
+
+    /// 502: the chain answered with an error or not at all.
+    pub fn chain(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "CHAIN_ERROR", message, "The blockchain could not be reached. Please retry.")
+    }
+
     /// Adds structured details.
     pub fn with_details(mut self, details: Value) -> Self {
         self.details = details;
@@ -219,11 +230,28 @@ impl ApiError {
             "details": self.details,
         });
         let mut response = super::json_response(self.status, &body);
+        // The listener stores 5xx answers in `error_logs` under this same id,
+        // whatever the body type; an extension never reaches the client.
+        if let Ok(error_id) = uuid::Uuid::parse_str(&error_id) {
+            response.extensions_mut().insert(ErrorRecord { error_id, code: self.code, message: self.message });
+        }
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }
+}
+
+/// What an error response was, attached to it as an extension so the
+/// listener can store a 5xx in `error_logs` under the `error_id` the client saw.
+#[derive(Debug, Clone)]
+pub struct ErrorRecord {
+    /// The `error_id` in the body.
+    pub error_id: uuid::Uuid,
+    /// The machine code.
+    pub code: &'static str,
+    /// The technical message.
+    pub message: String,
 }
 
 impl From<SignatureError> for ApiError {

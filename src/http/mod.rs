@@ -7,6 +7,7 @@
 //! a request with pure functions and then makes one timed call to the intake
 //! actor.
 
+mod admin;
 mod api;
 pub mod auth;
 mod cross_app;
@@ -16,6 +17,7 @@ mod health;
 pub mod limits;
 pub mod routes;
 mod stream;
+mod trail;
 mod webhook;
 
 use std::convert::Infallible;
@@ -39,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+pub use admin::AdminHandles;
 pub use error::ApiError;
 pub use limits::RateLimits;
 
@@ -91,6 +94,8 @@ pub struct AppState {
     /// Turns true when the daemon shuts down: open SSE streams end then, so
     /// their connections can close within the grace period.
     pub shutdown: watch::Receiver<bool>,
+    /// What only the admin API needs (config reload, processor nudges).
+    pub admin: AdminHandles,
 }
 
 /// Serves `listener` until `shutdown` turns true, then stops accepting, waits
@@ -287,6 +292,7 @@ async fn route(state: &AppState, request: Request<Incoming>, peer: SocketAddr) -
         }
         let status = response.status();
         if status.is_server_error() {
+            trail::record_server_error(state, &response, &request_id, &method, &path);
             warn!(status = status.as_u16(), "Request answered with a server error");
         } else if status.is_client_error() {
             info!(status = status.as_u16(), "Request refused");
@@ -327,6 +333,7 @@ async fn dispatch(state: &AppState, request: Request<Incoming>, client: IpAddr, 
         (Endpoint::UserAccounts, _) => cross_app::user_accounts(state, request).await,
         (Endpoint::ValidatePermission, _) => cross_app::validate_permission(state, request).await,
         (Endpoint::Stream, Some(_)) => stream::open(state, &request),
+        (Endpoint::Admin(action), Some(caller)) => admin::handle(state, request, action, &params, caller, client, request_id).await,
         (endpoint, None) => Err(ApiError::internal(format!("route {endpoint:?} is missing its API key scope"))),
     }
 }

@@ -34,6 +34,8 @@ pub enum Endpoint {
     UserAccounts,
     /// `POST /api/cross-app/validate-permission` (shared secret).
     ValidatePermission,
+    /// `/api/v1/admin/…`: the admin API, audited (see [`Admin`]).
+    Admin(Admin),
 }
 
 /// One route: method, path template (`{name}` matches one segment) and the
@@ -70,7 +72,129 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/api/cross-app/validate-session", Endpoint::ValidateSession, None),
     route(Method::GET, "/api/cross-app/user-accounts", Endpoint::UserAccounts, None),
     route(Method::POST, "/api/cross-app/validate-permission", Endpoint::ValidatePermission, None),
+    admin(Method::GET, "/api/v1/admin/wallets", Admin::Wallets),
+    admin(Method::POST, "/api/v1/admin/wallets", Admin::WalletCreate),
+    admin(Method::GET, "/api/v1/admin/wallets/{address}", Admin::Wallet),
+    admin(Method::POST, "/api/v1/admin/wallets/{address}/activate", Admin::WalletActivate),
+    admin(Method::POST, "/api/v1/admin/wallets/{address}/rotate", Admin::WalletRotate),
+    admin(Method::POST, "/api/v1/admin/wallets/{address}/revoke", Admin::WalletRevoke),
+    admin(Method::POST, "/api/v1/admin/wallets/{address}/resume", Admin::WalletResume),
+    admin(Method::GET, "/api/v1/admin/breakers", Admin::Breakers),
+    admin(Method::POST, "/api/v1/admin/breakers/reset", Admin::BreakerReset),
+    admin(Method::GET, "/api/v1/admin/intents/held", Admin::HeldIntents),
+    admin(Method::POST, "/api/v1/admin/intents/{id}/release", Admin::IntentRelease),
+    admin(Method::POST, "/api/v1/admin/intents/{id}/cancel", Admin::IntentCancel),
+    admin(Method::GET, "/api/v1/admin/pause", Admin::Pause),
+    admin(Method::POST, "/api/v1/admin/pause", Admin::PauseSet),
+    admin(Method::GET, "/api/v1/admin/transactions/summary", Admin::TransactionsSummary),
+    admin(Method::POST, "/api/v1/admin/transactions/{id}/retry", Admin::TransactionRetry),
+    admin(Method::GET, "/api/v1/admin/events", Admin::Events),
+    admin(Method::GET, "/api/v1/admin/events/{partner}/{partner_event_id}", Admin::Event),
+    admin(Method::POST, "/api/v1/admin/events/{id}/replay", Admin::EventReplay),
+    admin(Method::GET, "/api/v1/admin/alerts", Admin::Alerts),
+    admin(Method::GET, "/api/v1/admin/alerts/stats", Admin::AlertStats),
+    admin(Method::POST, "/api/v1/admin/alerts/test", Admin::AlertTest),
+    admin(Method::GET, "/api/v1/admin/config", Admin::Config),
+    admin(Method::POST, "/api/v1/admin/config/reload", Admin::ConfigReload),
 ];
+
+/// An admin route: every one needs the admin scope.
+const fn admin(method: Method, path: &'static str, action: Admin) -> Route {
+    route(method, path, Endpoint::Admin(action), Some(Scope::Admin))
+}
+
+/// The admin API's endpoints (SPEC section 3, issue 9 item 5); `http::admin`
+/// runs them and writes the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admin {
+    /// `GET /api/v1/admin/wallets`.
+    Wallets,
+    /// `POST /api/v1/admin/wallets`: a new standby hot wallet.
+    WalletCreate,
+    /// `GET /api/v1/admin/wallets/{address}`, with its audit log.
+    Wallet,
+    /// `POST /api/v1/admin/wallets/{address}/activate`.
+    WalletActivate,
+    /// `POST /api/v1/admin/wallets/{address}/rotate`.
+    WalletRotate,
+    /// `POST /api/v1/admin/wallets/{address}/revoke`.
+    WalletRevoke,
+    /// `POST /api/v1/admin/wallets/{address}/resume`.
+    WalletResume,
+    /// `GET /api/v1/admin/breakers`.
+    Breakers,
+    /// `POST /api/v1/admin/breakers/reset`.
+    BreakerReset,
+    /// `GET /api/v1/admin/intents/held`.
+    HeldIntents,
+    /// `POST /api/v1/admin/intents/{id}/release`.
+    IntentRelease,
+    /// `POST /api/v1/admin/intents/{id}/cancel`.
+    IntentCancel,
+    /// `GET /api/v1/admin/pause`.
+    Pause,
+    /// `POST /api/v1/admin/pause`: `{"paused": bool}`.
+    PauseSet,
+    /// `GET /api/v1/admin/transactions/summary`.
+    TransactionsSummary,
+    /// `POST /api/v1/admin/transactions/{id}/retry`.
+    TransactionRetry,
+    /// `GET /api/v1/admin/events?partner=&status=&limit=`.
+    Events,
+    /// `GET /api/v1/admin/events/{partner}/{partner_event_id}`.
+    Event,
+    /// `POST /api/v1/admin/events/{id}/replay`.
+    EventReplay,
+    /// `GET /api/v1/admin/alerts?limit=`.
+    Alerts,
+    /// `GET /api/v1/admin/alerts/stats`.
+    AlertStats,
+    /// `POST /api/v1/admin/alerts/test`.
+    AlertTest,
+    /// `GET /api/v1/admin/config`: effective, secrets redacted, and the last reload.
+    Config,
+    /// `POST /api/v1/admin/config/reload`.
+    ConfigReload,
+}
+
+impl Admin {
+    /// The action's name in the audit log.
+    pub fn name(self) -> &'static str {
+        match self {
+            Admin::Wallets => "wallet_list",
+            Admin::WalletCreate => "wallet_create",
+            Admin::Wallet => "wallet_get",
+            Admin::WalletActivate => "wallet_activate",
+            Admin::WalletRotate => "wallet_rotate",
+            Admin::WalletRevoke => "wallet_revoke",
+            Admin::WalletResume => "wallet_resume",
+            Admin::Breakers => "breaker_status",
+            Admin::BreakerReset => "breaker_reset",
+            Admin::HeldIntents => "intent_held_list",
+            Admin::IntentRelease => "intent_release",
+            Admin::IntentCancel => "intent_cancel",
+            Admin::Pause => "pause_get",
+            Admin::PauseSet => "pause_set",
+            Admin::TransactionsSummary => "transactions_summary",
+            Admin::TransactionRetry => "transaction_retry",
+            Admin::Events => "event_list",
+            Admin::Event => "event_get",
+            Admin::EventReplay => "event_replay",
+            Admin::Alerts => "alert_list",
+            Admin::AlertStats => "alert_stats",
+            Admin::AlertTest => "alert_test",
+            Admin::Config => "config_show",
+            Admin::ConfigReload => "config_reload",
+        }
+    }
+
+    /// Whether a call is written to the audit log: every action that
+    /// changes something, and reading the config (it shows how the daemon
+    /// is set up, so who looked matters).
+    pub fn audited(self, method: &Method) -> bool {
+        *method != Method::GET && *method != Method::HEAD || self == Admin::Config
+    }
+}
 
 /// The outcome of matching a request against the table.
 #[derive(Debug, PartialEq, Eq)]
@@ -128,6 +252,19 @@ mod tests {
         assert_eq!((route.endpoint, params), (Endpoint::Webhook, vec!["aurora", "booking-created"]));
         let Matched::Found(route, params) = find(&Method::HEAD, "/api/v1/users/aurora:guest_1") else { panic!() };
         assert_eq!((route.endpoint, params), (Endpoint::User, vec!["aurora:guest_1"]));
+    }
+
+    #[test]
+    fn every_admin_route_needs_the_admin_scope_and_is_reachable() {
+        for route in ROUTES.iter().filter(|r| r.path.starts_with("/api/v1/admin/")) {
+            assert!(matches!(route.endpoint, Endpoint::Admin(_)), "{}", route.path);
+            assert_eq!(route.scope, Some(Scope::Admin), "{}", route.path);
+            let path = route.path.replace("{address}", "0xabc").replace("{id}", "x1").replace("{partner}", "aurora").replace("{partner_event_id}", "e1");
+            let Matched::Found(found, _) = find(&route.method, &path) else { panic!("{} {path} not found", route.method) };
+            assert_eq!(found.endpoint, route.endpoint, "{path}");
+        }
+        let Matched::Found(route, params) = find(&Method::POST, "/api/v1/admin/events/aurora:b1/replay") else { panic!() };
+        assert_eq!((route.endpoint, params), (Endpoint::Admin(Admin::EventReplay), vec!["aurora:b1"]));
     }
 
     #[test]

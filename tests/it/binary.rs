@@ -178,9 +178,9 @@ fn migrate_applies_lists_and_reverts_migrations() {
     assert!(down.contains("applied m20261123_000002_create_chain_tables"), "{down}");
     assert!(down.contains("applied m20261124_000003_create_rewards_tables"), "{down}");
     assert!(down.contains("applied m20261124_000020_wallet_lifecycle"), "{down}");
-    assert!(down.contains("pending m20261129_000050_sessions_and_stream"), "{down}");
+    assert!(down.contains("pending m20261129_000060_audit_and_error_logs"), "{down}");
     let up_again = migrate("up");
-    assert!(up_again.contains("applied m20261129_000050_sessions_and_stream"), "the newest migration re-applies after its down: {up_again}");
+    assert!(up_again.contains("applied m20261129_000060_audit_and_error_logs"), "the newest migration re-applies after its down: {up_again}");
 }
 
 /// The newcomer's path: `havend dev`, paste the printed curl, and the

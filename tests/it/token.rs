@@ -18,7 +18,7 @@ use crate::support::*;
 
 /// A daemon without a chain whose ledger has one active hot wallet (nothing
 /// is ever signed, so intents stay where the test puts them).
-async fn ledger_daemon(backend: Backend, customize: impl FnOnce(&mut havend::config::Config)) -> TestDaemon {
+pub(crate) async fn ledger_daemon(backend: Backend, customize: impl FnOnce(&mut havend::config::Config)) -> TestDaemon {
     let (database, key_dir) = ledger_database(backend).await;
     let key_file = key_dir.path().join("master.key");
     let mut daemon = TestDaemon::start_on(database, database_url_of, move |config| {
@@ -52,7 +52,7 @@ async fn ledger_database(backend: Backend) -> (TestDatabase, tempfile::TempDir) 
 }
 
 /// POSTs JSON to an API path with an API key and optional Idempotency-Key.
-async fn call(daemon: &TestDaemon, path: &str, api_key: &str, idempotency_key: Option<&str>, body: &Value) -> Answer {
+pub(crate) async fn call(daemon: &TestDaemon, path: &str, api_key: &str, idempotency_key: Option<&str>, body: &Value) -> Answer {
     let mut headers = vec![("authorization".to_owned(), format!("Bearer {api_key}")), ("content-type".to_owned(), "application/json".to_owned())];
     if let Some(key) = idempotency_key {
         headers.push(("idempotency-key".to_owned(), key.to_owned()));
@@ -60,7 +60,7 @@ async fn call(daemon: &TestDaemon, path: &str, api_key: &str, idempotency_key: O
     daemon.post(path, &headers, body.to_string()).await
 }
 
-async fn get_with_key(daemon: &TestDaemon, path: &str, api_key: &str) -> Answer {
+pub(crate) async fn get_with_key(daemon: &TestDaemon, path: &str, api_key: &str) -> Answer {
     let request = http::Request::get(format!("http://{}{path}", daemon.addr))
         .header("authorization", format!("Bearer {api_key}"))
         .body(Full::new(Bytes::new()))
