@@ -1,5 +1,10 @@
-//! Load generator: sends signed webhooks to a running havend and prints
-//! acknowledged events/s and acknowledgement latency percentiles.
+//! Load generator: sends signed webhooks (or token API mints) to a running
+//! havend and prints acknowledged requests/s and latency percentiles.
+//!
+//! Targets: `webhook` (signed Aurora bookings, each new), `mint` (token API
+//! mints, each with a fresh Idempotency-Key) and `mint-replay` (mints cycling
+//! over `--keys` Idempotency-Keys: after the first round every request is a
+//! replay of a stored response).
 //!
 //! Closed loop (`--concurrency C`): C connections send back to back.
 //! Open loop (`--rate R`): requests start on a fixed schedule and latency is
@@ -22,16 +27,36 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::Mutex;
 
-/// Sends signed Aurora `booking-created` webhooks to a running havend.
+/// What the benchmark sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Target {
+    /// Signed Aurora `booking-created` webhooks.
+    Webhook,
+    /// `POST /api/v1/token/mint`, a fresh Idempotency-Key each.
+    Mint,
+    /// `POST /api/v1/token/mint` over a fixed set of Idempotency-Keys (replays).
+    MintReplay,
+}
+
+/// Sends signed Aurora `booking-created` webhooks or token API mints to a running havend.
 #[derive(Debug, Parser)]
 #[command(name = "havend-bench")]
 struct Args {
     /// havend's base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Aurora's webhook secret as configured in havend.
+    /// What to send.
+    #[arg(long, value_enum, default_value = "webhook")]
+    target: Target,
+    /// Aurora's webhook secret as configured in havend (target `webhook`).
     #[arg(long, env = "HAVEND_AURORA_SECRET")]
-    secret: String,
+    secret: Option<String>,
+    /// A token-scope API key (targets `mint` and `mint-replay`).
+    #[arg(long, env = "HAVEND_API_KEY")]
+    api_key: Option<String>,
+    /// Idempotency-Keys the `mint-replay` target cycles over.
+    #[arg(long, default_value_t = 256)]
+    keys: u64,
     /// Connections sending back to back (closed loop).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -49,7 +74,10 @@ struct Args {
 struct Shared {
     client: Client<HttpConnector, Full<Bytes>>,
     url: String,
+    target: Target,
     secret: Secret,
+    api_key: String,
+    keys: u64,
     run: String,
     counter: AtomicU64,
     histogram: Mutex<Histogram<u64>>,
@@ -61,20 +89,11 @@ impl Shared {
     /// Sends one new event; records its latency from `started` when `measure`.
     async fn send_one(&self, started: Instant, measure: bool) {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        let body = format!(
-            r#"{{"id":"bench_{}_{n}","guest_id":"guest_{}","total_price":"199.90","nights":2}}"#,
-            self.run,
-            n % 1000
-        );
-        let timestamp = chrono::Utc::now().timestamp();
-        let headers = Scheme::HavenHmac
-            .sign(Partner::Aurora, &self.secret, body.as_bytes(), timestamp, "")
-            .expect("haven-hmac accepts any secret");
-        let mut request = http::Request::post(&self.url).header("content-type", "application/json");
-        for (name, value) in headers {
-            request = request.header(name, value);
-        }
-        let request = request.body(Full::new(Bytes::from(body))).expect("request is well-formed");
+        let request = match self.target {
+            Target::Webhook => self.webhook(n),
+            Target::Mint => self.mint(n),
+            Target::MintReplay => self.mint(n % self.keys),
+        };
         let ok = match self.client.request(request).await {
             Ok(response) => {
                 let status = response.status();
@@ -94,6 +113,35 @@ impl Shared {
             self.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
+
+    /// A mint of 1 HNV to one of 1,000 users under Idempotency-Key number `key`.
+    fn mint(&self, key: u64) -> http::Request<Full<Bytes>> {
+        let body = format!(r#"{{"user":"bench:user_{}","amount":"1","reason":"benchmark"}}"#, key % 1000);
+        http::Request::post(&self.url)
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {}", self.api_key))
+            .header("idempotency-key", format!("bench-{}-{key}", self.run))
+            .body(Full::new(Bytes::from(body)))
+            .expect("request is well-formed")
+    }
+
+    /// A new signed booking.
+    fn webhook(&self, n: u64) -> http::Request<Full<Bytes>> {
+        let body = format!(
+            r#"{{"id":"bench_{}_{n}","guest_id":"guest_{}","total_price":"199.90","nights":2}}"#,
+            self.run,
+            n % 1000
+        );
+        let timestamp = chrono::Utc::now().timestamp();
+        let headers = Scheme::HavenHmac
+            .sign(Partner::Aurora, &self.secret, body.as_bytes(), timestamp, "")
+            .expect("haven-hmac accepts any secret");
+        let mut request = http::Request::post(&self.url).header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        request.body(Full::new(Bytes::from(body))).expect("request is well-formed")
+    }
 }
 
 #[tokio::main]
@@ -104,10 +152,20 @@ async fn main() -> anyhow::Result<()> {
     let client = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(args.concurrency.max(256))
         .build(connector);
+    let base = args.url.trim_end_matches('/');
+    let (url, secret, api_key) = match args.target {
+        Target::Webhook => (format!("{base}/webhooks/aurora/booking-created"), args.secret.clone().context("--secret (or HAVEND_AURORA_SECRET) is needed for webhooks")?, String::new()),
+        Target::Mint | Target::MintReplay => {
+            (format!("{base}/api/v1/token/mint"), String::new(), args.api_key.clone().context("--api-key (or HAVEND_API_KEY) is needed for mints")?)
+        }
+    };
     let shared = Arc::new(Shared {
         client,
-        url: format!("{}/webhooks/aurora/booking-created", args.url.trim_end_matches('/')),
-        secret: Secret::new(args.secret.clone()),
+        url,
+        target: args.target,
+        secret: Secret::new(secret),
+        api_key,
+        keys: args.keys.max(1),
         run: uuid::Uuid::new_v4().simple().to_string(),
         counter: AtomicU64::new(0),
         histogram: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).context("histogram bounds")?),
@@ -129,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
         None => format!("closed loop, concurrency {}", args.concurrency),
         Some(rate) => format!("open loop, {rate} req/s offered"),
     };
+    println!("target:        {:?}", args.target);
     println!("mode:          {mode}");
     println!("acknowledged:  {ok} in {} s ({failed} failed)", args.seconds);
     println!("events/s:      {:.0}", ok as f64 / args.seconds as f64);

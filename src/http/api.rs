@@ -35,6 +35,93 @@ pub const MAX_REASON_LEN: usize = 512;
 /// How long `GET /users` waits for the chain's balance before leaving it out.
 const CHAIN_BALANCE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// `202` of a mint.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct MintAccepted {
+    /// The intent.
+    #[schema(value_type = String, format = "uuid")]
+    pub transaction_id: Uuid,
+    /// `queued`, or `held` over a mint limit.
+    pub status: String,
+    /// The user as sent.
+    pub user: String,
+    /// HNV.
+    pub amount: String,
+    /// Why, for operators.
+    pub reason: String,
+    /// The limit it is held over, when held.
+    pub held_reason: Option<String>,
+}
+
+/// `202` of a redemption.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RedeemAccepted {
+    /// The redemption (Stripe payouts name it in `metadata.redemption_id`).
+    #[schema(value_type = String, format = "uuid")]
+    pub redemption_id: Uuid,
+    /// Its burn intent.
+    #[schema(value_type = String, format = "uuid")]
+    pub transaction_id: Uuid,
+    /// `open`.
+    pub status: String,
+    /// The burn's status (`queued`).
+    pub burn_status: String,
+    /// Whether the payout may be made (only once the burn is confirmed).
+    pub payable: bool,
+    /// The user as sent.
+    pub user: String,
+    /// HNV.
+    pub amount: String,
+}
+
+/// A redemption as seen on its burn.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct RedemptionView {
+    /// The redemption.
+    #[schema(value_type = String, format = "uuid")]
+    pub id: Uuid,
+    /// `open`, `paid` or `failed`.
+    pub status: String,
+    /// Open and its burn confirmed.
+    pub payable: bool,
+}
+
+/// `GET /api/v1/transactions/{id}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TransactionView {
+    /// The intent.
+    #[schema(value_type = String, format = "uuid")]
+    pub id: Uuid,
+    /// `mint` or `burn`.
+    pub kind: String,
+    /// `queued`, `held`, `signed`, `broadcast`, `confirmed`, `failed` or `cancelled`.
+    pub status: String,
+    /// HNV.
+    pub amount: String,
+    /// `{partner}:{external id}`.
+    pub user: Option<String>,
+    /// Why.
+    pub reason: String,
+    /// The mined (or latest) transaction hash.
+    pub tx_hash: Option<String>,
+    /// Its nonce, once signed.
+    pub nonce: Option<i64>,
+    /// Its block, once mined.
+    pub block_number: Option<i64>,
+    /// Signed attempts (replacements included).
+    pub attempts: u64,
+    /// The last problem, if any.
+    pub last_error: Option<String>,
+    /// The redemption this burn belongs to, if any.
+    pub redemption: Option<RedemptionView>,
+    /// RFC 3339.
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// RFC 3339.
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// A token write, validated.
 #[derive(Debug, Clone)]
 enum Operation {
@@ -115,25 +202,24 @@ pub async fn transaction(state: &AppState, id: &str) -> Result<Response, ApiErro
     let attempts = tx_attempts::Entity::find().filter(tx_attempts::Column::TransactionId.eq(id)).count(&state.db).await.map_err(database)?;
     let user = users::Entity::find_by_id(intent.user_id).one(&state.db).await.map_err(database)?;
     let redemption = crate::ledger::redemption::by_burn(&state.db, id).await.map_err(database)?;
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({
-            "id": intent.id,
-            "kind": intent.kind,
-            "status": intent.status,
-            "amount": format_units(U256::from_str_radix(&intent.amount, 10).unwrap_or_default()),
-            "user": user.map(|u| u.external_ref),
-            "reason": intent.reason,
-            "tx_hash": intent.tx_hash,
-            "nonce": intent.nonce,
-            "block_number": intent.block_number,
-            "attempts": attempts,
-            "last_error": intent.last_error,
-            "redemption": redemption.map(|r| json!({ "id": r.id, "status": r.status, "payable": crate::ledger::redemption::payable(&r, &intent.status) })),
-            "created_at": intent.created_at,
-            "updated_at": intent.updated_at,
-        }),
-    ))
+    let redemption = redemption.map(|r| RedemptionView { payable: crate::ledger::redemption::payable(&r, &intent.status), id: r.id, status: r.status });
+    let view = TransactionView {
+        id: intent.id,
+        kind: intent.kind,
+        status: intent.status,
+        amount: format_units(U256::from_str_radix(&intent.amount, 10).unwrap_or_default()),
+        user: user.map(|u| u.external_ref),
+        reason: intent.reason,
+        tx_hash: intent.tx_hash,
+        nonce: intent.nonce,
+        block_number: intent.block_number,
+        attempts,
+        last_error: intent.last_error,
+        redemption,
+        created_at: intent.created_at,
+        updated_at: intent.updated_at,
+    };
+    Ok(json_response(StatusCode::OK, &json!(view)))
 }
 
 /// Reads a JSON object body within the body limit and its Idempotency-Key
@@ -265,29 +351,22 @@ async fn perform(txn: &DatabaseTransaction, state: &AppState, operation: Operati
             token::mint(txn, state.keys.as_ref(), &config.rewards.limits, MintOrder { user: user.clone(), amount, reason: reason.clone(), source }).await.map(|minted| {
                 let status = minted.intent.status.clone();
                 info!(user = %user, transaction_id = %minted.intent.id, %status, "API mint queued");
-                let body = json!({
-                    "transaction_id": minted.intent.id,
-                    "status": status,
-                    "user": user,
-                    "amount": format_units(amount),
-                    "reason": reason,
-                    "held_reason": minted.held,
-                });
-                Performed::Done(StatusCode::ACCEPTED, body, minted.intent.hot_wallet_id)
+                let body = MintAccepted { transaction_id: minted.intent.id, status, user, amount: format_units(amount), reason, held_reason: minted.held };
+                Performed::Done(StatusCode::ACCEPTED, json!(body), minted.intent.hot_wallet_id)
             })
         }
         Operation::Redeem { user, amount, payout } => token::redeem(txn, RedeemOrder { user: user.clone(), amount, payout, source }).await.map(|redeemed| {
             info!(user = %user, redemption_id = %redeemed.redemption.id, transaction_id = %redeemed.burn.id, "Redemption opened");
-            let body = json!({
-                "redemption_id": redeemed.redemption.id,
-                "transaction_id": redeemed.burn.id,
-                "status": redeemed.redemption.status,
-                "burn_status": redeemed.burn.status,
-                "payable": false,
-                "user": user,
-                "amount": format_units(amount),
-            });
-            Performed::Done(StatusCode::ACCEPTED, body, redeemed.burn.hot_wallet_id)
+            let body = RedeemAccepted {
+                redemption_id: redeemed.redemption.id,
+                transaction_id: redeemed.burn.id,
+                status: redeemed.redemption.status,
+                burn_status: redeemed.burn.status,
+                payable: false,
+                user,
+                amount: format_units(amount),
+            };
+            Performed::Done(StatusCode::ACCEPTED, json!(body), redeemed.burn.hot_wallet_id)
         }),
     };
     match result {

@@ -14,6 +14,7 @@ mod cross_app;
 mod error;
 pub mod guard;
 mod health;
+pub mod openapi;
 pub mod limits;
 pub mod routes;
 mod stream;
@@ -324,6 +325,7 @@ async fn dispatch(state: &AppState, request: Request<Incoming>, client: IpAddr, 
         (Endpoint::Webhook, _) => webhook::receive(state, request, param(0), Some(param(1)), request_id, client).await,
         (Endpoint::Health, _) => Ok(health::health(state).await),
         (Endpoint::Metrics, _) => Ok(metrics()),
+        (Endpoint::OpenApi, _) => Ok(json_text(StatusCode::OK, openapi::json())),
         (Endpoint::Mint, Some(caller)) => api::mint(state, request, caller, request_id).await,
         (Endpoint::Redeem, Some(caller)) => api::redeem(state, request, caller, request_id).await,
         (Endpoint::User, Some(_)) => api::user(state, param(0)).await,
@@ -332,7 +334,7 @@ async fn dispatch(state: &AppState, request: Request<Incoming>, client: IpAddr, 
         (Endpoint::ValidateSession, _) => cross_app::validate_session(state, request).await,
         (Endpoint::UserAccounts, _) => cross_app::user_accounts(state, request).await,
         (Endpoint::ValidatePermission, _) => cross_app::validate_permission(state, request).await,
-        (Endpoint::Stream, Some(_)) => stream::open(state, &request),
+        (Endpoint::Stream, Some(_)) => stream::open(state, &request).await,
         (Endpoint::Admin(action), Some(caller)) => admin::handle(state, request, action, &params, caller, client, request_id).await,
         (endpoint, None) => Err(ApiError::internal(format!("route {endpoint:?} is missing its API key scope"))),
     }
@@ -374,7 +376,12 @@ fn is_valid_request_id(id: &str) -> bool {
 
 /// A JSON response with the given status.
 pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
-    let mut response = http::Response::new(full(body.to_string()));
+    json_text(status, body.to_string())
+}
+
+/// A response whose body is already JSON text.
+pub(crate) fn json_text(status: StatusCode, body: impl Into<Bytes>) -> Response {
+    let mut response = http::Response::new(full(body));
     *response.status_mut() = status;
     response
         .headers_mut()

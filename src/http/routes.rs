@@ -16,6 +16,8 @@ pub enum Endpoint {
     Health,
     /// `GET /metrics`.
     Metrics,
+    /// `GET /api/openapi.json`.
+    OpenApi,
     /// `POST /api/v1/token/mint`.
     Mint,
     /// `POST /api/v1/token/redeem`.
@@ -63,6 +65,7 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/webhooks/{partner}/{event}", Endpoint::Webhook, None),
     route(Method::GET, "/health", Endpoint::Health, None),
     route(Method::GET, "/metrics", Endpoint::Metrics, None),
+    route(Method::GET, "/api/openapi.json", Endpoint::OpenApi, None),
     route(Method::POST, "/api/v1/token/mint", Endpoint::Mint, Some(Scope::Token)),
     route(Method::POST, "/api/v1/token/redeem", Endpoint::Redeem, Some(Scope::Token)),
     route(Method::GET, "/api/v1/users/{user}", Endpoint::User, Some(Scope::Token)),

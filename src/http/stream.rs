@@ -40,12 +40,18 @@ type Sender = mpsc::Sender<Result<Frame<Bytes>, Infallible>>;
 
 /// Opens a stream: 503 over `stream.max_streams`, 400 for a malformed
 /// `Last-Event-ID`; otherwise a `text/event-stream` response whose body a
-/// polling task fills.
-pub fn open(state: &AppState, request: &Request<Incoming>) -> Result<Response, ApiError> {
+/// polling task fills. A client without `Last-Event-ID` starts at the
+/// journal's end as it is when the response starts, so every change
+/// committed after the client has its headers is sent.
+pub async fn open(state: &AppState, request: &Request<Incoming>) -> Result<Response, ApiError> {
     let settings = state.config.load().stream.clone();
     let last = last_event_id(request.headers())?;
     let user = user_filter(request.uri().query());
     let permit = state.streams.clone().try_acquire_owned().map_err(|_| ApiError::too_many_streams(settings.max_streams))?;
+    let last = match last {
+        Some(last) => last,
+        None => store::newest(&state.db).await.map_err(|e| ApiError::database_unavailable(format!("database: {e}")))?,
+    };
     let (sender, receiver) = mpsc::channel(CHANNEL_FRAMES);
     tokio::spawn(run(state.db.clone(), settings, last, user, sender, state.shutdown.clone(), permit));
     let mut response = http::Response::new(StreamBody::new(ReceiverStream::new(receiver)).boxed());
@@ -85,7 +91,7 @@ fn user_filter(query: Option<&str>) -> Option<String> {
 async fn run(
     db: DatabaseConnection,
     settings: StreamConfig,
-    last: Option<i64>,
+    last: i64,
     user: Option<String>,
     sender: Sender,
     mut shutdown: watch::Receiver<bool>,
@@ -99,7 +105,7 @@ async fn run(
     if !send(&sender, format!(": connected\nretry: {RECONNECT_MS}\n\n")).await {
         return;
     }
-    let mut cursor = last.map(Cursor::new);
+    let mut cursor = Cursor::new(last);
     let mut failing = false;
     loop {
         tokio::select! {
@@ -135,16 +141,11 @@ async fn run(
 /// through; `Ok(false)` when the client is gone.
 async fn deliver(
     db: &DatabaseConnection,
-    cursor: &mut Option<Cursor>,
+    cursor: &mut Cursor,
     user: Option<&str>,
     grace: Duration,
     sender: &Sender,
 ) -> Result<bool, sea_orm::DbErr> {
-    let cursor = match cursor {
-        Some(cursor) => cursor,
-        // A client without Last-Event-ID starts at the journal's end.
-        None => cursor.insert(Cursor::new(store::newest(db).await?)),
-    };
     loop {
         let rows = store::after(db, cursor.last(), BATCH).await?;
         let ids: Vec<i64> = rows.iter().map(|row| row.id).collect();

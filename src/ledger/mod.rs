@@ -263,15 +263,17 @@ pub async fn find_user(db: &impl ConnectionTrait, reference: &str) -> Result<Opt
 }
 
 /// A user's standing by the ledger (HNV decimal strings).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct UserSummary {
     /// havend's id.
+    #[schema(value_type = String, format = "uuid")]
     pub id: Uuid,
     /// `{partner}:{external id}`.
     pub user: String,
     /// The custodial address tokens are minted to.
     pub address: String,
     /// The hot wallet that signs for the user.
+    #[schema(value_type = String, format = "uuid")]
     pub hot_wallet_id: Uuid,
     /// Confirmed mints minus confirmed burns.
     pub confirmed: String,

@@ -11,6 +11,7 @@ mod crash;
 mod guards;
 mod intake;
 mod monitor;
+mod openapi;
 mod ops;
 mod processing;
 mod reload;
