@@ -71,12 +71,15 @@ struct HealthBody {
 #[allow(dead_code, reason = "the handler reads the fields one by one for precise errors")]
 struct MintRequest {
     /// `{partner}:{external id}` or havend's user id.
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$", example = "aurora:guest_001")]
     user: String,
     /// HNV as a decimal string, at most 18 decimals, > 0.
-    #[schema(example = "12.5")]
+    #[schema(example = "12.5", pattern = "^([1-9][0-9]{0,30}(\\.[0-9]{1,18})?|0\\.[0-9]{0,17}[1-9])$")]
     amount: String,
+    #[schema(max_length = 512)]
     reason: Option<String>,
     /// Used when no `Idempotency-Key` header is sent.
+    #[schema(pattern = "^[A-Za-z0-9_-]{8,64}$")]
     idempotency_key: Option<String>,
 }
 
@@ -84,18 +87,19 @@ struct MintRequest {
 #[derive(ToSchema)]
 #[allow(dead_code, reason = "the handler reads the fields one by one for precise errors")]
 struct RedeemRequest {
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$", example = "aurora:guest_001")]
     user: String,
-    #[schema(example = "40.25")]
+    #[schema(example = "40.25", pattern = "^([1-9][0-9]{0,30}(\\.[0-9]{1,18})?|0\\.[0-9]{0,17}[1-9])$")]
     amount: String,
     /// Where the money goes; kept as sent.
     payout: serde_json::Map<String, serde_json::Value>,
-    idempotency_key: Option<String>,
 }
 
 /// `POST /api/cross-app/generate-session`.
 #[derive(ToSchema)]
 #[allow(dead_code, reason = "documents the request `cross_app` reads")]
 struct SessionRequest {
+    #[schema(min_length = 1, max_length = 255, pattern = "^[^\\x00]*[^\\x00\\s][^\\x00]*$", example = "aurora:guest_001")]
     user: String,
 }
 
@@ -111,6 +115,7 @@ struct SessionBody {
 #[derive(ToSchema)]
 #[allow(dead_code, reason = "documents the request `cross_app` reads")]
 struct SessionTokenRequest {
+    #[schema(pattern = "^[A-Za-z0-9_-]{43}$")]
     session_token: String,
 }
 
@@ -144,8 +149,13 @@ struct UserAccounts {
 #[derive(ToSchema)]
 #[allow(dead_code, reason = "documents the request `cross_app` reads")]
 struct PermissionRequest {
+    #[schema(pattern = "^[A-Za-z0-9_-]{43}$")]
     session_token: String,
+    /// `read` is the only permission a session can hold.
+    #[schema(min_length = 1, max_length = 512)]
     permission: String,
+    /// `user:<ref>` or `wallet:<address>`.
+    #[schema(min_length = 1, max_length = 512)]
     resource: String,
 }
 
@@ -169,8 +179,8 @@ struct Doc {
     tag: &'static str,
     request: Option<&'static str>,
     success: (&'static str, Body),
-    query: &'static [&'static str],
-    headers: &'static [&'static str],
+    query: &'static [(&'static str, Option<i64>)],
+    headers: &'static [(&'static str, bool)],
 }
 
 /// A success body: a named schema, any JSON object, or text.
@@ -193,29 +203,29 @@ fn describe(endpoint: Endpoint) -> Doc {
         Endpoint::Health => doc("Health of the database, the chain and Redis", "operations", None, ("200", Schema("HealthBody"))),
         Endpoint::Metrics => doc("Prometheus metrics", "operations", None, ("200", Text("text/plain"))),
         Endpoint::OpenApi => doc("This document", "operations", None, ("200", Object)),
-        Endpoint::Mint => Doc { headers: &["Idempotency-Key"], ..doc("Mint HNV to a user", "token", Some("MintRequest"), ("202", Schema("MintAccepted"))) },
+        Endpoint::Mint => Doc { headers: &[("Idempotency-Key", false)], ..doc("Mint HNV to a user", "token", Some("MintRequest"), ("202", Schema("MintAccepted"))) },
         Endpoint::Redeem => Doc {
-            headers: &["Idempotency-Key"],
+            headers: &[("Idempotency-Key", true)],
             ..doc("Burn HNV for a fiat payout (Idempotency-Key required)", "token", Some("RedeemRequest"), ("202", Schema("RedeemAccepted")))
         },
         Endpoint::User => doc("A user's wallet and balances", "token", None, ("200", Schema("UserSummary"))),
         Endpoint::Transaction => doc("An intent's status, hash, nonce and attempts", "token", None, ("200", Schema("TransactionView"))),
         Endpoint::Stream => Doc {
-            query: &["user"],
-            headers: &["Last-Event-ID"],
+            query: &[("user", None)],
+            headers: &[("Last-Event-ID", false)],
             ..doc("Server-sent transaction and ticketing status changes", "token", None, ("200", Text("text/event-stream")))
         },
         Endpoint::GenerateSession => doc("Open a cross-app session for a user", "cross-app", Some("SessionRequest"), ("200", Schema("SessionBody"))),
         Endpoint::ValidateSession => Doc {
-            headers: &["X-Shared-Secret"],
+            headers: &[("X-Shared-Secret", true)],
             ..doc("Check a session token", "cross-app", Some("SessionTokenRequest"), ("200", Schema("SessionValidity")))
         },
         Endpoint::UserAccounts => Doc {
-            headers: &["X-Shared-Secret", "X-Session-Token"],
+            headers: &[("X-Shared-Secret", true), ("X-Session-Token", true)],
             ..doc("The session user's accounts", "cross-app", None, ("200", Schema("UserAccounts")))
         },
         Endpoint::ValidatePermission => Doc {
-            headers: &["X-Shared-Secret"],
+            headers: &[("X-Shared-Secret", true)],
             ..doc("Whether a session may do something", "cross-app", Some("PermissionRequest"), ("200", Schema("PermissionAnswer")))
         },
         Endpoint::Admin(action) => describe_admin(action),
@@ -241,10 +251,10 @@ fn describe_admin(action: Admin) -> Doc {
         Admin::PauseSet => doc("Pause or resume minting on every daemon", "admin", Some("PauseRequest"), ("200", Body::Object)),
         Admin::TransactionsSummary => admin("Transaction monitoring summary", "200"),
         Admin::TransactionRetry => admin("Nudge the wallet of an intent still on its way", "202"),
-        Admin::Events => Doc { query: &["partner", "status", "limit"], ..admin("List webhook events (without bodies)", "200") },
+        Admin::Events => Doc { query: &[("partner", None), ("status", None), ("limit", Some(200))], ..admin("List webhook events (without bodies)", "200") },
         Admin::Event => admin("A webhook event's status by partner event id", "200"),
         Admin::EventReplay => admin("Replay a dead-lettered event", "200"),
-        Admin::Alerts => Doc { query: &["limit"], ..admin("Recent alerts with delivery results", "200") },
+        Admin::Alerts => Doc { query: &[("limit", Some(500))], ..admin("Recent alerts with delivery results", "200") },
         Admin::AlertStats => admin("Alert and delivery counts", "200"),
         Admin::AlertTest => admin("Raise and deliver a test alert", "200"),
         Admin::Config => admin("Effective config (secrets redacted) and the last reload", "200"),
@@ -315,11 +325,17 @@ fn operation(route: &Route) -> utoipa::openapi::path::Operation {
     for name in route.path.split('/').filter_map(|part| part.strip_prefix('{')?.strip_suffix('}')) {
         builder = builder.parameter(parameter(name, ParameterIn::Path, Required::True));
     }
-    for name in doc.query {
-        builder = builder.parameter(parameter(name, ParameterIn::Query, Required::False));
+    for (name, maximum) in doc.query {
+        let schema = match maximum {
+            Some(maximum) => ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(*maximum)).build(),
+            None => ObjectBuilder::new().schema_type(Type::String).build(),
+        };
+        builder = builder.parameter(
+            ParameterBuilder::new().name(*name).parameter_in(ParameterIn::Query).required(Required::False).schema(Some(RefOr::T(Schema::Object(schema)))).build(),
+        );
     }
-    for name in doc.headers {
-        builder = builder.parameter(parameter(name, ParameterIn::Header, Required::False));
+    for (name, required) in doc.headers {
+        builder = builder.parameter(parameter(name, ParameterIn::Header, if *required { Required::True } else { Required::False }));
     }
     if let Some(request) = doc.request {
         let content = ContentBuilder::new().schema(Some(Ref::from_schema_name(request))).build();
@@ -351,8 +367,18 @@ fn string_schema() -> RefOr<Schema> {
     RefOr::T(Schema::Object(ObjectBuilder::new().schema_type(Type::String).build()))
 }
 
+/// A path or header parameter, with the constraints havend checks (so a generated request
+/// that fits the document is one havend accepts).
 fn parameter(name: &str, location: ParameterIn, required: Required) -> utoipa::openapi::path::Parameter {
-    ParameterBuilder::new().name(name).parameter_in(location).required(required).schema(Some(string_schema())).build()
+    let string = || ObjectBuilder::new().schema_type(Type::String);
+    let schema = match name {
+        "id" => string().format(Some(utoipa::openapi::SchemaFormat::Custom("uuid".into()))).build(),
+        "Last-Event-ID" => string().pattern(Some("^[0-9]{1,18}$")).build(),
+        "Idempotency-Key" => string().pattern(Some("^[A-Za-z0-9_-]{8,64}$")).build(),
+        "X-Session-Token" => string().pattern(Some("^[A-Za-z0-9_-]{43}$")).build(),
+        _ => string().min_length(Some(1)).max_length(Some(255)).pattern(Some("^[^\\x00-\\x1f]+$")).build(),
+    };
+    ParameterBuilder::new().name(name).parameter_in(location).required(required).schema(Some(RefOr::T(Schema::Object(schema)))).build()
 }
 
 /// `post_api_v1_token_mint`, unique per route.

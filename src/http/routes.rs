@@ -92,7 +92,7 @@ pub const ROUTES: &[Route] = &[
     admin(Method::GET, "/api/v1/admin/transactions/summary", Admin::TransactionsSummary),
     admin(Method::POST, "/api/v1/admin/transactions/{id}/retry", Admin::TransactionRetry),
     admin(Method::GET, "/api/v1/admin/events", Admin::Events),
-    admin(Method::GET, "/api/v1/admin/events/{partner}/{partner_event_id}", Admin::Event),
+    admin(Method::GET, "/api/v1/admin/events/by-partner/{partner}/{partner_event_id}", Admin::Event),
     admin(Method::POST, "/api/v1/admin/events/{id}/replay", Admin::EventReplay),
     admin(Method::GET, "/api/v1/admin/alerts", Admin::Alerts),
     admin(Method::GET, "/api/v1/admin/alerts/stats", Admin::AlertStats),
@@ -144,7 +144,7 @@ pub enum Admin {
     TransactionRetry,
     /// `GET /api/v1/admin/events?partner=&status=&limit=`.
     Events,
-    /// `GET /api/v1/admin/events/{partner}/{partner_event_id}`.
+    /// `GET /api/v1/admin/events/by-partner/{partner}/{partner_event_id}`.
     Event,
     /// `POST /api/v1/admin/events/{id}/replay`.
     EventReplay,

@@ -215,10 +215,10 @@ async fn events_are_listed_filtered_shown_and_a_dead_letter_replayed(backend: Ba
     assert_eq!(aurora.json["events"].as_array().unwrap().len(), 1);
     assert_eq!(get(&daemon, "/api/v1/admin/events?limit=0").await.status, 400);
 
-    let status = get(&daemon, "/api/v1/admin/events/stripe/evt_admin_1").await;
+    let status = get(&daemon, "/api/v1/admin/events/by-partner/stripe/evt_admin_1").await;
     assert_eq!((status.status, status.json["status"].as_str()), (200, Some("dead_letter")), "{:?}", status.json);
-    assert_eq!(get(&daemon, "/api/v1/admin/events/stripe/evt_nope").await.status, 404);
-    let booking = get(&daemon, "/api/v1/admin/events/aurora/booking-created%3Abk_admin_1").await;
+    assert_eq!(get(&daemon, "/api/v1/admin/events/by-partner/stripe/evt_nope").await.status, 404);
+    let booking = get(&daemon, "/api/v1/admin/events/by-partner/aurora/booking-created%3Abk_admin_1").await;
     assert_eq!(booking.json["status"], "processed", "{:?}", booking.json);
 
     let processed = post(&daemon, "/api/v1/admin/events/aurora:booking-created:bk_admin_1/replay", &json!({})).await;
