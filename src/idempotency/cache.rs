@@ -88,8 +88,9 @@ impl Cache {
         };
         match client {
             Ok(client) => {
-                // Reconnects on its own; commands fail fast meanwhile.
-                let _ = client.connect();
+                // The connection task runs (and reconnects) on its own; its
+                // handle is not needed, and commands fail fast until it is up.
+                drop(client.connect());
                 let options = Options { fail_fast: true, timeout: Some(timeout), max_attempts: Some(1), ..Options::default() };
                 Self { client: Some(client), prefix: config.key_prefix.clone(), options }
             }

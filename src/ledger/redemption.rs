@@ -11,7 +11,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
-use super::{BROADCAST, CANCELLED, CONFIRMED, FAILED, HELD, LedgerError, NewIntent, Provenance, QUEUED, SIGNED, enqueue_with};
+use super::{BROADCAST, CANCELLED, CONFIRMED, HELD, LedgerError, NewIntent, Provenance, QUEUED, SIGNED, enqueue_with};
 use crate::chain::CallKind;
 use crate::custody::MasterKeys;
 
@@ -43,7 +43,7 @@ pub async fn open(
         updated_at: Set(now),
     };
     redemption_requests::Entity::insert(row.clone()).exec_without_returning(db).await?;
-    Ok(sea_orm::TryIntoModel::try_into_model(row)?)
+    sea_orm::TryIntoModel::try_into_model(row)
 }
 
 /// The redemption whose burn is `burn_id`.
@@ -66,10 +66,19 @@ pub enum PayoutOutcome {
     /// Failed; the re-credit mint (if the burn had confirmed) is `recredit`.
     Failed {
         /// The re-credit intent, when one was owed.
-        recredit: Option<transactions::Model>,
+        recredit: Option<Recredit>,
     },
     /// The burn is signed or on its way: decide once it settles.
     BurnInFlight,
+}
+
+/// The mint that gives a failed payout's tokens back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recredit {
+    /// The intent.
+    pub id: Uuid,
+    /// The hot wallet that will sign it (to nudge).
+    pub hot_wallet_id: Uuid,
 }
 
 /// Why a payout event cannot be applied.
@@ -146,12 +155,12 @@ pub async fn apply_payout(
                 reverses: None,
             };
             let provenance = Provenance { event_id, ..Provenance::default() };
-            Some(enqueue_with(db, keys, intent, provenance).await?.intent)
+            let intent = enqueue_with(db, keys, intent, provenance).await?.intent;
+            Some(Recredit { id: intent.id, hot_wallet_id: intent.hot_wallet_id })
         }
         // FAILED or CANCELLED: nothing was burned, so nothing is owed.
         _ => None,
     };
-    debug_assert!(burn.status != FAILED || recredit.is_none());
     set_status(db, redemption.id, &[OPEN, PAID], FAILED_PAYOUT, event_ref, recredit.as_ref().map(|r| r.id)).await?;
     Ok(PayoutOutcome::Failed { recredit })
 }
