@@ -28,6 +28,10 @@ pub enum TokenError {
         /// Confirmed minus unsettled burns (HNV).
         available: String,
     },
+    /// The intent's source exists already: its Idempotency-Key ran before and
+    /// its stored response expired, so the key cannot be used again.
+    #[error("this Idempotency-Key was used before (its stored response has expired); send a new key")]
+    KeyAlreadyUsed,
     /// The ledger failed (no hot wallet, no master key, database).
     #[error(transparent)]
     Ledger(#[from] LedgerError),
@@ -69,16 +73,19 @@ pub struct Minted {
 pub async fn mint(db: &impl ConnectionTrait, keys: Option<&MasterKeys>, limits: &MintLimits, order: MintOrder) -> Result<Minted, TokenError> {
     let user = match ledger::find_user(db, &order.user).await? {
         Some(user) => user.external_ref,
+        // havend's own ids name existing users only; anything else is a partner reference.
+        None if uuid::Uuid::parse_str(&order.user).is_ok() => return Err(TokenError::UnknownUser(order.user)),
         None => order.user.clone(),
     };
     let day = chrono::Utc::now().date_naive().to_string();
     let provenance = Provenance { limit_day: Some(day.clone()), ..Provenance::default() };
     let intent = NewIntent { user: user.clone(), kind: CallKind::Mint, amount: order.amount, reason: order.reason, source: order.source, reverses: None };
     let enqueued = ledger::enqueue_with(db, keys, intent, provenance).await?;
+    if !enqueued.created {
+        return Err(TokenError::KeyAlreadyUsed);
+    }
     let mut held = None;
-    if enqueued.created
-        && let Admission::Over(reason) = limits::admit(db, limits, &user, &day, order.amount).await?
-    {
+    if let Admission::Over(reason) = limits::admit(db, limits, &user, &day, order.amount).await? {
         crate::rewards::handlers::hold_intent(db, &enqueued.intent, &user, &reason).await?;
         held = Some(reason);
     }
@@ -133,9 +140,9 @@ pub async fn redeem(db: &impl ConnectionTrait, order: RedeemOrder) -> Result<Red
         reverses: None,
     };
     let enqueued = ledger::enqueue_with(db, None, intent, Provenance::default()).await?;
-    let redemption = match redemption::by_burn(db, enqueued.intent.id).await? {
-        Some(existing) => existing,
-        None => redemption::open(db, user.id, &enqueued.intent, &order.payout).await?,
-    };
+    if !enqueued.created {
+        return Err(TokenError::KeyAlreadyUsed);
+    }
+    let redemption = redemption::open(db, user.id, &enqueued.intent, &order.payout).await?;
     Ok(Redeemed { redemption, burn: enqueued.intent })
 }

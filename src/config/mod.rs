@@ -1087,9 +1087,24 @@ fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, errors: &mut Vec<Confi
     match toml::from_str(&text) {
         Ok(value) => Some(value),
         Err(error) => {
-            errors.push(ConfigError::Parse { file, message: error.to_string().trim_end().to_owned() });
+            errors.push(ConfigError::Parse { file, message: parse_message(&text, &error) });
             None
         }
+    }
+}
+
+/// A TOML error as line, column and the parser's message, without the
+/// quoted source line the parser's own text carries: the line may hold a
+/// secret, and this message reaches logs, alerts and the admin API.
+fn parse_message(text: &str, error: &toml::de::Error) -> String {
+    match error.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!("line {line}, column {column}: {}", error.message().trim_end())
+        }
+        None => error.message().trim_end().to_owned(),
     }
 }
 
@@ -1340,6 +1355,15 @@ mod tests {
         assert!(error.contains("intake.max_batch: must be between 1 and 2520"), "{error}");
         assert!(load("postgres://db/havend", 10_000).is_ok(), "one unnest statement binds 12 parameters, whatever the batch");
         assert!(load("postgres://db/havend", 10_001).is_err());
+    }
+
+    #[test]
+    fn a_toml_error_names_its_line_but_never_quotes_it() {
+        let text = "[partners.aurora]\nsecrets = [\"very-secret-value\"\n";
+        let error = toml::from_str::<toml::Value>(text).unwrap_err();
+        let message = parse_message(text, &error);
+        assert!(message.starts_with("line "), "{message}");
+        assert!(!message.contains("very-secret-value"), "{message}");
     }
 
     #[test]

@@ -274,7 +274,7 @@ async fn run_keyed(state: &AppState, caller: &Caller, key: &str, body: &Value, o
         Lookup::InFlight => match store::find(&state.db, &caller.key_name, key).await.map_err(database)? {
             Some(row) => match idempotency::decide(&store::seen(&row), &fingerprint, chrono::Utc::now()) {
                 Decision::Replay(response) => {
-                    state.idempotency.store(&caller.key_name, key, &fingerprint, &response, ttl).await;
+                    state.idempotency.store(&caller.key_name, key, &fingerprint, &response, remaining(row.expires_at)).await;
                     return Ok(replay(response));
                 }
                 Decision::Mismatch => return Err(ApiError::idempotency_mismatch()),
@@ -287,12 +287,12 @@ async fn run_keyed(state: &AppState, caller: &Caller, key: &str, body: &Value, o
     }
     let claim = match store::claim(&state.db, &caller.key_name, key, &fingerprint, lease, ttl).await.map_err(database)? {
         Claimed::Owned(claim) => claim,
-        Claimed::Decided(Decision::Replay(response)) => {
-            state.idempotency.store(&caller.key_name, key, &fingerprint, &response, ttl).await;
+        Claimed::Decided(Decision::Replay(response), expires_at) => {
+            state.idempotency.store(&caller.key_name, key, &fingerprint, &response, remaining(expires_at)).await;
             return Ok(replay(response));
         }
-        Claimed::Decided(Decision::Mismatch) => return Err(ApiError::idempotency_mismatch()),
-        Claimed::Decided(_) => return Err(ApiError::in_progress()),
+        Claimed::Decided(Decision::Mismatch, _) => return Err(ApiError::idempotency_mismatch()),
+        Claimed::Decided(_, _) => return Err(ApiError::in_progress()),
     };
     state.idempotency.mark_in_flight(&caller.key_name, key, lease).await;
     if let Some(stall) = stall_for_test(key) {
@@ -385,6 +385,8 @@ async fn perform(txn: &DatabaseTransaction, state: &AppState, operation: Operati
     match result {
         Ok(performed) => Ok(performed),
         Err(TokenError::UnknownUser(user)) => Ok(Performed::Refused(ApiError::not_found(format!("no user {user:?}")))),
+        // Nothing ran and nothing is stored: the key stays unusable.
+        Err(TokenError::KeyAlreadyUsed) => Err(ApiError::idempotency_key_expired()),
         Err(error @ TokenError::InsufficientBalance { .. }) => {
             let TokenError::InsufficientBalance { available, .. } = &error else { unreachable!() };
             let details = json!({ "available": available });
@@ -426,6 +428,12 @@ fn replay(stored: StoredResponse) -> Response {
     let mut response = respond(&stored);
     response.headers_mut().insert(idempotency::REPLAYED_HEADER, HeaderValue::from_static("true"));
     response
+}
+
+/// How long a stored response still has to live: a cache entry never
+/// outlives the key's row.
+fn remaining(expires_at: chrono::DateTime<chrono::Utc>) -> Duration {
+    (expires_at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)
 }
 
 fn nudge(state: &AppState, wallet: Option<Uuid>) {

@@ -188,6 +188,16 @@ impl ApiError {
         )
     }
 
+    /// 422: the Idempotency-Key ran before and its stored response expired.
+    pub fn idempotency_key_expired() -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "IDEMPOTENCY_KEY_REUSED",
+            "this Idempotency-Key was used before and its stored response has expired; send a new key",
+            "This request conflicts with an earlier one.",
+        )
+    }
+
     /// 503: the database could not do the work.
     pub fn database_unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "DATABASE_UNAVAILABLE", message, "The service is temporarily unavailable. Please retry.")

@@ -40,9 +40,11 @@ type Sender = mpsc::Sender<Result<Frame<Bytes>, Infallible>>;
 
 /// Opens a stream: 503 over `stream.max_streams`, 400 for a malformed
 /// `Last-Event-ID`; otherwise a `text/event-stream` response whose body a
-/// polling task fills. A client without `Last-Event-ID` starts at the
-/// journal's end as it is when the response starts, so every change
-/// committed after the client has its headers is sent.
+/// polling task fills. A client without `Last-Event-ID` starts with the
+/// changes of the last `stream.gap_grace_ms`: a change whose id was taken
+/// before the client came but commits after it is still sent (ids are
+/// visible at commit, not in id order), at the price of a few seconds of
+/// history the client may have seen elsewhere (events carry their id).
 pub async fn open(state: &AppState, request: &Request<Incoming>) -> Result<Response, ApiError> {
     let settings = state.config.load().stream.clone();
     let last = last_event_id(request.headers())?;
@@ -50,7 +52,10 @@ pub async fn open(state: &AppState, request: &Request<Incoming>) -> Result<Respo
     let permit = state.streams.clone().try_acquire_owned().map_err(|_| ApiError::too_many_streams(settings.max_streams))?;
     let last = match last {
         Some(last) => last,
-        None => store::newest(&state.db).await.map_err(|e| ApiError::database_unavailable(format!("database: {e}")))?,
+        None => {
+            let cutoff = chrono::Utc::now() - Duration::from_millis(settings.gap_grace_ms);
+            store::newest_before(&state.db, cutoff).await.map_err(|e| ApiError::database_unavailable(format!("database: {e}")))?
+        }
     };
     let (sender, receiver) = mpsc::channel(CHANNEL_FRAMES);
     tokio::spawn(run(state.db.clone(), settings, last, user, sender, state.shutdown.clone(), permit));

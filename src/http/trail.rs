@@ -76,14 +76,26 @@ pub async fn audit(state: &AppState, entry: AuditEntry<'_>) {
     );
 }
 
+/// Server-error rows being written at most; more are logged only.
+pub const MAX_PENDING_ERROR_WRITES: usize = 16;
+
 /// Stores a 5xx answer in `error_logs` under the `error_id` its body carries,
 /// in a background task with a timeout, so a database that is down (often
-/// the very cause of the 5xx) never holds the answer up.
+/// the very cause of the 5xx) never holds the answer up. At most
+/// [`MAX_PENDING_ERROR_WRITES`] writes are pending at once (further ones are
+/// logged only), and load shedding (`OVERLOADED`, `TOO_MANY_STREAMS`) and
+/// `/health`'s 503 are answers by design, not errors: none of them may turn
+/// a flood of cheap requests into database work.
 pub fn record_server_error(state: &AppState, response: &Response, request_id: &str, method: &Method, path: &str) {
-    let (error_id, code, message) = match response.extensions().get::<ErrorRecord>() {
-        Some(record) => (record.error_id, record.code, record.message.clone()),
-        // Every 5xx goes through `ApiError`; should one not, keep a row anyway.
-        None => (uuid::Uuid::new_v4(), "UNKNOWN", String::new()),
+    static PENDING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_PENDING_ERROR_WRITES);
+    let Some(record) = response.extensions().get::<ErrorRecord>() else { return };
+    if matches!(record.code, "OVERLOADED" | "TOO_MANY_STREAMS") {
+        return;
+    }
+    let (error_id, code, message) = (record.error_id, record.code, record.message.clone());
+    let Ok(permit) = PENDING.try_acquire() else {
+        warn!(%error_id, code, "Too many error_logs writes pending; this server error is logged only");
+        return;
     };
     let message = truncate(message, MAX_STORED_MESSAGE);
     let row = error_logs::ActiveModel {
@@ -98,6 +110,7 @@ pub fn record_server_error(state: &AppState, response: &Response, request_id: &s
     };
     let db = state.db.clone();
     tokio::spawn(async move {
+        let _permit = permit;
         match tokio::time::timeout(ERROR_LOG_WRITE_TIMEOUT, row.insert(&db)).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => warn!(%error, %error_id, "Cannot store a server error in error_logs"),

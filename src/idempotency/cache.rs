@@ -143,6 +143,9 @@ impl Cache {
     /// Caches a completed key's response for `ttl`.
     pub async fn store(&self, api_key: &str, key: &str, fingerprint: &str, response: &StoredResponse, ttl: Duration) {
         let Some(client) = &self.client else { return };
+        if ttl.is_zero() {
+            return;
+        }
         let entry = Entry::Done { fingerprint: fingerprint.to_owned(), response: response.clone() };
         let Ok(value) = serde_json::to_string(&entry) else { return };
         let expiry = Expiration::PX(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1));

@@ -32,8 +32,8 @@ pub struct Claim {
 pub enum Claimed {
     /// This request holds the key and must run.
     Owned(Claim),
-    /// Another request has it: replay, refuse (422) or 409.
-    Decided(Decision),
+    /// Another request has it: replay, refuse (422) or 409; with the row's expiry.
+    Decided(Decision, chrono::DateTime<Utc>),
 }
 
 /// Claims `key` for this request: inserts its row (`ON CONFLICT DO NOTHING`,
@@ -93,10 +93,10 @@ pub async fn claim(
                     return Ok(Claimed::Owned(claim));
                 }
             }
-            decision => return Ok(Claimed::Decided(decision)),
+            decision => return Ok(Claimed::Decided(decision, stored.expires_at)),
         }
     }
-    Ok(Claimed::Decided(Decision::InFlight))
+    Ok(Claimed::Decided(Decision::InFlight, Utc::now()))
 }
 
 /// Inside the work's transaction, before any of its writes: true while the

@@ -3,7 +3,8 @@
 //! is confirmed; Stripe's `payout.paid` settles the redemption and
 //! `payout.failed` fails it, re-crediting the user once (source
 //! `recredit:{redemption}`) only if the burn confirmed. A failure wins over
-//! a `paid` that arrives before or after it.
+//! a `paid` that arrives before or after it; a `paid` waits for the burn to
+//! be confirmed.
 
 use chrono::Utc;
 use entity::{redemption_requests, transactions, users};
@@ -68,7 +69,7 @@ pub enum PayoutOutcome {
         /// The re-credit intent, when one was owed.
         recredit: Option<Recredit>,
     },
-    /// The burn is signed or on its way: decide once it settles.
+    /// The burn is not settled yet (queued, signed or on its way): decide once it is.
     BurnInFlight,
 }
 
@@ -115,14 +116,13 @@ pub async fn apply_payout(
     if redemption.status == FAILED_PAYOUT {
         return Ok(if paid { PayoutOutcome::StaysFailed } else { PayoutOutcome::Failed { recredit: None } });
     }
-    if paid {
-        set_status(db, redemption.id, &[OPEN], PAID, event_ref, None).await?;
-        return Ok(PayoutOutcome::Paid);
-    }
     let burn = transactions::Entity::find_by_id(redemption.burn_id)
         .one(db)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound(format!("burn {} of redemption {}", redemption.burn_id, redemption.id)))?;
+    if paid {
+        return settle_paid(db, &redemption, &burn, event_ref).await;
+    }
     let recredit = match burn.status.as_str() {
         QUEUED | HELD => {
             // Not signed yet: withdraw the burn instead of burning and minting back.
@@ -163,6 +163,38 @@ pub async fn apply_payout(
     };
     set_status(db, redemption.id, &[OPEN, PAID], FAILED_PAYOUT, event_ref, recredit.as_ref().map(|r| r.id)).await?;
     Ok(PayoutOutcome::Failed { recredit })
+}
+
+/// A `payout.paid`: settles the redemption once its burn is confirmed. A
+/// payout reported while the burn is still on its way waits for it (the
+/// money must not go out for tokens that may yet stay with the user); one
+/// reported after the burn failed or was withdrawn is recorded and raised
+/// as an error, since the user then holds both.
+async fn settle_paid(
+    db: &impl ConnectionTrait,
+    redemption: &redemption_requests::Model,
+    burn: &transactions::Model,
+    event_ref: &str,
+) -> Result<PayoutOutcome, PayoutError> {
+    match burn.status.as_str() {
+        CONFIRMED => {}
+        QUEUED | HELD | SIGNED | BROADCAST => return Ok(PayoutOutcome::BurnInFlight),
+        _ => {
+            crate::alert::raise(
+                db,
+                crate::alert::Severity::Error,
+                "payout_without_burn",
+                &format!(
+                    "Redemption {} was paid out ({event_ref}) but its burn {} is {}: the user kept the tokens. Reconcile by hand.",
+                    redemption.id, burn.id, burn.status
+                ),
+                serde_json::json!({ "redemption_id": redemption.id, "burn_id": burn.id, "burn_status": burn.status, "event": event_ref }),
+            )
+            .await;
+        }
+    }
+    set_status(db, redemption.id, &[OPEN], PAID, event_ref, None).await?;
+    Ok(PayoutOutcome::Paid)
 }
 
 async fn set_status(db: &impl ConnectionTrait, id: Uuid, from: &[&str], to: &str, event_ref: &str, recredit: Option<Uuid>) -> Result<(), DbErr> {

@@ -15,10 +15,15 @@ pub async fn after(db: &impl ConnectionTrait, after: i64, limit: u64) -> Result<
         .await
 }
 
-/// The newest id in the journal (0 when empty): where a client without
-/// `Last-Event-ID` starts.
-pub async fn newest(db: &impl ConnectionTrait) -> Result<i64, DbErr> {
-    let row = stream_events::Entity::find().order_by_desc(stream_events::Column::Id).one(db).await?;
+/// The highest id of the rows written before `cutoff` (0 when none): where
+/// a client without `Last-Event-ID` starts, so the changes of the last
+/// moments (whose ids may still be uncommitted) reach it under the gap rule.
+pub async fn newest_before(db: &impl ConnectionTrait, cutoff: DateTime<Utc>) -> Result<i64, DbErr> {
+    let row = stream_events::Entity::find()
+        .filter(stream_events::Column::CreatedAt.lt(cutoff))
+        .order_by_desc(stream_events::Column::Id)
+        .one(db)
+        .await?;
     Ok(row.map_or(0, |row| row.id))
 }
 

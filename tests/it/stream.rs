@@ -281,6 +281,8 @@ async fn an_id_that_commits_after_a_later_one_is_not_skipped() {
     let first = insert_intent(&daemon.db, user).await;
     let second = insert_intent(&daemon.db, user).await;
     let mut sse = Sse::open(&daemon, "", None).await;
+    // A new client is sent the last moments' changes too: the two inserts.
+    sse.until(second, "queued").await;
 
     let early = daemon.db.begin().await.unwrap();
     set_status(&early, first, "signed", None).await; // takes the lower id
@@ -294,6 +296,25 @@ async fn an_id_that_commits_after_a_later_one_is_not_skipped() {
     let b = sse.next(WAIT).await.expect("then the later one");
     assert_eq!((a.data["transaction_id"].as_str(), b.data["transaction_id"].as_str()), (Some(first.to_string().as_str()), Some(second.to_string().as_str())));
     assert_eq!(b.id, a.id + 1);
+    daemon.stop().await;
+}
+
+/// PostgreSQL only: a change whose journal id was taken before the client
+/// connected, but that commits after, reaches a client without `Last-Event-ID`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_uncommitted_when_a_client_connects_is_still_sent() {
+    let daemon = TestDaemon::start(Backend::Postgres).await;
+    let user = insert_user(&daemon.db, "aurora:guest_s5").await;
+    let intent = insert_intent(&daemon.db, user).await;
+    let pending = daemon.db.begin().await.unwrap();
+    set_status(&pending, intent, "signed", None).await;
+    let later = insert_intent(&daemon.db, user).await; // a higher id, visible at once
+    let mut sse = Sse::open(&daemon, "", None).await;
+    pending.commit().await.unwrap();
+    // The later id waits behind the pending one's gap, which fills in time.
+    let events = sse.until(later, "queued").await;
+    assert_eq!(statuses(&events, intent), ["queued", "signed"], "{events:?}");
+    assert!(events.windows(2).all(|w| w[0].id < w[1].id), "in id order: {events:?}");
     daemon.stop().await;
 }
 

@@ -493,3 +493,42 @@ async fn a_crash_between_the_commit_and_the_answer_replays_the_stored_result_on_
     let _ = std::process::Command::new("kill").args(["-TERM", &restarted.id().to_string()]).status();
     assert!(restarted.wait().unwrap().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_reused_after_its_response_expired_is_refused_and_runs_nothing() {
+    let daemon = ledger_daemon(Backend::Postgres, |config| {
+        config.api.idempotency_lease_secs = 1;
+        config.api.idempotency_ttl_secs = 1;
+    })
+    .await;
+    let body = json!({ "user": "aurora:ttl", "amount": "3" });
+    let first = call(&daemon, "/api/v1/token/mint", TOKEN_KEY, Some("expiring-key-01"), &body).await;
+    assert_eq!(first.status, 202);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = call(&daemon, "/api/v1/token/mint", TOKEN_KEY, Some("expiring-key-01"), &body).await;
+    assert_eq!(again.status, 422, "{:?}", again.json);
+    assert_eq!(again.json["error"], "IDEMPOTENCY_KEY_REUSED");
+    assert_eq!(transactions::Entity::find().count(&daemon.db).await.unwrap(), 1, "the second request ran nothing");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payout_paid_before_its_burn_is_confirmed_waits_for_the_burn() {
+    let daemon = ledger_daemon(Backend::Postgres, |config| config.processor.retry_base_ms = 100).await;
+    fund(&daemon, "aurora:p2", 50).await;
+    let opened = call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some("early-paid-0001"), &redeem_body("aurora:p2", "10")).await;
+    let id = opened.json["redemption_id"].as_str().unwrap().to_owned();
+    daemon.deliver(havend::webhooks::Partner::Stripe, None, &payout("evt_early_paid", "payout.paid", &id)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(redemption(&daemon, &id).await.status, "open", "no payout is settled while its burn is queued");
+    set_status(&daemon, opened.json["transaction_id"].as_str().unwrap().parse().unwrap(), "confirmed").await;
+    assert!(
+        eventually(Duration::from_secs(20), || async {
+            daemon.daemon().nudge_processors();
+            redemption(&daemon, &id).await.status == "paid"
+        })
+        .await,
+        "settled once the burn confirmed"
+    );
+    daemon.stop().await;
+}
