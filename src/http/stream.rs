@@ -33,6 +33,9 @@ pub const LAST_EVENT_ID: &str = "last-event-id";
 const BATCH: u64 = 500;
 /// Frames buffered per stream before the task waits for the client.
 const CHANNEL_FRAMES: usize = 64;
+/// A client that reads nothing for this long loses its stream, so a stalled
+/// reader cannot hold a slot (or delay shutdown) indefinitely.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// What a client is told to wait before reconnecting (SSE `retry:`).
 const RECONNECT_MS: u64 = 2_000;
 
@@ -175,8 +178,11 @@ async fn deliver(
 }
 
 /// Sends one frame; false when the client is gone.
+/// Queues one frame; false when the client is gone or has not read for
+/// [`SEND_TIMEOUT`] (its stream then ends and frees its slot; it may
+/// reconnect with `Last-Event-ID`).
 async fn send(sender: &Sender, text: String) -> bool {
-    sender.send(Ok(Frame::data(Bytes::from(text)))).await.is_ok()
+    matches!(tokio::time::timeout(SEND_TIMEOUT, sender.send(Ok(Frame::data(Bytes::from(text))))).await, Ok(Ok(())))
 }
 
 #[cfg(test)]
