@@ -44,7 +44,7 @@ impl DevApiKeys {
     pub fn load_or_create(data_dir: &Path) -> anyhow::Result<DevApiKeys> {
         let file = data_dir.join(DEV_API_KEYS_FILE);
         if let Ok(text) = std::fs::read_to_string(&file) {
-            return Ok(serde_json::from_str(&text).with_context(|| format!("cannot read {}", file.display()))?);
+            return serde_json::from_str(&text).with_context(|| format!("cannot read {}", file.display()));
         }
         let random = || format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         let keys = DevApiKeys { token: format!("hv_tok_{}", random()), admin: format!("hv_adm_{}", random()) };

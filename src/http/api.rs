@@ -271,18 +271,19 @@ async fn run_keyed(state: &AppState, caller: &Caller, key: &str, body: &Value, o
         Lookup::Done { .. } => return Err(ApiError::idempotency_mismatch()),
         // A mark can outlive its request (a cache write lost after the
         // commit): one read of the row confirms it before answering 409.
-        Lookup::InFlight => match store::find(&state.db, &caller.key_name, key).await.map_err(database)? {
-            Some(row) => match idempotency::decide(&store::seen(&row), &fingerprint, chrono::Utc::now()) {
-                Decision::Replay(response) => {
-                    state.idempotency.store(&caller.key_name, key, &fingerprint, &response, remaining(row.expires_at)).await;
-                    return Ok(replay(response));
+        Lookup::InFlight => {
+            if let Some(row) = store::find(&state.db, &caller.key_name, key).await.map_err(database)? {
+                match idempotency::decide(&store::seen(&row), &fingerprint, chrono::Utc::now()) {
+                    Decision::Replay(response) => {
+                        state.idempotency.store(&caller.key_name, key, &fingerprint, &response, remaining(row.expires_at)).await;
+                        return Ok(replay(response));
+                    }
+                    Decision::Mismatch => return Err(ApiError::idempotency_mismatch()),
+                    Decision::InFlight => return Err(ApiError::in_progress()),
+                    Decision::TakeOver => {}
                 }
-                Decision::Mismatch => return Err(ApiError::idempotency_mismatch()),
-                Decision::InFlight => return Err(ApiError::in_progress()),
-                Decision::TakeOver => {}
-            },
-            None => {}
-        },
+            }
+        }
         Lookup::Miss => {}
     }
     let claim = match store::claim(&state.db, &caller.key_name, key, &fingerprint, lease, ttl).await.map_err(database)? {

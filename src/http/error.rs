@@ -22,13 +22,11 @@ pub struct ApiError {
     pub details: Value,
     /// Seconds to send in `Retry-After` (429/503).
     pub retry_after: Option<u32>,
-    /// The methods to send in `Allow` (405, RFC 9110).
-    pub allow: Option<String>,
 }
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>, user_message: &'static str) -> Self {
-        Self { status, code, message: message.into(), user_message, details: json!({}), retry_after: None, allow: None }
+        Self { status, code, message: message.into(), user_message, details: json!({}), retry_after: None }
     }
 
     /// 404: no such route, partner or event.
@@ -45,12 +43,6 @@ impl ApiError {
             "This action is not supported.",
         )
         .with_details(json!({ "allowed": allowed }))
-        .allowing(allowed)
-    }
-
-    fn allowing(mut self, allowed: &str) -> Self {
-        self.allow = Some(allowed.to_owned());
-        self
     }
 
     /// 413: the body is over the configured limit.
@@ -253,7 +245,10 @@ impl ApiError {
         if let Ok(error_id) = uuid::Uuid::parse_str(&error_id) {
             response.extensions_mut().insert(ErrorRecord { error_id, code: self.code, message: self.message });
         }
-        if let Some(allow) = self.allow.as_deref().and_then(|a| HeaderValue::from_str(a).ok()) {
+        // RFC 9110: a 405 says which methods the resource has.
+        if self.status == StatusCode::METHOD_NOT_ALLOWED
+            && let Some(allow) = self.details["allowed"].as_str().and_then(|a| HeaderValue::from_str(a).ok())
+        {
             response.headers_mut().insert(http::header::ALLOW, allow);
         }
         if let Some(seconds) = self.retry_after {

@@ -69,6 +69,7 @@ async fn unknown_partner_or_event_is_404(backend: Backend) {
     }
     let answer = daemon.get("/webhooks/aurora/booking-created").await;
     assert_eq!(answer.status, 405);
+    assert_eq!(answer.headers.get("allow").map(|v| v.to_str().unwrap()), Some("POST"), "RFC 9110: a 405 names the allowed methods");
     assert_eq!(daemon.stored().await, 0);
     daemon.stop().await;
 }
