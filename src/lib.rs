@@ -24,6 +24,7 @@
 //! - [`db`] opens the database and runs migrations.
 //! - [`cli`] and [`dev`] are the `havend` command line and its all-in-one dev mode.
 //! - [`telemetry`] sets up logging and the Prometheus metrics.
+//! - [`hooks`] holds what the test-only failpoints share.
 //! - [`systemd`] speaks systemd's readiness and watchdog protocol.
 //!
 //! [`Daemon::start`] is the one place that wires the supervision tree and the
@@ -37,6 +38,7 @@ pub mod custody;
 pub mod config;
 pub mod db;
 pub mod dev;
+pub mod hooks;
 pub mod http;
 pub mod idempotency;
 pub mod intake;

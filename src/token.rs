@@ -131,6 +131,9 @@ pub async fn redeem(db: &impl ConnectionTrait, order: RedeemOrder) -> Result<Red
             available: crate::chain::format_units(available),
         });
     }
+    if let Some(stall) = stall_for_test(&user.external_ref) {
+        tokio::time::sleep(stall).await;
+    }
     let intent = NewIntent {
         user: user.external_ref.clone(),
         kind: CallKind::Burn,
@@ -145,4 +148,14 @@ pub async fn redeem(db: &impl ConnectionTrait, order: RedeemOrder) -> Result<Red
     }
     let redemption = redemption::open(db, user.id, &enqueued.intent, &order.payout).await?;
     Ok(Redeemed { redemption, burn: enqueued.intent })
+}
+
+/// Test hook: stalls a redemption of `user` between its balance check and
+/// its burn (the `token::stall_after_balance_check` failpoint armed with
+/// `return(<user>=<ms>)`), so a test can prove the per-user lock and not
+/// the luck of the interleaving.
+#[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
+fn stall_for_test(user: &str) -> Option<std::time::Duration> {
+    fail::fail_point!("token::stall_after_balance_check", |armed| crate::hooks::stall_for(armed, user));
+    None
 }

@@ -452,10 +452,6 @@ fn database(error: DbErr) -> ApiError {
 /// a test can let its lease lapse while another request takes the key.
 #[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
 fn stall_for_test(key: &str) -> Option<Duration> {
-    fail::fail_point!("api::stall_after_claim", |armed: Option<String>| {
-        let armed = armed?;
-        let (target, ms) = armed.split_once('=')?;
-        (target == key).then(|| Duration::from_millis(ms.parse().unwrap_or(0)))
-    });
+    fail::fail_point!("api::stall_after_claim", |armed| crate::hooks::stall_for(armed, key));
     None
 }

@@ -162,20 +162,27 @@ async fn redeem_with_the_same_key_replays_status_headers_and_body_and_burns_once
 }
 
 async fn two_redemptions_that_together_exceed_the_balance_are_not_both_accepted(backend: Backend) {
+    let user = match backend {
+        Backend::Postgres => "aurora:split_pg",
+        Backend::Sqlite => "aurora:split_lite",
+    };
     let daemon = ledger_daemon(backend, |_| {}).await;
-    fund(&daemon, "aurora:g2", 100).await;
-    let body = redeem_body("aurora:g2", "60");
-    let (a, b) = tokio::join!(
-        call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some("split-key-0001"), &body),
-        call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some("split-key-0002"), &body),
-    );
-    let mut statuses = [a.status, b.status];
+    fund(&daemon, user, 100).await;
+    // Each redemption pauses between its balance check and its burn, so
+    // without the per-user lock all six would see 100 and all would burn.
+    fail::cfg("token::stall_after_balance_check", "return(aurora:split_pg=200)").unwrap();
+    // Six at once, 30 each, against 100: exactly three fit, whatever the interleaving.
+    let body = redeem_body(user, "30");
+    let keys: Vec<String> = (0..6).map(|i| format!("split-key-000{i}")).collect();
+    let answers = futures_util::future::join_all(keys.iter().map(|key| call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some(key), &body))).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status).collect();
     statuses.sort_unstable();
-    assert_eq!(statuses, [202, 400], "{:?} / {:?}", a.json, b.json);
-    let refused = if a.status == 400 { &a } else { &b };
-    assert_eq!(refused.json["error"], "INSUFFICIENT_BALANCE");
-    assert_eq!(refused.json["details"]["available"], "40");
-    assert_eq!(burns(&daemon).await, 1);
+    assert_eq!(statuses, [202, 202, 202, 400, 400, 400], "{:?}", answers.iter().map(|a| &a.json).collect::<Vec<_>>());
+    for refused in answers.iter().filter(|a| a.status == 400) {
+        assert_eq!(refused.json["error"], "INSUFFICIENT_BALANCE");
+        assert_eq!(refused.json["details"]["available"], "10");
+    }
+    assert_eq!(burns(&daemon).await, 3);
     daemon.stop().await;
 }
 
@@ -224,7 +231,9 @@ async fn a_first_request_stalled_past_its_lease_cannot_commit_after_another_took
     let daemon = ledger_daemon(Backend::Postgres, |config| config.api.idempotency_lease_secs = 1).await;
     fund(&daemon, "aurora:g4", 100).await;
     let key = "stalled-key-0001";
-    fail::cfg("api::stall_after_claim", &format!("1*return({key}=2500)")).unwrap();
+    // Both requests stall after their claim, so the first wakes up while the
+    // second (which took the lapsed key over) is still running.
+    fail::cfg("api::stall_after_claim", &format!("2*return({key}=2500)")).unwrap();
     let body = redeem_body("aurora:g4", "30");
     let (first, second) = tokio::join!(call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some(key), &body), async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
