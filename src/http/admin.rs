@@ -263,7 +263,7 @@ impl Call<'_> {
     }
 
     async fn pause_set(&self, request: Request<Incoming>, details: &mut Map<String, Value>) -> Result<Response, ApiError> {
-        let body = read_json(self.state, request).await?;
+        let body = super::read_json(self.state, request).await?.1;
         let Some(paused) = body.get("paused").and_then(Value::as_bool) else {
             return Err(ApiError::validation("paused", "paused must be true or false"));
         };
@@ -447,21 +447,6 @@ fn operator_error(error: OperatorError) -> ApiError {
 
 fn uuid_param(text: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| ApiError::validation("id", "an intent id is a UUID"))
-}
-
-/// Reads a JSON object body within the configured body limit and timeout.
-async fn read_json(state: &AppState, request: Request<Incoming>) -> Result<Value, ApiError> {
-    let (limit, timeout) = {
-        let config = state.config.load();
-        (config.server.body_limit_bytes, config.server.body_read_timeout_ms)
-    };
-    let (parts, body) = request.into_parts();
-    let bytes = super::webhook::read_body(body, parts.headers.get(http::header::CONTENT_LENGTH), limit, timeout).await?;
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_body(format!("the body is not JSON: {e}")))?;
-    if !body.is_object() {
-        return Err(ApiError::bad_body("the body must be a JSON object"));
-    }
-    Ok(body)
 }
 
 /// A path segment or query value, percent-decoded (`aurora%3Ab1` → `aurora:b1`).

@@ -225,13 +225,7 @@ pub async fn transaction(state: &AppState, id: &str) -> Result<Response, ApiErro
 /// Reads a JSON object body within the body limit and its Idempotency-Key
 /// (header first, then `idempotency_key` in the body).
 async fn read_request(state: &AppState, request: Request<Incoming>) -> Result<(Option<String>, Value), ApiError> {
-    let config = state.config.load();
-    let (parts, body) = request.into_parts();
-    let bytes = super::webhook::read_body(body, parts.headers.get(http::header::CONTENT_LENGTH), config.server.body_limit_bytes, config.server.body_read_timeout_ms).await?;
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_body(format!("the body is not JSON: {e}")))?;
-    if !body.is_object() {
-        return Err(ApiError::bad_body("the body must be a JSON object"));
-    }
+    let (parts, body) = super::read_json(state, request).await?;
     let header = match parts.headers.get(idempotency::HEADER) {
         Some(value) => Some(value.to_str().map_err(|_| ApiError::validation("Idempotency-Key", idempotency::KeyError::Malformed.to_string()))?),
         None => None,

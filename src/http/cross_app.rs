@@ -26,7 +26,7 @@ const MAX_TOKEN_LEN: usize = 256;
 /// `POST /api/cross-app/generate-session`: `{"user"}` → `{"session_token","expires_at"}`.
 pub async fn generate_session(state: &AppState, request: Request<Incoming>, caller: &Caller) -> Result<Response, ApiError> {
     let ttl = state.config.load().cross_app.session_ttl_secs;
-    let body = read_json(state, request).await?;
+    let (_, body) = super::read_json(state, request).await?;
     let user = super::api::user_field(&body)?;
     let token = sessions::new_token();
     let ttl = chrono::Duration::seconds(i64::try_from(ttl).unwrap_or(i64::MAX));
@@ -38,7 +38,7 @@ pub async fn generate_session(state: &AppState, request: Request<Incoming>, call
 /// `POST /api/cross-app/validate-session`: `{"session_token"}` → `{"valid","user","expires_at"}`.
 pub async fn validate_session(state: &AppState, request: Request<Incoming>) -> Result<Response, ApiError> {
     check_shared_secret(state, request.headers())?;
-    let body = read_json(state, request).await?;
+    let (_, body) = super::read_json(state, request).await?;
     let session = session_of(state, token_field(&body)?).await?;
     Ok(json_response(StatusCode::OK, &json!({ "valid": true, "user": session.user_ref, "expires_at": timestamp(session.expires_at) })))
 }
@@ -68,7 +68,7 @@ pub async fn user_accounts(state: &AppState, request: Request<Incoming>) -> Resu
 /// → `{"allowed"}`, by the model in [`crate::sessions`].
 pub async fn validate_permission(state: &AppState, request: Request<Incoming>) -> Result<Response, ApiError> {
     check_shared_secret(state, request.headers())?;
-    let body = read_json(state, request).await?;
+    let (_, body) = super::read_json(state, request).await?;
     let token = token_field(&body)?;
     let permission = string_field(&body, "permission")?;
     let resource = string_field(&body, "resource")?;
@@ -104,18 +104,6 @@ async fn session_of(state: &AppState, token: &str) -> Result<cross_app_sessions:
 
 async fn known_user(state: &AppState, reference: &str) -> Result<Option<users::Model>, ApiError> {
     users::Entity::find().filter(users::Column::ExternalRef.eq(reference)).one(&state.db).await.map_err(database)
-}
-
-/// Reads a JSON object body within the body limit.
-async fn read_json(state: &AppState, request: Request<Incoming>) -> Result<Value, ApiError> {
-    let config = state.config.load();
-    let (parts, body) = request.into_parts();
-    let bytes = super::webhook::read_body(body, parts.headers.get(http::header::CONTENT_LENGTH), config.server.body_limit_bytes, config.server.body_read_timeout_ms).await?;
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_body(format!("the body is not JSON: {e}")))?;
-    if !body.is_object() {
-        return Err(ApiError::bad_body("the body must be a JSON object"));
-    }
-    Ok(body)
 }
 
 fn token_field(body: &Value) -> Result<&str, ApiError> {

@@ -379,6 +379,22 @@ pub(crate) fn json_response(status: StatusCode, body: &serde_json::Value) -> Res
     json_text(status, body.to_string())
 }
 
+/// Reads a request's JSON object body within the configured body limit and
+/// timeout; the request's head comes back for its headers.
+pub(crate) async fn read_json(state: &AppState, request: Request<Incoming>) -> Result<(http::request::Parts, serde_json::Value), ApiError> {
+    let (limit, timeout) = {
+        let config = state.config.load();
+        (config.server.body_limit_bytes, config.server.body_read_timeout_ms)
+    };
+    let (parts, body) = request.into_parts();
+    let bytes = webhook::read_body(body, parts.headers.get(http::header::CONTENT_LENGTH), limit, timeout).await?;
+    let body: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_body(format!("the body is not JSON: {e}")))?;
+    if !body.is_object() {
+        return Err(ApiError::bad_body("the body must be a JSON object"));
+    }
+    Ok((parts, body))
+}
+
 /// A response whose body is already JSON text.
 pub(crate) fn json_text(status: StatusCode, body: impl Into<Bytes>) -> Response {
     let mut response = http::Response::new(full(body));

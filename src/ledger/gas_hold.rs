@@ -16,8 +16,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::system_flags;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Set};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
 
 use crate::chain::CallKind;
 
@@ -42,17 +41,7 @@ pub fn holds_at(value: Option<&str>, now: DateTime<Utc>) -> bool {
 /// Writes the hold's deadline (`None`: no hold). Written by the monitor only
 /// when its decision changes, so a quiet chain costs no writes.
 pub async fn set_until(db: &impl ConnectionTrait, until: Option<DateTime<Utc>>, actor: &str) -> Result<(), DbErr> {
-    let row = system_flags::ActiveModel {
-        name: Set(GAS_HOLD_UNTIL.into()),
-        value: Set(until.map(|until| until.to_rfc3339()).unwrap_or_default()),
-        updated_by: Set(actor.to_owned()),
-        updated_at: Set(Utc::now()),
-    };
-    let on_conflict = OnConflict::column(system_flags::Column::Name)
-        .update_columns([system_flags::Column::Value, system_flags::Column::UpdatedBy, system_flags::Column::UpdatedAt])
-        .to_owned();
-    system_flags::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(db).await?;
-    Ok(())
+    super::set_system_flag(db, GAS_HOLD_UNTIL, until.map(|until| until.to_rfc3339()).unwrap_or_default(), actor).await
 }
 
 /// Whether non-urgent work is held now; read by the wallet actors.

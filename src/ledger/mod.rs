@@ -116,6 +116,23 @@ pub async fn ensure_user(
     Ok(users::Entity::find().filter(users::Column::ExternalRef.eq(external_ref)).one(db).await?.ok_or(DbErr::RecordNotFound(external_ref.into()))?)
 }
 
+/// Writes a `system_flags` row (the minting pause, the gas hold): an upsert,
+/// so every daemon sharing the database reads the newest value.
+pub(crate) async fn set_system_flag(db: &impl ConnectionTrait, name: &str, value: String, actor: &str) -> Result<(), DbErr> {
+    use entity::system_flags;
+    let row = system_flags::ActiveModel {
+        name: Set(name.to_owned()),
+        value: Set(value),
+        updated_by: Set(actor.to_owned()),
+        updated_at: Set(chrono::Utc::now()),
+    };
+    let on_conflict = sea_orm::sea_query::OnConflict::column(system_flags::Column::Name)
+        .update_columns([system_flags::Column::Value, system_flags::Column::UpdatedBy, system_flags::Column::UpdatedAt])
+        .to_owned();
+    system_flags::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(db).await?;
+    Ok(())
+}
+
 /// Active hot wallets that take new work.
 pub async fn active_hot_wallets(db: &impl ConnectionTrait) -> Result<Vec<Uuid>, DbErr> {
     Ok(custody::list_hot(db).await?.into_iter().filter(|w| w.status == custody::ACTIVE).map(|w| w.id).collect())

@@ -2,10 +2,8 @@
 //! reserve transaction, so a pause stops signing on every daemon sharing the
 //! database while intake and processing go on.
 
-use chrono::Utc;
 use entity::system_flags;
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{ConnectionTrait, DbErr, EntityTrait, Set};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
 use serde_json::json;
 
 use crate::alert::{self, Severity};
@@ -15,16 +13,7 @@ pub const MINTING_PAUSED: &str = "minting_paused";
 
 /// Pauses (true) or resumes (false) signing of new work on every daemon.
 pub async fn set_paused(db: &impl ConnectionTrait, paused: bool, actor: &str) -> Result<(), DbErr> {
-    let row = system_flags::ActiveModel {
-        name: Set(MINTING_PAUSED.into()),
-        value: Set(paused.to_string()),
-        updated_by: Set(actor.to_owned()),
-        updated_at: Set(Utc::now()),
-    };
-    let on_conflict = OnConflict::column(system_flags::Column::Name)
-        .update_columns([system_flags::Column::Value, system_flags::Column::UpdatedBy, system_flags::Column::UpdatedAt])
-        .to_owned();
-    system_flags::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(db).await?;
+    super::set_system_flag(db, MINTING_PAUSED, paused.to_string(), actor).await?;
     let (severity, what) = if paused { (Severity::Warning, "paused") } else { (Severity::Info, "resumed") };
     alert::raise(db, severity, "minting_paused", &format!("Minting {what} by {actor}"), json!({ "paused": paused, "actor": actor })).await;
     Ok(())
