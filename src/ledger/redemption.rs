@@ -3,8 +3,8 @@
 //! is confirmed; Stripe's `payout.paid` settles the redemption and
 //! `payout.failed` fails it, re-crediting the user once (source
 //! `recredit:{redemption}`) only if the burn confirmed. A failure wins over
-//! a `paid` that arrives before or after it; a `paid` waits for the burn to
-//! be confirmed.
+//! a `paid` that arrives before or after it. A `paid` is recorded at once
+//! (the money went out) and alerted when the burn has not confirmed.
 
 use chrono::Utc;
 use entity::{redemption_requests, transactions, users};
@@ -69,7 +69,7 @@ pub enum PayoutOutcome {
         /// The re-credit intent, when one was owed.
         recredit: Option<Recredit>,
     },
-    /// The burn is not settled yet (queued, signed or on its way): decide once it is.
+    /// A `failed` whose burn is signed or on its way: decide once it settles.
     BurnInFlight,
 }
 
@@ -165,33 +165,33 @@ pub async fn apply_payout(
     Ok(PayoutOutcome::Failed { recredit })
 }
 
-/// A `payout.paid`: settles the redemption once its burn is confirmed. A
-/// payout reported while the burn is still on its way waits for it (the
-/// money must not go out for tokens that may yet stay with the user); one
-/// reported after the burn failed or was withdrawn is recorded and raised
-/// as an error, since the user then holds both.
+/// A `payout.paid`: the money went out, so the redemption is `paid` at once
+/// (never again payable, whatever its burn does next). A payout reported
+/// before the burn confirmed is raised as a warning (should the burn still
+/// fail, the user keeps the tokens), one after the burn failed or was
+/// withdrawn as an error: someone must reconcile by hand.
 async fn settle_paid(
     db: &impl ConnectionTrait,
     redemption: &redemption_requests::Model,
     burn: &transactions::Model,
     event_ref: &str,
 ) -> Result<PayoutOutcome, PayoutError> {
-    match burn.status.as_str() {
-        CONFIRMED => {}
-        QUEUED | HELD | SIGNED | BROADCAST => return Ok(PayoutOutcome::BurnInFlight),
-        _ => {
-            crate::alert::raise(
-                db,
-                crate::alert::Severity::Error,
-                "payout_without_burn",
-                &format!(
-                    "Redemption {} was paid out ({event_ref}) but its burn {} is {}: the user kept the tokens. Reconcile by hand.",
-                    redemption.id, burn.id, burn.status
-                ),
-                serde_json::json!({ "redemption_id": redemption.id, "burn_id": burn.id, "burn_status": burn.status, "event": event_ref }),
-            )
-            .await;
+    let (severity, category, problem) = match burn.status.as_str() {
+        CONFIRMED => (None, "", ""),
+        QUEUED | HELD | SIGNED | BROADCAST => {
+            (Some(crate::alert::Severity::Warning), "payout_before_burn", "is not confirmed yet; should it fail, the user keeps the tokens")
         }
+        _ => (Some(crate::alert::Severity::Error), "payout_without_burn", "did not happen: the user kept the tokens. Reconcile by hand"),
+    };
+    if let Some(severity) = severity {
+        crate::alert::raise(
+            db,
+            severity,
+            category,
+            &format!("Redemption {} was paid out ({event_ref}) but its burn {} ({}) {problem}.", redemption.id, burn.id, burn.status),
+            serde_json::json!({ "redemption_id": redemption.id, "burn_id": burn.id, "burn_status": burn.status, "event": event_ref }),
+        )
+        .await;
     }
     set_status(db, redemption.id, &[OPEN], PAID, event_ref, None).await?;
     Ok(PayoutOutcome::Paid)

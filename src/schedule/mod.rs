@@ -107,11 +107,12 @@ pub struct Cleaned {
 /// keys, and journal rows past the stream's retention. Each is a separate
 /// statement, so a failure leaves the others done; the next run retries.
 pub async fn cleanup(db: &DatabaseConnection, config: &Config, now: chrono::DateTime<Utc>) -> Result<Cleaned, JobError> {
-    let sessions = crate::sessions::store::purge_expired(db, now).await?;
-    let idempotency_keys = crate::idempotency::store::purge_expired(db).await?;
+    let sessions = crate::sessions::store::purge_expired(db, now).await;
+    let idempotency_keys = crate::idempotency::store::purge_expired(db).await;
     let journal_cutoff = now - chrono::Duration::hours(i64::from(config.stream.retention_hours));
-    let stream_events = crate::live::store::purge_before(db, journal_cutoff).await?;
-    Ok(Cleaned { sessions, idempotency_keys, stream_events })
+    let stream_events = crate::live::store::purge_before(db, journal_cutoff).await;
+    // All three ran before the first failure is reported.
+    Ok(Cleaned { sessions: sessions?, idempotency_keys: idempotency_keys?, stream_events: stream_events? })
 }
 
 /// Messages the scheduler handles.
