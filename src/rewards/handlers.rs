@@ -126,7 +126,7 @@ impl<C: ConnectionTrait> Work<'_, C> {
                 Ok(Handled::Processed)
             }
             EventData::Contribution { id, user, quality } => {
-                let amount = rules.contribution(quality);
+                let amount = rules.contribution(quality).ok_or_else(overflow)?;
                 self.tribe_reward("contribution", &id, &user, &quality.to_string(), amount, format!("contribution {id}")).await
             }
             EventData::CoachingMilestone { id, user, milestone } => match rules.coaching(&milestone) {
@@ -151,6 +151,7 @@ impl<C: ConnectionTrait> Work<'_, C> {
             }
             EventData::StripePayment { user, amount_minor, currency } => match rules.payment(amount_minor, &currency) {
                 Some(amount) => {
+                    let amount = amount.map_err(|_| overflow())?;
                     let user = self.resolve_user(&user).await?;
                     self.mint(&user, amount, format!("payment of {amount_minor} {currency} (minor units)")).await?;
                     Ok(Handled::Processed)
@@ -208,7 +209,7 @@ impl<C: ConnectionTrait> Work<'_, C> {
             update = update.filter(aurora_bookings::Column::MintIntent.is_null());
             update.exec(self.txn).await?;
         }
-        let amount = self.ctx.rules.booking(total_price, nights);
+        let amount = self.ctx.rules.booking(total_price, nights).ok_or_else(overflow)?;
         let intent = self.mint(&guest_ref, amount, format!("booking {booking}: {total_price} CAD, {nights} nights")).await?;
         aurora_bookings::Entity::update_many()
             .col_expr(aurora_bookings::Column::MintIntent, Expr::value(intent))
@@ -409,6 +410,10 @@ impl<C: ConnectionTrait> Work<'_, C> {
     }
 }
 
+/// A reward too large to compute: the same input fails the same way again.
+fn overflow() -> HandlerError {
+    HandlerError::Deterministic(super::rules::Overflow.to_string())
+}
 
 /// Holds a new intent over a mint limit for an operator, with its alert, in
 /// the caller's transaction.

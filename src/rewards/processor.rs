@@ -7,6 +7,7 @@
 //! the actor gathers the facts and carries the step out.
 
 use std::collections::BTreeSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use arc_swap::ArcSwap;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use entity::webhook_events;
+use futures_util::FutureExt;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use sea_orm::DatabaseConnection;
 use serde_json::json;
@@ -113,6 +115,12 @@ fn retry_delay(config: &ProcessorConfig, attempt: u32) -> Duration {
         .unwrap_or(Duration::from_secs(config.retry_max_secs))
 }
 
+/// What a handler's panic said, for the event's `last_error`.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("no message");
+    format!("handler panicked: {text}")
+}
+
 /// The processor actor.
 pub struct Processor;
 
@@ -202,7 +210,9 @@ impl ProcessorState {
             event::read(partner, &event.event_type, &event.body).map_err(|e| format!("stored body cannot be read: {e}"))
         }) {
             Err(reason) => (Outcome::Invalid(reason), BTreeSet::new()),
-            Ok(data) => match handlers::handle(&txn, ctx, data).await {
+            // A handler that panics anyway fails this event only (and counts
+            // toward its dead letter), never the processor and its batch.
+            Ok(data) => match AssertUnwindSafe(handlers::handle(&txn, ctx, data)).catch_unwind().await.unwrap_or_else(|panic| Err(HandlerError::Deterministic(panic_message(panic.as_ref())))) {
                 Ok((Handled::Processed, touched)) => (Outcome::Processed, touched),
                 Ok((Handled::Invalid(reason), _)) => (Outcome::Invalid(reason), BTreeSet::new()),
                 Ok((Handled::Wait(reason), _)) => (Outcome::Wait(reason), BTreeSet::new()),

@@ -10,9 +10,11 @@ pub use crate::config::rewards::RewardRules;
 
 impl RewardRules {
     /// A booking's reward: total × rate, × the multiplier when nights > 1.
-    pub fn booking(&self, total_price_cad: Decimal, nights: i64) -> Decimal {
-        let base = total_price_cad * self.aurora.hnv_per_cad;
-        if nights > 1 { base * self.aurora.multi_night_multiplier } else { base }
+    /// `None` when the product does not fit a decimal: partner data never
+    /// panics the processor, the event fails deterministically instead.
+    pub fn booking(&self, total_price_cad: Decimal, nights: i64) -> Option<Decimal> {
+        let base = total_price_cad.checked_mul(self.aurora.hnv_per_cad)?;
+        if nights > 1 { base.checked_mul(self.aurora.multi_night_multiplier) } else { Some(base) }
     }
 
     /// The review bonus for `rating`, if it earns one.
@@ -30,8 +32,9 @@ impl RewardRules {
     }
 
     /// A contribution's reward: base × the quality score clamped to the bounds.
-    pub fn contribution(&self, quality_score: Decimal) -> Decimal {
-        self.tribe.contribution_base * quality_score.clamp(self.tribe.quality_min, self.tribe.quality_max)
+    /// `None` when the product overflows.
+    pub fn contribution(&self, quality_score: Decimal) -> Option<Decimal> {
+        self.tribe.contribution_base.checked_mul(quality_score.clamp(self.tribe.quality_min, self.tribe.quality_max))
     }
 
     /// A coaching milestone's reward; `None` for a milestone with no tier (`invalid`).
@@ -46,19 +49,24 @@ impl RewardRules {
 
     /// A Stripe payment's reward: `amount` in the currency's minor unit;
     /// `None` when the currency has no rate (`invalid`).
-    pub fn payment(&self, amount_minor: i64, currency: &str) -> Option<Decimal> {
+    pub fn payment(&self, amount_minor: i64, currency: &str) -> Option<Result<Decimal, Overflow>> {
         let code = currency.trim().to_ascii_uppercase();
         let rate = self.stripe.hnv_per_major_unit.get(&code)?;
         let exponent = minor_unit_exponent(&code)?;
-        Some(Decimal::from_i128_with_scale(i128::from(amount_minor), exponent) * rate)
+        Some(Decimal::try_from_i128_with_scale(i128::from(amount_minor), exponent).ok().and_then(|a| a.checked_mul(*rate)).ok_or(Overflow))
     }
 
     /// One week's staking yield on `staked`: staked × apy × 7 / 365.
-    pub fn weekly_yield(&self, staked: Decimal) -> Decimal {
-        staked * self.staking.apy * dec!(7) / dec!(365)
+    /// `None` when the product overflows.
+    pub fn weekly_yield(&self, staked: Decimal) -> Option<Decimal> {
+        staked.checked_mul(self.staking.apy)?.checked_mul(dec!(7))?.checked_div(dec!(365))
     }
 }
 
+/// A reward whose arithmetic does not fit a decimal (an absurd amount or rate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the reward's arithmetic overflows")]
+pub struct Overflow;
 
 /// Hi.Events' status mapped to havend's (SPEC section 2).
 pub fn ticketing_status(partner_status: &str) -> &'static str {
@@ -88,7 +96,7 @@ mod tests {
             ("0.01", 1, "20000000000000000"),
         ];
         for (price, nights, expected) in cases {
-            assert_eq!(units(rules.booking(price.parse().unwrap(), nights)), expected, "{price} CAD, {nights} nights");
+            assert_eq!(units(rules.booking(price.parse().unwrap(), nights).unwrap()), expected, "{price} CAD, {nights} nights");
         }
     }
 
@@ -96,8 +104,20 @@ mod tests {
     fn a_price_with_more_decimals_than_the_chain_keeps_is_rounded_toward_zero() {
         let rules = RewardRules::default();
         // 0.0000000000000000007 CAD × 2 × 1.2 = 0.00000000000000000168 HNV → 1 base unit.
-        assert_eq!(units(rules.booking("0.0000000000000000007".parse().unwrap(), 2)), "1");
-        assert_eq!(units(rules.booking("0.0000000000000000001".parse().unwrap(), 1)), "0");
+        assert_eq!(units(rules.booking("0.0000000000000000007".parse().unwrap(), 2).unwrap()), "1");
+        assert_eq!(units(rules.booking("0.0000000000000000001".parse().unwrap(), 1).unwrap()), "0");
+    }
+
+    #[test]
+    fn rewards_too_large_for_a_decimal_are_an_error_not_a_panic() {
+        let rules = RewardRules::default();
+        let huge: Decimal = "50000000000000000000000000000".parse().unwrap();
+        assert_eq!(rules.booking(huge, 2), None);
+        assert_eq!(rules.contribution(Decimal::MAX), rules.contribution(rules.tribe.quality_max), "clamped first");
+        assert!(rules.weekly_yield(Decimal::MAX).is_some(), "a 10% yield of the largest decimal still fits");
+        use crate::webhooks::payload::{MAX_BOOKING_PRICE, MAX_NIGHTS};
+        assert!(rules.booking(MAX_BOOKING_PRICE, MAX_NIGHTS).is_some(), "the largest booking intake accepts has a reward");
+        assert_eq!(rules.payment(i64::MAX, "jpy"), Some(Ok("9223372036854775807".parse::<Decimal>().unwrap())));
     }
 
     #[test]
@@ -121,10 +141,10 @@ mod tests {
     #[test]
     fn contribution_quality_is_clamped() {
         let rules = RewardRules::default();
-        assert_eq!(rules.contribution(dec!(0.1)), dec!(25));
-        assert_eq!(rules.contribution(dec!(1.5)), dec!(75));
-        assert_eq!(rules.contribution(dec!(5.0)), dec!(100));
-        assert_eq!(rules.contribution(dec!(-3)), dec!(25));
+        assert_eq!(rules.contribution(dec!(0.1)), Some(dec!(25)));
+        assert_eq!(rules.contribution(dec!(1.5)), Some(dec!(75)));
+        assert_eq!(rules.contribution(dec!(5.0)), Some(dec!(100)));
+        assert_eq!(rules.contribution(dec!(-3)), Some(dec!(25)));
     }
 
     #[test]
@@ -143,9 +163,9 @@ mod tests {
     #[test]
     fn payments_read_the_currency_minor_unit() {
         let rules = RewardRules::default();
-        assert_eq!(units(rules.payment(500, "jpy").unwrap()), "500000000000000000000");
-        assert_eq!(units(rules.payment(500, "cad").unwrap()), "5000000000000000000");
-        assert_eq!(units(rules.payment(1999, "USD").unwrap()), "19990000000000000000");
+        assert_eq!(units(rules.payment(500, "jpy").unwrap().unwrap()), "500000000000000000000");
+        assert_eq!(units(rules.payment(500, "cad").unwrap().unwrap()), "5000000000000000000");
+        assert_eq!(units(rules.payment(1999, "USD").unwrap().unwrap()), "19990000000000000000");
         assert_eq!(rules.payment(500, "chf"), None, "no rate configured");
         assert_eq!(rules.payment(500, "xyz"), None);
     }
@@ -154,7 +174,7 @@ mod tests {
     fn weekly_yield_is_seven_365ths_of_the_apy() {
         let rules = RewardRules::default();
         // 1000 × 0.10 × 7 / 365 = 1.917808219178082191780821917… → 18 decimals, toward zero.
-        assert_eq!(units(rules.weekly_yield(dec!(1000))), "1917808219178082191");
+        assert_eq!(units(rules.weekly_yield(dec!(1000)).unwrap()), "1917808219178082191");
     }
 
     #[test]

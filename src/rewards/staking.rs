@@ -75,7 +75,8 @@ pub async fn run(db: &DatabaseConnection, keys: Option<&MasterKeys>, rules: &Rew
     let mut report = StakingReport { stakes: stakes.len(), ..StakingReport::default() };
     for stake in stakes {
         let Ok(staked) = stake.amount.parse::<Decimal>() else { continue };
-        let units = to_base_units(rules.weekly_yield(staked)).unwrap_or_default();
+        // An overflowing yield pays nothing rather than stopping the job for every other stake.
+        let units = rules.weekly_yield(staked).and_then(|y| to_base_units(y).ok()).unwrap_or_default();
         if units.is_zero() {
             continue;
         }

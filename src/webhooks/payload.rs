@@ -155,6 +155,16 @@ pub const MAX_PARTNER_EVENT_ID_LEN: usize = 512;
 /// Longest event type the inbox stores (its column's size).
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
 
+/// Largest booking total (CAD) accepted: a reward computed from a larger one
+/// could overflow, so it is refused at intake rather than failing later.
+pub const MAX_BOOKING_PRICE: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+/// Most nights one booking may span (ten years).
+pub const MAX_NIGHTS: i64 = 3_650;
+/// Largest stake (HNV) accepted.
+pub const MAX_STAKE: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0);
+/// Largest quality score magnitude accepted (rewards clamp it far lower).
+pub const MAX_QUALITY_SCORE: Decimal = Decimal::from_parts(1_000, 0, 0, false, 0);
+
 /// Refuses (400) what the inbox cannot store, rather than failing the insert
 /// (503) and inviting the partner to retry the same event forever.
 fn check_storable(event: &ParsedEvent) -> Result<(), PayloadError> {
@@ -187,8 +197,8 @@ fn key_parts(partner: Partner, event: &str, f: &Fields) -> Result<Vec<String>, P
         (Partner::Aurora, "booking-created") => {
             let id = f.primary_id(&["booking_id"])?;
             f.id("guest_id")?;
-            f.positive_decimal("total_price")?;
-            f.integer_in("nights", 1, i64::MAX)?;
+            f.decimal_at_most("total_price", MAX_BOOKING_PRICE)?;
+            f.integer_in("nights", 1, MAX_NIGHTS)?;
             Ok(vec![id])
         }
         (Partner::Aurora, "booking-completed" | "booking-cancelled") => Ok(vec![f.primary_id(&["booking_id"])?]),
@@ -209,13 +219,16 @@ fn key_parts(partner: Partner, event: &str, f: &Fields) -> Result<Vec<String>, P
         (Partner::Tribe, "contribution") => {
             let id = f.primary_id(&["event_id"])?;
             f.id("user_id")?;
-            f.decimal("quality_score")?;
+            let score = f.decimal("quality_score")?;
+            if score.abs() > MAX_QUALITY_SCORE {
+                return Err(invalid("quality_score", &format!("must be from -{MAX_QUALITY_SCORE} to {MAX_QUALITY_SCORE}")));
+            }
             Ok(vec![id])
         }
         (Partner::Tribe, "staking-started") => {
             let id = f.primary_id(&["event_id"])?;
             f.id("user_id")?;
-            f.positive_decimal("amount")?;
+            f.decimal_at_most("amount", MAX_STAKE)?;
             Ok(vec![id])
         }
         (Partner::Tribe, "coaching-milestone") => {
@@ -350,6 +363,12 @@ impl Fields<'_> {
     pub(crate) fn positive_decimal(&self, field: &str) -> Result<Decimal, PayloadError> {
         let value = self.decimal(field)?;
         if value > Decimal::ZERO { Ok(value) } else { Err(invalid(field, "must be greater than 0")) }
+    }
+
+    /// A decimal greater than 0 and at most `max`.
+    pub(crate) fn decimal_at_most(&self, field: &str, max: Decimal) -> Result<Decimal, PayloadError> {
+        let value = self.positive_decimal(field)?;
+        if value <= max { Ok(value) } else { Err(invalid(field, &format!("must be at most {max}"))) }
     }
 
     /// A timestamp: RFC 3339, `YYYY-MM-DD HH:MM:SS` (taken as UTC), or unix seconds.
@@ -519,6 +538,18 @@ mod tests {
         ok(Partner::Tribe, "event-attendance", r#"{"id":"t","attendee_id":"m","type":"workshop","attended":true}"#);
         let replayed = r#"{"id":"t","attendee_id":"m","type":"contribution","attended":true}"#;
         assert!(matches!(err(Partner::Tribe, "event-attendance", replayed), PayloadError::EventMismatch { .. }));
+    }
+
+    #[test]
+    fn magnitudes_whose_reward_could_overflow_are_refused() {
+        let booking = |price: &str, nights: &str| format!(r#"{{"id":"b","guest_id":"g","total_price":{price},"nights":{nights}}}"#);
+        assert_eq!(err(Partner::Aurora, "booking-created", &booking("50000000000000000000000000000", "2")).field(), Some("total_price"));
+        assert_eq!(err(Partner::Aurora, "booking-created", &booking("1000000000.01", "2")).field(), Some("total_price"));
+        assert_eq!(err(Partner::Aurora, "booking-created", &booking("10", "3651")).field(), Some("nights"));
+        ok(Partner::Aurora, "booking-created", &booking("1000000000", "3650"));
+        assert_eq!(err(Partner::Tribe, "staking-started", r#"{"id":"s","user_id":"u","amount":"1000000000001"}"#).field(), Some("amount"));
+        ok(Partner::Tribe, "staking-started", r#"{"id":"s","user_id":"u","amount":"1000000000000"}"#);
+        assert_eq!(err(Partner::Tribe, "contribution", r#"{"id":"c","user_id":"u","quality_score":1e27}"#).field(), Some("quality_score"));
     }
 
     #[test]
