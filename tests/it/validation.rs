@@ -11,6 +11,9 @@ async fn invalid_payloads_are_refused_with_400_and_store_nothing(backend: Backen
         ("malformed JSON", r#"{"id":"bk_1","#.to_owned(), None),
         ("missing field", r#"{"id":"bk_1","total_price":"10","nights":1}"#.to_owned(), Some("guest_id")),
         ("negative amount", r#"{"id":"bk_1","guest_id":"g","total_price":-10,"nights":1}"#.to_owned(), Some("total_price")),
+        // Acknowledged before issue 13, then panicked the processor at every claim.
+        ("a price whose reward overflows", r#"{"id":"bk_1","guest_id":"g","total_price":"50000000000000000000000000000","nights":2}"#.to_owned(), Some("total_price")),
+        ("ten years and a day", r#"{"id":"bk_1","guest_id":"g","total_price":"10","nights":3651}"#.to_owned(), Some("nights")),
     ];
     for (what, body, field) in cases {
         let answer = daemon.deliver(Partner::Aurora, Some("booking-created"), &body).await;
