@@ -35,6 +35,9 @@ pub struct Model {
     pub received_at: DateTimeUtc,
     /// When the processor finished with it.
     pub processed_at: Option<DateTimeUtc>,
+    /// The `daemon_name` of the daemon whose processor finished it
+    /// (processed or invalid).
+    pub processed_by: Option<String>,
     /// The lease token of the processor working on it; its writes commit only while this holds.
     pub claim_token: Option<Uuid>,
     /// Until when the claim holds; a crashed processor's claim lapses then.

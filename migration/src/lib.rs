@@ -13,6 +13,7 @@ mod m20261124_000030_alert_logs;
 mod m20261129_000040_token_api;
 mod m20261129_000050_sessions_and_stream;
 mod m20261129_000060_audit_and_error_logs;
+mod m20261202_000074_inbox_processed_by;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000040_token_api::Migration),
             Box::new(m20261129_000050_sessions_and_stream::Migration),
             Box::new(m20261129_000060_audit_and_error_logs::Migration),
+            Box::new(m20261202_000074_inbox_processed_by::Migration),
         ]
     }
 }

@@ -506,7 +506,7 @@ fn describe_event(e: &webhook_events::Model) -> Value {
         "id": e.id, "partner": e.partner, "partner_event_id": e.partner_event_id, "event_type": e.event_type,
         "status": e.status, "attempts": e.attempts, "next_attempt_at": e.next_attempt_at, "last_error": e.last_error,
         "source_ip": e.source_ip, "request_id": e.request_id, "received_at": e.received_at, "processed_at": e.processed_at,
-        "body_purged_at": e.body_purged_at,
+        "processed_by": e.processed_by, "body_purged_at": e.body_purged_at,
     })
 }
 

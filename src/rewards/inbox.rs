@@ -58,15 +58,28 @@ pub async fn claim(db: &impl ConnectionTrait, token: Uuid, lease: Duration, limi
     webhook_events::Entity::find().from_raw_sql(Statement::from_sql_and_values(backend, sql, values)).all(db).await
 }
 
-/// Sets the event's final `status`, only while `token` still holds its
-/// claim; false when it does not (the lease lapsed and another processor
-/// took it), and the caller must roll back.
-pub async fn finish(db: &impl ConnectionTrait, id: Uuid, token: Uuid, status: &str, note: Option<String>) -> Result<bool, DbErr> {
+/// Sets the event's final `status` (processed or invalid), recording
+/// `daemon` (its `daemon_name`) as the one that processed it, only while `token` still
+/// holds its claim; false when it does not (the lease lapsed and another
+/// processor took it), and the caller must roll back.
+pub async fn finish(db: &impl ConnectionTrait, id: Uuid, token: Uuid, status: &str, note: Option<String>, daemon: &str) -> Result<bool, DbErr> {
     let update = webhook_events::Entity::update_many()
         .col_expr(webhook_events::Column::Status, Expr::value(status))
         .col_expr(webhook_events::Column::LastError, Expr::value(note))
-        .col_expr(webhook_events::Column::ProcessedAt, Expr::value(Some(Utc::now())));
+        .col_expr(webhook_events::Column::ProcessedAt, Expr::value(Some(Utc::now())))
+        .col_expr(webhook_events::Column::ProcessedBy, Expr::value(Some(daemon.to_owned())));
     release_claim(db, update, id, token).await
+}
+
+/// Longest `last_error` kept, in characters.
+const MAX_ERROR_CHARS: usize = 2_000;
+
+/// `error` as it can always be stored: control characters (PostgreSQL
+/// refuses NUL in text, and an error may quote partner data) replaced, and
+/// cut to [`MAX_ERROR_CHARS`]. Otherwise recording the failure would fail
+/// the same way, and the event would never count toward its dead letter.
+pub fn storable(error: &str) -> String {
+    error.chars().take(MAX_ERROR_CHARS).map(|c| if c.is_control() && c != '\n' { '\u{fffd}' } else { c }).collect()
 }
 
 /// Dead-letters the event (its last failure counted), only while `token`
@@ -75,7 +88,7 @@ pub async fn dead_letter(db: &impl ConnectionTrait, id: Uuid, token: Uuid, error
     let update = webhook_events::Entity::update_many()
         .col_expr(webhook_events::Column::Status, Expr::value(DEAD_LETTER))
         .col_expr(webhook_events::Column::Attempts, Expr::col(webhook_events::Column::Attempts).add(1))
-        .col_expr(webhook_events::Column::LastError, Expr::value(Some(error.to_owned())));
+        .col_expr(webhook_events::Column::LastError, Expr::value(Some(storable(error))));
     release_claim(db, update, id, token).await
 }
 
@@ -84,7 +97,7 @@ pub async fn dead_letter(db: &impl ConnectionTrait, id: Uuid, token: Uuid, error
 pub async fn retry_later(db: &impl ConnectionTrait, id: Uuid, token: Uuid, next_at: DateTime<Utc>, count: bool, error: &str) -> Result<bool, DbErr> {
     let mut update = webhook_events::Entity::update_many()
         .col_expr(webhook_events::Column::NextAttemptAt, Expr::value(Some(next_at)))
-        .col_expr(webhook_events::Column::LastError, Expr::value(Some(error.to_owned())));
+        .col_expr(webhook_events::Column::LastError, Expr::value(Some(storable(error))));
     if count {
         update = update.col_expr(webhook_events::Column::Attempts, Expr::col(webhook_events::Column::Attempts).add(1));
     }
@@ -139,6 +152,7 @@ pub async fn replay(db: &impl ConnectionTrait, reference: &str) -> Result<Replay
         .col_expr(webhook_events::Column::Attempts, Expr::value(0))
         .col_expr(webhook_events::Column::NextAttemptAt, Expr::value(Some(Utc::now())))
         .col_expr(webhook_events::Column::ProcessedAt, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(webhook_events::Column::ProcessedBy, Expr::value(Option::<String>::None))
         .col_expr(webhook_events::Column::ClaimToken, Expr::value(Option::<Uuid>::None))
         .col_expr(webhook_events::Column::ClaimedUntil, Expr::value(Option::<DateTime<Utc>>::None))
         .filter(webhook_events::Column::Id.eq(event.id))
@@ -166,4 +180,15 @@ pub async fn purge_bodies(db: &impl ConnectionTrait, before: DateTime<Utc>) -> R
         .exec(db)
         .await?;
     Ok(result.rows_affected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_error_has_no_control_characters_and_a_bounded_length() {
+        assert_eq!(storable("no user \0x\u{1b}y\nz"), "no user \u{fffd}x\u{fffd}y\nz");
+        assert_eq!(storable(&"é".repeat(5_000)).chars().count(), MAX_ERROR_CHARS);
+    }
 }

@@ -6,7 +6,7 @@
 //! What to do after a handler ran is decided by [`plan`], a pure function;
 //! the actor gathers the facts and carries the step out.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,13 +22,13 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
-use super::event;
 use super::handlers::{self, Context, Handled, HandlerError};
 use super::inbox::{self, INVALID, PROCESSED};
 use crate::alert::{self, Severity};
 use crate::config::{ConfigHandle, ProcessorConfig};
 use crate::custody::MasterKeys;
-use crate::webhooks::Partner;
+use crate::db::Failure;
+use crate::webhooks::{Partner, payload};
 
 /// Messages a processor handles.
 pub enum ProcessorMsg {
@@ -121,6 +121,51 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     format!("handler panicked: {text}")
 }
 
+/// Since when each event has been failing transiently, so that an event
+/// stuck on a passing condition is alerted by name however many other
+/// events succeed meanwhile.
+#[derive(Debug, Default)]
+pub struct StallWatch {
+    events: HashMap<Uuid, Stall>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Stall {
+    /// Its first transient failure in this stretch.
+    since: Instant,
+    /// Its latest one (an event another processor finished is forgotten).
+    seen: Instant,
+    /// Whether this stretch was alerted already.
+    alerted: bool,
+}
+
+impl StallWatch {
+    /// Records a transient failure of `event` at `now`; returns how long it
+    /// has been failing when that reaches `threshold` for the first time in
+    /// this stretch (raise the alert), else `None`.
+    pub fn failed(&mut self, event: Uuid, now: Instant, threshold: Duration) -> Option<Duration> {
+        let stall = self.events.entry(event).or_insert(Stall { since: now, seen: now, alerted: false });
+        stall.seen = now;
+        let failing = now.saturating_duration_since(stall.since);
+        if stall.alerted || failing < threshold {
+            return None;
+        }
+        stall.alerted = true;
+        Some(failing)
+    }
+
+    /// `event` got any other outcome: its stretch ends.
+    pub fn settled(&mut self, event: Uuid) {
+        self.events.remove(&event);
+    }
+
+    /// Forgets events not seen failing for longer than `keep` (finished by
+    /// another processor, or gone), so the map stays bounded.
+    pub fn forget_older_than(&mut self, now: Instant, keep: Duration) {
+        self.events.retain(|_, stall| now.saturating_duration_since(stall.seen) <= keep);
+    }
+}
+
 /// The processor actor.
 pub struct Processor;
 
@@ -139,10 +184,12 @@ pub struct ProcessorArgs {
 /// A processor's state.
 pub struct ProcessorState {
     args: ProcessorArgs,
-    /// Since when events keep failing transiently (reset by any success).
+    /// Since when claiming keeps failing (reset by any claim or success).
     failing_since: Option<Instant>,
     /// Whether that stretch was alerted already.
     failing_alerted: bool,
+    /// Events failing transiently, each alerted on its own.
+    stalls: StallWatch,
 }
 
 impl Actor for Processor {
@@ -152,7 +199,7 @@ impl Actor for Processor {
 
     async fn pre_start(&self, myself: ActorRef<ProcessorMsg>, args: ProcessorArgs) -> Result<ProcessorState, ActorProcessingErr> {
         myself.cast(ProcessorMsg::Tick)?;
-        Ok(ProcessorState { args, failing_since: None, failing_alerted: false })
+        Ok(ProcessorState { args, failing_since: None, failing_alerted: false, stalls: StallWatch::default() })
     }
 
     async fn handle(&self, myself: ActorRef<ProcessorMsg>, msg: ProcessorMsg, state: &mut ProcessorState) -> Result<(), ActorProcessingErr> {
@@ -176,7 +223,11 @@ impl ProcessorState {
         let settings = &config.processor;
         let token = Uuid::now_v7();
         let claimed = match inbox::claim(&self.args.db, token, Duration::from_secs(settings.lease_secs), settings.batch, Utc::now()).await {
-            Ok(claimed) => claimed,
+            Ok(claimed) => {
+                self.failing_since = None;
+                self.failing_alerted = false;
+                claimed
+            }
             Err(error) => {
                 warn!(%error, "Cannot claim inbox events");
                 self.transient_failure(&error.to_string()).await;
@@ -186,6 +237,8 @@ impl ProcessorState {
         if claimed.is_empty() {
             return false;
         }
+        let threshold = Duration::from_secs(settings.transient_alert_secs);
+        self.stalls.forget_older_than(Instant::now(), threshold.max(Duration::from_secs(settings.lease_secs)) * 2);
         let full = claimed.len() as u64 == settings.batch;
         let rules_hash = config.rewards.hash();
         let mut wallets = BTreeSet::new();
@@ -204,10 +257,10 @@ impl ProcessorState {
         let event = ctx.event;
         let txn = match crate::db::begin_write(&self.args.db).await {
             Ok(txn) => txn,
-            Err(error) => return self.transient_failure(&error.to_string()).await,
+            Err(error) => return self.event_failing(event, &format!("database: {error}"), settings).await,
         };
         let (outcome, touched) = match event.partner.parse::<Partner>().map_err(|e| e.to_string()).and_then(|partner| {
-            event::read(partner, &event.event_type, &event.body).map_err(|e| format!("stored body cannot be read: {e}"))
+            payload::read(partner, &event.event_type, &event.body, Utc::now()).map_err(|e| format!("stored body cannot be read: {e}"))
         }) {
             Err(reason) => (Outcome::Invalid(reason), BTreeSet::new()),
             // A handler that panics anyway fails this event only (and counts
@@ -228,30 +281,68 @@ impl ProcessorState {
         };
         let step = plan(outcome, event.attempts, settings.max_attempts, age, wait_limit);
         let result = match step {
-            Step::Finish { status, note } => self.finish(txn, event, token, status, note).await.map(|done| {
-                if done && status == PROCESSED {
-                    wallets.extend(touched);
+            Step::Finish { status, note } => match self.finish(txn, event, token, status, note).await {
+                Ok(done) => {
+                    if done && status == PROCESSED {
+                        wallets.extend(touched);
+                    }
+                    Ok(())
                 }
-            }),
-            Step::Retry { attempt, count, error } => {
+                // The database refused the commit itself (a deferred
+                // constraint): as deterministic as a refused write.
+                Err(error) if crate::db::classify(&error) == Failure::Deterministic => {
+                    let step = plan(Outcome::Deterministic(format!("database: {error}")), event.attempts, settings.max_attempts, age, wait_limit);
+                    self.give_back(event, token, settings, step).await
+                }
+                Err(error) => Err(error),
+            },
+            step => {
                 let _ = txn.rollback().await;
+                self.give_back(event, token, settings, step).await
+            }
+        };
+        match result {
+            Err(error) => self.event_failing(event, &format!("database: {error}"), settings).await,
+            Ok(()) if let Some(error) = transient => self.event_failing(event, &error, settings).await,
+            Ok(()) => self.stalls.settled(event.id),
+        }
+    }
+
+    /// Hands a failed event back to the inbox: retried later, or dead-lettered.
+    async fn give_back(&self, event: &webhook_events::Model, token: Uuid, settings: &ProcessorConfig, step: Step) -> Result<(), sea_orm::DbErr> {
+        match step {
+            Step::Retry { attempt, count, error } => {
                 let next_at = Utc::now() + chrono::Duration::from_std(retry_delay(settings, attempt)).unwrap_or_default();
                 debug!(partner = %event.partner, event_id = %event.partner_event_id, %error, count, "Event will be retried");
                 inbox::retry_later(&self.args.db, event.id, token, next_at, count, &error).await.map(|_| ())
             }
-            Step::DeadLetter { error } => {
-                let _ = txn.rollback().await;
-                self.dead_letter(event, token, &error).await
-            }
-        };
-        match result {
-            Err(error) => self.transient_failure(&error.to_string()).await,
-            Ok(()) if let Some(error) = transient => self.transient_failure(&error).await,
-            Ok(()) => {
-                self.failing_since = None;
-                self.failing_alerted = false;
-            }
+            Step::DeadLetter { error } => self.dead_letter(event, token, &error).await,
+            // Not a failure: committed by `finish`, nothing to hand back.
+            Step::Finish { .. } => Ok(()),
         }
+    }
+
+    /// `event` failed for a passing reason: retried without counting, and
+    /// alerted by name once it has been failing for `transient_alert_secs`,
+    /// whatever other events do meanwhile.
+    async fn event_failing(&mut self, event: &webhook_events::Model, error: &str, settings: &ProcessorConfig) {
+        let threshold = Duration::from_secs(settings.transient_alert_secs);
+        let Some(failing) = self.stalls.failed(event.id, Instant::now(), threshold) else { return };
+        let error = inbox::storable(error);
+        alert::raise(
+            &self.args.db,
+            Severity::Warning,
+            "processing_stalled",
+            &format!(
+                "Event {}:{} ({}) has been failing for {} s and is retried without counting toward its dead letter: {error}",
+                event.partner,
+                event.partner_event_id,
+                event.id,
+                failing.as_secs()
+            ),
+            json!({ "event": event.id, "partner": event.partner, "partner_event_id": event.partner_event_id, "failing_secs": failing.as_secs(), "error": error }),
+        )
+        .await;
     }
 
     async fn finish(
@@ -262,7 +353,8 @@ impl ProcessorState {
         status: &'static str,
         note: Option<String>,
     ) -> Result<bool, sea_orm::DbErr> {
-        if !inbox::finish(&txn, event.id, token, status, note.clone()).await? {
+        let daemon = self.args.config.load().daemon_name.clone();
+        if !inbox::finish(&txn, event.id, token, status, note.clone(), &daemon).await? {
             // Our lease lapsed and another processor took the event: its
             // transaction decides, ours must not commit.
             txn.rollback().await?;
@@ -280,6 +372,7 @@ impl ProcessorState {
 
     /// The dead letter and its alert commit together.
     async fn dead_letter(&self, event: &webhook_events::Model, token: Uuid, error: &str) -> Result<(), sea_orm::DbErr> {
+        let error = &inbox::storable(error);
         let txn = crate::db::begin_write(&self.args.db).await?;
         if !inbox::dead_letter(&txn, event.id, token, error).await? {
             return txn.rollback().await;
@@ -295,7 +388,8 @@ impl ProcessorState {
         txn.commit().await
     }
 
-    /// Transient failures retry quietly until they last long enough to tell someone.
+    /// Claims that keep failing (no event to name) retry quietly until they
+    /// last long enough to tell someone.
     async fn transient_failure(&mut self, error: &str) {
         let since = *self.failing_since.get_or_insert_with(Instant::now);
         let threshold = Duration::from_secs(self.args.config.load().processor.transient_alert_secs);
@@ -305,7 +399,7 @@ impl ProcessorState {
                 &self.args.db,
                 Severity::Warning,
                 "processing_stalled",
-                &format!("Inbox events have been failing to process for {} s: {error}", since.elapsed().as_secs()),
+                &format!("The processor has been unable to claim inbox events for {} s: {error}", since.elapsed().as_secs()),
                 json!({ "error": error }),
             )
             .await;
@@ -331,6 +425,27 @@ mod tests {
         assert_eq!(plan(Outcome::Transient("t".into()), 4, max, DAY, 7 * DAY), Step::Retry { attempt: 0, count: false, error: "t".into() });
         assert!(matches!(plan(Outcome::Wait("w".into()), 0, max, DAY, 7 * DAY), Step::Retry { count: false, .. }));
         assert!(matches!(plan(Outcome::Wait("w".into()), 0, max, 8 * DAY, 7 * DAY), Step::DeadLetter { .. }));
+    }
+
+    #[test]
+    fn an_event_failing_transiently_is_alerted_once_per_stretch_whatever_other_events_do() {
+        let (event, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let start = Instant::now();
+        let secs = |n: u64| start + Duration::from_secs(n);
+        let threshold = Duration::from_secs(60);
+        let mut watch = StallWatch::default();
+        assert_eq!(watch.failed(event, start, threshold), None);
+        // Other events succeeding does not reset this one's stretch.
+        watch.settled(other);
+        assert_eq!(watch.failed(event, secs(30), threshold), None);
+        assert_eq!(watch.failed(event, secs(61), threshold), Some(Duration::from_secs(61)));
+        assert_eq!(watch.failed(event, secs(90), threshold), None, "alerted once per stretch");
+        // Its own success ends the stretch; a new one starts from scratch.
+        watch.settled(event);
+        assert_eq!(watch.failed(event, secs(100), threshold), None);
+        assert_eq!(watch.failed(event, secs(161), threshold), Some(Duration::from_secs(61)));
+        watch.forget_older_than(secs(400), threshold);
+        assert!(watch.events.is_empty(), "an event not seen failing for a while is forgotten");
     }
 
     #[test]

@@ -263,13 +263,187 @@ async fn a_lapsed_claim_cannot_write_once_another_processor_holds_the_event(back
     assert!(inbox::claim(&db, second, lease, 10, now).await.unwrap().is_empty(), "a held claim is skipped");
     let later = now + chrono::Duration::seconds(11);
     assert_eq!(inbox::claim(&db, second, lease, 10, later).await.unwrap().len(), 1, "a lapsed claim is taken over");
-    assert!(!inbox::finish(&db, event.id, first, inbox::PROCESSED, None).await.unwrap());
+    assert!(!inbox::finish(&db, event.id, first, inbox::PROCESSED, None, "late").await.unwrap());
     assert!(!inbox::retry_later(&db, event.id, first, later, true, "late").await.unwrap());
     assert!(!inbox::dead_letter(&db, event.id, first, "late").await.unwrap());
     let row = entity::webhook_events::Entity::find_by_id(event.id).one(&db).await.unwrap().unwrap();
     assert_eq!((row.status.as_str(), row.attempts), ("pending", 0), "the lapsed processor changed nothing");
-    assert!(inbox::finish(&db, event.id, second, inbox::PROCESSED, None).await.unwrap());
+    assert!(inbox::finish(&db, event.id, second, inbox::PROCESSED, None, "holder").await.unwrap());
     db.close().await.ok();
 }
 
 crate::on_both_backends!(a_lapsed_claim_cannot_write_once_another_processor_holds_the_event);
+
+/// Two real `havend` processes on one PostgreSQL, each signing for its own
+/// hot wallet, process one inbox (batches of 4): both do a real share of the
+/// work (each name on at least 10% of the rows), one of them is SIGKILLed
+/// mid-run and restarted, and still every event yields one intent, every
+/// mint is on chain exactly once from the wallet of the daemon that owns
+/// it, one user's daily limit is never exceeded, and `havend reconcile`
+/// finds the ledger and the chain equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_havend_processes_share_one_inbox_through_a_sigkill_and_mint_exactly_once() {
+    const EVENTS: usize = 400;
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 2).await;
+    let names = ["alpha", "beta"];
+    let mut dirs = Vec::new();
+    let mut ports = Vec::new();
+    for (index, name) in names.iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = format!(
+            "daemon_name = \"{name}\"\ndata_dir = {data:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {url:?}\n\
+             [custody]\nmaster_key_file = {key:?}\n[processor]\nbatch = 4\npoll_interval_ms = 50\nlease_secs = 3\n\
+             [chain]\nrpc_url = {rpc:?}\ntoken = \"{token}\"\nchain_id = {chain_id}\nwallets = [\"{wallet}\"]\npoll_interval_ms = 100\nmax_in_flight = 256\nresend_after_ms = 1500\n",
+            data = dir.path().join("data").display().to_string(),
+            url = prepared.database.url,
+            key = prepared.key_dir.path().join("master.key").display().to_string(),
+            rpc = chain.url,
+            token = chain.token,
+            chain_id = chain.chain_id,
+            wallet = prepared.wallets[index].address,
+        );
+        std::fs::write(dir.path().join("havend.toml"), config).unwrap();
+        std::fs::write(dir.path().join("partners.toml"), format!("[partners.tribe]\nsecrets = [{TRIBE_SECRET:?}]\n")).unwrap();
+        std::fs::write(dir.path().join("rewards.toml"), "[limits]\nper_user_per_day = \"100\"\n").unwrap();
+        dirs.push(dir);
+        ports.push(port);
+    }
+    // Each commit made slower, so the SIGKILL lands while both still have work.
+    let spawn = |index: usize| -> Child {
+        Command::new(HAVEND)
+            .args(["run", "--config"])
+            .arg(dirs[index].path())
+            .env("FAILPOINTS", "processor::before_commit=sleep(30)")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let db = Database::connect(&prepared.database.url).await.unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    // 40 attendances of one member (25 HNV each against the 100 HNV daily
+    // limit: 4 minted, 36 held) and 4 of each of 90 others (exactly at it).
+    let deliver = |i: usize| {
+        let (client, port) = (client.clone(), ports[i % 2]);
+        async move {
+            let member = if i < 40 { "busy".to_owned() } else { format!("m{}", i % 90) };
+            let body = format!(r#"{{"id":"tev_{i}","attendee_id":"{member}","type":"meetup","attended":true}}"#);
+            let mut request = http::Request::post(format!("http://127.0.0.1:{port}/webhooks/tribe/event-attendance"));
+            for (name, value) in sign(Partner::Tribe, &body, now()) {
+                request = request.header(name, value);
+            }
+            let response = client.request(request.body(http_body_util::Full::new(bytes::Bytes::from(body))).unwrap()).await;
+            response.map(|r| r.status().as_u16()).unwrap_or(0)
+        }
+    };
+    let by = |name: &'static str| {
+        let db = db.clone();
+        async move { webhook_events::Entity::find().filter(webhook_events::Column::ProcessedBy.eq(name)).count(&db).await.unwrap() }
+    };
+
+    let mut children = vec![spawn(0), spawn(1)];
+    for port in &ports {
+        let url = format!("http://127.0.0.1:{port}/health");
+        let client = client.clone();
+        let up = eventually(Duration::from_secs(30), || {
+            let (client, url) = (client.clone(), url.clone());
+            async move { client.get(url.parse().unwrap()).await.is_ok() }
+        })
+        .await;
+        assert!(up, "both daemons serve");
+    }
+    for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(20) {
+        let statuses = futures_join(chunk.iter().map(|i| deliver(*i))).await;
+        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    }
+
+    // SIGKILL beta once it has done its share, while the inbox still has work.
+    let shared = eventually(Duration::from_secs(60), || async { by("beta").await >= (EVENTS / 10) as u64 }).await;
+    let processed_at_kill = count_status(&db, "processed").await;
+    children[1].kill().unwrap();
+    assert_eq!(children[1].wait().unwrap().signal(), Some(9));
+    assert!(shared, "beta processed at least 10% before it was killed");
+    assert!(processed_at_kill < EVENTS as u64, "the kill landed mid-run ({processed_at_kill} of {EVENTS} processed)");
+    children[1] = spawn(1);
+
+    let all_processed = eventually(Duration::from_secs(120), || async { count_status(&db, "processed").await == EVENTS as u64 }).await;
+    let all_final = eventually(Duration::from_secs(120), || async {
+        transactions::Entity::find()
+            .filter(transactions::Column::Status.is_in(["queued", "signed", "broadcast"]))
+            .count(&db)
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+    for child in &mut children {
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        child.wait().unwrap();
+    }
+    assert!(all_processed && all_final, "every event processed and every intent final");
+
+    // Both names carry a real share of the rows, and every row has one.
+    let (alpha, beta) = (by("alpha").await, by("beta").await);
+    assert!(alpha >= (EVENTS / 10) as u64 && beta >= (EVENTS / 10) as u64, "alpha {alpha}, beta {beta}");
+    assert_eq!(alpha + beta, EVENTS as u64, "every processed row names its daemon");
+
+    // One intent per event; the daily limit held: the busy member got 4 mints, no one more than 100 HNV a day.
+    let intents = transactions::Entity::find().all(&db).await.unwrap();
+    assert_eq!(intents.len(), EVENTS, "one intent per event");
+    let mut per_user: std::collections::HashMap<uuid::Uuid, U256> = std::collections::HashMap::new();
+    for intent in intents.iter().filter(|t| t.status != "held") {
+        *per_user.entry(intent.user_id).or_default() += U256::from_str_radix(&intent.amount, 10).unwrap();
+    }
+    assert!(per_user.values().all(|total| *total <= hnv(100)), "no user over the daily limit");
+    let busy: Vec<&transactions::Model> = intents.iter().filter(|t| t.source.ends_with(":busy")).collect();
+    let busy_minted = busy.iter().filter(|t| t.status == "confirmed").count();
+    let busy_held = busy.iter().filter(|t| t.status == "held").count();
+    assert_eq!((busy_minted, busy_held), (4, 36), "the busy member: exactly the limit minted, the rest held");
+    assert!(intents.iter().all(|t| t.status == "confirmed" || t.status == "held"), "nothing failed");
+
+    // Exactly once on chain, each from the wallet its daemon signs for.
+    let client_chain = chain.client();
+    let mut minted = U256::ZERO;
+    for intent in intents.iter().filter(|t| t.status == "confirmed") {
+        let attempts = entity::tx_attempts::Entity::find().filter(entity::tx_attempts::Column::TransactionId.eq(intent.id)).all(&db).await.unwrap();
+        let wallet = prepared.wallets.iter().find(|w| w.id == intent.hot_wallet_id).unwrap();
+        let mut mined = 0;
+        for attempt in &attempts {
+            if let Some(receipt) = client_chain.receipt(attempt.tx_hash.parse().unwrap()).await.unwrap() {
+                assert!(receipt.status(), "no attempt reverted");
+                assert_eq!(receipt.from, wallet.address.parse::<Address>().unwrap(), "signed by the intent's own hot wallet");
+                mined += 1;
+            }
+        }
+        assert_eq!(mined, 1, "intent {} mined exactly once", intent.id);
+        minted += U256::from_str_radix(&intent.amount, 10).unwrap();
+    }
+    assert_eq!(minted, hnv(25) * U256::from(364u64));
+    assert_eq!(chain.total_supply().await, minted, "totalSupply equals the ledger");
+    for (index, name) in names.iter().enumerate() {
+        let wallet = &prepared.wallets[index];
+        let decrypted_by: std::collections::BTreeSet<String> = entity::wallet_audit_logs::Entity::find()
+            .filter(entity::wallet_audit_logs::Column::WalletId.eq(wallet.id))
+            .filter(entity::wallet_audit_logs::Column::Action.eq("decrypt"))
+            .all(&db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|log| log.actor)
+            .collect();
+        assert_eq!(decrypted_by, std::collections::BTreeSet::from([name.to_string()]), "wallet {index}'s key was used by its own daemon only");
+        let row = entity::wallets::Entity::find_by_id(wallet.id).one(&db).await.unwrap().unwrap();
+        assert_eq!(row.owner.as_deref(), Some(*name));
+        assert!(intents.iter().any(|t| t.hot_wallet_id == wallet.id && t.status == "confirmed"), "wallet {index} minted some");
+    }
+    assert!(alerts_of(&db, "wallet_fenced").await == 0, "no wallet was taken over by the other daemon");
+
+    let reconcile = Command::new(HAVEND).args(["reconcile", "--config"]).arg(dirs[0].path()).output().unwrap();
+    assert!(reconcile.status.success(), "havend reconcile is clean: {}{}", String::from_utf8_lossy(&reconcile.stdout), String::from_utf8_lossy(&reconcile.stderr));
+}
+
+async fn alerts_of(db: &sea_orm::DatabaseConnection, category: &str) -> u64 {
+    entity::alerts::Entity::find().filter(entity::alerts::Column::Category.eq(category)).count(db).await.unwrap()
+}
