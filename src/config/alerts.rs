@@ -91,7 +91,7 @@ impl AlertsConfig {
                 errors.push(invalid(DAEMON_FILE, key("name"), "must be 1 to 64 characters"));
             }
             if self.channels[..index].iter().any(|other| other.name == channel.name) {
-                errors.push(invalid(DAEMON_FILE, key("name"), format!("another channel is named {:?}", channel.name)));
+                errors.push(invalid(DAEMON_FILE, key("name"), "an earlier channel has the same name"));
             }
             match channel.kind {
                 ChannelKind::Slack | ChannelKind::Discord | ChannelKind::Webhook => {
@@ -121,7 +121,7 @@ impl AlertsConfig {
                     if let Some(ca_file) = &channel.ca_file
                         && let Err(error) = std::fs::read(ca_file)
                     {
-                        errors.push(invalid(DAEMON_FILE, key("ca_file"), format!("cannot read {}: {error}", ca_file.display())));
+                        errors.push(invalid(DAEMON_FILE, key("ca_file"), format!("cannot read the file: {error}")));
                     }
                 }
             }

@@ -450,7 +450,7 @@ pub fn check_cron(expression: &str) -> Result<(), String> {
     }
     tokio_cron_scheduler::Job::new_async_tz(expression, chrono::Utc, |_, _| Box::pin(async {}))
         .map(|_| ())
-        .map_err(|_| format!("{expression:?} is not a cron expression with seconds (sec min hour day month weekday)"))
+        .map_err(|_| "not a cron expression with seconds (sec min hour day month weekday)".to_owned())
 }
 
 /// Rules shared by every partner's webhooks.
@@ -1087,24 +1087,94 @@ fn read_toml<T: serde::de::DeserializeOwned>(path: &Path, errors: &mut Vec<Confi
     match toml::from_str(&text) {
         Ok(value) => Some(value),
         Err(error) => {
-            errors.push(ConfigError::Parse { file, message: parse_message(&text, &error) });
+            errors.push(toml_error(file, &text, &error));
             None
         }
     }
 }
 
-/// A TOML error as line, column and the parser's message, without the
-/// quoted source line the parser's own text carries: the line may hold a
-/// secret, and this message reaches logs, alerts and the admin API.
-fn parse_message(text: &str, error: &toml::de::Error) -> String {
-    match error.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!("line {line}, column {column}: {}", error.message().trim_end())
+/// A TOML error that quotes no value from the file: this text reaches logs,
+/// the `config_rejected` alert and the admin API, and the value may be a
+/// secret (`secrets = "whsec_…"` where a list belongs makes serde quote it).
+///
+/// A syntax error is the parser's message with its line and column (the
+/// parser's own text quotes the source line; its message does not). A value
+/// that does not fit the schema is reported as its dotted key, the type
+/// expected and the TOML type found. An unknown or missing key keeps serde's
+/// message, which quotes key names only.
+fn toml_error(file: String, text: &str, error: &toml::de::Error) -> ConfigError {
+    let message = error.message().trim_end();
+    let Some(span) = error.span() else {
+        return ConfigError::Parse { file, message: message.to_owned() };
+    };
+    let position = line_column(text, span.start);
+    let names_keys_only = ["unknown field", "missing field", "duplicate field"].iter().any(|prefix| message.starts_with(prefix));
+    let document = match toml::de::DeTable::parse(text) {
+        Ok(document) if !names_keys_only => document,
+        _ => return ConfigError::Parse { file, message: format!("{position}: {message}") },
+    };
+    match value_at(document.get_ref(), span.start, "") {
+        Some((key, value)) => ConfigError::Invalid { file, key, problem: format!("{} ({position})", schema_problem(message, value)) },
+        None => ConfigError::Parse { file, message: format!("{position}: does not fit the schema") },
+    }
+}
+
+/// `line L, column C` of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> String {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.chars().rev().take_while(|c| *c != '\n').count() + 1;
+    format!("line {line}, column {column}")
+}
+
+/// The dotted key (`partners.aurora.secrets`, `alerts.channels[0].url`) of
+/// the innermost value holding byte `offset`, and that value. Tables are
+/// searched whatever their own span: a `[header]` table's span is its header.
+fn value_at<'v, 'i>(table: &'v toml::de::DeTable<'i>, offset: usize, prefix: &str) -> Option<(String, &'v toml::de::DeValue<'i>)> {
+    table.iter().find_map(|(key, value)| {
+        let path = if prefix.is_empty() { key.get_ref().to_string() } else { format!("{prefix}.{}", key.get_ref()) };
+        within(value, offset, path)
+    })
+}
+
+fn within<'v, 'i>(value: &'v toml::Spanned<toml::de::DeValue<'i>>, offset: usize, path: String) -> Option<(String, &'v toml::de::DeValue<'i>)> {
+    let inner = match value.get_ref() {
+        toml::de::DeValue::Table(table) => value_at(table, offset, &path),
+        toml::de::DeValue::Array(items) => items.iter().enumerate().find_map(|(index, item)| within(item, offset, format!("{path}[{index}]"))),
+        _ => None,
+    };
+    inner.or_else(|| value.span().contains(&offset).then(|| (path, value.get_ref())))
+}
+
+/// What is wrong with a value, from serde's `message`, without the value:
+/// serde's standard messages are rewritten to the type expected and the TOML
+/// type found; any other (this crate's own, which name no value) is kept.
+fn schema_problem(message: &str, value: &toml::de::DeValue<'_>) -> String {
+    let found = value.type_str();
+    // The expected part follows the quoted value, so the last match is serde's.
+    match message.rsplit_once(", expected ") {
+        Some((_, expected)) if message.starts_with("invalid type: ") => format!("expected {}, found {found}", toml_type_words(expected)),
+        Some((_, expected)) if message.starts_with("invalid value: ") || message.starts_with("unknown variant ") => {
+            format!("invalid {found}, expected {}", toml_type_words(expected))
         }
-        None => error.message().trim_end().to_owned(),
+        _ => without_value(message, value),
+    }
+}
+
+/// serde's words for TOML's arrays and tables.
+fn toml_type_words(expected: &str) -> String {
+    expected.replace("a sequence", "an array").replace("a map", "a table")
+}
+
+/// `message` with every string of `value` (an array's or table's too: the
+/// error may point at the whole list) cut out wherever it appears, as
+/// written or as serde quotes it (a custom message may quote what it refused).
+fn without_value(message: &str, value: &toml::de::DeValue<'_>) -> String {
+    match value {
+        toml::de::DeValue::String(text) if !text.is_empty() => message.replace(&format!("{text:?}"), "the value").replace(text.as_ref(), "the value"),
+        toml::de::DeValue::Array(items) => items.iter().fold(message.to_owned(), |message, item| without_value(&message, item.get_ref())),
+        toml::de::DeValue::Table(table) => table.iter().fold(message.to_owned(), |message, (_, item)| without_value(&message, item.get_ref())),
+        _ => message.to_owned(),
     }
 }
 
@@ -1361,9 +1431,35 @@ mod tests {
     fn a_toml_error_names_its_line_but_never_quotes_it() {
         let text = "[partners.aurora]\nsecrets = [\"very-secret-value\"\n";
         let error = toml::from_str::<toml::Value>(text).unwrap_err();
-        let message = parse_message(text, &error);
-        assert!(message.starts_with("line "), "{message}");
+        let message = toml_error(PARTNERS_FILE.into(), text, &error).to_string();
+        assert!(message.starts_with("partners.toml: line 2, column "), "{message}");
         assert!(!message.contains("very-secret-value"), "{message}");
+    }
+
+    #[test]
+    fn a_type_error_names_file_key_and_expected_type_without_quoting_the_secret() {
+        let dir = dir_with(&[(PARTNERS_FILE, "[partners.stripe]\nsecrets = \"whsec_live_abc\"\n")]);
+        let error = Config::load_with_env(dir.path(), |_| None).unwrap_err().to_string();
+        assert!(!error.contains("whsec_live_abc"), "{error}");
+        assert!(error.contains("partners.toml: partners.stripe.secrets: expected an array, found string (line 2, column 11)"), "{error}");
+    }
+
+    #[test]
+    fn no_schema_error_quotes_the_value_it_refused() {
+        for (file, text, expected) in [
+            (DAEMON_FILE, "[alerts]\nretries = \"SECRET-1\"\n", "havend.toml: alerts.retries: expected usize, found string"),
+            (DAEMON_FILE, "[server]\nlisten = 99999999\n", "havend.toml: server.listen: expected socket address, found integer"),
+            (DAEMON_FILE, "[[alerts.channels]]\nname = \"a\"\nkind = \"SECRET-2\"\n", "havend.toml: alerts.channels[0].kind: invalid string, expected one of"),
+            (DAEMON_FILE, "[database]\nmax_connections = 99999999999\n", "havend.toml: database.max_connections: invalid integer, expected u32"),
+            (DAEMON_FILE, "[cross_app]\nshared_secrets = [\"ok-0123456789abcdef\", 7]\n", "havend.toml: cross_app.shared_secrets[1]: expected a string, found integer"),
+            (DAEMON_FILE, "[server]\ntrusted_proxies = [\"10.1.2.3/8\"]\n", "server.trusted_proxies: the value has bits set past its /8 prefix; did you mean 10.0.0.0/8?"),
+            (PARTNERS_FILE, "[partners.aurora]\nscheme = \"SECRET-3\"\nsecrets = [\"s\"]\n", "partners.toml: partners.aurora.scheme: invalid string, expected one of"),
+        ] {
+            let dir = dir_with(&[(file, text)]);
+            let error = Config::load_with_env(dir.path(), |_| None).unwrap_err().to_string();
+            assert!(error.contains(expected), "{expected} in {error}");
+            assert!(!error.contains("SECRET") && !error.contains("10.1.2.3"), "{error}");
+        }
     }
 
     #[test]

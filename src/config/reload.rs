@@ -3,17 +3,17 @@
 //! which of them only take effect after a restart. The config actor
 //! (`config::actor`) gathers the load and carries the plan out.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Config, ConfigErrors};
+use super::{Config, ConfigErrors, Secret};
 
 /// Settings read once at start-up (the listener's socket and limits, the
 /// database pool, the wallet actors, the breaker, the key file, the actor
-/// count, the log subscriber): a reload keeps their running values and
+/// count, the log subscriber, the Redis client): a reload keeps their running values and
 /// reports them as needing a restart. A key matches when it is one of these
 /// or lies under one.
 pub const RESTART_KEYS: &[&str] = &[
@@ -28,6 +28,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "custody",
     "processor.workers",
     "log",
+    "redis",
 ];
 
 /// What a reload does with a freshly loaded configuration.
@@ -99,23 +100,47 @@ fn keep_restart_settings(running: &Config, next: &mut Config) {
     next.custody = running.custody.clone();
     next.processor.workers = running.processor.workers;
     next.log = running.log.clone();
+    next.redis = running.redis.clone();
 }
 
-/// The dotted keys whose values differ. Secrets serialize redacted, so they
-/// (and the database URL's password) are compared by value on their own.
+/// The dotted keys whose values differ. Secrets serialize redacted, so the
+/// JSON diff sees a secret only appear or disappear; [`secrets`] compares
+/// their values, and a key whose secret changed is named, never its value.
 pub fn changed_keys(old: &Config, new: &Config) -> Vec<String> {
     let mut changed = BTreeSet::new();
     let as_json = |config: &Config| serde_json::to_value(config).expect("config serializes");
     diff("", &as_json(old), &as_json(new), &mut changed);
-    if old.database_url() != new.database_url() {
-        changed.insert("database.url".to_owned());
-    }
-    for (partner, config) in &new.partners {
-        if old.partners.get(partner).is_some_and(|old| old.secrets != config.secrets) {
-            changed.insert(format!("partners.{partner}.secrets"));
+    let old_secrets = secrets(old);
+    for (key, value) in secrets(new) {
+        // A secret present on one side only is a key added or removed, which the diff names.
+        if old_secrets.get(&key).is_some_and(|old| *old != value) {
+            changed.insert(key);
         }
     }
     changed.into_iter().collect()
+}
+
+/// Every secret-bearing setting by its dotted key: values whose serialized
+/// form hides what they hold (the database and Redis URLs' passwords, the
+/// partners' webhook secrets and API keys, the cross-app shared secrets, the
+/// alert channels' webhook URLs and SMTP passwords, the RPC URL's key).
+fn secrets(config: &Config) -> BTreeMap<String, Vec<Secret>> {
+    let mut secrets = BTreeMap::new();
+    secrets.insert("database.url".to_owned(), vec![config.database_url()]);
+    secrets.insert("redis.url".to_owned(), config.redis.url.iter().cloned().collect());
+    secrets.insert("cross_app.shared_secrets".to_owned(), config.cross_app.shared_secrets.clone());
+    if let Some(chain) = &config.chain {
+        secrets.insert("chain.rpc_url".to_owned(), vec![Secret::new(chain.rpc_url.clone())]);
+    }
+    for (partner, partner_config) in &config.partners {
+        secrets.insert(format!("partners.{partner}.secrets"), partner_config.secrets.clone());
+        secrets.insert(format!("partners.{partner}.api_key"), partner_config.api_key.iter().cloned().collect());
+    }
+    for (index, channel) in config.alerts.channels.iter().enumerate() {
+        secrets.insert(format!("alerts.channels[{index}].url"), channel.url.iter().cloned().collect());
+        secrets.insert(format!("alerts.channels[{index}].password"), channel.password.iter().cloned().collect());
+    }
+    secrets
 }
 
 fn diff(path: &str, old: &Value, new: &Value, changed: &mut BTreeSet<String>) {
@@ -179,6 +204,36 @@ mod tests {
         assert_eq!(changed, ["partners.aurora.secrets"]);
         assert!(needs_restart.is_empty());
         assert_eq!(config.partners[&Partner::Aurora].secrets[0].expose(), "new");
+    }
+
+    #[test]
+    fn a_secret_changed_in_place_is_applied_and_named_without_its_value() {
+        let channel = |url: &str, password: &str| -> crate::config::ChannelConfig {
+            let mut channel: crate::config::ChannelConfig = toml::from_str("name = \"ops\"\nkind = \"slack\"\n").unwrap();
+            channel.url = Some(Secret::new(url));
+            channel.password = Some(Secret::new(password));
+            channel
+        };
+        let with = |value: &str| {
+            let mut config = with_aurora("s");
+            config.cross_app.shared_secrets = vec![Secret::new(format!("cross-app-{value}"))];
+            config.partners.get_mut(&Partner::Aurora).unwrap().api_key = Some(Secret::new(format!("api-{value}")));
+            config.alerts.channels = vec![channel(&format!("https://hooks.slack.com/services/{value}"), &format!("smtp-{value}"))];
+            config.redis.url = Some(Secret::new(format!("redis://:{value}@cache")));
+            config
+        };
+        let ReloadPlan::Apply { config, changed, needs_restart } = plan_reload(&with("old"), Ok(with("new"))) else {
+            panic!("a secret changed in place is applied");
+        };
+        let expected = ["alerts.channels[0].password", "alerts.channels[0].url", "cross_app.shared_secrets", "partners.aurora.api_key", "redis.url"];
+        assert_eq!(changed, expected);
+        assert_eq!(needs_restart, ["redis.url"], "the Redis client is built once at start-up");
+        assert_eq!(config.cross_app.shared_secrets[0].expose(), "cross-app-new");
+        assert_eq!(config.partners[&Partner::Aurora].api_key.as_ref().unwrap().expose(), "api-new");
+        assert_eq!(config.alerts.channels[0].url.as_ref().unwrap().expose(), "https://hooks.slack.com/services/new");
+        assert_eq!(config.alerts.channels[0].password.as_ref().unwrap().expose(), "smtp-new");
+        assert_eq!(config.redis.url.as_ref().unwrap().expose(), "redis://:old@cache", "kept until a restart");
+        assert!(changed.iter().all(|key| !key.contains("new") && !key.contains("old")), "{changed:?}");
     }
 
     #[test]

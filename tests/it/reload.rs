@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use havend::config::{ApiKey, Scope};
 use havend::webhooks::{Partner, Scheme};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
@@ -89,8 +90,97 @@ async fn restart_only_edits_are_kept_and_reported(backend: Backend) {
     daemon.stop().await;
 }
 
+/// The cross-app secret before and after an in-place rotation.
+const SHARED_OLD: &str = "cross-app-shared-secret-old";
+const SHARED_NEW: &str = "cross-app-shared-secret-new";
+
+/// Adds `api_keys.toml` with the test token and admin keys and reloads, so a
+/// daemon started from files has the keys the other tests' daemons have.
+async fn grant_test_keys(daemon: &TestDaemon, dir: &std::path::Path) {
+    let key = |name: &str, scope: Scope, raw: &str| format!("[keys.{name}]\nscope = \"{}\"\nsha256 = \"{}\"\n", scope.as_str(), ApiKey::from_raw(raw, scope).sha256);
+    let text = format!("{}{}", key(TOKEN_KEY_NAME, Scope::Token, TOKEN_KEY), key(ADMIN_KEY_NAME, Scope::Admin, ADMIN_KEY));
+    std::fs::write(dir.join("api_keys.toml"), text).unwrap();
+    let report = daemon.daemon().reload().await.expect("the config actor answers");
+    assert_eq!(report.outcome, "applied", "{report:?}");
+}
+
+/// `method path` with the admin key, as an operator's tooling sends it.
+async fn as_admin(daemon: &TestDaemon, method: &str, path: &str) -> Answer {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(format!("http://{}{path}", daemon.addr))
+        .header("authorization", format!("Bearer {ADMIN_KEY}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        .unwrap();
+    daemon.send(request).await
+}
+
+/// `POST /api/cross-app/validate-session` with `secret`.
+async fn validate_session(daemon: &TestDaemon, secret: &str, token: &str) -> Answer {
+    let headers = [("content-type".to_owned(), "application/json".to_owned()), ("x-shared-secret".to_owned(), secret.to_owned())];
+    daemon.post("/api/cross-app/validate-session", &headers, serde_json::json!({ "session_token": token }).to_string()).await
+}
+
+/// Only the secret's value changes: the redacted views of the two configs
+/// are identical, and the reload must still see, report and apply it.
+async fn a_cross_app_secret_rotated_in_place_is_applied_and_the_old_one_refused(backend: Backend) {
+    let cross_app = format!("[cross_app]\nshared_secrets = [\"{SHARED_OLD}\"]\n");
+    let (daemon, dir) = TestDaemon::start_with_config_dir(backend, &cross_app, &partners(OLD)).await;
+    grant_test_keys(&daemon, &dir).await;
+    let bearer = format!("Bearer {TOKEN_KEY}");
+    let headers = [("content-type".to_owned(), "application/json".to_owned()), ("authorization".to_owned(), bearer)];
+    let generated = daemon.post("/api/cross-app/generate-session", &headers, r#"{"user":"aurora:guest_rotation"}"#).await;
+    assert_eq!(generated.status, 200, "{:?}", generated.json);
+    let token = generated.json["session_token"].as_str().unwrap().to_owned();
+    assert_eq!(validate_session(&daemon, SHARED_OLD, &token).await.status, 200);
+
+    let text = std::fs::read_to_string(dir.join("havend.toml")).unwrap();
+    std::fs::write(dir.join("havend.toml"), text.replace(SHARED_OLD, SHARED_NEW)).unwrap();
+    let answer = as_admin(&daemon, "POST", "/api/v1/admin/config/reload").await;
+    assert_eq!(answer.status, 200, "{:?}", answer.json);
+    assert_eq!(answer.json["outcome"], "applied", "{}", answer.json);
+    assert_eq!(answer.json["changed"], serde_json::json!(["cross_app.shared_secrets"]));
+    let shown = answer.json.to_string();
+    assert!(!shown.contains(SHARED_OLD) && !shown.contains(SHARED_NEW), "the report names the key, not the value: {shown}");
+
+    let old = validate_session(&daemon, SHARED_OLD, &token).await;
+    assert_eq!((old.status, assert_error_shape(&old)), (401, "INVALID_SHARED_SECRET".to_owned()));
+    assert_eq!(validate_session(&daemon, SHARED_NEW, &token).await.status, 200);
+    daemon.stop().await;
+}
+
+/// `secrets = "…"` where a list belongs: serde's own message quotes the
+/// string; the rejection names file, key and type wherever it is shown.
+async fn a_type_error_is_rejected_naming_file_key_and_type_but_never_the_secret(backend: Backend) {
+    const LEAKED: &str = "whsec_live_must_not_leak";
+    let (daemon, dir) = TestDaemon::start_with_config_dir(backend, "", &partners(OLD)).await;
+    grant_test_keys(&daemon, &dir).await;
+    std::fs::write(dir.join("partners.toml"), format!("[partners.aurora]\nsecrets = \"{LEAKED}\"\n")).unwrap();
+    let answer = as_admin(&daemon, "POST", "/api/v1/admin/config/reload").await;
+    assert_eq!(answer.json["outcome"], "rejected", "{}", answer.json);
+    let error = answer.json["error"].as_str().unwrap();
+    assert!(error.contains("partners.toml: partners.aurora.secrets: expected an array, found string"), "{error}");
+
+    let rejected = eventually(Duration::from_secs(2), || async {
+        entity::alerts::Entity::find().filter(entity::alerts::Column::Category.eq("config_rejected")).one(&daemon.db).await.unwrap().is_some()
+    })
+    .await;
+    assert!(rejected, "a config_rejected alert is stored");
+    let alerts = entity::alerts::Entity::find().all(&daemon.db).await.unwrap();
+    let shown = as_admin(&daemon, "GET", "/api/v1/admin/config").await;
+    assert_eq!(shown.status, 200);
+    for text in [answer.json.to_string(), shown.json.to_string(), format!("{alerts:?}")] {
+        assert!(!text.contains(LEAKED), "{text}");
+    }
+    assert_eq!(deliver_signed(&daemon, OLD).await, 200, "the last good config keeps serving");
+    daemon.stop().await;
+}
+
 on_both_backends!(
     an_edited_secret_is_accepted_within_two_seconds_and_the_removed_one_refused,
     invalid_toml_keeps_the_last_good_config_and_raises_config_rejected,
     restart_only_edits_are_kept_and_reported,
+    a_cross_app_secret_rotated_in_place_is_applied_and_the_old_one_refused,
+    a_type_error_is_rejected_naming_file_key_and_type_but_never_the_secret,
 );
