@@ -20,7 +20,7 @@ use entity::{transactions, tx_attempts, webhook_events};
 use havend::chain::{self, admin};
 use havend::config::{ChainConfig, Config, PartnerConfig, Secret};
 use havend::custody::{self, MasterKeys};
-use havend::intake::NewEvent;
+use havend::intake::{Delivery, NewEvent};
 use havend::webhooks::{Partner, Scheme};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
@@ -108,21 +108,14 @@ async fn backlog(mut config: Config, db: DatabaseConnection, keys: MasterKeys, e
         }
     }
     let now = chrono::Utc::now();
-    let rows: Vec<NewEvent> = (0..events)
-        .map(|i| NewEvent {
-            id: uuid::Uuid::now_v7(),
-            partner: Partner::Aurora,
-            partner_event_id: format!("booking-created:bk_{i}"),
-            event_type: "booking-created".into(),
-            status: "pending",
-            last_error: None,
-            body: Bytes::from(format!(r#"{{"id":"bk_{i}","guest_id":"guest_{}","total_price":"120.50","nights":2}}"#, i % users)),
-            headers: "{}".into(),
-            source_ip: None,
-            request_id: "bench".into(),
-            received_at: now,
-        })
-        .collect();
+    let mut rows = Vec::with_capacity(events);
+    for i in 0..events {
+        // Through the same schema and constructor as a webhook, so the backlog is what intake stores.
+        let body = Bytes::from(format!(r#"{{"id":"bk_{i}","guest_id":"guest_{}","total_price":"120.50","nights":2}}"#, i % users));
+        let parsed = havend::webhooks::payload::parse(Partner::Aurora, Some("booking-created"), &body, now)?;
+        let delivery = Delivery { headers: "{}".into(), source_ip: None, request_id: "bench".into(), received_at: now };
+        rows.push(NewEvent::new(Partner::Aurora, parsed, body, delivery));
+    }
     for chunk in rows.chunks(1_000) {
         havend::intake::store::insert_new(&db, &chunk.iter().collect::<Vec<_>>()).await?;
     }

@@ -25,7 +25,7 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 
 use super::{ApiError, AppState, Response, guard, json_response};
-use crate::intake::{IntakeMsg, NewEvent, Stored};
+use crate::intake::{Delivery, IntakeMsg, NewEvent, Stored};
 use crate::telemetry::metrics::{WEBHOOK_ACK_SECONDS, WEBHOOKS_RECEIVED};
 use crate::webhooks::signature::{Signed, Verified, WEBHOOK_ID};
 use crate::webhooks::{Partner, Window, payload};
@@ -48,7 +48,7 @@ pub async fn receive(
     let event_label = match (&result, event) {
         (_, Some(event)) if known(event) => event.to_owned(),
         // Stripe names the type in the (verified) body.
-        (Ok((_, _, event_type)), None) if payload::STRIPE_HANDLED.contains(&event_type.as_str()) => event_type.clone(),
+        (Ok((_, _, event_type)), None) if crate::webhooks::event::STRIPE_HANDLED.contains(&event_type.as_str()) => event_type.clone(),
         (Ok(_), None) => "other".to_owned(),
         _ => "unknown".to_owned(),
     };
@@ -105,24 +105,16 @@ async fn store(
         .verify(partner, &parts.headers, signed, &partner_config.secrets, now.timestamp(), window)
         .inspect_err(|error| info!(%partner, %error, "Webhook signature refused"))?;
     state.limits.check_partner(&config, partner).map_err(ApiError::rate_limited)?;
-    let parsed = payload::parse(partner, event, &body)?;
+    let parsed = payload::parse(partner, event, &body, now)?;
 
-    let (status, last_error) = crate::intake::store::status_of(&parsed.disposition);
-    let partner_event_id = parsed.partner_event_id.clone();
-    let event_type = parsed.event_type.clone();
-    let new_event = Box::new(NewEvent {
-        id: uuid::Uuid::now_v7(),
-        partner,
-        partner_event_id: parsed.partner_event_id,
-        event_type: parsed.event_type,
-        status,
-        last_error,
-        body,
+    let delivery = Delivery {
         headers: headers_of_interest(&parts.headers, &verified),
         source_ip: Some(client.to_string()),
         request_id: request_id.to_owned(),
         received_at: now,
-    });
+    };
+    let new_event = Box::new(NewEvent::new(partner, parsed, body, delivery));
+    let (partner_event_id, event_type, status) = (new_event.partner_event_id.clone(), new_event.event_type.clone(), new_event.status);
 
     let intake = state
         .intake

@@ -10,7 +10,7 @@ use arc_swap::ArcSwapOption;
 use ractor::ActorRef;
 
 pub use actor::{IntakeActor, IntakeArgs, IntakeMsg, IntakeState, OnCommit};
-pub use store::NewEvent;
+pub use store::{Delivery, NewEvent};
 
 /// The outcome of storing one event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

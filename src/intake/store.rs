@@ -21,7 +21,7 @@ pub const STATUS_IGNORED: &str = "ignored";
 pub const STATUS_INVALID: &str = "invalid";
 
 /// The inbox status (and its reason) an event is stored with.
-pub fn status_of(disposition: &crate::webhooks::Disposition) -> (&'static str, Option<String>) {
+fn status_of(disposition: &crate::webhooks::Disposition) -> (&'static str, Option<String>) {
     use crate::webhooks::Disposition;
     match disposition {
         Disposition::Pending => (STATUS_PENDING, None),
@@ -57,7 +57,39 @@ pub struct NewEvent {
     pub received_at: DateTime<Utc>,
 }
 
+/// Where a [`NewEvent`] came from, besides its body.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Received headers of interest, as a JSON object.
+    pub headers: String,
+    /// The client address (none for a sync).
+    pub source_ip: Option<String>,
+    /// The request (or sync run) that delivered it.
+    pub request_id: String,
+    /// When it arrived.
+    pub received_at: DateTime<Utc>,
+}
+
 impl NewEvent {
+    /// The inbox row of a validated event, the one way webhooks and partner
+    /// syncs build it, so both store the same thing for the same payload.
+    pub fn new(partner: Partner, parsed: crate::webhooks::ParsedEvent, body: bytes::Bytes, delivery: Delivery) -> NewEvent {
+        let (status, last_error) = status_of(&parsed.disposition);
+        NewEvent {
+            id: Uuid::now_v7(),
+            partner,
+            partner_event_id: parsed.partner_event_id,
+            event_type: parsed.event_type,
+            status,
+            last_error,
+            body,
+            headers: delivery.headers,
+            source_ip: delivery.source_ip,
+            request_id: delivery.request_id,
+            received_at: delivery.received_at,
+        }
+    }
+
     /// The inbox's unique key.
     pub fn key(&self) -> (Partner, &str) {
         (self.partner, &self.partner_event_id)

@@ -15,13 +15,13 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::amount::{to_base_units, to_hnv};
-use super::event::EventData;
 use super::limits::{self, Admission, LimitError};
 use super::rules::{RewardRules, ticketing_status as map_ticketing_status};
 use crate::alert::{self, Severity};
 use crate::chain::CallKind;
 use crate::custody::MasterKeys;
 use crate::ledger::redemption::{self, PayoutError, PayoutOutcome};
+use crate::webhooks::EventData;
 use crate::ledger::{self, CANCELLED, FAILED, HELD, LedgerError, NewIntent, Provenance, QUEUED};
 
 /// Booking status: booked, reward due.

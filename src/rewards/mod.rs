@@ -3,7 +3,6 @@
 //!
 //! - [`rules`]: what the reward rules mean (pure amounts in HNV).
 //! - [`amount`]: the one rounding rule from HNV to base units.
-//! - [`event`]: stored bodies read back as typed events.
 //! - [`handlers`]: each event's domain rows and intents, in the caller's transaction.
 //! - [`limits`]: the mint limit counters.
 //! - [`inbox`]: claims, final statuses, retries, dead letters and replay.
@@ -12,7 +11,6 @@
 //! - [`operator`]: held intents (release, cancel).
 
 pub mod amount;
-pub mod event;
 pub mod handlers;
 pub mod inbox;
 pub mod limits;

@@ -115,7 +115,7 @@ mod tests {
         assert_eq!(rules.booking(huge, 2), None);
         assert_eq!(rules.contribution(Decimal::MAX), rules.contribution(rules.tribe.quality_max), "clamped first");
         assert!(rules.weekly_yield(Decimal::MAX).is_some(), "a 10% yield of the largest decimal still fits");
-        use crate::webhooks::payload::{MAX_BOOKING_PRICE, MAX_NIGHTS};
+        use crate::webhooks::event::{MAX_BOOKING_PRICE, MAX_NIGHTS};
         assert!(rules.booking(MAX_BOOKING_PRICE, MAX_NIGHTS).is_some(), "the largest booking intake accepts has a reward");
         assert_eq!(rules.payment(i64::MAX, "jpy"), Some(Ok("9223372036854775807".parse::<Decimal>().unwrap())));
     }

@@ -15,8 +15,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::Config;
-use crate::intake::NewEvent;
-use crate::intake::store;
+use crate::intake::{Delivery, NewEvent, store};
 use crate::webhooks::payload;
 use crate::webhooks::Partner;
 
@@ -116,7 +115,7 @@ pub async fn run(db: &DatabaseConnection, config: &Config, partner: Partner) -> 
             continue;
         }
         let body = Bytes::from(serde_json::to_vec(&synced.payload).unwrap_or_default());
-        let parsed = match payload::parse(partner, Some(&synced.event), &body) {
+        let parsed = match payload::parse(partner, Some(&synced.event), &body, now) {
             Ok(parsed) => parsed,
             Err(error) => {
                 warn!(%partner, event = %synced.event, %error, "Sync returned an event that fails validation; skipped");
@@ -128,21 +127,16 @@ pub async fn run(db: &DatabaseConnection, config: &Config, partner: Partner) -> 
             report.duplicates += 1;
             continue;
         }
-        let (status, last_error) = store::status_of(&parsed.disposition);
-        events.push(NewEvent {
-            id: uuid::Uuid::now_v7(),
-            partner,
-            partner_event_id: parsed.partner_event_id,
-            event_type: parsed.event_type,
-            status,
-            last_error,
-            body,
+        let delivery = Delivery {
             headers: serde_json::json!({ "source": "sync" }).to_string(),
             source_ip: None,
             request_id: format!("sync:{run_id}"),
             received_at: now,
-        });
+        };
+        events.push(NewEvent::new(partner, parsed, body, delivery));
     }
+    // A partner echoing `since` (or answering an older mark) never moves the mark back.
+    let next_since = mark.as_ref().map_or(next_since, |m| next_since.max(m.since));
     let txn = crate::db::begin_write(db).await?;
     let stored = store::insert_new(&txn, &events.iter().collect::<Vec<_>>()).await?.len();
     let row = sync_state::ActiveModel {
@@ -155,15 +149,17 @@ pub async fn run(db: &DatabaseConnection, config: &Config, partner: Partner) -> 
         .update_columns([sync_state::Column::Since, sync_state::Column::LastRunAt, sync_state::Column::LastStored])
         .to_owned();
     sync_state::Entity::insert(row).on_conflict(on_conflict).exec_without_returning(&txn).await?;
+    if report.refused > 0 {
+        // The mark moves past them in this commit, so the alert commits with
+        // it: they are only seen again if the partner resends them.
+        let message = format!("Partner sync of {partner} skipped {} events that fail a webhook's validation (see the log)", report.refused);
+        let details = serde_json::json!({ "partner": partner, "refused": report.refused });
+        crate::alert::record(&txn, crate::alert::Severity::Warning, "sync_events_refused", &message, &details).await?;
+    }
     txn.commit().await?;
     report.stored = stored;
     report.duplicates += events.len() - stored;
     report.next_since = next_since.to_rfc3339_opts(SecondsFormat::Secs, true);
     info!(%partner, fetched = report.fetched, stored, duplicates = report.duplicates, refused = report.refused, "Partner sync done");
-    if report.refused > 0 {
-        // The mark has moved past them: they are only seen again if the partner resends them.
-        let message = format!("Partner sync of {partner} skipped {} events that fail a webhook's validation (see the log)", report.refused);
-        crate::alert::raise(db, crate::alert::Severity::Warning, "sync_events_refused", &message, serde_json::json!({ "partner": partner, "refused": report.refused })).await;
-    }
     Ok(report)
 }

@@ -1,12 +1,15 @@
 //! Partner webhooks as pure logic: who the partners are, how their requests are
-//! signed ([`signature`]) and what their payloads must hold ([`payload`]).
+//! signed ([`signature`]), what their payloads must hold ([`event`], the one
+//! schema of every event) and how they are keyed ([`payload`]).
 //! Nothing here touches the network or the database.
 
+pub mod event;
 pub mod payload;
 pub mod signature;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use event::EventData;
 pub use payload::{Disposition, ParsedEvent, PayloadError};
 pub use signature::{Scheme, SignatureError, Window};
 

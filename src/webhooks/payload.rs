@@ -1,36 +1,20 @@
-//! Payload validation for every partner event of SPEC section 2, and the
-//! "partner event id" each one is deduplicated by.
+//! Payload validation for every partner event of SPEC section 2 (through
+//! the one schema in [`super::event`]), and the "partner event id" each one
+//! is deduplicated by.
 //!
 //! Fields are accepted in snake_case and camelCase. Key parts are
 //! percent-encoded and joined by `:` so no two events share an id by accident
 //! (`event-attendance:tev_9:m_1`).
 
-use std::str::FromStr;
-
+use chrono::{DateTime, Utc};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use super::Partner;
+use super::event::{self, EventData, MAX_EVENT_TYPE_LEN, MAX_PARTNER_EVENT_ID_LEN, STRIPE_HANDLED};
 
 /// Bytes left as they are in a key part; everything else (`:` above all) is encoded.
 const KEY_PART: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-
-/// Events each partner may send in the URL path (Stripe names them in the body).
-pub const EVENTS: &[(Partner, &[&str])] = &[
-    (
-        Partner::Aurora,
-        &["booking-created", "booking-completed", "booking-cancelled", "review-submitted"],
-    ),
-    (
-        Partner::Tribe,
-        &["event-attendance", "contribution", "staking-started", "coaching-milestone", "referral-success"],
-    ),
-    (Partner::HiEvents, &["event-status-changed"]),
-];
-
-/// Stripe event types havend acts on; any other is stored as `ignored`.
-pub const STRIPE_HANDLED: &[&str] = &["payment_intent.succeeded", "payout.paid", "payout.failed"];
 
 /// What becomes of a validated event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,32 +85,51 @@ impl PayloadError {
 
 /// Whether `partner` sends `event` (the URL path part); false → 404.
 pub fn is_known_event(partner: Partner, event: &str) -> bool {
-    EVENTS.iter().any(|(p, events)| *p == partner && events.contains(&event))
+    event::spec(partner, event).is_some()
 }
 
 /// Validates `body` as `partner`'s `event` (None for Stripe, which names the
-/// type in the body) and derives its partner event id.
-pub fn parse(partner: Partner, event: Option<&str>, body: &[u8]) -> Result<ParsedEvent, PayloadError> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| PayloadError::MalformedJson(e.to_string()))?;
-    let Value::Object(object) = value else {
-        return Err(PayloadError::NotAnObject);
-    };
+/// type in the body) against the event's schema, and derives its partner
+/// event id. `now` is the receiver's clock (timestamps may not lie past it).
+pub fn parse(partner: Partner, event: Option<&str>, body: &[u8], now: DateTime<Utc>) -> Result<ParsedEvent, PayloadError> {
+    let object = object_of(body)?;
     let fields = Fields(&object);
-    let parsed = match (partner, event) {
-        (Partner::Stripe, _) => parse_stripe(&fields)?,
+    match (partner, event) {
+        (Partner::Stripe, _) => parse_stripe(&fields),
         (_, Some(event)) => {
+            let spec = event::spec(partner, event).ok_or_else(|| PayloadError::MissingField("a known event".into()))?;
             check_named_event(partner, event, &fields)?;
-            let key = key_parts(partner, event, &fields)?;
-            ParsedEvent {
-                event_type: event.to_owned(),
-                partner_event_id: partner_event_id(event, &key),
-                disposition: Disposition::Pending,
+            let decoded = event::decode(spec, &fields, now)?;
+            let partner_event_id = partner_event_id(event, &decoded.key);
+            if partner_event_id.len() > MAX_PARTNER_EVENT_ID_LEN {
+                // Each key part is bounded; their sum is bounded here, named by the first.
+                let first = spec.fields.iter().find(|f| f.key).map_or("id", |f| f.name);
+                return Err(invalid(first, &format!("the event's key is over {MAX_PARTNER_EVENT_ID_LEN} characters once percent-encoded")));
             }
+            Ok(ParsedEvent { event_type: event.to_owned(), partner_event_id, disposition: Disposition::Pending })
         }
-        (_, None) => return Err(PayloadError::MissingField("event".into())),
-    };
-    check_storable(&parsed)?;
-    Ok(parsed)
+        (_, None) => Err(PayloadError::MissingField("event".into())),
+    }
+}
+
+/// Reads a stored body as `partner`'s `event_type`, through the same schema
+/// that admitted it.
+pub fn read(partner: Partner, event_type: &str, body: &[u8], now: DateTime<Utc>) -> Result<EventData, PayloadError> {
+    let object = object_of(body)?;
+    match partner {
+        Partner::Stripe => event::decode_stripe(event_type, &object).map_err(|problem| invalid("data.object", &problem)),
+        _ => {
+            let spec = event::spec(partner, event_type).ok_or_else(|| PayloadError::MissingField("a known event".into()))?;
+            Ok(event::decode(spec, &Fields(&object), now)?.data)
+        }
+    }
+}
+
+fn object_of(body: &[u8]) -> Result<Map<String, Value>, PayloadError> {
+    match serde_json::from_slice(body).map_err(|e| PayloadError::MalformedJson(e.to_string()))? {
+        Value::Object(object) => Ok(object),
+        _ => Err(PayloadError::NotAnObject),
+    }
 }
 
 /// Payload fields in which partners name the event they send.
@@ -138,45 +141,14 @@ const EVENT_NAME_FIELDS: [&str; 2] = ["event", "type"];
 /// (`booking.cancelled`, `BOOKING_CANCELLED`): Tribe's `event-attendance`
 /// carries an unrelated `type` (`workshop`, …) that must not be refused.
 fn check_named_event(partner: Partner, url_event: &str, fields: &Fields) -> Result<(), PayloadError> {
-    let known = EVENTS.iter().find(|(p, _)| *p == partner).map(|(_, events)| *events).unwrap_or_default();
+    let known = |name: &str| event::spec(partner, name).is_some();
     for field in EVENT_NAME_FIELDS {
         let Some(Value::String(value)) = fields.0.get(field) else { continue };
         let named: String =
             value.trim().chars().map(|c| if matches!(c, '_' | '.') { '-' } else { c.to_ascii_lowercase() }).collect();
-        if named != url_event && known.contains(&named.as_str()) {
+        if named != url_event && known(&named) {
             return Err(PayloadError::EventMismatch { field: field.into(), named: value.clone(), url: url_event.into() });
         }
-    }
-    Ok(())
-}
-
-/// Longest partner event id the inbox stores (its column's size).
-pub const MAX_PARTNER_EVENT_ID_LEN: usize = 512;
-/// Longest event type the inbox stores (its column's size).
-pub const MAX_EVENT_TYPE_LEN: usize = 128;
-
-/// Largest booking total (CAD) accepted: a reward computed from a larger one
-/// could overflow, so it is refused at intake rather than failing later.
-pub const MAX_BOOKING_PRICE: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
-/// Most nights one booking may span (ten years).
-pub const MAX_NIGHTS: i64 = 3_650;
-/// Largest stake (HNV) accepted.
-pub const MAX_STAKE: Decimal = Decimal::from_parts(3_567_587_328, 232, 0, false, 0);
-/// Largest quality score magnitude accepted (rewards clamp it far lower).
-pub const MAX_QUALITY_SCORE: Decimal = Decimal::from_parts(1_000, 0, 0, false, 0);
-
-/// Refuses (400) what the inbox cannot store, rather than failing the insert
-/// (503) and inviting the partner to retry the same event forever.
-fn check_storable(event: &ParsedEvent) -> Result<(), PayloadError> {
-    if event.partner_event_id.len() > MAX_PARTNER_EVENT_ID_LEN {
-        return Err(invalid("id", &format!("identifiers are too long (over {MAX_PARTNER_EVENT_ID_LEN} bytes encoded)")));
-    }
-    if event.event_type.len() > MAX_EVENT_TYPE_LEN {
-        return Err(invalid("type", &format!("longer than {MAX_EVENT_TYPE_LEN} bytes")));
-    }
-    // PostgreSQL text cannot hold NUL; only Stripe's id and type reach storage unencoded.
-    if event.partner_event_id.contains('\0') || event.event_type.contains('\0') {
-        return Err(invalid("id", "must not contain NUL characters"));
     }
     Ok(())
 }
@@ -191,113 +163,44 @@ pub fn partner_event_id(event: &str, parts: &[String]) -> String {
     id
 }
 
-/// Validates the event's fields and returns its key parts.
-fn key_parts(partner: Partner, event: &str, f: &Fields) -> Result<Vec<String>, PayloadError> {
-    match (partner, event) {
-        (Partner::Aurora, "booking-created") => {
-            let id = f.primary_id(&["booking_id"])?;
-            f.id("guest_id")?;
-            f.decimal_at_most("total_price", MAX_BOOKING_PRICE)?;
-            f.integer_in("nights", 1, MAX_NIGHTS)?;
-            Ok(vec![id])
-        }
-        (Partner::Aurora, "booking-completed" | "booking-cancelled") => Ok(vec![f.primary_id(&["booking_id"])?]),
-        (Partner::Aurora, "review-submitted") => {
-            let id = f.primary_id(&["booking_id"])?;
-            f.id("booking_id")?;
-            f.id("guest_id")?;
-            f.integer_in("rating", 1, 5)?;
-            Ok(vec![id])
-        }
-        (Partner::Tribe, "event-attendance") => {
-            let id = f.primary_id(&["event_id"])?;
-            let attendee = f.id("attendee_id")?;
-            f.text("type")?;
-            f.boolean("attended")?;
-            Ok(vec![id, attendee])
-        }
-        (Partner::Tribe, "contribution") => {
-            let id = f.primary_id(&["event_id"])?;
-            f.id("user_id")?;
-            let score = f.decimal("quality_score")?;
-            if score.abs() > MAX_QUALITY_SCORE {
-                return Err(invalid("quality_score", &format!("must be from -{MAX_QUALITY_SCORE} to {MAX_QUALITY_SCORE}")));
-            }
-            Ok(vec![id])
-        }
-        (Partner::Tribe, "staking-started") => {
-            let id = f.primary_id(&["event_id"])?;
-            f.id("user_id")?;
-            f.decimal_at_most("amount", MAX_STAKE)?;
-            Ok(vec![id])
-        }
-        (Partner::Tribe, "coaching-milestone") => {
-            let id = f.primary_id(&["event_id"])?;
-            f.id("user_id")?;
-            f.id("milestone")?;
-            Ok(vec![id])
-        }
-        (Partner::Tribe, "referral-success") => {
-            let id = f.primary_id(&["event_id"])?;
-            f.id("referrer_id")?;
-            let tier = f.text("tier")?;
-            if !["basic", "silver", "gold"].contains(&tier.to_ascii_lowercase().as_str()) {
-                return Err(invalid("tier", "must be basic, silver or gold"));
-            }
-            Ok(vec![id])
-        }
-        (Partner::HiEvents, "event-status-changed") => {
-            let event_id = f.primary_id(&["event_id"])?;
-            let status = f.text("status")?;
-            let updated_at = f.timestamp("updated_at")?;
-            Ok(vec![event_id, status, updated_at])
-        }
-        _ => Err(PayloadError::MissingField("a known event".into())),
-    }
+/// Length of `text` once percent-encoded as a key part.
+pub fn encoded_len(text: &str) -> usize {
+    utf8_percent_encode(text, KEY_PART).map(str::len).sum()
 }
 
+/// A Stripe event: its `id` is the key as sent, so it is bounded as a key;
+/// what havend cannot use is stored as `ignored` or `invalid`, never refused.
 fn parse_stripe(f: &Fields) -> Result<ParsedEvent, PayloadError> {
-    let id = f.text("id")?;
-    let event_type = f.text("type")?;
-    let object = f.0.get("data").and_then(|d| d.get("object"));
-    let metadata = |key: &str| {
-        object
-            .and_then(|o| o.get("metadata"))
-            .and_then(|m| m.get(key))
-            .and_then(Value::as_str)
-            .filter(|s| !s.trim().is_empty())
-    };
-    let disposition = match event_type.as_str() {
-        "payment_intent.succeeded" => {
-            let amount = object
-                .and_then(|o| o.get("amount_received").or_else(|| o.get("amount")))
-                .and_then(Value::as_i64);
-            if metadata("haven_user_id").is_none() {
-                Disposition::Invalid("missing metadata.haven_user_id".into())
-            } else if amount.is_none_or(|a| a <= 0) {
-                Disposition::Invalid("missing or non-positive amount_received".into())
-            } else {
-                Disposition::Pending
-            }
+    let id = stripe_text(f, "id", MAX_PARTNER_EVENT_ID_LEN)?;
+    let event_type = stripe_text(f, "type", MAX_EVENT_TYPE_LEN)?;
+    let disposition = if !STRIPE_HANDLED.contains(&event_type.as_str()) {
+        Disposition::Ignored(format!("unhandled event type {event_type}"))
+    } else {
+        match event::decode_stripe(&event_type, f.0) {
+            Ok(_) => Disposition::Pending,
+            Err(problem) => Disposition::Invalid(problem),
         }
-        "payout.paid" | "payout.failed" => match metadata("redemption_id") {
-            Some(_) => Disposition::Pending,
-            None => Disposition::Invalid("missing metadata.redemption_id".into()),
-        },
-        other => Disposition::Ignored(format!("unhandled event type {other}")),
     };
     Ok(ParsedEvent { event_type, partner_event_id: id, disposition })
 }
 
-fn invalid(field: &str, problem: &str) -> PayloadError {
+/// A Stripe string the inbox stores as is: present, bounded, no control characters.
+fn stripe_text(f: &Fields, field: &str, max: usize) -> Result<String, PayloadError> {
+    match f.require(field)? {
+        Value::String(s) if !s.trim().is_empty() && s.chars().count() <= max && !event::has_control(s) => Ok(s.clone()),
+        _ => Err(invalid(field, &format!("must be a non-empty string of at most {max} characters without control characters"))),
+    }
+}
+
+pub(crate) fn invalid(field: &str, problem: &str) -> PayloadError {
     PayloadError::InvalidField { field: field.into(), problem: problem.into() }
 }
 
 /// A JSON object read by snake_case field names, accepting camelCase too.
-/// The rewards processor reads stored bodies through it, so both sides agree.
 pub(crate) struct Fields<'a>(pub(crate) &'a Map<String, Value>);
 
 impl Fields<'_> {
+    /// The field's value (null counts as absent).
     pub(crate) fn get(&self, field: &str) -> Option<&Value> {
         self.0
             .get(field)
@@ -305,87 +208,11 @@ impl Fields<'_> {
             .filter(|v| !v.is_null())
     }
 
+    /// The field's value, or a `MissingField` error.
     pub(crate) fn require(&self, field: &str) -> Result<&Value, PayloadError> {
         self.get(field).ok_or_else(|| PayloadError::MissingField(field.into()))
     }
 
-    /// `id`, or where it is absent the named stand-ins (`booking_id`, `event_id`).
-    pub(crate) fn primary_id(&self, stand_ins: &[&str]) -> Result<String, PayloadError> {
-        match std::iter::once("id").chain(stand_ins.iter().copied()).find(|f| self.get(f).is_some()) {
-            Some(field) => self.id(field),
-            None => Err(PayloadError::MissingField("id".into())),
-        }
-    }
-
-    /// An identifier: a non-empty string or an integer.
-    pub(crate) fn id(&self, field: &str) -> Result<String, PayloadError> {
-        match self.require(field)? {
-            Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
-            Value::Number(n) if n.is_i64() || n.is_u64() => Ok(n.to_string()),
-            _ => Err(invalid(field, "must be a non-empty string or an integer")),
-        }
-    }
-
-    pub(crate) fn text(&self, field: &str) -> Result<String, PayloadError> {
-        match self.require(field)? {
-            Value::String(s) if !s.trim().is_empty() => Ok(s.clone()),
-            _ => Err(invalid(field, "must be a non-empty string")),
-        }
-    }
-
-    pub(crate) fn boolean(&self, field: &str) -> Result<bool, PayloadError> {
-        self.require(field)?.as_bool().ok_or_else(|| invalid(field, "must be true or false"))
-    }
-
-    pub(crate) fn integer_in(&self, field: &str, min: i64, max: i64) -> Result<i64, PayloadError> {
-        let value = self.require(field)?;
-        let number = value.as_i64().or_else(|| value.as_str().and_then(|s| s.parse().ok()));
-        match number {
-            Some(n) if (min..=max).contains(&n) => Ok(n),
-            _ if max == i64::MAX => Err(invalid(field, &format!("must be an integer >= {min}"))),
-            _ => Err(invalid(field, &format!("must be an integer from {min} to {max}"))),
-        }
-    }
-
-    /// An exact decimal, from a JSON number (read from its text, never via a
-    /// float) or a decimal string.
-    pub(crate) fn decimal(&self, field: &str) -> Result<Decimal, PayloadError> {
-        let text = match self.require(field)? {
-            Value::Number(n) => n.to_string(),
-            Value::String(s) => s.trim().to_owned(),
-            _ => return Err(invalid(field, "must be a decimal number")),
-        };
-        Decimal::from_str(&text)
-            .or_else(|_| Decimal::from_scientific(&text))
-            .map_err(|_| invalid(field, "must be a decimal number"))
-    }
-
-    pub(crate) fn positive_decimal(&self, field: &str) -> Result<Decimal, PayloadError> {
-        let value = self.decimal(field)?;
-        if value > Decimal::ZERO { Ok(value) } else { Err(invalid(field, "must be greater than 0")) }
-    }
-
-    /// A decimal greater than 0 and at most `max`.
-    pub(crate) fn decimal_at_most(&self, field: &str, max: Decimal) -> Result<Decimal, PayloadError> {
-        let value = self.positive_decimal(field)?;
-        if value <= max { Ok(value) } else { Err(invalid(field, &format!("must be at most {max}"))) }
-    }
-
-    /// A timestamp: RFC 3339, `YYYY-MM-DD HH:MM:SS` (taken as UTC), or unix seconds.
-    /// Returned as sent, since it is part of the key.
-    pub(crate) fn timestamp(&self, field: &str) -> Result<String, PayloadError> {
-        let problem = "must be an RFC 3339 timestamp, YYYY-MM-DD HH:MM:SS or unix seconds";
-        match self.require(field)? {
-            Value::String(s)
-                if chrono::DateTime::parse_from_rfc3339(s).is_ok()
-                    || chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").is_ok() =>
-            {
-                Ok(s.clone())
-            }
-            Value::Number(n) if n.is_i64() => Ok(n.to_string()),
-            _ => Err(invalid(field, problem)),
-        }
-    }
 }
 
 fn camel_case(snake: &str) -> String {
@@ -408,12 +235,16 @@ fn camel_case(snake: &str) -> String {
 mod tests {
     use super::*;
 
+    fn now() -> DateTime<Utc> {
+        "2026-12-02T12:00:00Z".parse().unwrap()
+    }
+
     fn ok(partner: Partner, event: &str, body: &str) -> ParsedEvent {
-        parse(partner, Some(event), body.as_bytes()).unwrap()
+        parse(partner, Some(event), body.as_bytes(), now()).unwrap()
     }
 
     fn err(partner: Partner, event: &str, body: &str) -> PayloadError {
-        parse(partner, Some(event), body.as_bytes()).unwrap_err()
+        parse(partner, Some(event), body.as_bytes(), now()).unwrap_err()
     }
 
     #[test]
@@ -499,16 +330,18 @@ mod tests {
 
     #[test]
     fn stripe_events_are_pending_ignored_or_invalid() {
-        let stripe = |body: &str| parse(Partner::Stripe, None, body.as_bytes()).unwrap();
-        let paid = stripe(r#"{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":{"amount_received":500,"metadata":{"haven_user_id":"aurora:g1"}}}}"#);
+        let stripe = |body: &str| parse(Partner::Stripe, None, body.as_bytes(), now()).unwrap();
+        let paid = stripe(r#"{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":{"amount_received":500,"currency":"cad","metadata":{"haven_user_id":"aurora:g1"}}}}"#);
         assert_eq!((paid.partner_event_id.as_str(), paid.disposition), ("evt_1", Disposition::Pending));
         let no_user = stripe(r#"{"id":"evt_2","type":"payment_intent.succeeded","data":{"object":{"amount_received":500,"metadata":{}}}}"#);
         assert!(matches!(no_user.disposition, Disposition::Invalid(_)));
         let customer = stripe(r#"{"id":"evt_3","type":"customer.created","data":{"object":{}}}"#);
         assert!(matches!(customer.disposition, Disposition::Ignored(_)));
-        let payout = stripe(r#"{"id":"evt_4","type":"payout.failed","data":{"object":{"metadata":{"redemption_id":"rd_1"}}}}"#);
+        let payout = stripe(r#"{"id":"evt_4","type":"payout.failed","data":{"object":{"metadata":{"redemption_id":"0190a5c2-7d2e-7c4a-9b1e-2f3a4b5c6d7e"}}}}"#);
         assert_eq!(payout.disposition, Disposition::Pending);
-        assert_eq!(parse(Partner::Stripe, None, br#"{"type":"payout.paid"}"#).unwrap_err(), PayloadError::MissingField("id".into()));
+        let foreign = stripe(r#"{"id":"evt_5","type":"payout.paid","data":{"object":{"metadata":{"redemption_id":"po_other_system"}}}}"#);
+        assert!(matches!(foreign.disposition, Disposition::Invalid(_)));
+        assert_eq!(parse(Partner::Stripe, None, br#"{"type":"payout.paid"}"#, now()).unwrap_err(), PayloadError::MissingField("id".into()));
     }
 
     #[test]
@@ -516,7 +349,7 @@ mod tests {
         let long = "x".repeat(600);
         let body = format!(r#"{{"id":"{long}"}}"#);
         assert_eq!(err(Partner::Aurora, "booking-completed", &body).field(), Some("id"));
-        let stripe = |body: &str| parse(Partner::Stripe, None, body.as_bytes()).unwrap_err();
+        let stripe = |body: &str| parse(Partner::Stripe, None, body.as_bytes(), now()).unwrap_err();
         assert_eq!(stripe(&format!(r#"{{"id":"evt_1","type":"{}"}}"#, "t".repeat(200))).field(), Some("type"));
         assert_eq!(stripe(r#"{"id":"evt_\u0000","type":"customer.created"}"#).field(), Some("id"));
     }
@@ -554,9 +387,35 @@ mod tests {
 
     #[test]
     fn decimals_are_read_exactly() {
-        let f = serde_json::from_str::<Map<String, Value>>(r#"{"a":0.1000000000000000000001,"b":"1e-18"}"#).unwrap();
-        let fields = Fields(&f);
-        assert_eq!(fields.decimal("a").unwrap().to_string(), "0.1000000000000000000001");
-        assert!(fields.decimal("b").unwrap() > Decimal::ZERO);
+        let event = |price: &str| format!(r#"{{"id":"b","guest_id":"g","total_price":{price},"nights":1}}"#);
+        ok(Partner::Aurora, "booking-created", &event("0.1000000000000000000001"));
+        ok(Partner::Aurora, "booking-created", &event(r#""1e-18""#));
+        let read = read(Partner::Aurora, "booking-created", event("0.1000000000000000000001").as_bytes(), now()).unwrap();
+        assert!(matches!(read, EventData::BookingCreated { total_price, .. } if total_price.to_string() == "0.1000000000000000000001"));
+    }
+
+    #[test]
+    fn identifiers_with_control_characters_and_timestamps_out_of_window_are_refused() {
+        assert_eq!(err(Partner::Aurora, "booking-completed", r#"{"id":"bk\u0000"}"#).field(), Some("id"));
+        assert_eq!(err(Partner::Aurora, "booking-created", r#"{"id":"b","guest_id":"g\n1","total_price":1,"nights":1}"#).field(), Some("guest_id"));
+        let status = |at: &str| format!(r#"{{"event_id":1,"status":"LIVE","updated_at":"{at}"}}"#);
+        assert_eq!(err(Partner::HiEvents, "event-status-changed", &status("9999-12-31T00:00:00Z")).field(), Some("updated_at"));
+        assert_eq!(err(Partner::HiEvents, "event-status-changed", &status("2019-06-01T00:00:00Z")).field(), Some("updated_at"));
+        ok(Partner::HiEvents, "event-status-changed", &status("2026-12-02T12:00:59Z"));
+        let stake = |at: &str| format!(r#"{{"id":"s","user_id":"u","amount":"10","started_at":"{at}"}}"#);
+        assert_eq!(err(Partner::Tribe, "staking-started", &stake("2100-01-01T00:00:00Z")).field(), Some("started_at"));
+    }
+
+    #[test]
+    fn identifiers_too_long_for_their_columns_are_refused() {
+        let guest = |len: usize| format!(r#"{{"id":"b","guest_id":"{}","total_price":1,"nights":1}}"#, "g".repeat(len));
+        ok(Partner::Aurora, "booking-created", &guest(249));
+        assert_eq!(err(Partner::Aurora, "booking-created", &guest(250)).field(), Some("guest_id"));
+        let kind = |len: usize| format!(r#"{{"id":"t","attendee_id":"m","type":"{}","attended":true}}"#, "w".repeat(len));
+        ok(Partner::Tribe, "event-attendance", &kind(128));
+        assert_eq!(err(Partner::Tribe, "event-attendance", &kind(129)).field(), Some("type"));
+        // A key part is bounded once percent-encoded: 100 × "é" is 600 characters so.
+        let booking = format!(r#"{{"id":"{}"}}"#, "é".repeat(100));
+        assert_eq!(err(Partner::Aurora, "booking-cancelled", &booking).field(), Some("id"));
     }
 }

@@ -262,26 +262,46 @@ async fn without_an_active_wallet_events_wait_and_are_not_dead_lettered(backend:
 
 async fn staking_pays_each_completed_week_once(backend: Backend) {
     let setup = Setup::start(backend).await;
-    setup.deliver(Partner::Tribe, Some("staking-started"), r#"{"id":"st_w","user_id":"staker","amount":"36500","started_at":"2026-12-21T09:00:00Z"}"#).await;
+    setup.deliver(Partner::Tribe, Some("staking-started"), r#"{"id":"st_w","user_id":"staker","amount":"36500","started_at":"2025-12-22T09:00:00Z"}"#).await;
     assert!(setup.processed(Partner::Tribe, "staking-started:st_w").await);
     let db = setup.daemon.daemon().db();
     let keys = havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap();
     let rules = havend::config::RewardRules::default();
     let as_of = |d: &str| chrono::DateTime::parse_from_rfc3339(d).unwrap().with_timezone(&chrono::Utc);
-    // One week over (12-21..12-27); then the week across new year; twice, concurrently.
-    let first = havend::rewards::staking::run(db, Some(&keys), &rules, as_of("2026-12-29T00:00:00Z")).await.unwrap();
+    // One week over (12-22..12-28); then the week across new year; twice, concurrently.
+    let first = havend::rewards::staking::run(db, Some(&keys), &rules, as_of("2025-12-29T00:00:00Z")).await.unwrap();
     assert_eq!(first.paid, 1);
     let (a, b) = tokio::join!(
-        havend::rewards::staking::run(db, Some(&keys), &rules, as_of("2027-01-05T03:00:00Z")),
-        havend::rewards::staking::run(db, Some(&keys), &rules, as_of("2027-01-05T03:00:00Z")),
+        havend::rewards::staking::run(db, Some(&keys), &rules, as_of("2026-01-05T03:00:00Z")),
+        havend::rewards::staking::run(db, Some(&keys), &rules, as_of("2026-01-05T03:00:00Z")),
     );
     let (a, b) = (a.unwrap(), b.unwrap());
-    assert_eq!(a.paid + b.paid, 1, "the week of 2026-12-28 is paid once");
+    assert_eq!(a.paid + b.paid, 1, "the week of 2025-12-29 is paid once");
     let sources: Vec<String> = transactions::Entity::find().filter(transactions::Column::Source.starts_with("staking:")).all(&setup.daemon.db).await.unwrap().into_iter().map(|t| t.source).collect();
     assert_eq!(sources.len(), 2, "{sources:?}");
-    assert!(sources.contains(&"staking:st_w:2026-12-28".to_owned()));
+    assert!(sources.contains(&"staking:st_w:2025-12-29".to_owned()));
     // 36500 x 0.10 x 7 / 365 = 70 HNV a week.
     assert!(setup.holds("tribe:staker", hnv(140)).await);
+    setup.stop().await;
+}
+
+async fn a_backdated_stake_is_caught_up_a_year_per_run(backend: Backend) {
+    let setup = Setup::start(backend).await;
+    // The earliest start intake accepts: about 360 unpaid weeks.
+    setup.deliver(Partner::Tribe, Some("staking-started"), r#"{"id":"st_old","user_id":"old_staker","amount":"365","started_at":"2020-01-01T00:00:00Z"}"#).await;
+    assert!(setup.processed(Partner::Tribe, "staking-started:st_old").await);
+    let db = setup.daemon.daemon().db();
+    let keys = havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap();
+    let rules = havend::config::RewardRules::default();
+    let as_of = chrono::DateTime::parse_from_rfc3339("2026-11-30T03:00:00Z").unwrap().with_timezone(&chrono::Utc);
+    let paid = || async { transactions::Entity::find().filter(transactions::Column::Source.starts_with("staking:st_old:")).count(&setup.daemon.db).await.unwrap() };
+    let first = havend::rewards::staking::run(db, Some(&keys), &rules, as_of).await.unwrap();
+    assert_eq!((first.paid, first.deferred), (havend::rewards::staking::MAX_WEEKS_PER_RUN, 1));
+    assert_eq!(paid().await, 52);
+    assert!(transactions::Entity::find().filter(transactions::Column::Source.eq("staking:st_old:2020-01-06")).one(&setup.daemon.db).await.unwrap().is_some(), "the oldest week first");
+    let second = havend::rewards::staking::run(db, Some(&keys), &rules, as_of).await.unwrap();
+    assert_eq!((second.paid, second.already_paid), (52, 52), "the next run continues where the first stopped");
+    assert_eq!(paid().await, 104);
     setup.stop().await;
 }
 
@@ -373,5 +393,6 @@ on_both_backends!(
     a_deterministic_failure_is_dead_lettered_and_replayed_once,
     without_an_active_wallet_events_wait_and_are_not_dead_lettered,
     staking_pays_each_completed_week_once,
+    a_backdated_stake_is_caught_up_a_year_per_run,
     a_cancellation_follows_its_mint_in_every_state,
 );

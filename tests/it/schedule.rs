@@ -111,6 +111,29 @@ async fn partner_sync_stores_only_what_webhooks_missed_and_an_overlapping_sync_s
     daemon.stop().await;
 }
 
+/// Issue 13, defect 10: a partner answering an older `next_since` (echoing
+/// `since`) once moved the mark back, and the refused events' alert was
+/// raised after the commit that moved the mark past them.
+async fn a_sync_mark_never_moves_back_and_refused_events_are_alerted_with_it(backend: Backend) {
+    let daemon = start(backend, |_| {}).await;
+    let (ahead, _) = partner_api(serde_json::json!({ "events": [], "next_since": "2026-11-24T06:00:00Z" })).await;
+    let refused = serde_json::json!({ "event": "booking-created", "payload": { "id": "bk_bad", "guest_id": "g", "total_price": "-1", "nights": 1 } });
+    let (behind, _) = partner_api(serde_json::json!({ "events": [refused], "next_since": "2026-11-01T00:00:00Z" })).await;
+    let syncing_from = |url: &str| {
+        let mut config = (*daemon.daemon().config().load_full()).clone();
+        config.partners.get_mut(&Partner::Aurora).unwrap().sync_url = Some(url.to_owned());
+        config
+    };
+    run_job(JobKind::AuroraSync, daemon.daemon().db(), &syncing_from(&ahead), None).await.unwrap();
+    let report = run_job(JobKind::AuroraSync, daemon.daemon().db(), &syncing_from(&behind), None).await.unwrap();
+    assert_eq!((report["refused"].as_u64(), report["next_since"].as_str()), (Some(1), Some("2026-11-24T06:00:00Z")), "{report}");
+    let mark = entity::sync_state::Entity::find_by_id("aurora".to_owned()).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!(mark.since.to_rfc3339(), "2026-11-24T06:00:00+00:00", "the stored mark stays at its maximum");
+    let alerts = entity::alerts::Entity::find().filter(entity::alerts::Column::Category.eq("sync_events_refused")).count(&daemon.db).await.unwrap();
+    assert_eq!(alerts, 1, "the refused event is alerted");
+    daemon.stop().await;
+}
+
 async fn the_cron_fires_the_staking_job_and_pays_each_week_once(backend: Backend) {
     let daemon = start(backend, |config| config.schedule.staking_rewards = "* * * * * *".into()).await;
     let started = (chrono::Utc::now() - chrono::Duration::days(22)).to_rfc3339();
@@ -147,6 +170,7 @@ on_both_backends!(
     a_failing_scheduled_job_raises_an_alert_and_runs_again,
     partner_sync_stores_only_what_webhooks_missed_and_an_overlapping_sync_stores_nothing,
     the_cron_fires_the_staking_job_and_pays_each_week_once,
+    a_sync_mark_never_moves_back_and_refused_events_are_alerted_with_it,
 );
 
 /// Posts a signed Tribe `staking-started` for `stake` (started `days_ago`) to the binary on `port`.

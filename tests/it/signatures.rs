@@ -14,7 +14,7 @@ fn cases() -> Vec<(Partner, Option<&'static str>, String, &'static str)> {
         (
             Partner::Stripe,
             None,
-            r#"{"id":"evt_sig_1","type":"payment_intent.succeeded","data":{"object":{"amount_received":1000,"metadata":{"haven_user_id":"aurora:guest_001"}}}}"#.into(),
+            r#"{"id":"evt_sig_1","type":"payment_intent.succeeded","data":{"object":{"amount_received":1000,"currency":"cad","metadata":{"haven_user_id":"aurora:guest_001"}}}}"#.into(),
             "evt_sig_1",
         ),
         (

@@ -27,6 +27,30 @@ async fn invalid_payloads_are_refused_with_400_and_store_nothing(backend: Backen
     daemon.stop().await;
 }
 
+/// Issue 13, section 1: every field the domain tables keep is bounded at
+/// intake. Each of these was acknowledged before, then failed (or froze) later.
+async fn values_no_column_could_keep_are_refused_at_intake_and_store_nothing(backend: Backend) {
+    let daemon = TestDaemon::start(backend).await;
+    let far = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
+    let cases = [
+        (Partner::Aurora, "booking-created", format!(r#"{{"id":"bk_1","guest_id":"{}","total_price":"10","nights":1}}"#, "g".repeat(250)), "guest_id"),
+        (Partner::Aurora, "booking-cancelled", r#"{"id":"bk\u0000nul"}"#.to_owned(), "id"),
+        (Partner::Aurora, "booking-completed", format!(r#"{{"id":"{}"}}"#, "b".repeat(220)), "id"),
+        (Partner::Tribe, "event-attendance", format!(r#"{{"id":"t","attendee_id":"m","type":"{}","attended":true}}"#, "w".repeat(129)), "type"),
+        (Partner::Tribe, "staking-started", format!(r#"{{"id":"s","user_id":"u","amount":"10","started_at":"{far}"}}"#), "started_at"),
+        (Partner::Tribe, "contribution", r#"{"id":"c","user_id":"u\ttab","quality_score":1}"#.to_owned(), "user_id"),
+        (Partner::HiEvents, "event-status-changed", r#"{"event_id":"e","status":"LIVE","updated_at":"9999-12-31T00:00:00Z"}"#.to_owned(), "updated_at"),
+    ];
+    for (partner, event, body, field) in cases {
+        let answer = daemon.deliver(partner, Some(event), &body).await;
+        assert_eq!(answer.status, 400, "{partner}/{event} {field}: {:?}", answer.json);
+        assert_eq!(assert_error_shape(&answer), "VALIDATION_ERROR");
+        assert_eq!(answer.json["details"]["field"], field, "{partner}/{event}");
+    }
+    assert_eq!(daemon.stored().await, 0);
+    daemon.stop().await;
+}
+
 async fn body_over_the_limit_is_refused_with_413(backend: Backend) {
     let daemon = TestDaemon::start(backend).await;
     let padding = "x".repeat(300 * 1024);
@@ -96,6 +120,7 @@ async fn signed_stripe_event_havend_does_not_handle_is_stored_as_ignored(backend
 
 on_both_backends!(
     invalid_payloads_are_refused_with_400_and_store_nothing,
+    values_no_column_could_keep_are_refused_at_intake_and_store_nothing,
     body_over_the_limit_is_refused_with_413,
     chunked_body_over_the_limit_is_refused_with_413,
     unknown_partner_or_event_is_404,
