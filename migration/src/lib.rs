@@ -14,6 +14,7 @@ mod m20261129_000040_token_api;
 mod m20261129_000050_sessions_and_stream;
 mod m20261129_000060_audit_and_error_logs;
 mod m20261202_000074_inbox_processed_by;
+mod m20261202_000075_inbox_claim_lapses;
 
 /// Every migration, oldest first.
 pub struct Migrator;

@@ -170,7 +170,8 @@ async fn two_redemptions_that_together_exceed_the_balance_are_not_both_accepted(
     fund(&daemon, user, 100).await;
     // Each redemption pauses between its balance check and its burn, so
     // without the per-user lock all six would see 100 and all would burn.
-    fail::cfg("token::stall_after_balance_check", "return(aurora:split_pg=200)").unwrap();
+    arm_stall("token::stall_after_balance_check", user, 200);
+    let stalls_before = havend::hooks::stalls_applied(user);
     // Six at once, 30 each, against 100: exactly three fit, whatever the interleaving.
     let body = redeem_body(user, "30");
     let keys: Vec<String> = (0..6).map(|i| format!("split-key-000{i}")).collect();
@@ -183,6 +184,12 @@ async fn two_redemptions_that_together_exceed_the_balance_are_not_both_accepted(
         assert_eq!(refused.json["details"]["available"], "10");
     }
     assert_eq!(burns(&daemon).await, 3);
+    assert_eq!(
+        havend::hooks::stalls_applied(user) - stalls_before,
+        3,
+        "each accepted redemption stalled between its balance check and its burn, on this backend too"
+    );
+    disarm_stall("token::stall_after_balance_check", user);
     daemon.stop().await;
 }
 
@@ -199,7 +206,50 @@ async fn an_api_mint_over_a_limit_is_held_with_202(backend: Backend) {
     daemon.stop().await;
 }
 
+/// SPEC: a request whose Idempotency-Key another request holds (still
+/// executing) is refused with 409 `IDEMPOTENCY_KEY_IN_USE` and a
+/// `Retry-After`, and does not execute; the first one then completes.
+async fn a_same_key_request_while_the_first_is_stalled_gets_409_with_retry_after(backend: Backend) {
+    let (user, key) = match backend {
+        Backend::Postgres => ("aurora:inuse_pg", "in-use-key-pg-01"),
+        Backend::Sqlite => ("aurora:inuse_lite", "in-use-key-lite-01"),
+    };
+    let daemon = ledger_daemon(backend, |_| {}).await;
+    fund(&daemon, user, 100).await;
+    let body = redeem_body(user, "30");
+    let stalls_before = havend::hooks::stalls_applied(key);
+    arm_stall("api::stall_after_claim", key, 5_000);
+    let first = {
+        let (client, addr, body) = (daemon.client.clone(), daemon.addr, body.to_string());
+        tokio::spawn(async move {
+            let request = http::Request::post(format!("http://{addr}/api/v1/token/redeem"))
+                .header("authorization", format!("Bearer {TOKEN_KEY}"))
+                .header("content-type", "application/json")
+                .header("idempotency-key", key)
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+            client.request(request).await.map(|r| r.status().as_u16()).unwrap_or(0)
+        })
+    };
+    // The first request holds the key and sits in its stall.
+    assert!(eventually(Duration::from_secs(10), || async { havend::hooks::stalls_applied(key) > stalls_before }).await, "the first request reached its stall");
+    let second = call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some(key), &body).await;
+    assert!(!first.is_finished(), "the second request was answered while the first was still stalled");
+    disarm_stall("api::stall_after_claim", key);
+    assert_eq!(second.status, 409, "{:?}", second.json);
+    assert_eq!(assert_error_shape(&second), "IDEMPOTENCY_KEY_IN_USE");
+    let retry_after: u64 = second.headers.get("retry-after").expect("Retry-After is sent").to_str().unwrap().parse().unwrap();
+    assert!(retry_after >= 1, "Retry-After is a positive number of seconds");
+    assert_eq!(first.await.unwrap(), 202, "the first request completes");
+    assert_eq!(havend::hooks::stalls_applied(key) - stalls_before, 1, "only the first request reached the execution");
+    assert_eq!(burns(&daemon).await, 1);
+    let replay = call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some(key), &body).await;
+    assert_eq!((replay.status, replay.headers.get("idempotent-replayed").map(|v| v.to_str().unwrap())), (202, Some("true")));
+    daemon.stop().await;
+}
+
 on_both_backends!(
+    a_same_key_request_while_the_first_is_stalled_gets_409_with_retry_after,
     api_keys_are_required_and_scoped,
     invalid_mints_get_400_in_the_error_shape_and_change_nothing,
     redeem_with_the_same_key_replays_status_headers_and_body_and_burns_once,
@@ -233,12 +283,13 @@ async fn a_first_request_stalled_past_its_lease_cannot_commit_after_another_took
     let key = "stalled-key-0001";
     // Both requests stall after their claim, so the first wakes up while the
     // second (which took the lapsed key over) is still running.
-    fail::cfg("api::stall_after_claim", &format!("2*return({key}=2500)")).unwrap();
+    arm_stall("api::stall_after_claim", key, 2500);
     let body = redeem_body("aurora:g4", "30");
     let (first, second) = tokio::join!(call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some(key), &body), async {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         call(&daemon, "/api/v1/token/redeem", TOKEN_KEY, Some(key), &body).await
     });
+    disarm_stall("api::stall_after_claim", key);
     assert_eq!(second.status, 202, "the second request took the lapsed key over: {:?}", second.json);
     assert_eq!(first.status, 409, "the stalled first request lost its claim: {:?}", first.json);
     assert_eq!(burns(&daemon).await, 1);

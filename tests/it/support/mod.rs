@@ -5,6 +5,7 @@
 pub mod chain;
 pub mod proxy;
 pub mod receivers;
+pub mod rpc_proxy;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -403,4 +404,37 @@ pub fn replace_file(path: &std::path::Path, text: &str) {
     let temporary = path.with_extension("toml.tmp~");
     std::fs::write(&temporary, text).unwrap();
     std::fs::rename(&temporary, path).unwrap();
+}
+
+/// The stalls armed per failpoint: `fail::cfg` replaces a failpoint's whole
+/// setting, and tests (the PostgreSQL and SQLite variants of one, say) run
+/// at once in this process, so each stall is added to the others.
+static STALLS: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// Arms `failpoint` (one read by `havend::hooks::stall_for`) to stall
+/// `target` (a user, an idempotency key) for `ms`, keeping the stalls other
+/// tests armed on it.
+pub fn arm_stall(failpoint: &str, target: &str, ms: u64) {
+    let mut stalls = STALLS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let armed = stalls.entry(failpoint.to_owned()).or_default();
+    armed.insert(target.to_owned(), ms);
+    apply_stalls(failpoint, armed);
+}
+
+/// Stops stalling `target` at `failpoint`; other targets stay armed.
+pub fn disarm_stall(failpoint: &str, target: &str) {
+    let mut stalls = STALLS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let armed = stalls.entry(failpoint.to_owned()).or_default();
+    armed.remove(target);
+    apply_stalls(failpoint, armed);
+}
+
+fn apply_stalls(failpoint: &str, armed: &std::collections::BTreeMap<String, u64>) {
+    if armed.is_empty() {
+        fail::remove(failpoint);
+    } else {
+        let targets: Vec<String> = armed.iter().map(|(target, ms)| format!("{target}={ms}")).collect();
+        fail::cfg(failpoint, &format!("return({})", targets.join(","))).unwrap();
+    }
 }
