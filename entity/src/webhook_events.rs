@@ -42,6 +42,9 @@ pub struct Model {
     pub claim_token: Option<Uuid>,
     /// Until when the claim holds; a crashed processor's claim lapses then.
     pub claimed_until: Option<DateTimeUtc>,
+    /// Claims that lapsed without an outcome (a processor crashed or hung
+    /// on it); after `processor.max_attempts` of them it is dead-lettered.
+    pub lapses: i32,
     /// When the raw body (personal data) was purged after the retention
     /// period; the deduplication key stays.
     pub body_purged_at: Option<DateTimeUtc>,

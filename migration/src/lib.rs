@@ -33,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000050_sessions_and_stream::Migration),
             Box::new(m20261129_000060_audit_and_error_logs::Migration),
             Box::new(m20261202_000074_inbox_processed_by::Migration),
+            Box::new(m20261202_000075_inbox_claim_lapses::Migration),
         ]
     }
 }

@@ -101,11 +101,32 @@ struct Work<'a, C> {
     wallets: BTreeSet<Uuid>,
 }
 
+    // Test hooks (compiled in only with `test-hooks`): a handler that panics
+    // or hangs on one event, as a poison event would.
+    let key = &ctx.event.partner_event_id;
+    if let Some(stall) = handler_stall(key) {
+        tokio::time::sleep(stall).await;
+    }
+    if handler_panics(key) {
+        panic!("failpoint rewards::handler_panics for {key}");
+    }
 impl<C: ConnectionTrait> Work<'_, C> {
     async fn dispatch(&mut self, data: EventData) -> Result<Handled, HandlerError> {
         let rules = self.ctx.rules;
         match data {
             EventData::BookingCreated { booking, guest, total_price, nights } => self.booking_created(booking, guest, total_price, nights).await,
+/// The stall armed for `key` on `rewards::handler_stall` (`return(<key>=<ms>)`).
+fn handler_stall(key: &str) -> Option<std::time::Duration> {
+    fail::fail_point!("rewards::handler_stall", |armed| crate::hooks::stall_for(armed, key));
+    None
+}
+
+/// Whether `rewards::handler_panics` is armed for `key` (`return(<key>)`).
+fn handler_panics(key: &str) -> bool {
+    fail::fail_point!("rewards::handler_panics", |armed: Option<String>| armed.as_deref() == Some(key));
+    false
+}
+
             EventData::BookingCompleted { booking } => self.booking_completed(booking).await,
             EventData::BookingCancelled { booking } => self.booking_cancelled(booking).await,
             EventData::ReviewSubmitted { booking, guest, rating } => self.review(booking, guest, rating).await,

@@ -19,7 +19,9 @@ pub const PROCESSED: &str = "processed";
 pub const DEAD_LETTER: &str = "dead_letter";
 
 /// Claims up to `limit` due, unclaimed (or lapsed) pending events for
-/// `token` until `now + lease`. PostgreSQL skips rows another processor has
+/// `token` until `now + lease`. Taking over a lapsed claim counts a lapse:
+/// every outcome clears the claim, so a claim still set when it is taken
+/// over ended without one. PostgreSQL skips rows another processor has
 /// locked, so several processors and daemons share the inbox; SQLite
 /// serializes writers, so the single UPDATE is the whole claim.
 pub async fn claim(db: &impl ConnectionTrait, token: Uuid, lease: Duration, limit: u64, now: DateTime<Utc>) -> Result<Vec<webhook_events::Model>, DbErr> {
@@ -40,13 +42,13 @@ pub async fn claim(db: &impl ConnectionTrait, token: Uuid, lease: Duration, limi
     let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
     let sql = match backend {
         DbBackend::Postgres => {
-            "UPDATE webhook_events SET claim_token = $1, claimed_until = $2 WHERE id IN (\
+            "UPDATE webhook_events SET claim_token = $1, claimed_until = $2, lapses = lapses + CASE WHEN claim_token IS NULL THEN 0 ELSE 1 END WHERE id IN (\
              SELECT id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= $3 \
              AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY next_attempt_at LIMIT $4 \
              FOR UPDATE SKIP LOCKED) RETURNING *"
         }
         _ => {
-            "UPDATE webhook_events SET claim_token = ?, claimed_until = ? WHERE id IN (\
+            "UPDATE webhook_events SET claim_token = ?, claimed_until = ?, lapses = lapses + CASE WHEN claim_token IS NULL THEN 0 ELSE 1 END WHERE id IN (\
              SELECT id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= ? \
              AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at LIMIT ?) RETURNING *"
         }
@@ -150,6 +152,7 @@ pub async fn replay(db: &impl ConnectionTrait, reference: &str) -> Result<Replay
     let result = webhook_events::Entity::update_many()
         .col_expr(webhook_events::Column::Status, Expr::value(PENDING))
         .col_expr(webhook_events::Column::Attempts, Expr::value(0))
+        .col_expr(webhook_events::Column::Lapses, Expr::value(0))
         .col_expr(webhook_events::Column::NextAttemptAt, Expr::value(Some(Utc::now())))
         .col_expr(webhook_events::Column::ProcessedAt, Expr::value(Option::<DateTime<Utc>>::None))
         .col_expr(webhook_events::Column::ProcessedBy, Expr::value(Option::<String>::None))

@@ -93,6 +93,13 @@ pub fn plan(outcome: Outcome, attempts_so_far: i32, max_attempts: i32, age: Dura
     }
 }
 
+/// Whether an event's claims lapsed (without an outcome) often enough to
+/// dead-letter it rather than run it again: as many as the deterministic
+/// failures a dead letter takes.
+pub fn lapsed_too_often(lapses: i32, max_attempts: i32) -> bool {
+    lapses >= max_attempts
+}
+
 /// A waiting event is looked at again less often the longer it waits.
 fn age_attempt(age: Duration) -> u32 {
     (age.as_secs() / 60).max(1).ilog2() + 1
@@ -244,6 +251,15 @@ impl ProcessorState {
         let mut wallets = BTreeSet::new();
         let keys = self.args.keys.clone();
         for event in &claimed {
+            if lapsed_too_often(event.lapses, settings.max_attempts) {
+                // A poison event that crashes or hangs whoever runs it must
+                // not be claimed again at every lease forever.
+                let error = format!("its claim lapsed {} times without an outcome: a processor crashed or hung on it", event.lapses);
+                if let Err(error) = self.dead_letter(event, token, &error).await {
+                    warn!(partner = %event.partner, event_id = %event.partner_event_id, %error, "Cannot dead-letter an event whose claims keep lapsing");
+                }
+                continue;
+            }
             let ctx = Context { rules: &config.rewards, rules_hash: &rules_hash, keys: keys.as_ref(), event };
             self.process(&ctx, token, settings, &mut wallets).await;
         }

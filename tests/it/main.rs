@@ -13,6 +13,7 @@ mod intake;
 mod monitor;
 mod openapi;
 mod ops;
+mod poison;
 mod processing;
 mod reload;
 mod resilience;
