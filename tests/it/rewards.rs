@@ -33,7 +33,11 @@ impl Setup {
     }
 
     async fn start_with(backend: Backend, tweak: impl FnOnce(&mut havend::config::Config) + Send + 'static) -> Setup {
-        let chain = TestChain::start(Some(1)).await;
+        Self::start_on_chain(TestChain::start(Some(1)).await, backend, tweak).await
+    }
+
+    /// A daemon signing for one hot wallet on `chain`.
+    async fn start_on_chain(chain: TestChain, backend: Backend, tweak: impl FnOnce(&mut havend::config::Config) + Send + 'static) -> Setup {
         let Prepared { database, key_dir, wallets, .. } = Prepared::new(backend, &chain, 1).await;
         let key_file = key_dir.path().join("master.key");
         let addresses: Vec<Address> = wallets.iter().map(|w| w.address.parse().unwrap()).collect();
@@ -372,6 +376,67 @@ async fn a_cancellation_follows_its_mint_in_every_state(backend: Backend) {
     setup.stop().await;
 }
 
+/// The cancellation of a booking whose mint sits in the mempool (broadcast,
+/// no block mined): its reversal waits, looked at by the wallet actor on
+/// every tick and never signed, until blocks are mined; then the mint
+/// confirms first and the burn follows it, each exactly once.
+async fn a_cancellation_while_its_mint_is_in_the_mempool_waits_and_burns_after_the_mint_confirms(backend: Backend) {
+    use alloy::providers::ext::AnvilApi;
+    // Automine while the token is deployed and the wallet equipped; then
+    // a block is mined only when the test mines one.
+    let setup = Setup::start_on_chain(TestChain::start(None).await, backend, |_| {}).await;
+    let anvil = setup.chain.admin_provider();
+    anvil.anvil_set_auto_mine(false).await.unwrap();
+    let mint_source = "aurora:booking-created:bk_mp";
+    setup.deliver(Partner::Aurora, Some("booking-created"), r#"{"id":"bk_mp","guest_id":"g_mp","total_price":"10","nights":1}"#).await;
+    let broadcast = eventually(Duration::from_secs(20), || async {
+        transactions::Entity::find().filter(transactions::Column::Source.eq(mint_source)).one(&setup.daemon.db).await.unwrap().is_some_and(|t| t.status == "broadcast")
+    })
+    .await;
+    assert!(broadcast, "the mint was broadcast");
+    let block_before = setup.chain.client().block_number().await.unwrap();
+
+    setup.deliver(Partner::Aurora, Some("booking-cancelled"), r#"{"id":"bk_mp"}"#).await;
+    assert!(setup.processed(Partner::Aurora, "booking-cancelled:bk_mp").await);
+    let reversal = intent_of(&setup.daemon, &format!("reversal:{mint_source}")).await;
+    // Proof the wallet actor looked at the reversal since it was queued: its ticks went on.
+    let ticks = || async { setup.daemon.daemon().wallet_statuses().await[0].ticks };
+    let seen = ticks().await;
+    setup.daemon.daemon().nudge_wallets();
+    assert!(eventually(Duration::from_secs(10), || async { ticks().await >= seen + 3 }).await, "the wallet actor kept ticking");
+    assert_eq!(intent_of(&setup.daemon, &reversal.source).await.status, "queued", "the reversal waits for its mint");
+    let burn_attempts = || async { entity::tx_attempts::Entity::find().filter(entity::tx_attempts::Column::TransactionId.eq(reversal.id)).count(&setup.daemon.db).await.unwrap() };
+    assert_eq!(burn_attempts().await, 0, "nothing signed for the reversal while its mint is unmined");
+    assert_eq!(intent_of(&setup.daemon, mint_source).await.status, "broadcast");
+    assert_eq!(setup.chain.client().block_number().await.unwrap(), block_before, "no block was mined meanwhile");
+
+    // Mine: the mint confirms, then the burn is signed and mined in a later block.
+    let burned = eventually(Duration::from_secs(60), || async {
+        anvil.anvil_mine(Some(1), None).await.unwrap();
+        intent_of(&setup.daemon, &reversal.source).await.status == "confirmed"
+    })
+    .await;
+    assert!(burned, "the reversal burned once its mint confirmed");
+    let (mint, burn) = (intent_of(&setup.daemon, mint_source).await, intent_of(&setup.daemon, &reversal.source).await);
+    assert_eq!(mint.status, "confirmed");
+    assert!(burn.block_number > mint.block_number, "the burn was mined after the mint: {:?} vs {:?}", burn.block_number, mint.block_number);
+    let first_burn_attempt = entity::tx_attempts::Entity::find()
+        .filter(entity::tx_attempts::Column::TransactionId.eq(burn.id))
+        .all(&setup.daemon.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.created_at)
+        .min()
+        .unwrap();
+    assert!(first_burn_attempt >= mint.updated_at, "the burn was signed only after the mint was confirmed");
+    assert!(setup.holds("aurora:g_mp", U256::ZERO).await);
+    assert_eq!(setup.chain.total_supply().await, U256::ZERO);
+    setup.reconcile_is_clean().await;
+    drop(anvil);
+    setup.stop().await;
+}
+
 /// Makes a waiting event due now (what its backoff would do later).
 async fn force_due(daemon: &TestDaemon, key: &str) {
     use sea_orm::sea_query::Expr;
@@ -395,4 +460,5 @@ on_both_backends!(
     staking_pays_each_completed_week_once,
     a_backdated_stake_is_caught_up_a_year_per_run,
     a_cancellation_follows_its_mint_in_every_state,
+    a_cancellation_while_its_mint_is_in_the_mempool_waits_and_burns_after_the_mint_confirms,
 );
