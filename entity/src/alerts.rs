@@ -20,8 +20,9 @@ pub struct Model {
     /// When.
     pub created_at: DateTimeUtc,
     /// `pending` (waiting for delivery), `delivered`, `failed` (a channel
-    /// gave up after its retries), `throttled` (a repeat within the window),
-    /// `unrouted` (no channel takes it) or `skipped` (raised before delivery existed).
+    /// gave up after its retries; retried from `next_attempt_at` while that
+    /// is set), `throttled` (a repeat within the window), `unrouted` (no
+    /// channel takes it) or `skipped` (raised before delivery existed).
     pub delivery_status: String,
     /// The lease token of the daemon delivering it; its result is written only while this holds.
     pub claim_token: Option<Uuid>,
@@ -29,6 +30,9 @@ pub struct Model {
     pub claimed_until: Option<DateTimeUtc>,
     /// When its delivery finished (whatever the outcome).
     pub delivered_at: Option<DateTimeUtc>,
+    /// When a `failed` alert's next delivery round may start; none once it
+    /// is delivered or past the delivery horizon (failed for good).
+    pub next_attempt_at: Option<DateTimeUtc>,
 }
 
 /// Relations are expressed by ids in queries.

@@ -15,6 +15,7 @@ mod m20261129_000050_sessions_and_stream;
 mod m20261129_000060_audit_and_error_logs;
 mod m20261202_000074_inbox_processed_by;
 mod m20261202_000075_inbox_claim_lapses;
+mod m20261202_000072_alert_redelivery;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000060_audit_and_error_logs::Migration),
             Box::new(m20261202_000074_inbox_processed_by::Migration),
             Box::new(m20261202_000075_inbox_claim_lapses::Migration),
+            Box::new(m20261202_000072_alert_redelivery::Migration),
         ]
     }
 }

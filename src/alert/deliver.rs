@@ -18,6 +18,7 @@ use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use chrono::Utc;
 use sea_orm::{ConnectionTrait, DbErr};
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -88,15 +89,17 @@ pub struct Delivery {
     pub daemon: String,
 }
 
-/// Delivers one claimed alert and records its final status (only while
-/// `token` holds the claim). Returns that status.
+/// Delivers one claimed alert (a round: each channel that has not taken it
+/// yet, with its retries) and records the outcome (only while `token` holds
+/// the claim): `failed` with the next round's time while the delivery
+/// horizon allows one ([`plan::next_round`]). Returns the status.
 pub async fn deliver(db: &impl ConnectionTrait, delivery: &Delivery, row: &alerts::Model, token: Uuid) -> Result<&'static str, DbErr> {
     let alert = Alert::from(row);
     let daemon = delivery.daemon.as_str();
     let channels = plan::route(&delivery.config.channels, alert.severity, &alert.category);
     if channels.is_empty() {
         store::log(db, LogEntry { alert: alert.id, channel: None, attempt: 0, outcome: UNROUTED, detail: None, daemon }).await?;
-        store::finish(db, alert.id, token, UNROUTED).await?;
+        store::finish(db, alert.id, token, UNROUTED, None).await?;
         return Ok(UNROUTED);
     }
     let window = Duration::from_secs(delivery.config.throttle_window_secs);
@@ -110,29 +113,46 @@ pub async fn deliver(db: &impl ConnectionTrait, delivery: &Delivery, row: &alert
         Throttled::Repeat(nth) => {
             let detail = Some(format!("repeat {nth} within the {}s window", window.as_secs()));
             store::log(db, LogEntry { alert: alert.id, channel: None, attempt: 0, outcome: THROTTLED, detail, daemon }).await?;
-            store::finish(db, alert.id, token, THROTTLED).await?;
+            store::finish(db, alert.id, token, THROTTLED, None).await?;
             return Ok(THROTTLED);
         }
     };
-    let done = store::delivered_channels(db, alert.id).await?;
+    let history = store::channel_history(db, alert.id).await?;
     let mut status = DELIVERED;
-    for channel in channels.into_iter().filter(|channel| !done.contains(&channel.name)) {
-        if !deliver_to(db, delivery, channel, &alert, repeats_before).await? {
+    for channel in channels.into_iter().filter(|channel| !history.delivered.contains(&channel.name)) {
+        let attempts_before = history.last_attempt.get(&channel.name).copied().unwrap_or(0);
+        if !deliver_to(db, delivery, channel, &alert, repeats_before, attempts_before).await? {
             status = FAILED;
         }
     }
-    if !store::finish(db, alert.id, token, status).await? {
+    let next_round = match status {
+        FAILED => plan::next_round(&delivery.config, alert.created_at, Utc::now(), random_fraction()),
+        _ => None,
+    };
+    match next_round {
+        Some(at) => warn!(alert = %alert.id, next_round = %at, "Alert not delivered to every channel; trying again then"),
+        None if status == FAILED => warn!(alert = %alert.id, horizon_secs = delivery.config.delivery_horizon_secs, "Alert not delivered within the delivery horizon; giving up"),
+        None => {}
+    }
+    if !store::finish(db, alert.id, token, status, next_round).await? {
         warn!(alert = %alert.id, "Alert claim lapsed during delivery; another daemon may deliver it again");
     }
     Ok(status)
 }
 
-/// Tries one channel until it takes the alert or the retries run out,
-/// logging every attempt; true when it was delivered.
-async fn deliver_to(db: &impl ConnectionTrait, delivery: &Delivery, channel: &ChannelConfig, alert: &Alert, repeats_before: i64) -> Result<bool, DbErr> {
+/// A uniformly random number in [0, 1), for [`plan::next_round`]'s jitter:
+/// the top 48 bits of a v4 UUID, all random (its version bits come after).
+fn random_fraction() -> f64 {
+    (Uuid::new_v4().as_u128() >> 80) as f64 / (1u64 << 48) as f64
+}
+
+/// Tries one channel until it takes the alert or this round's retries run
+/// out, logging every attempt (numbered on from `attempts_before`, the
+/// earlier rounds'); true when it was delivered.
+async fn deliver_to(db: &impl ConnectionTrait, delivery: &Delivery, channel: &ChannelConfig, alert: &Alert, repeats_before: i64, attempts_before: i32) -> Result<bool, DbErr> {
     let timeout = Duration::from_millis(delivery.config.timeout_ms);
     let mut delays = plan::retry_delays(&delivery.config);
-    let mut attempt = 1;
+    let mut attempt = attempts_before + 1;
     loop {
         let result = match tokio::time::timeout(timeout, send(delivery, channel, alert, repeats_before)).await {
             Ok(result) => result,
@@ -157,7 +177,7 @@ async fn deliver_to(db: &impl ConnectionTrait, delivery: &Delivery, channel: &Ch
                 attempt += 1;
             }
             (_, None) => {
-                warn!(alert = %alert.id, channel = %channel.name, attempt, error = %detail, "Alert delivery failed; giving up");
+                warn!(alert = %alert.id, channel = %channel.name, attempt, error = %detail, "Alert delivery round failed");
                 return Ok(false);
             }
         }

@@ -133,6 +133,7 @@ pub async fn record(db: &impl ConnectionTrait, severity: Severity, category: &st
         claim_token: Set(None),
         claimed_until: Set(None),
         delivered_at: Set(None),
+        next_attempt_at: Set(None),
     }
     .insert(db)
     .await?;

@@ -150,6 +150,27 @@ pub fn url_origin(url: &str) -> String {
     }
 }
 
+/// Jitter adds up to the capped delay again: a wait within a round is at
+/// most this many times `retry_max_ms` (the lease is sized on it).
+pub const RETRY_JITTER_FACTOR: u64 = 2;
+
+/// When a failed delivery round's alert gets its next round: after a wait as
+/// long as the alert's age at the failure (so the waits roughly double),
+/// at least `retry_base_ms` and at most `redelivery_max_ms`, shortened by up
+/// to half at random (`jitter` in [0, 1)) so alerts that failed together do
+/// not retry together. `None` when that would start after the delivery
+/// horizon (`delivery_horizon_secs` after it was raised): the alert stays
+/// `failed`.
+pub fn next_round(config: &AlertsConfig, raised_at: DateTime<Utc>, failed_at: DateTime<Utc>, jitter: f64) -> Option<DateTime<Utc>> {
+    let horizon = raised_at.checked_add_signed(chrono::Duration::seconds(i64::try_from(config.delivery_horizon_secs).ok()?))?;
+    let age = (failed_at - raised_at).to_std().unwrap_or_default();
+    let base = Duration::from_millis(config.retry_base_ms);
+    let cap = Duration::from_millis(config.redelivery_max_ms).max(base);
+    let wait = age.clamp(base, cap).mul_f64(1.0 - jitter.clamp(0.0, 1.0) / 2.0);
+    let next = failed_at.checked_add_signed(chrono::Duration::from_std(wait).ok()?)?;
+    (next <= horizon).then_some(next)
+}
+
 /// The waits between attempts on one channel: exponential from
 /// `retry_base_ms`, capped at `retry_max_ms`, with jitter, `retries` of them.
 pub fn retry_delays(config: &AlertsConfig) -> impl Iterator<Item = Duration> + Send + use<> {
@@ -304,7 +325,50 @@ mod tests {
         assert!(delays.iter().all(|d| *d >= Duration::from_millis(100) && *d <= Duration::from_millis(500)), "{delays:?}");
     }
 
+    fn redelivery(horizon_secs: u64, max_ms: u64) -> AlertsConfig {
+        AlertsConfig { retry_base_ms: 1_000, redelivery_max_ms: max_ms, delivery_horizon_secs: horizon_secs, ..AlertsConfig::default() }
+    }
+
+    #[test]
+    fn failed_rounds_wait_as_long_as_the_alert_is_old_up_to_the_cap_until_the_horizon() {
+        let config = redelivery(86_400, 900_000);
+        let raised = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let at = |secs: i64| raised + chrono::Duration::seconds(secs);
+        assert_eq!(next_round(&config, raised, raised, 0.0), Some(raised + chrono::Duration::seconds(1)), "at least retry_base_ms");
+        assert_eq!(next_round(&config, raised, at(60), 0.0), Some(at(120)), "the first round took a minute: wait a minute");
+        assert_eq!(next_round(&config, raised, at(120), 0.0), Some(at(240)));
+        assert_eq!(next_round(&config, raised, at(3_600), 0.0), Some(at(3_600 + 900)), "capped");
+        assert_eq!(next_round(&config, raised, at(3_600), 0.5), Some(at(3_600 + 675)), "jitter shortens by up to half");
+        assert_eq!(next_round(&config, raised, at(86_400 - 900), 0.0), Some(at(86_400)), "a round may start at the horizon");
+        assert_eq!(next_round(&config, raised, at(86_400 - 899), 0.0), None, "not after it");
+        assert_eq!(next_round(&redelivery(0, 900_000), raised, raised, 0.0), None, "a horizon of 0: no further rounds");
+    }
+
+    #[test]
+    fn a_claim_outlasts_a_round_whose_jitter_draws_the_longest_waits() {
+        let config = AlertsConfig { retries: 5, retry_base_ms: 100, retry_max_ms: 250, timeout_ms: 1_000, ..AlertsConfig::default() };
+        for _ in 0..200 {
+            let waited: Duration = retry_delays(&config).sum();
+            assert!(waited + Duration::from_millis(config.timeout_ms * 6) <= config.worst_delivery(), "{waited:?}");
+        }
+        assert_eq!(config.worst_delivery(), Duration::from_millis(6 * 1_000 + 5 * 500));
+    }
+
     proptest! {
+        #[test]
+        fn a_round_never_waits_past_the_cap_nor_starts_after_the_horizon(
+            age_secs in 0i64..200_000, jitter in 0.0f64..1.0, max_ms in 1_000u64..5_000_000, horizon_secs in 0u64..200_000,
+        ) {
+            let config = redelivery(horizon_secs, max_ms);
+            let raised = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+            let failed = raised + chrono::Duration::seconds(age_secs);
+            if let Some(next) = next_round(&config, raised, failed, jitter) {
+                prop_assert!(next > failed);
+                prop_assert!(next - failed <= chrono::Duration::milliseconds(max_ms as i64));
+                prop_assert!(next <= raised + chrono::Duration::seconds(horizon_secs as i64));
+            }
+        }
+
         #[test]
         fn within_one_window_exactly_the_first_alert_leads(offsets in proptest::collection::vec(0i64..1_000, 1..50), window in 1i64..2_000) {
             let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();

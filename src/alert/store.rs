@@ -21,7 +21,8 @@ use super::plan::{self, Throttle, Window};
 pub const PENDING: &str = "pending";
 /// Delivery status: every channel it was routed to took it.
 pub const DELIVERED: &str = "delivered";
-/// Delivery status: some channel still failed after its retries.
+/// Delivery status: some channel still failed after its retries; another
+/// round follows at `next_attempt_at` while that is set.
 pub const FAILED: &str = "failed";
 /// Delivery status: a repeat within its throttle window; counted, not sent.
 pub const THROTTLED: &str = "throttled";
@@ -31,8 +32,10 @@ pub const UNROUTED: &str = "unrouted";
 /// Log outcome: the attempt failed and another follows.
 pub const RETRYING: &str = "retrying";
 
-/// Claims up to `limit` undelivered alerts (oldest first) whose claim is
-/// free or lapsed, for `token` until `now + lease`. PostgreSQL skips rows
+/// Claims up to `limit` alerts to deliver whose claim is free or lapsed,
+/// for `token` until `now + lease`: undelivered ones first, oldest first,
+/// then `failed` ones whose next round is due (so a channel that is down
+/// does not hold up new alerts for the others). PostgreSQL skips rows
 /// another daemon is claiming; SQLite serializes writers, so the single
 /// UPDATE is the whole claim.
 pub async fn claim(db: &impl ConnectionTrait, token: Uuid, lease: Duration, limit: u64, now: DateTime<Utc>) -> Result<Vec<alerts::Model>, DbErr> {
@@ -41,14 +44,18 @@ pub async fn claim(db: &impl ConnectionTrait, token: Uuid, lease: Duration, limi
     let sql = match backend {
         DbBackend::Postgres => {
             "UPDATE alerts SET claim_token = $1, claimed_until = $2 WHERE id IN (\
-             SELECT id FROM alerts WHERE delivery_status = 'pending' \
-             AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY created_at LIMIT $4 \
+             SELECT id FROM alerts WHERE (delivery_status = 'pending' \
+             OR (delivery_status = 'failed' AND next_attempt_at <= $3)) \
+             AND (claimed_until IS NULL OR claimed_until < $3) \
+             ORDER BY CASE WHEN delivery_status = 'pending' THEN 0 ELSE 1 END, created_at LIMIT $4 \
              FOR UPDATE SKIP LOCKED) RETURNING *"
         }
         _ => {
-            "UPDATE alerts SET claim_token = ?, claimed_until = ? WHERE id IN (\
-             SELECT id FROM alerts WHERE delivery_status = 'pending' \
-             AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY created_at LIMIT ?) RETURNING *"
+            "UPDATE alerts SET claim_token = ?1, claimed_until = ?2 WHERE id IN (\
+             SELECT id FROM alerts WHERE (delivery_status = 'pending' \
+             OR (delivery_status = 'failed' AND next_attempt_at <= ?3)) \
+             AND (claimed_until IS NULL OR claimed_until < ?3) \
+             ORDER BY CASE WHEN delivery_status = 'pending' THEN 0 ELSE 1 END, created_at LIMIT ?4) RETURNING *"
         }
     };
     let values: Vec<sea_orm::Value> = vec![token.into(), until.into(), now.into(), (limit as i64).into()];
@@ -78,17 +85,19 @@ fn lease_end(now: DateTime<Utc>, lease: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60))
 }
 
-/// Sets the alert's final delivery status, only while `token` still holds
+/// Sets the alert's delivery status after a round, and when the next round
+/// may start (none: this status is final), only while `token` still holds
 /// its claim; false when another daemon took it over (its lease lapsed).
-pub async fn finish(db: &impl ConnectionTrait, id: Uuid, token: Uuid, status: &str) -> Result<bool, DbErr> {
+pub async fn finish(db: &impl ConnectionTrait, id: Uuid, token: Uuid, status: &str, next_attempt_at: Option<DateTime<Utc>>) -> Result<bool, DbErr> {
     let result = alerts::Entity::update_many()
         .col_expr(alerts::Column::DeliveryStatus, Expr::value(status))
         .col_expr(alerts::Column::DeliveredAt, Expr::value(Some(Utc::now())))
         .col_expr(alerts::Column::ClaimToken, Expr::value(Option::<Uuid>::None))
         .col_expr(alerts::Column::ClaimedUntil, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(alerts::Column::NextAttemptAt, Expr::value(next_attempt_at))
         .filter(alerts::Column::Id.eq(id))
         .filter(alerts::Column::ClaimToken.eq(token))
-        .filter(alerts::Column::DeliveryStatus.eq(PENDING))
+        .filter(alerts::Column::DeliveryStatus.is_in([PENDING, FAILED]))
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
@@ -161,15 +170,30 @@ pub async fn throttle(db: &impl ConnectionTrait, key: &str, alert: Uuid, raised_
     Ok(Throttled::Lead(0))
 }
 
-/// Channels that already took `alert` (a delivery cut short by a crash is
-/// resumed without sending twice to them).
-pub async fn delivered_channels(db: &impl ConnectionTrait, alert: Uuid) -> Result<BTreeSet<String>, DbErr> {
-    let rows = alert_logs::Entity::find()
-        .filter(alert_logs::Column::AlertId.eq(alert))
-        .filter(alert_logs::Column::Outcome.eq(DELIVERED))
-        .all(db)
-        .await?;
-    Ok(rows.into_iter().filter_map(|row| row.channel).collect())
+/// What earlier rounds did with `alert`, per channel.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelHistory {
+    /// Channels that already took it (a delivery cut short by a crash, or a
+    /// round after a failed one, does not send to them twice).
+    pub delivered: BTreeSet<String>,
+    /// The last attempt's number per channel, so a later round's attempts
+    /// go on counting.
+    pub last_attempt: BTreeMap<String, i32>,
+}
+
+/// Reads `alert`'s earlier attempts.
+pub async fn channel_history(db: &impl ConnectionTrait, alert: Uuid) -> Result<ChannelHistory, DbErr> {
+    let rows = alert_logs::Entity::find().filter(alert_logs::Column::AlertId.eq(alert)).filter(alert_logs::Column::Channel.is_not_null()).all(db).await?;
+    let mut history = ChannelHistory::default();
+    for row in rows {
+        let Some(channel) = row.channel else { continue };
+        if row.outcome == DELIVERED {
+            history.delivered.insert(channel.clone());
+        }
+        let last = history.last_attempt.entry(channel).or_default();
+        *last = std::cmp::max(*last, row.attempt);
+    }
+    Ok(history)
 }
 
 /// One `alert_logs` row to write.

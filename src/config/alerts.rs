@@ -22,6 +22,12 @@ pub const DEFAULT_ALERT_RETRIES: usize = 3;
 pub const DEFAULT_ALERT_RETRY_BASE_MS: u64 = 1_000;
 /// Longest retry delay.
 pub const DEFAULT_ALERT_RETRY_MAX_MS: u64 = 30_000;
+/// Longest wait between two delivery rounds of a failed alert: a channel
+/// that comes back is used again within this.
+pub const DEFAULT_ALERT_REDELIVERY_MAX_MS: u64 = 15 * 60 * 1_000;
+/// A failed alert is retried in rounds until this long after it was raised
+/// (a day outlasts a Slack or SMTP outage; older news helps no one).
+pub const DEFAULT_ALERT_DELIVERY_HORIZON_SECS: u64 = 24 * 60 * 60;
 /// Repeats of one category and subject within this are throttled.
 pub const DEFAULT_THROTTLE_WINDOW_SECS: u64 = 300;
 
@@ -41,6 +47,13 @@ pub struct AlertsConfig {
     pub retry_base_ms: u64,
     /// Longest retry delay.
     pub retry_max_ms: u64,
+    /// Longest wait between two delivery rounds of a `failed` alert (each
+    /// round is an attempt and its `retries`); the wait grows with the
+    /// alert's age up to this.
+    pub redelivery_max_ms: u64,
+    /// A `failed` alert gets further rounds until this many seconds after it
+    /// was raised; then it stays `failed`. 0: no further rounds.
+    pub delivery_horizon_secs: u64,
     /// Repeats of one category and subject within this many seconds are
     /// throttled: counted, not delivered.
     pub throttle_window_secs: u64,
@@ -57,6 +70,8 @@ impl Default for AlertsConfig {
             retries: DEFAULT_ALERT_RETRIES,
             retry_base_ms: DEFAULT_ALERT_RETRY_BASE_MS,
             retry_max_ms: DEFAULT_ALERT_RETRY_MAX_MS,
+            redelivery_max_ms: DEFAULT_ALERT_REDELIVERY_MAX_MS,
+            delivery_horizon_secs: DEFAULT_ALERT_DELIVERY_HORIZON_SECS,
             throttle_window_secs: DEFAULT_THROTTLE_WINDOW_SECS,
             channels: Vec::new(),
         }
@@ -64,12 +79,15 @@ impl Default for AlertsConfig {
 }
 
 impl AlertsConfig {
-    /// The longest one channel's delivery can take: every attempt timing
-    /// out and every retry waiting the longest. A claim must outlast it, or
-    /// another daemon would deliver the alert again.
+    /// The longest one channel's delivery round can take: every attempt
+    /// timing out and every retry waiting the longest, jitter included
+    /// ([`crate::alert::plan::retry_delays`] adds up to the capped delay
+    /// again). A claim must outlast it, or another daemon would deliver the
+    /// alert again.
     pub fn worst_delivery(&self) -> Duration {
         let attempts = self.retries as u64 + 1;
-        Duration::from_millis(self.timeout_ms * attempts + self.retry_max_ms * self.retries as u64)
+        let longest_wait = self.retry_max_ms.saturating_mul(crate::alert::plan::RETRY_JITTER_FACTOR);
+        Duration::from_millis(self.timeout_ms.saturating_mul(attempts).saturating_add(longest_wait.saturating_mul(self.retries as u64)))
     }
 
     /// The claim on a batch: every channel of an alert in turn may take
@@ -84,6 +102,9 @@ impl AlertsConfig {
         }
         if self.retry_base_ms == 0 || self.retry_max_ms < self.retry_base_ms {
             errors.push(invalid(DAEMON_FILE, "alerts.retry_max_ms", "retry_base_ms must be > 0 and retry_max_ms at least retry_base_ms"));
+        }
+        if self.redelivery_max_ms < self.retry_base_ms {
+            errors.push(invalid(DAEMON_FILE, "alerts.redelivery_max_ms", "must be at least retry_base_ms"));
         }
         for (index, channel) in self.channels.iter().enumerate() {
             let key = |field: &str| format!("alerts.channels[{index}].{field}");
@@ -311,7 +332,7 @@ to = []
     #[test]
     fn a_claim_outlasts_the_slowest_delivery_of_every_channel() {
         let config = load(CHANNELS, &[]).unwrap().alerts;
-        // 2 channels × (4 attempts × 10 s + 3 waits × 30 s) + 30 s margin.
-        assert_eq!(config.lease(), std::time::Duration::from_secs(2 * (40 + 90) + 30));
+        // 2 channels × (4 attempts × 10 s + 3 waits × 30 s doubled by jitter) + 30 s margin.
+        assert_eq!(config.lease(), std::time::Duration::from_secs(2 * (40 + 180) + 30));
     }
 }

@@ -60,6 +60,19 @@ async fn status_of(daemon: &TestDaemon, alert: uuid::Uuid) -> String {
     alerts::Entity::find_by_id(alert).one(&daemon.db).await.unwrap().unwrap().delivery_status
 }
 
+async fn row_of(daemon: &TestDaemon, alert: uuid::Uuid) -> alerts::Model {
+    alerts::Entity::find_by_id(alert).one(&daemon.db).await.unwrap().unwrap()
+}
+
+/// Waits until `alert` is failed for good (past its delivery horizon); true when it is.
+async fn wait_until_given_up(daemon: &TestDaemon, alert: uuid::Uuid) -> bool {
+    eventually(DELIVERY_DEADLINE, || async {
+        let row = row_of(daemon, alert).await;
+        row.delivery_status == store::FAILED && row.next_attempt_at.is_none()
+    })
+    .await
+}
+
 async fn wait_for_status(daemon: &TestDaemon, alert: uuid::Uuid) -> String {
     eventually(DELIVERY_DEADLINE, || async { status_of(daemon, alert).await != store::PENDING }).await;
     status_of(daemon, alert).await
@@ -116,12 +129,15 @@ async fn webhook_that_keeps_failing_is_recorded_failed_after_the_retries(backend
     let daemon = TestDaemon::start_with(backend, |config| {
         fast_alerts(config, vec![webhook("discord", ChannelKind::Discord, url)]);
         config.alerts.retries = 2;
+        // One round only: later rounds have tests of their own.
+        config.alerts.delivery_horizon_secs = 0;
     })
     .await;
 
     let id = alert::record(&daemon.db, Severity::Critical, "foreign_nonce", "Nonce 7 used by someone else", &json!({})).await.unwrap();
 
     assert_eq!(wait_for_status(&daemon, id).await, store::FAILED);
+    assert_eq!(row_of(&daemon, id).await.next_attempt_at, None, "no further round");
     assert_eq!(receiver.requests().len(), 3);
     assert_eq!(receiver.requests()[0].json, json!({"content": "[CRITICAL] foreign_nonce: Nonce 7 used by someone else"}));
     let outcomes: Vec<_> = logs_of(&daemon, id).await.into_iter().map(|log| log.outcome).collect();
@@ -130,6 +146,62 @@ async fn webhook_that_keeps_failing_is_recorded_failed_after_the_retries(backend
     assert_eq!(stats.by_channel["discord"]["failed"], 1);
     assert_eq!(stats.by_channel["discord"]["retrying"], 2);
     assert_eq!(stats.by_delivery_status["failed"], 1);
+    daemon.stop().await;
+}
+
+/// Later rounds for a failed alert: quick ones here (a 200 ms cap between
+/// rounds instead of 15 minutes), so an outage many times longer than one
+/// round's budget (two attempts) passes in about a second.
+fn quick_rounds(config: &mut Config, url: String) {
+    fast_alerts(config, vec![webhook("generic", ChannelKind::Webhook, url)]);
+    config.alerts.retries = 1;
+    config.alerts.redelivery_max_ms = 200;
+}
+
+/// The receiver fails for five rounds' worth of attempts, far past the one
+/// round (attempt and retries) after which delivery used to give up for
+/// good; the alert is `failed` in between and delivered when it comes back.
+async fn a_failed_alert_is_retried_in_later_rounds_and_delivered_when_the_channel_comes_back(backend: Backend) {
+    let receiver = WebhookReceiver::start(vec![503; 10]).await;
+    let url = receiver.url("outage");
+    let daemon = TestDaemon::start_with(backend, |config| quick_rounds(config, url)).await;
+
+    let id = alert::record(&daemon.db, Severity::Critical, "foreign_nonce", "Nonce 9 used by someone else", &json!({})).await.unwrap();
+
+    let delivered = eventually(DELIVERY_DEADLINE, || async { status_of(&daemon, id).await == store::DELIVERED }).await;
+    let logs = logs_of(&daemon, id).await;
+    assert!(delivered, "delivered once the receiver answers 200: {logs:?}");
+    assert_eq!(receiver.requests().len(), 11, "ten failures, then the success");
+    let attempts: Vec<_> = logs.iter().map(|log| (log.attempt, log.outcome.as_str())).collect();
+    let mut expected: Vec<(i32, &str)> = (1..=10).map(|n| (n, if n % 2 == 0 { "failed" } else { "retrying" })).collect();
+    expected.push((11, "delivered"));
+    assert_eq!(attempts, expected, "each round is an attempt and one retry; attempts are numbered on across rounds");
+    assert_eq!(row_of(&daemon, id).await.next_attempt_at, None);
+    daemon.stop().await;
+}
+
+/// A channel that never answers: rounds stop at the delivery horizon and
+/// the alert stays `failed`. Proof that the actor kept looking: a second
+/// alert raised afterwards goes through rounds until its own horizon, while
+/// the first gets no further attempt.
+async fn a_failed_alert_stays_failed_once_past_its_delivery_horizon(backend: Backend) {
+    let receiver = WebhookReceiver::start(vec![503; 10_000]).await;
+    let url = receiver.url("down");
+    let daemon = TestDaemon::start_with(backend, |config| {
+        quick_rounds(config, url);
+        config.alerts.delivery_horizon_secs = 1;
+    })
+    .await;
+
+    let first = alert::record(&daemon.db, Severity::Error, "transaction_failed", "Intent 1 reverted", &json!({})).await.unwrap();
+    assert!(wait_until_given_up(&daemon, first).await, "{:?}", row_of(&daemon, first).await);
+    let attempts = logs_of(&daemon, first).await.len();
+    assert!(attempts > 2, "more than one round before the horizon: {attempts}");
+
+    let second = alert::record(&daemon.db, Severity::Error, "transaction_failed", "Intent 2 reverted", &json!({})).await.unwrap();
+    assert!(wait_until_given_up(&daemon, second).await, "{:?}", row_of(&daemon, second).await);
+    assert!(logs_of(&daemon, second).await.len() > 2, "the actor ran later rounds meanwhile");
+    assert_eq!(logs_of(&daemon, first).await.len(), attempts, "none for the alert past its horizon");
     daemon.stop().await;
 }
 
@@ -228,6 +300,8 @@ on_both_backends!(
     slack_webhook_gets_the_alert_text_and_no_secret_is_stored,
     webhook_answering_500_twice_gets_the_alert_on_the_third_attempt,
     webhook_that_keeps_failing_is_recorded_failed_after_the_retries,
+    a_failed_alert_is_retried_in_later_rounds_and_delivered_when_the_channel_comes_back,
+    a_failed_alert_stays_failed_once_past_its_delivery_horizon,
     flood_of_100_identical_alerts_is_delivered_once_with_a_throttled_count,
     alerts_below_a_channels_minimum_severity_or_outside_its_categories_are_not_sent,
     email_alert_reaches_a_plaintext_smtp_server,
