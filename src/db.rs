@@ -80,6 +80,70 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction,
     db.begin_with_options(options).await
 }
 
+/// How a failed database call should be treated by whoever retries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// Passes on its own (connection, pool, timeout, lock contention,
+    /// serialization): retried without counting.
+    Transient,
+    /// The same statement fails the same way again (a value the column or a
+    /// constraint refuses, an encoding error, anything unrecognised): counts
+    /// toward the dead letter.
+    Deterministic,
+}
+
+/// Classifies a database error (see [`Failure`]).
+///
+/// Transient: connection and pool errors, timeouts, PostgreSQL SQLSTATE
+/// classes 08 (connection) and 53 (insufficient resources), 40001
+/// (serialization), 40P01 (deadlock), 55P03 (lock not available), 57014
+/// (statement timeout) and 57P01-57P03 (the server shutting down or
+/// starting), SQLite BUSY and LOCKED. Everything else is deterministic:
+/// retrying an unknown error forever without counting hides it, while the
+/// dead letter alerts and can be replayed.
+pub fn classify(error: &DbErr) -> Failure {
+    use sea_orm::RuntimeErr;
+    match error {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => Failure::Transient,
+        DbErr::Exec(RuntimeErr::SqlxError(error)) | DbErr::Query(RuntimeErr::SqlxError(error)) => classify_sqlx(error),
+        _ => Failure::Deterministic,
+    }
+}
+
+fn classify_sqlx(error: &sea_orm::sqlx::Error) -> Failure {
+    use sea_orm::sqlx::Error;
+    match error {
+        Error::Io(_) | Error::Tls(_) | Error::Protocol(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed | Error::BeginFailed => {
+            Failure::Transient
+        }
+        Error::Database(database) => {
+            if let Some(postgres) = database.try_downcast_ref::<sea_orm::sqlx::postgres::PgDatabaseError>() {
+                classify_sqlstate(postgres.code())
+            } else if let Some(sqlite) = database.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>() {
+                sea_orm::sqlx::error::DatabaseError::code(sqlite).and_then(|code| code.parse().ok()).map_or(Failure::Deterministic, classify_sqlite_code)
+            } else {
+                Failure::Deterministic
+            }
+        }
+        _ => Failure::Deterministic,
+    }
+}
+
+/// Classifies a PostgreSQL SQLSTATE (five characters).
+pub fn classify_sqlstate(code: &str) -> Failure {
+    let transient = matches!(code.get(..2), Some("08" | "53")) || matches!(code, "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03");
+    if transient { Failure::Transient } else { Failure::Deterministic }
+}
+
+/// Classifies an SQLite (extended) result code: its low byte is the primary
+/// code, 5 = BUSY and 6 = LOCKED.
+pub fn classify_sqlite_code(code: i32) -> Failure {
+    match code & 0xff {
+        5 | 6 => Failure::Transient,
+        _ => Failure::Deterministic,
+    }
+}
+
 /// Applies every pending migration.
 pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), DbErr> {
     Migrator::up(db, None).await
@@ -133,6 +197,79 @@ fn disable_nagle_on_local_port(port: u16) {
 
 #[cfg(not(target_os = "linux"))]
 fn disable_nagle_on_local_port(_port: u16) {}
+
+#[cfg(test)]
+mod classify_tests {
+    use std::sync::Arc;
+
+    use proptest::prelude::*;
+    use sea_orm::{ConnAcquireErr, RuntimeErr};
+
+    use super::*;
+
+    fn sqlx(error: sea_orm::sqlx::Error) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(Arc::new(error)))
+    }
+
+    #[test]
+    fn sqlstates_named_by_the_retry_policy_are_classified() {
+        let table = [
+            ("08006", Failure::Transient),
+            ("08000", Failure::Transient),
+            ("53300", Failure::Transient),
+            ("53100", Failure::Transient),
+            ("40001", Failure::Transient),
+            ("40P01", Failure::Transient),
+            ("55P03", Failure::Transient),
+            ("57014", Failure::Transient),
+            ("57P01", Failure::Transient),
+            ("22001", Failure::Deterministic),
+            ("22021", Failure::Deterministic),
+            ("22003", Failure::Deterministic),
+            ("23505", Failure::Deterministic),
+            ("23514", Failure::Deterministic),
+            ("40002", Failure::Deterministic),
+            ("42P01", Failure::Deterministic),
+            ("", Failure::Deterministic),
+        ];
+        for (code, expected) in table {
+            assert_eq!(classify_sqlstate(code), expected, "{code}");
+        }
+    }
+
+    #[test]
+    fn sqlite_busy_and_locked_are_transient_whatever_their_extended_code() {
+        for code in [5, 6, 261, 517, 773, 262] {
+            assert_eq!(classify_sqlite_code(code), Failure::Transient, "{code}");
+        }
+        // CONSTRAINT (and its CHECK, UNIQUE, TRIGGER variants), TOOBIG, MISMATCH.
+        for code in [19, 275, 2067, 1811, 18, 20] {
+            assert_eq!(classify_sqlite_code(code), Failure::Deterministic, "{code}");
+        }
+    }
+
+    #[test]
+    fn connection_pool_and_timeout_errors_are_transient_and_encoding_errors_deterministic() {
+        assert_eq!(classify(&DbErr::ConnectionAcquire(ConnAcquireErr::Timeout)), Failure::Transient);
+        assert_eq!(classify(&DbErr::Conn(RuntimeErr::Internal("refused".into()))), Failure::Transient);
+        assert_eq!(classify(&sqlx(sea_orm::sqlx::Error::PoolTimedOut)), Failure::Transient);
+        assert_eq!(classify(&sqlx(sea_orm::sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()))), Failure::Transient);
+        assert_eq!(classify(&sqlx(sea_orm::sqlx::Error::Encode("bad".into()))), Failure::Deterministic);
+        assert_eq!(classify(&sqlx(sea_orm::sqlx::Error::Decode("bad".into()))), Failure::Deterministic);
+        assert_eq!(classify(&DbErr::Type("not a number".into())), Failure::Deterministic);
+        assert_eq!(classify(&DbErr::RecordNotFound("booking".into())), Failure::Deterministic);
+    }
+
+    proptest! {
+        /// Every data exception (22) and integrity violation (23) counts;
+        /// every connection (08) and resource (53) error does not.
+        #[test]
+        fn sqlstate_classes_decide(class in prop_oneof![Just("22"), Just("23"), Just("08"), Just("53")], rest in "[0-9A-Z]{3}") {
+            let expected = if matches!(class, "08" | "53") { Failure::Transient } else { Failure::Deterministic };
+            prop_assert_eq!(classify_sqlstate(&format!("{class}{rest}")), expected);
+        }
+    }
+}
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {

@@ -47,30 +47,41 @@ pub enum Handled {
 /// Why a handler did not finish; its transaction is rolled back.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// The same input fails the same way again: counts toward the dead letter.
+    /// The same input fails the same way again (including a value the
+    /// database refuses): counts toward the dead letter.
     #[error("{0}")]
     Deterministic(String),
-    /// A condition that passes (database error, no active wallet, a counter
-    /// race): retried without counting.
+    /// A condition that passes (connection, lock or serialization failure,
+    /// no active wallet, a counter race): retried without counting.
     #[error("{0}")]
     Transient(String),
 }
 
 impl From<DbErr> for HandlerError {
     fn from(error: DbErr) -> Self {
-        HandlerError::Transient(format!("database: {error}"))
+        let message = format!("database: {error}");
+        match crate::db::classify(&error) {
+            crate::db::Failure::Transient => HandlerError::Transient(message),
+            crate::db::Failure::Deterministic => HandlerError::Deterministic(message),
+        }
     }
 }
 
 impl From<LedgerError> for HandlerError {
     fn from(error: LedgerError) -> Self {
-        HandlerError::Transient(error.to_string())
+        match error {
+            LedgerError::Db(error) | LedgerError::Custody(crate::custody::CustodyError::Db(error)) => error.into(),
+            other => HandlerError::Transient(other.to_string()),
+        }
     }
 }
 
 impl From<LimitError> for HandlerError {
     fn from(error: LimitError) -> Self {
-        HandlerError::Transient(error.to_string())
+        match error {
+            LimitError::Db(error) => error.into(),
+            contended @ LimitError::Contended => HandlerError::Transient(contended.to_string()),
+        }
     }
 }
 

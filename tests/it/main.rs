@@ -15,6 +15,7 @@ mod openapi;
 mod ops;
 mod poison;
 mod processing;
+mod refusals;
 mod reload;
 mod resilience;
 mod rewards;
