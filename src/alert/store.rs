@@ -248,8 +248,10 @@ pub struct AlertRecord {
     pub created_at: DateTime<Utc>,
     /// Delivery status.
     pub delivery_status: String,
-    /// When delivery finished.
+    /// When delivery finished (the last round, for a `failed` alert).
     pub delivered_at: Option<DateTime<Utc>>,
+    /// When a `failed` alert's next round is due; none: no further round.
+    pub next_attempt_at: Option<DateTime<Utc>>,
     /// Every attempt's result, oldest first.
     pub logs: Vec<LogRecord>,
 }
@@ -304,6 +306,7 @@ pub async fn list(db: &impl ConnectionTrait, limit: u64) -> Result<Vec<AlertReco
             created_at: row.created_at,
             delivery_status: row.delivery_status,
             delivered_at: row.delivered_at,
+            next_attempt_at: row.next_attempt_at,
         })
         .collect())
 }
@@ -335,6 +338,7 @@ pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<AlertReco
         created_at: row.created_at,
         delivery_status: row.delivery_status,
         delivered_at: row.delivered_at,
+        next_attempt_at: row.next_attempt_at,
         logs,
     }))
 }
