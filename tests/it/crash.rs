@@ -25,9 +25,9 @@ struct Setup {
     db: DatabaseConnection,
 }
 
-async fn setup() -> Setup {
+async fn setup(backend: Backend) -> Setup {
     let chain = TestChain::start(Some(1)).await;
-    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let prepared = Prepared::new(backend, &chain, 1).await;
     let config_dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let wallet = &prepared.wallets[0].address;
@@ -98,6 +98,16 @@ impl Setup {
             total += U256::from_str_radix(&intent.amount, 10).unwrap();
         }
         assert_eq!(self.chain.total_supply().await, total, "totalSupply equals the ledger");
+        // And each user holds exactly what the ledger confirmed for them.
+        let users = entity::users::Entity::find().all(&self.db).await.unwrap();
+        assert_eq!(users.len(), 25, "one custodial address per user");
+        for user in &users {
+            let owed = intents
+                .iter()
+                .filter(|t| t.user_id == user.id)
+                .fold(U256::ZERO, |sum, t| sum + U256::from_str_radix(&t.amount, 10).unwrap());
+            assert_eq!(self.chain.balance_of(user.address.parse().unwrap()).await, owed, "balanceOf({}) equals its confirmed mints", user.external_ref);
+        }
         let nonce = client.nonce_at(self.prepared.wallets[0].address.parse().unwrap(), alloy::eips::BlockId::latest()).await.unwrap();
         let mut nonces: Vec<i64> = intents.iter().filter_map(|t| t.nonce).collect();
         nonces.sort_unstable();
@@ -127,7 +137,7 @@ async fn finish_and_stop(setup: &Setup) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_at_each_broadcast_step_then_restart_mints_every_intent_exactly_once() {
-    let setup = setup().await;
+    let setup = setup(Backend::Postgres).await;
     for (round, failpoint) in [
         "wallet::after_write_ahead=return",
         "wallet::after_broadcast=return",
@@ -147,7 +157,17 @@ async fn crash_at_each_broadcast_step_then_restart_mints_every_intent_exactly_on
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_while_broadcasting_then_restart_mints_every_intent_exactly_once() {
-    let setup = setup().await;
+    sigkill_while_broadcasting_then_restart(Backend::Postgres).await;
+}
+
+/// The same on the embedded SQLite, the default a fresh install runs on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_on_sqlite_while_broadcasting_then_restart_mints_every_intent_exactly_once() {
+    sigkill_while_broadcasting_then_restart(Backend::Sqlite).await;
+}
+
+async fn sigkill_while_broadcasting_then_restart(backend: Backend) {
+    let setup = setup(backend).await;
     for round in 0..3 {
         setup.enqueue(&format!("k{round}"), 300).await;
         let mut child = setup.spawn(None);
