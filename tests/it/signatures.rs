@@ -134,3 +134,50 @@ on_both_backends!(
     bad_signatures_are_refused_with_401_and_store_nothing,
     both_active_secrets_are_accepted,
 );
+
+/// haven-hmac against a vector computed outside havend's code, with OpenSSL
+/// (as Stripe's and Standard Webhooks' are checked against their SDKs'):
+///
+/// ```sh
+/// B='{"id":"bk_openssl","guest_id":"guest_001","total_price":"330.50","nights":2}'
+/// printf '%s' "1764633600.$B" | openssl dgst -sha256 -hmac 'aurora-openssl-fixture-secret'
+/// # SHA2-256(stdin)= cbac13deb7974b016544ba36781cdcb8fe8206e5068139460b626be0e5dc58f4
+/// printf '%s' "1764633600.booking-created.$B" | openssl dgst -sha256 -hmac 'aurora-openssl-fixture-secret'
+/// # SHA2-256(stdin)= ff94702c5f2d2a481d487da5a8ae91b0524425ff7cd6a74073a04a1e71607298
+/// ```
+#[test]
+fn haven_hmac_matches_a_vector_computed_with_openssl() {
+    use havend::webhooks::signature::Window;
+    const SECRET: &str = "aurora-openssl-fixture-secret";
+    const BODY: &str = r#"{"id":"bk_openssl","guest_id":"guest_001","total_price":"330.50","nights":2}"#;
+    const TIMESTAMP: i64 = 1_764_633_600;
+    const BODY_ONLY: &str = "cbac13deb7974b016544ba36781cdcb8fe8206e5068139460b626be0e5dc58f4";
+    const WITH_EVENT: &str = "ff94702c5f2d2a481d487da5a8ae91b0524425ff7cd6a74073a04a1e71607298";
+    let secret = Secret::new(SECRET);
+    let window = Window { past_secs: 300, future_secs: 60 };
+    let headers = |signature: &str| {
+        let mut map = http::HeaderMap::new();
+        map.insert("x-aurora-signature", signature.parse().unwrap());
+        map.insert("x-aurora-timestamp", TIMESTAMP.to_string().parse().unwrap());
+        map
+    };
+    let verify = |signature: &str, signed: Signed<'_>| {
+        Scheme::HavenHmac.verify(Partner::Aurora, &headers(signature), signed, std::slice::from_ref(&secret), TIMESTAMP, window).is_ok()
+    };
+    let body_only = Signed::from(BODY.as_bytes());
+    let with_event = Signed::event_and_body("booking-created", BODY.as_bytes());
+    assert!(verify(BODY_ONLY, body_only), "OpenSSL's signature over the body verifies");
+    assert!(verify(&format!("sha256={BODY_ONLY}"), body_only), "also with the sha256= prefix");
+    assert!(verify(WITH_EVENT, with_event), "OpenSSL's signature over the event and body verifies");
+    assert!(!verify(BODY_ONLY, with_event) && !verify(WITH_EVENT, body_only), "each signs exactly its own content");
+    let tampered = format!("{}0", &BODY_ONLY[..BODY_ONLY.len() - 1]);
+    assert!(!verify(&tampered, body_only));
+
+    // And havend signs exactly what OpenSSL computed.
+    let signature_of = |signed: Signed<'_>| {
+        let headers = Scheme::HavenHmac.sign(Partner::Aurora, &secret, signed, TIMESTAMP, "").unwrap();
+        headers.into_iter().find(|(name, _)| name.eq_ignore_ascii_case("x-aurora-signature")).unwrap().1
+    };
+    assert_eq!(signature_of(body_only).trim_start_matches("sha256="), BODY_ONLY);
+    assert_eq!(signature_of(with_event).trim_start_matches("sha256="), WITH_EVENT);
+}
