@@ -16,6 +16,7 @@ mod m20261129_000060_audit_and_error_logs;
 mod m20261202_000074_inbox_processed_by;
 mod m20261202_000075_inbox_claim_lapses;
 mod m20261202_000072_alert_redelivery;
+mod m20261202_000071_seed_minting_paused;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000074_inbox_processed_by::Migration),
             Box::new(m20261202_000075_inbox_claim_lapses::Migration),
             Box::new(m20261202_000072_alert_redelivery::Migration),
+            Box::new(m20261202_000071_seed_minting_paused::Migration),
         ]
     }
 }

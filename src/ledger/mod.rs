@@ -175,6 +175,9 @@ pub async fn enqueue_with(
             ensure_user(db, keys, &intent.user, &hot_wallets).await?
         }
     };
+    hook_for_test("ledger::before_wallet_check", &intent.user);
+    let hot_wallet_id = assign_wallet(db, &user).await?;
+    hook_for_test("ledger::before_insert", &intent.user);
     let id = Uuid::now_v7();
     let now = chrono::Utc::now();
     let row = transactions::ActiveModel {
@@ -182,7 +185,7 @@ pub async fn enqueue_with(
         intent_id: Set(intent_id(id).to_string()),
         source: Set(intent.source.clone()),
         user_id: Set(user.id),
-        hot_wallet_id: Set(user.hot_wallet_id),
+        hot_wallet_id: Set(hot_wallet_id),
         kind: Set(intent.kind.as_str().into()),
         amount: Set(intent.amount.to_string()),
         reason: Set(intent.reason),
@@ -207,6 +210,85 @@ pub async fn enqueue_with(
     }
     let stored = by_source(db, &intent.source).await?.ok_or_else(|| DbErr::RecordNotFound(intent.source))?;
     Ok(Enqueued { intent: stored, created: false })
+}
+
+/// How many times [`assign_wallet`] follows a user moved by a concurrent
+/// rotation or revocation before it settles for the wallet it last saw.
+const ASSIGN_ATTEMPTS: usize = 4;
+
+/// The hot wallet that takes new work of `user`, checked `active` under a
+/// shared lock on its row that lasts until the caller's transaction ends
+/// (PostgreSQL `FOR KEY SHARE`, which the wallet actors' nonce writes do not
+/// wait for; SQLite serializes writers). A rotation or revocation locks that
+/// row `FOR UPDATE` in the transaction that moves the wallet's queued work
+/// and users, so it waits for the caller's intent and moves it too; one
+/// committed before the lock was taken is seen here, and the user follows
+/// its work: to where the lifecycle moved it, or else to the wallet's
+/// rotation target or the oldest active wallet (as a revocation picks).
+/// With no active wallet at all the user's own wallet is kept: its work
+/// waits there, alerted `wallet_stranded`, until an activation moves it.
+pub async fn assign_wallet(db: &impl ConnectionTrait, user: &users::Model) -> Result<Uuid, DbErr> {
+    use entity::wallets;
+    use sea_orm::sea_query::LockType;
+    use sea_orm::{QueryOrder, QuerySelect};
+    // The user's wallet as last read, and the wallet to lock and check next.
+    let (mut stored, mut candidate) = (user.hot_wallet_id, user.hot_wallet_id);
+    for _ in 0..ASSIGN_ATTEMPTS {
+        let wallet =
+            wallets::Entity::find_by_id(candidate).lock(LockType::KeyShare).one(db).await?.ok_or_else(|| DbErr::RecordNotFound(format!("hot wallet {candidate}")))?;
+        if wallet.status == custody::ACTIVE {
+            if candidate != stored {
+                tracing::warn!(user = %user.external_ref, to = %wallet.address, "User moved off a hot wallet that takes no new work");
+                users::Entity::update_many()
+                    .col_expr(users::Column::HotWalletId, sea_orm::sea_query::Expr::value(candidate))
+                    .filter(users::Column::Id.eq(user.id))
+                    .filter(users::Column::HotWalletId.eq(stored))
+                    .exec(db)
+                    .await?;
+            }
+            return Ok(candidate);
+        }
+        // Read after the lock: a lifecycle change that moved the user has committed.
+        let current = users::Entity::find_by_id(user.id).one(db).await?.map_or(stored, |u| u.hot_wallet_id);
+        if current != stored {
+            (stored, candidate) = (current, current);
+            continue;
+        }
+        let target = match wallet.rotated_to {
+            Some(next) => wallets::Entity::find_by_id(next).filter(wallets::Column::Status.eq(custody::ACTIVE)).one(db).await?,
+            None => None,
+        };
+        let target = match target {
+            Some(next) => next,
+            None => {
+                let oldest = wallets::Entity::find()
+                    .filter(wallets::Column::Kind.eq(custody::HOT))
+                    .filter(wallets::Column::Status.eq(custody::ACTIVE))
+                    .order_by_asc(wallets::Column::CreatedAt)
+                    .one(db)
+                    .await?;
+                let Some(oldest) = oldest else { return Ok(stored) };
+                oldest
+            }
+        };
+        candidate = target.id;
+    }
+    Ok(stored)
+}
+
+/// Test hook: stops a transaction queuing work for `user` where the
+/// failpoint `name` is (armed with a callback), when `ledger::hook_target`
+/// is armed with `return(<user>)`, so a test holds only its own user's
+/// transaction.
+#[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
+fn hook_for_test(name: &str, user: &str) {
+    let targeted = (|| {
+        fail::fail_point!("ledger::hook_target", |armed: Option<String>| armed.as_deref() == Some(user));
+        false
+    })();
+    if targeted {
+        fail::fail_point!(name);
+    }
 }
 
 async fn by_source(db: &impl ConnectionTrait, source: &str) -> Result<Option<transactions::Model>, DbErr> {

@@ -53,7 +53,9 @@ pub async fn release(db: &DatabaseConnection, id: Uuid, actor: &str) -> Result<t
         return Err(OperatorError::ReversalPending(id));
     }
     let user = users::Entity::find_by_id(intent.user_id).one(&txn).await?.ok_or(DbErr::RecordNotFound(format!("user {}", intent.user_id)))?;
-    let moved = set_status(&txn, id, HELD, QUEUED, Some(user.hot_wallet_id), &format!("released by {actor}")).await?;
+    // Checked active under a lock, so a rotation racing the release moves the intent too.
+    let wallet = crate::ledger::assign_wallet(&txn, &user).await?;
+    let moved = set_status(&txn, id, HELD, QUEUED, Some(wallet), &format!("released by {actor}")).await?;
     if !moved {
         return Err(OperatorError::NotHeld { id, status: "changed concurrently".into() });
     }

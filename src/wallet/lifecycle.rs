@@ -9,7 +9,7 @@ use entity::wallets;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -140,6 +140,9 @@ pub struct Activation {
 /// into it becomes `rotated`, and the queued and held work and the users of
 /// those wallets, and of revoked wallets whose work had nowhere to go, move
 /// onto it. Every status change is a compare-and-set on the status read.
+/// The wallets work moves off are locked `FOR UPDATE` first, so an intent
+/// being queued on one of them ([`crate::ledger::assign_wallet`]) commits
+/// before the move and moves with it.
 async fn activate(db: &DatabaseConnection, wallet: &wallets::Model, actor: &str) -> Result<Activation, LifecycleError> {
     let txn = crate::db::begin_write(db).await?;
     if wallet.kind != HOT || !set_wallet_status(&txn, wallet.id, STANDBY, ACTIVE).await? {
@@ -150,6 +153,7 @@ async fn activate(db: &DatabaseConnection, wallet: &wallets::Model, actor: &str)
     let predecessors = wallets::Entity::find()
         .filter(wallets::Column::RotatedTo.eq(wallet.id))
         .filter(wallets::Column::Status.eq(ACTIVE))
+        .lock_exclusive()
         .all(&txn)
         .await?;
     for old in predecessors {
@@ -158,7 +162,8 @@ async fn activate(db: &DatabaseConnection, wallet: &wallets::Model, actor: &str)
             sources.push(old.id);
         }
     }
-    let revoked = wallets::Entity::find().filter(wallets::Column::Kind.eq(HOT)).filter(wallets::Column::Status.eq(REVOKED)).all(&txn).await?;
+    let revoked =
+        wallets::Entity::find().filter(wallets::Column::Kind.eq(HOT)).filter(wallets::Column::Status.eq(REVOKED)).lock_exclusive().all(&txn).await?;
     sources.extend(revoked.iter().map(|w| w.id));
     (activation.moved_intents, activation.moved_users) = move_work(&txn, &sources, wallet.id).await?;
     custody::audit(&txn, Some(wallet.id), "activate", "MEDIUM", actor, json!(activation)).await?;
@@ -187,6 +192,69 @@ async fn move_work(txn: &DatabaseTransaction, from: &[Uuid], to: Uuid) -> Result
         .await?
         .rows_affected;
     Ok((intents, users))
+}
+
+/// Work found on a wallet that takes no new work, and where it went.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Swept {
+    /// The `rotated` or `revoked` wallet.
+    pub from: String,
+    /// The active wallet that took the work.
+    pub to: String,
+    /// Queued and held intents moved.
+    pub moved_intents: u64,
+    /// Users reassigned.
+    pub moved_users: u64,
+}
+
+/// Moves queued and held intents and users found on a `rotated` or
+/// `revoked` hot wallet onto its rotation target when that is active, else
+/// onto the oldest active wallet (as [`revoke`] picks); with no active
+/// wallet they wait for the next activation. The locks of
+/// [`crate::ledger::assign_wallet`] keep new work off such wallets; this
+/// catches work that lands there another way (an intent queued again after
+/// a foreign nonce took its nonce, say), so none waits forever on a wallet
+/// that never signs new work. One cheap read when there is nothing to move.
+pub async fn sweep(db: &DatabaseConnection) -> Result<Vec<Swept>, DbErr> {
+    let retired = || wallets::Entity::find().filter(wallets::Column::Kind.eq(HOT)).filter(wallets::Column::Status.is_in([ROTATED, REVOKED]));
+    let ids: Vec<Uuid> = retired().all(db).await?.into_iter().map(|w| w.id).collect();
+    if ids.is_empty() || !has_work(db, &ids).await? {
+        return Ok(Vec::new());
+    }
+    let txn = crate::db::begin_write(db).await?;
+    // Locked as a revocation locks them: an intent being queued on one commits first.
+    let sources = retired().lock_exclusive().all(&txn).await?;
+    let active = wallets::Entity::find()
+        .filter(wallets::Column::Kind.eq(HOT))
+        .filter(wallets::Column::Status.eq(ACTIVE))
+        .order_by_asc(wallets::Column::CreatedAt)
+        .all(&txn)
+        .await?;
+    let mut swept = Vec::new();
+    for source in sources {
+        let target = source.rotated_to.and_then(|next| active.iter().find(|w| w.id == next)).or_else(|| active.first());
+        let Some(target) = target else { continue };
+        let (moved_intents, moved_users) = move_work(&txn, &[source.id], target.id).await?;
+        if moved_intents + moved_users > 0 {
+            swept.push(Swept { from: source.address, to: target.address.clone(), moved_intents, moved_users });
+        }
+    }
+    txn.commit().await?;
+    Ok(swept)
+}
+
+/// Whether queued or held intents or users sit on any of `wallets`.
+async fn has_work(db: &impl ConnectionTrait, wallets: &[Uuid]) -> Result<bool, DbErr> {
+    use sea_orm::PaginatorTrait;
+    let intents = entity::transactions::Entity::find()
+        .filter(entity::transactions::Column::HotWalletId.is_in(wallets.iter().copied()))
+        .filter(entity::transactions::Column::Status.is_in([QUEUED, HELD]))
+        .count(db)
+        .await?;
+    if intents > 0 {
+        return Ok(true);
+    }
+    Ok(entity::users::Entity::find().filter(entity::users::Column::HotWalletId.is_in(wallets.iter().copied())).count(db).await? > 0)
 }
 
 /// Compare-and-set of a wallet's status; true when it was `from`.
@@ -229,7 +297,9 @@ pub struct Revocation {
 /// new. Status change, moves, alert and audit row commit together.
 pub async fn revoke(db: &DatabaseConnection, wallet: &wallets::Model, actor: &str) -> Result<Revocation, LifecycleError> {
     let txn = crate::db::begin_write(db).await?;
-    let current = wallets::Entity::find_by_id(wallet.id).one(&txn).await?.ok_or_else(|| CustodyError::NotFound(wallet.address.clone()))?;
+    // Locked for the move: an intent being queued on this wallet commits first and moves too.
+    let current =
+        wallets::Entity::find_by_id(wallet.id).lock_exclusive().one(&txn).await?.ok_or_else(|| CustodyError::NotFound(wallet.address.clone()))?;
     if current.kind != HOT || current.status == REVOKED || !set_wallet_status(&txn, wallet.id, &current.status, REVOKED).await? {
         return Err(wrong_status(&txn, wallet, "revoke").await);
     }

@@ -27,7 +27,8 @@ pub enum RegistryMsg {
     Statuses(RpcReplyPort<Vec<WalletStatus>>),
     /// Try again to start the actor of `wallet` (its start failed, e.g. the database was down).
     Respawn(Uuid),
-    /// Look for queued work on wallets no running daemon signs for (periodic).
+    /// Move work off retired wallets and look for queued work on wallets no
+    /// running daemon signs for (periodic).
     CheckUnclaimed,
 }
 
@@ -104,6 +105,14 @@ impl Actor for WalletRegistry {
                 }
             }
             RegistryMsg::CheckUnclaimed => {
+                match super::lifecycle::sweep(&state.args.deps.db).await {
+                    Ok(swept) => {
+                        for moved in swept {
+                            warn!(from = %moved.from, to = %moved.to, intents = moved.moved_intents, users = moved.moved_users, "Moved work off a hot wallet that takes no new work");
+                        }
+                    }
+                    Err(error) => warn!(%error, "Could not sweep work off retired wallets; trying again later"),
+                }
                 if let Err(error) = super::alert_unclaimed(&state.args.deps.db, chrono::Utc::now(), &mut state.unclaimed_alerted).await {
                     warn!(%error, "Could not look for unclaimed wallets; trying again later");
                 }

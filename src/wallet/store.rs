@@ -233,9 +233,11 @@ pub async fn reserve(
     batch: &[NewAttempt],
 ) -> Result<(), StoreError> {
     let txn = crate::db::begin_write(db).await?;
-    // The operators' switch, read in the same transaction that takes the
-    // nonces: a pause committed before this point stops this batch on every daemon.
-    if crate::ledger::pause::is_paused(&txn).await? {
+    // The operators' switch, read under a shared lock in the same
+    // transaction that takes the nonces: a pause committed before this point
+    // stops this batch on every daemon, and a pause asked for after it waits
+    // for this batch to commit.
+    if crate::ledger::pause::is_paused_for_signing(&txn).await? {
         return Err(StoreError::NotAllowed("minting is paused".into()));
     }
     // The gas spike hold, read the same way; only mints wait, so a batch
@@ -438,9 +440,13 @@ pub async fn decide_reversals(
         fail::fail_point!("wallet::reversal_decided");
     }
     let mut decisions = Vec::with_capacity(reversals.len());
+    // Per user, what the reversals found ready in this call will burn: the
+    // holdings leave queued reversals out, so each later one of the same
+    // user is clipped against what the earlier ones leave.
+    let mut burning: std::collections::HashMap<Uuid, U256> = std::collections::HashMap::new();
     for &(reversal, original) in reversals {
         let decision = match status.get(&original).map(String::as_str) {
-            Some(CONFIRMED) => clip_reversal(&txn, reversal, original).await?,
+            Some(CONFIRMED) => clip_reversal(&txn, reversal, original, &mut burning).await?,
             Some(QUEUED | HELD) => {
                 if set_status(&txn, original, &[QUEUED, HELD], CANCELLED, "reversed before it was minted").await? {
                     set_status(&txn, reversal, &[QUEUED], CANCELLED, "its mint was cancelled with it").await?;
@@ -471,23 +477,34 @@ fn is_hook_target(target: &str, wallet_id: Uuid) -> bool {
     false
 }
 
-/// Compare-and-set of an intent's status; true when it was in one of `from`.
 /// A reversal burns what its user still holds when it is signed: its mint's
 /// stored amount, clipped to confirmed mints minus confirmed burns minus
-/// burns already on their way, with the shortfall recorded and alerted in
+/// burns already on their way, minus what the reversals of the same user
+/// already found ready in this batch will burn (`burning`, per user, which
+/// this one adds to when ready), with the shortfall recorded and alerted in
 /// the same commit. With nothing left to burn it is cancelled. Recomputed
-/// from the mint's amount each time, so deciding twice records the same.
-async fn clip_reversal(txn: &DatabaseTransaction, reversal: Uuid, original: Uuid) -> Result<ReversalDecision, DbErr> {
+/// from the mint's amount each time, so deciding the same batch twice
+/// records the same.
+async fn clip_reversal(
+    txn: &DatabaseTransaction,
+    reversal: Uuid,
+    original: Uuid,
+    burning: &mut std::collections::HashMap<Uuid, U256>,
+) -> Result<ReversalDecision, DbErr> {
     let (Some(burn), Some(mint)) =
         (transactions::Entity::find_by_id(reversal).one(txn).await?, transactions::Entity::find_by_id(original).one(txn).await?)
     else {
         return Ok(ReversalDecision::Wait);
     };
     let owed = U256::from_str_radix(&mint.amount, 10).unwrap_or_default();
-    let holds = crate::ledger::holdings(txn, burn.user_id, reversal).await?;
+    let decided = burning.get(&burn.user_id).copied().unwrap_or_default();
+    let holds = crate::ledger::holdings(txn, burn.user_id, reversal).await?.saturating_sub(decided);
     let burnable = owed.min(holds);
     let shortfall = owed - burnable;
     if shortfall.is_zero() {
+        // Signed at its stored amount (an earlier clip may have lowered it).
+        let stored = U256::from_str_radix(&burn.amount, 10).unwrap_or(owed).min(owed);
+        burning.insert(burn.user_id, decided.saturating_add(stored));
         return Ok(ReversalDecision::Ready);
     }
     let nothing_left = burnable.is_zero();
@@ -503,6 +520,9 @@ async fn clip_reversal(txn: &DatabaseTransaction, reversal: Uuid, original: Uuid
     let changed = update.filter(transactions::Column::Id.eq(reversal)).filter(transactions::Column::Status.eq(QUEUED)).exec(txn).await?;
     if changed.rows_affected != 1 {
         return Ok(ReversalDecision::Wait);
+    }
+    if !nothing_left {
+        burning.insert(burn.user_id, decided.saturating_add(burnable));
     }
     if burn.shortfall.as_deref() != Some(shortfall.to_string().as_str()) {
         crate::alert::raise(
@@ -521,6 +541,7 @@ async fn clip_reversal(txn: &DatabaseTransaction, reversal: Uuid, original: Uuid
     Ok(if nothing_left { ReversalDecision::Cancelled } else { ReversalDecision::Ready })
 }
 
+/// Compare-and-set of an intent's status; true when it was in one of `from`.
 async fn set_status(txn: &DatabaseTransaction, id: Uuid, from: &[&str], to: &str, reason: &str) -> Result<bool, DbErr> {
     let result = transactions::Entity::update_many()
         .col_expr(transactions::Column::Status, Expr::value(to))

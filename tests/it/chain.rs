@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
 use entity::users;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::support::chain::*;
 use crate::support::*;
@@ -107,8 +107,7 @@ async fn foreign_transaction_on_the_hot_wallet_raises_critical_and_the_intent_st
     assert!(critical.iter().any(|a| a.severity == "CRITICAL"), "{critical:?}");
     let stored = entity::transactions::Entity::find_by_id(second.id).one(&daemon.db).await.unwrap().unwrap();
     assert_eq!((stored.status.as_str(), stored.nonce, stored.generation), ("queued", None, 1), "requeued as its next generation");
-    daemon.daemon().nudge_wallets();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(wallets_looked(&daemon).await);
     assert_eq!(status_of(&daemon, second.id).await, "queued", "nothing is signed while halted");
 
     // An operator looked and resumes the wallet.
@@ -619,8 +618,7 @@ async fn low_gas_balance_holds_work_with_an_alert_until_topped_up() {
         eventually(Duration::from_secs(15), || async { !alerts(&daemon, "low_balance").await.is_empty() }).await,
         "a low balance raises an alert"
     );
-    daemon.daemon().nudge_wallets();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(wallets_looked(&daemon).await);
     let held = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
     assert_eq!(held.status, "queued", "work is held");
     assert!(daemon.daemon().wallet_statuses().await[0].held);
@@ -646,7 +644,7 @@ async fn a_receipt_reorged_away_is_checked_again_at_the_finality_depth_and_never
     let snapshot = admin.anvil_snapshot().await.unwrap();
     admin.evm_mine(None).await.unwrap();
     // The daemon sees the receipt at depth 1 (its block scan records it).
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(wallets_looked(&daemon).await);
     // That block disappears; empty blocks take its place until the old
     // receipt would be 3 deep. Only a fresh look at depth tells it is gone.
     assert!(admin.anvil_revert(snapshot).await.unwrap());
@@ -654,7 +652,7 @@ async fn a_receipt_reorged_away_is_checked_again_at_the_finality_depth_and_never
     for _ in 0..3 {
         admin.evm_mine(None).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(wallets_looked(&daemon).await);
     assert_ne!(status_of(&daemon, intent.id).await, "confirmed", "a receipt remembered from a vanished block confirms nothing");
     admin.anvil_set_auto_mine(true).await.unwrap();
     assert!(
@@ -753,8 +751,7 @@ async fn chain_nonce_ahead_of_the_database_at_start_stops_signing_with_a_critica
         "signing stops"
     );
     assert!(alerts(&daemon, "foreign_nonce").await.iter().any(|a| a.severity == "CRITICAL"));
-    daemon.daemon().nudge_wallets();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(wallets_looked(&daemon).await);
     let row = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
     assert_eq!((row.status.as_str(), row.nonce), ("queued", None), "never skips ahead to a nonce of its own choosing");
     daemon.stop().await;
@@ -792,9 +789,12 @@ async fn database_outage_keeps_the_daemon_up_and_the_wallet_resumes_after_it() {
 
     proxy.cut();
     queue("b").await;
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let health = daemon.get("/health").await;
-    assert_eq!((health.status, health.json["database"].as_str()), (503, Some("down")), "the daemon is up and says so");
+    let down = eventually(Duration::from_secs(20), || async {
+        let health = daemon.get("/health").await;
+        (health.status, health.json["database"].as_str()) == (503, Some("down"))
+    })
+    .await;
+    assert!(down, "the daemon is up and says the database is down");
 
     proxy.restore();
     assert!(drained(&daemon, Duration::from_secs(60)).await, "the wallet resumes once the database is back");
@@ -886,7 +886,7 @@ async fn reversal_waits_when_its_mint_is_signed_between_the_decision_and_the_can
     fail::remove("wallet::reversal_decided");
     fail::remove("wallet::reversal_target");
     assert!(paused, "the wallet actor reached the reversal decision");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(wallets_looked(&daemon).await);
     assert_eq!(status_of(&daemon, original).await, "signed", "a signed mint is never cancelled");
     let row = entity::transactions::Entity::find_by_id(reversal).one(&daemon.db).await.unwrap().unwrap();
     assert_eq!(row.status, "queued", "its reversal waits for it instead of being dropped ({:?})", row.last_error);
@@ -1027,8 +1027,7 @@ async fn a_node_refusing_a_misconfigured_gas_limit_raises_an_alert_and_holds_new
     let refused = alerts(&daemon, "transaction_refused").await;
     assert!(refused[0].message.contains("Misconfigured") && refused[0].severity == "ERROR", "{refused:?}");
     let second = mint(&daemon, &keys, "aurora:guest_gas", 1, "gas:2").await;
-    daemon.daemon().nudge_wallets();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(wallets_looked(&daemon).await);
     assert_eq!(status_of(&daemon, second.id).await, "queued", "new work is held until the configuration is fixed");
     assert_ne!(status_of(&daemon, first.id).await, "queued");
     assert_eq!(alerts(&daemon, "transaction_refused").await.len(), 1, "alerted once, retried with backoff");
@@ -1066,4 +1065,363 @@ async fn a_wallet_actor_that_cannot_unlock_the_key_takes_no_epoch_from_the_signi
     let row = entity::wallets::Entity::find_by_id(wallet.id).one(&db).await.unwrap().unwrap();
     assert_eq!((row.epoch, row.owner.as_deref()), (epoch, Some("signing-daemon")), "the daemon that can sign keeps the wallet");
     breaker.stop(None);
+}
+
+/// Holds the processing transaction of a booking for `guest` at `hook` (a
+/// failpoint inside `ledger::enqueue_with`) while the rotation of the
+/// guest's wallet is activated, then lets both finish: the reward must end
+/// up signed by the new wallet, nothing left on the rotated one.
+async fn a_rotation_racing_a_reward(hook: &'static str, guest: &str, returning: bool) {
+    use havend::wallet::lifecycle;
+    use sea_orm::{ConnectionTrait, Statement};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let chain = TestChain::start(Some(1)).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let (url, keys, old) = (prepared.database.url.clone(), havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap(), prepared.wallets[0].clone());
+    let db = sea_orm::Database::connect(&url).await.unwrap();
+    let new = lifecycle::rotate(&db, &keys, &old, "test").await.unwrap();
+    chain.equip(new.address.parse().unwrap()).await;
+    let daemon = start_daemon_for(&url, &chain, &[old.address.parse().unwrap(), new.address.parse().unwrap()], "havend").await;
+    let user = format!("aurora:{guest}");
+    if returning {
+        mint(&daemon, &keys, &user, 1, &format!("{guest}:first")).await;
+        assert!(drained(&daemon, Duration::from_secs(30)).await, "the returning user has a confirmed reward on the old wallet");
+    }
+    fail::cfg("ledger::hook_target", &format!("return({user})")).unwrap();
+    let (reached, go) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (r, g) = (reached.clone(), go.clone());
+    fail::cfg_callback(hook, move || {
+        if r.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Hand this worker's other tasks (the test's own among them) to another thread while held.
+        tokio::task::block_in_place(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !g.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+    })
+    .unwrap();
+    let booking = format!(r#"{{"id":"bk_{guest}","guest_id":"{guest}","total_price":"100","nights":1}}"#);
+    assert_eq!(daemon.deliver(havend::webhooks::Partner::Aurora, Some("booking-created"), &booking).await.status, 200);
+    let held = eventually(Duration::from_secs(10), || async { reached.load(Ordering::SeqCst) }).await;
+    let (client, token, activated_db, standby) = (chain.client(), chain.token, sea_orm::Database::connect(&url).await.unwrap(), new.clone());
+    let activation = tokio::spawn(async move {
+        let standby = havend::custody::find(&activated_db, &standby.address).await.unwrap();
+        lifecycle::activate_checked(&activated_db, &client, token, U256::from(MIN_BALANCE_WEI), &standby, "test").await
+    });
+    // Held after its wallet check, the processing transaction holds the activation back; held before it, the activation commits first.
+    let waiting = "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let activation_waits = || async {
+        let row = db.query_one_raw(Statement::from_string(sea_orm::DbBackend::Postgres, waiting)).await.unwrap().unwrap();
+        row.try_get::<i64>("", "n").unwrap() > 0
+    };
+    let settled = match hook {
+        "ledger::before_insert" => eventually(Duration::from_secs(10), activation_waits).await,
+        _ => eventually(Duration::from_secs(10), || async { activation.is_finished() }).await,
+    };
+    go.store(true, Ordering::SeqCst);
+    fail::remove(hook);
+    fail::remove("ledger::hook_target");
+    assert!(held, "the processing transaction reached {hook}");
+    assert!(settled, "the activation {}", if hook == "ledger::before_insert" { "waits for the intent's commit" } else { "committed while the intent was being queued" });
+    let activation = activation.await.unwrap().expect("the activation succeeds");
+    assert_eq!(activation.rotated, vec![old.address.clone()]);
+    let source = format!("aurora:booking-created:bk_{guest}");
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            daemon.daemon().nudge_wallets();
+            entity::transactions::Entity::find()
+                .filter(entity::transactions::Column::Source.eq(source.as_str()))
+                .one(&db)
+                .await
+                .unwrap()
+                .is_some_and(|t| t.status == "confirmed")
+        })
+        .await,
+        "the reward is signed and confirmed"
+    );
+    let reward = entity::transactions::Entity::find().filter(entity::transactions::Column::Source.eq(source.as_str())).one(&db).await.unwrap().unwrap();
+    assert_eq!(reward.hot_wallet_id, new.id, "signed by the new wallet");
+    let stranded = entity::transactions::Entity::find()
+        .filter(entity::transactions::Column::HotWalletId.eq(old.id))
+        .filter(entity::transactions::Column::Status.is_in(["queued", "held"]))
+        .count(&db)
+        .await
+        .unwrap();
+    assert_eq!(stranded, 0, "no queued or held intent on the rotated wallet");
+    let on_old = users::Entity::find().filter(users::Column::HotWalletId.eq(old.id)).count(&db).await.unwrap();
+    assert_eq!(on_old, 0, "no user on the rotated wallet");
+    let address: Address = users::Entity::find().filter(users::Column::ExternalRef.eq(user.as_str())).one(&db).await.unwrap().unwrap().address.parse().unwrap();
+    let expected = U256::from(if returning { 201u64 } else { 200u64 }) * U256::from(10u64).pow(U256::from(18));
+    assert_eq!(chain.balance_of(address).await, expected);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activation_waits_for_a_reward_being_queued_on_the_wallet_it_rotates_and_moves_it() {
+    a_rotation_racing_a_reward("ledger::before_insert", "race_new", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reward_queued_after_a_rotation_committed_follows_its_user_to_the_new_wallet() {
+    a_rotation_racing_a_reward("ledger::before_wallet_check", "race_back", true).await;
+}
+
+async fn work_left_on_a_retired_wallet_is_swept_to_an_active_one(backend: Backend) {
+    use havend::custody;
+    let database = TestDatabase::create(backend).await;
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
+    havend::db::migrate_up(&db).await.unwrap();
+    let keys = custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap();
+    use entity::{transactions, wallets};
+    use sea_orm::sea_query::Expr;
+    let set_wallet = |id: uuid::Uuid, status: &'static str, rotated_to: Option<uuid::Uuid>| {
+        wallets::Entity::update_many()
+            .col_expr(wallets::Column::Status, Expr::value(status))
+            .col_expr(wallets::Column::RotatedTo, Expr::value(rotated_to))
+            .filter(wallets::Column::Id.eq(id))
+    };
+    let mut hot = Vec::new();
+    for _ in 0..3 {
+        let wallet = custody::create_wallet(&db, &keys, custody::HOT, "test").await.unwrap();
+        set_wallet(wallet.id, "active", None).exec(&db).await.unwrap();
+        hot.push(wallet);
+    }
+    let (rotated, successor, revoked) = (&hot[0], &hot[1], &hot[2]);
+    let queued = mint_on(&db, &keys, "tribe:swept_a", "swept:a").await;
+    let held = mint_on(&db, &keys, "tribe:swept_b", "swept:b").await;
+    // Work that landed on retired wallets (an intent queued again after a foreign nonce, say).
+    set_wallet(rotated.id, "rotated", Some(successor.id)).exec(&db).await.unwrap();
+    set_wallet(revoked.id, "revoked", None).exec(&db).await.unwrap();
+    for (tx, wallet, status, user) in [(queued.id, rotated.id, "queued", "tribe:swept_a"), (held.id, revoked.id, "held", "tribe:swept_b")] {
+        transactions::Entity::update_many()
+            .col_expr(transactions::Column::HotWalletId, Expr::value(wallet))
+            .col_expr(transactions::Column::Status, Expr::value(status))
+            .filter(transactions::Column::Id.eq(tx))
+            .exec(&db)
+            .await
+            .unwrap();
+        users::Entity::update_many().col_expr(users::Column::HotWalletId, Expr::value(wallet)).filter(users::Column::ExternalRef.eq(user)).exec(&db).await.unwrap();
+    }
+    let swept = havend::wallet::lifecycle::sweep(&db).await.unwrap();
+    assert_eq!(swept.len(), 2, "{swept:?}");
+    for tx in [queued.id, held.id] {
+        let row = entity::transactions::Entity::find_by_id(tx).one(&db).await.unwrap().unwrap();
+        assert_eq!(row.hot_wallet_id, successor.id, "the rotation target (the oldest active wallet for a revoked one) takes it");
+    }
+    let users = users::Entity::find().all(&db).await.unwrap();
+    assert!(users.iter().all(|u| u.hot_wallet_id == successor.id), "users follow their work");
+    assert!(havend::wallet::lifecycle::sweep(&db).await.unwrap().is_empty(), "nothing left to move");
+}
+
+/// Queues a 1 HNV mint for `user` directly on the ledger.
+async fn mint_on(db: &sea_orm::DatabaseConnection, keys: &havend::custody::MasterKeys, user: &str, source: &str) -> entity::transactions::Model {
+    let intent = havend::ledger::NewIntent {
+        user: user.into(),
+        kind: havend::chain::CallKind::Mint,
+        amount: U256::from(10u64).pow(U256::from(18)),
+        reason: "test".into(),
+        source: source.into(),
+        reverses: None,
+    };
+    havend::ledger::enqueue(db, keys, intent).await.unwrap()
+}
+
+async fn two_reversals_of_one_user_in_one_batch_together_burn_no_more_than_the_user_holds(backend: Backend) {
+    use havend::chain::CallKind;
+    use sea_orm::TransactionTrait;
+    let chain = TestChain::start(Some(1)).await;
+    let (daemon, keys, _) = Prepared::new(backend, &chain, 1).await.start(&chain).await;
+    let unit = U256::from(10u64).pow(U256::from(18));
+    let user = "aurora:twice_reversed";
+    let first = mint(&daemon, &keys, user, 50, "twice:mint:1").await;
+    let second = mint(&daemon, &keys, user, 50, "twice:mint:2").await;
+    let intent = |source: &str, kind, amount: u64, reverses| havend::ledger::NewIntent {
+        user: user.into(),
+        kind,
+        amount: U256::from(amount) * unit,
+        reason: "test".into(),
+        source: source.into(),
+        reverses,
+    };
+    havend::ledger::enqueue(&daemon.db, &keys, intent("twice:spent", CallKind::Burn, 60, None)).await.unwrap();
+    assert!(drained(&daemon, Duration::from_secs(30)).await);
+    // The user holds 40; both mints are reversed in one commit, so one batch decides both.
+    let txn = daemon.db.begin().await.unwrap();
+    let reversals = [
+        havend::ledger::enqueue_in(&txn, &keys, intent("twice:reversal:1", CallKind::Burn, 50, Some(first.id))).await.unwrap().id,
+        havend::ledger::enqueue_in(&txn, &keys, intent("twice:reversal:2", CallKind::Burn, 50, Some(second.id))).await.unwrap().id,
+    ];
+    txn.commit().await.unwrap();
+    assert!(drained(&daemon, Duration::from_secs(30)).await);
+    assert_eq!(count_with_status(&daemon, "failed").await, 0, "no burn reverted on chain");
+    let rows: Vec<entity::transactions::Model> =
+        entity::transactions::Entity::find().filter(entity::transactions::Column::Id.is_in(reversals)).all(&daemon.db).await.unwrap();
+    let burned = rows.iter().filter(|t| t.status == "confirmed").fold(U256::ZERO, |sum, t| sum + U256::from_str_radix(&t.amount, 10).unwrap());
+    let shortfall = rows.iter().fold(U256::ZERO, |sum, t| sum + t.shortfall.as_deref().map_or(U256::ZERO, |s| U256::from_str_radix(s, 10).unwrap()));
+    assert_eq!((burned, shortfall), (U256::from(40u64) * unit, U256::from(60u64) * unit), "{rows:?}");
+    let holder = users::Entity::find().filter(users::Column::ExternalRef.eq(user)).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!(chain.balance_of(holder.address.parse().unwrap()).await, U256::ZERO);
+    assert_eq!(chain.total_supply().await, ledger_total(&daemon).await);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_is_answered_only_after_the_batch_in_flight_committed_and_nothing_is_signed_after_it() {
+    use sea_orm::{ConnectionTrait, Statement};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let chain = TestChain::start(Some(1)).await;
+    let (daemon, keys, wallets) = Prepared::new(Backend::Postgres, &chain, 1).await.start(&chain).await;
+    // The wallet actor stops inside its reserve transaction, after it read "not paused".
+    fail::cfg("wallet::fence_target", &format!("return({})", wallets[0].id)).unwrap();
+    let (reached, go) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
+    let (r, g) = (reached.clone(), go.clone());
+    fail::cfg_callback("wallet::before_fence", move || {
+        if r.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        // Hand this worker's other tasks (the test's own among them) to another thread while held.
+        tokio::task::block_in_place(|| {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while !g.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+    })
+    .unwrap();
+    // One commit, so one batch takes all three.
+    let txn = sea_orm::TransactionTrait::begin(&daemon.db).await.unwrap();
+    let mut before = Vec::new();
+    for i in 0..3 {
+        let intent = havend::ledger::NewIntent {
+            user: format!("tribe:pause_{i}"),
+            kind: havend::chain::CallKind::Mint,
+            amount: U256::from(10u64).pow(U256::from(18)),
+            reason: "test".into(),
+            source: format!("pause:before:{i}"),
+            reverses: None,
+        };
+        before.push(havend::ledger::enqueue_in(&txn, &keys, intent).await.unwrap().id);
+    }
+    txn.commit().await.unwrap();
+    daemon.daemon().nudge_wallets();
+    let held = eventually(Duration::from_secs(10), || async { reached.load(Ordering::SeqCst) }).await;
+    let headers = [("authorization".to_owned(), format!("Bearer {ADMIN_KEY}")), ("content-type".to_owned(), "application/json".to_owned())];
+    let mut pause = Box::pin(daemon.post("/api/v1/admin/pause", &headers, serde_json::json!({ "paused": true }).to_string()));
+    let lock_wait = || async {
+        let sql = "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'";
+        let row = daemon.db.query_one_raw(Statement::from_string(sea_orm::DbBackend::Postgres, sql)).await.unwrap().unwrap();
+        row.try_get::<i64>("", "n").unwrap() > 0
+    };
+    let waited = tokio::select! {
+        answer = &mut pause => Err(answer),
+        waited = eventually(Duration::from_secs(10), lock_wait) => Ok(waited),
+    };
+    go.store(true, Ordering::SeqCst);
+    fail::remove("wallet::before_fence");
+    fail::remove("wallet::fence_target");
+    assert!(held, "the wallet actor reached its reserve's fence");
+    assert!(matches!(waited, Ok(true)), "the pause waits for the reserve in flight instead of answering: {waited:?}");
+    let answer = pause.await;
+    assert_eq!((answer.status, &answer.json), (200, &serde_json::json!({ "paused": true })));
+    let statuses: Vec<String> =
+        entity::transactions::Entity::find().filter(entity::transactions::Column::Id.is_in(before)).all(&daemon.db).await.unwrap().into_iter().map(|t| t.status).collect();
+    assert!(statuses.iter().all(|s| s != "queued"), "the batch in flight committed before the answer: {statuses:?}");
+
+    // After the answer nothing more is signed, however often the actor looks.
+    let attempts = entity::tx_attempts::Entity::find().count(&daemon.db).await.unwrap();
+    let after = mint(&daemon, &keys, "tribe:pause_after", 1, "pause:after").await;
+    let ticks = || async { daemon.daemon().wallet_statuses().await[0].ticks };
+    let looked_from = ticks().await;
+    daemon.daemon().nudge_wallets();
+    assert!(eventually(Duration::from_secs(10), || async { ticks().await >= looked_from + 5 }).await, "the wallet actor kept looking");
+    assert_eq!(status_of(&daemon, after.id).await, "queued", "nothing is signed after the pause was answered");
+    assert_eq!(entity::tx_attempts::Entity::find().count(&daemon.db).await.unwrap(), attempts, "no attempt was written after the answer");
+    havend::ledger::pause::set_paused(&daemon.db, false, "test").await.unwrap();
+    assert!(drained(&daemon, Duration::from_secs(30)).await);
+    assert_eq!(count_with_status(&daemon, "confirmed").await, 4);
+    daemon.stop().await;
+}
+
+crate::on_both_backends!(
+    work_left_on_a_retired_wallet_is_swept_to_an_active_one,
+    two_reversals_of_one_user_in_one_batch_together_burn_no_more_than_the_user_holds,
+);
+
+/// A provider that refuses `eth_getLogs` over more than 2 blocks (as public
+/// ones refuse wide ranges), `chain.log_range_blocks = 2`, an execution 10
+/// blocks after its attempt was signed and 20 blocks before the revert: the
+/// search for the executing transaction starts at the block the intent's
+/// first attempt was signed at (recorded on every attempt) and walks forward
+/// in windows the provider accepts until it finds it. Searching from block 0
+/// to the head, as before, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intent_executed_search_walks_forward_from_the_signing_block_in_windows_the_provider_accepts() {
+    use alloy::providers::ext::AnvilApi;
+    use sea_orm::ActiveModelTrait;
+    use crate::support::rpc_proxy::{RpcProxy, is_method};
+    let chain = TestChain::start(Some(1)).await;
+    let proxy = RpcProxy::start(&chain.url, Some(2)).await;
+    let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
+    let rpc_url = proxy.url.clone();
+    let (daemon, keys, wallets) = prepared
+        .start_with(&chain, |db| db.url.clone(), move |config| {
+            config.rpc_url = rpc_url;
+            config.log_range_blocks = 2;
+        })
+        .await;
+    // Room below the head for an attempt signed well before it was mined.
+    chain.admin_provider().anvil_mine(Some(20), None).await.unwrap();
+    let intent = mint(&daemon, &keys, "aurora:guest_window", 7, "window:1").await;
+    assert!(drained(&daemon, Duration::from_secs(30)).await);
+    let first = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
+    let attempts = entity::tx_attempts::Entity::find().filter(entity::tx_attempts::Column::TransactionId.eq(intent.id)).all(&daemon.db).await.unwrap();
+    let recorded = attempts.iter().map(|a| a.sent_block.expect("every attempt records the block it was signed at")).min().unwrap();
+    assert!(recorded >= 20 && recorded < first.block_number.unwrap(), "the head when it was signed, before the block that mined it: {recorded}");
+    // As if it had waited 10 blocks in the pool (a slow or congested chain).
+    let signed_at = recorded - 10;
+    entity::tx_attempts::Entity::update_many()
+        .col_expr(entity::tx_attempts::Column::SentBlock, sea_orm::sea_query::Expr::value(signed_at))
+        .filter(entity::tx_attempts::Column::TransactionId.eq(intent.id))
+        .exec(&daemon.db)
+        .await
+        .unwrap();
+
+    // The execution falls far behind the head; then, as if its receipt had
+    // been missed and its nonce wrongly declared foreign, the intent is
+    // queued again as its next generation, signed anew, and reverts.
+    chain.admin_provider().anvil_mine(Some(20), None).await.unwrap();
+    let nonce = first.nonce.unwrap();
+    let mut row: entity::transactions::ActiveModel = first.clone().into();
+    row.status = sea_orm::Set("queued".into());
+    row.nonce = sea_orm::Set(None);
+    row.generation = sea_orm::Set(1);
+    row.tx_hash = sea_orm::Set(None);
+    row.update(&daemon.db).await.unwrap();
+    entity::foreign_nonces::ActiveModel {
+        wallet_id: sea_orm::Set(wallets[0].id),
+        nonce: sea_orm::Set(nonce),
+        detected_at: sea_orm::Set(chrono::Utc::now()),
+    }
+    .insert(&daemon.db)
+    .await
+    .unwrap();
+    daemon.daemon().nudge_wallets();
+    assert!(drained(&daemon, Duration::from_secs(60)).await, "the reverted second generation is settled");
+    let second = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
+    assert_ne!(second.nonce, first.nonce, "signed again under a new nonce, and reverted on chain");
+    assert_eq!((second.status.as_str(), &second.tx_hash), ("confirmed", &first.tx_hash), "confirmed by the transaction that executed it");
+
+    let block = |value: &serde_json::Value| value.as_str().and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok());
+    let searches = proxy.count(|call| is_method(call, "eth_getLogs"));
+    assert!(searches >= 5, "the 10 blocks between signing and execution take five 2-block windows: {searches}");
+    let before_signing = proxy.count(|call| is_method(call, "eth_getLogs") && block(&call["params"][0]["fromBlock"]).is_none_or(|from| from < signed_at as u64));
+    assert_eq!(before_signing, 0, "no search starts before the first attempt was signed");
+    assert!(alerts(&daemon, "transaction_failed").await.is_empty());
+    assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
+    daemon.stop().await;
 }
