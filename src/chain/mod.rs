@@ -255,6 +255,21 @@ pub fn classify_send_rejection(message: &str) -> SendRejection {
     }
 }
 
+/// The block windows `(first, last)`, both inclusive and at most `size`
+/// blocks each, that cover `from..=to` oldest first: a log search walks
+/// forward through them because providers refuse `eth_getLogs` over wide
+/// ranges. Empty when `from > to`; a `size` of 0 counts as 1.
+pub fn log_windows(from: u64, to: u64, size: u64) -> impl Iterator<Item = (u64, u64)> {
+    let size = size.max(1);
+    let mut next = (from <= to).then_some(from);
+    std::iter::from_fn(move || {
+        let first = next?;
+        let last = first.saturating_add(size - 1).min(to);
+        next = last.checked_add(1).filter(|n| *n <= to);
+        Some((first, last))
+    })
+}
+
 /// The daemon's RPC client: every call has a timeout, every error is classified.
 #[derive(Clone, Debug)]
 pub struct ChainClient {
@@ -317,16 +332,17 @@ impl ChainClient {
         self.timed(async { self.provider.get_max_priority_fee_per_gas().await }).await
     }
 
-    /// The transaction whose `IntentExecuted` log names `intent` on `token`,
-    /// with its block number and hash, if any.
-    pub async fn intent_execution(&self, token: Address, intent: B256) -> Result<Option<(B256, u64, B256)>, RpcFailure> {
+    /// The transaction whose `IntentExecuted` log names `intent` on `token`
+    /// within blocks `from..=to` (one window of [`log_windows`]), with its
+    /// block number and hash, if any.
+    pub async fn intent_execution(&self, token: Address, intent: B256, from: u64, to: u64) -> Result<Option<(B256, u64, B256)>, RpcFailure> {
         use alloy::sol_types::SolEvent;
         let filter = alloy::rpc::types::Filter::new()
             .address(token)
             .event_signature(HavenToken::IntentExecuted::SIGNATURE_HASH)
             .topic1(intent)
-            .from_block(BlockNumberOrTag::Earliest)
-            .to_block(BlockNumberOrTag::Latest);
+            .from_block(BlockNumberOrTag::Number(from))
+            .to_block(BlockNumberOrTag::Number(to));
         let logs = self.timed(async { self.provider.get_logs(&filter).await }).await?;
         Ok(logs.into_iter().find_map(|log| Some((log.transaction_hash?, log.block_number?, log.block_hash?))))
     }
@@ -423,6 +439,29 @@ mod tests {
         let text = "error sending request for url (https://eth.example/v3/SECRETKEY?x=1) after 5s";
         let shown = redact_urls(text);
         assert!(!shown.contains("SECRETKEY") && shown.contains("https://eth.example") && shown.ends_with(") after 5s"), "{shown}");
+    }
+
+    #[test]
+    fn log_windows_cover_the_range_once_in_order_and_never_exceed_the_size() {
+        assert_eq!(log_windows(10, 14, 2).collect::<Vec<_>>(), [(10, 11), (12, 13), (14, 14)]);
+        assert_eq!(log_windows(7, 7, 2_000).collect::<Vec<_>>(), [(7, 7)]);
+        assert_eq!(log_windows(8, 7, 2).count(), 0);
+        assert_eq!(log_windows(0, 3, 0).count(), 4);
+        assert_eq!(log_windows(u64::MAX - 1, u64::MAX, 5).collect::<Vec<_>>(), [(u64::MAX - 1, u64::MAX)]);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn log_windows_tile_the_range(from in 0u64..10_000, len in 0u64..10_000, size in 1u64..3_000) {
+            let to = from + len;
+            let windows: Vec<_> = log_windows(from, to, size).collect();
+            proptest::prop_assert_eq!(windows.first().map(|w| w.0), Some(from));
+            proptest::prop_assert_eq!(windows.last().map(|w| w.1), Some(to));
+            for pair in windows.windows(2) {
+                proptest::prop_assert_eq!(pair[0].1 + 1, pair[1].0);
+            }
+            proptest::prop_assert!(windows.iter().all(|(a, b)| a <= b && b - a < size));
+        }
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! is confirmed; Stripe's `payout.paid` settles the redemption and
 //! `payout.failed` fails it, re-crediting the user once (source
 //! `recredit:{redemption}`) only if the burn confirmed. A failure wins over
-//! a `paid` that arrives before or after it. A `paid` is recorded at once
-//! (the money went out) and alerted when the burn has not confirmed.
+//! a `paid` that arrives before or after it; after a `paid` its re-credit
+//! is queued held, for an operator (the money went out). A `paid` is
+//! recorded at once (the money went out) and alerted when the burn has not
+//! confirmed. The caller counts a new re-credit against the mint limits.
 
 use chrono::Utc;
 use entity::{redemption_requests, transactions, users};
@@ -76,10 +78,15 @@ pub enum PayoutOutcome {
 /// The mint that gives a failed payout's tokens back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recredit {
-    /// The intent.
-    pub id: Uuid,
-    /// The hot wallet that will sign it (to nudge).
-    pub hot_wallet_id: Uuid,
+    /// The intent, as queued (its hot wallet is the one to nudge).
+    pub intent: transactions::Model,
+    /// Its user's `{partner}:{id}` reference (the limits count per user).
+    pub user: String,
+    /// Queued by this call (false: the intent existed already).
+    pub created: bool,
+    /// The redemption had been reported paid: the money went out, so the
+    /// re-credit is held for an operator whatever the limits allow.
+    pub after_paid: bool,
 }
 
 /// Why a payout event cannot be applied.
@@ -99,14 +106,16 @@ impl From<DbErr> for PayoutError {
     }
 }
 
-/// Applies `payout.paid` or `payout.failed` for redemption `id` (from event `event_ref`).
+/// Applies `payout.paid` or `payout.failed` for redemption `id` (from event
+/// `event_ref`); a re-credit is queued with `provenance` (the caller counts
+/// a new one against the mint limits, or holds it: see [`Recredit`]).
 pub async fn apply_payout(
     db: &impl ConnectionTrait,
     keys: Option<&MasterKeys>,
     id: &str,
     paid: bool,
     event_ref: &str,
-    event_id: Option<Uuid>,
+    provenance: Provenance,
 ) -> Result<PayoutOutcome, PayoutError> {
     let redemption = match Uuid::parse_str(id) {
         Ok(uuid) => redemption_requests::Entity::find_by_id(uuid).one(db).await?,
@@ -147,21 +156,20 @@ pub async fn apply_payout(
                 .ok_or_else(|| DbErr::RecordNotFound(format!("user {}", redemption.user_id)))?;
             let amount = alloy::primitives::U256::from_str_radix(&redemption.amount, 10).unwrap_or_default();
             let intent = NewIntent {
-                user: user.external_ref,
+                user: user.external_ref.clone(),
                 kind: CallKind::Mint,
                 amount,
                 reason: format!("re-credit: payout of redemption {} failed", redemption.id),
                 source: format!("recredit:{}", redemption.id),
                 reverses: None,
             };
-            let provenance = Provenance { event_id, ..Provenance::default() };
-            let intent = enqueue_with(db, keys, intent, provenance).await?.intent;
-            Some(Recredit { id: intent.id, hot_wallet_id: intent.hot_wallet_id })
+            let enqueued = enqueue_with(db, keys, intent, provenance).await?;
+            Some(Recredit { intent: enqueued.intent, user: user.external_ref, created: enqueued.created, after_paid: redemption.status == PAID })
         }
         // FAILED or CANCELLED: nothing was burned, so nothing is owed.
         _ => None,
     };
-    set_status(db, redemption.id, &[OPEN, PAID], FAILED_PAYOUT, event_ref, recredit.as_ref().map(|r| r.id)).await?;
+    set_status(db, redemption.id, &[OPEN, PAID], FAILED_PAYOUT, event_ref, recredit.as_ref().map(|r| r.intent.id)).await?;
     Ok(PayoutOutcome::Failed { recredit })
 }
 

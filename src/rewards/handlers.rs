@@ -20,7 +20,7 @@ use super::rules::{RewardRules, ticketing_status as map_ticketing_status};
 use crate::alert::{self, Severity};
 use crate::chain::CallKind;
 use crate::custody::MasterKeys;
-use crate::ledger::redemption::{self, PayoutError, PayoutOutcome};
+use crate::ledger::redemption::{self, PayoutError, PayoutOutcome, Recredit};
 use crate::webhooks::EventData;
 use crate::ledger::{self, CANCELLED, FAILED, HELD, LedgerError, NewIntent, Provenance, QUEUED};
 
@@ -101,17 +101,6 @@ pub struct Context<'a> {
 /// Runs one event's handler inside `txn`; returns its outcome and the hot
 /// wallets that got new work (to nudge after the commit).
 pub async fn handle(txn: &impl ConnectionTrait, ctx: &Context<'_>, data: EventData) -> Result<(Handled, BTreeSet<Uuid>), HandlerError> {
-    let mut work = Work { txn, ctx, wallets: BTreeSet::new() };
-    let handled = work.dispatch(data).await?;
-    Ok((handled, work.wallets))
-}
-
-struct Work<'a, C> {
-    txn: &'a C,
-    ctx: &'a Context<'a>,
-    wallets: BTreeSet<Uuid>,
-}
-
     // Test hooks (compiled in only with `test-hooks`): a handler that panics
     // or hangs on one event, as a poison event would.
     let key = &ctx.event.partner_event_id;
@@ -121,11 +110,11 @@ struct Work<'a, C> {
     if handler_panics(key) {
         panic!("failpoint rewards::handler_panics for {key}");
     }
-impl<C: ConnectionTrait> Work<'_, C> {
-    async fn dispatch(&mut self, data: EventData) -> Result<Handled, HandlerError> {
-        let rules = self.ctx.rules;
-        match data {
-            EventData::BookingCreated { booking, guest, total_price, nights } => self.booking_created(booking, guest, total_price, nights).await,
+    let mut work = Work { txn, ctx, wallets: BTreeSet::new() };
+    let handled = work.dispatch(data).await?;
+    Ok((handled, work.wallets))
+}
+
 /// The stall armed for `key` on `rewards::handler_stall` (`return(<key>=<ms>)`).
 fn handler_stall(key: &str) -> Option<std::time::Duration> {
     fail::fail_point!("rewards::handler_stall", |armed| crate::hooks::stall_for(armed, key));
@@ -138,6 +127,17 @@ fn handler_panics(key: &str) -> bool {
     false
 }
 
+struct Work<'a, C> {
+    txn: &'a C,
+    ctx: &'a Context<'a>,
+    wallets: BTreeSet<Uuid>,
+}
+
+impl<C: ConnectionTrait> Work<'_, C> {
+    async fn dispatch(&mut self, data: EventData) -> Result<Handled, HandlerError> {
+        let rules = self.ctx.rules;
+        match data {
+            EventData::BookingCreated { booking, guest, total_price, nights } => self.booking_created(booking, guest, total_price, nights).await,
             EventData::BookingCompleted { booking } => self.booking_completed(booking).await,
             EventData::BookingCancelled { booking } => self.booking_cancelled(booking).await,
             EventData::ReviewSubmitted { booking, guest, rating } => self.review(booking, guest, rating).await,
@@ -192,10 +192,13 @@ fn handler_panics(key: &str) -> bool {
             },
             EventData::StripePayout { redemption: id, paid } => {
                 let event_ref = format!("{}:{}", self.ctx.event.partner, self.ctx.event.partner_event_id);
-                match redemption::apply_payout(self.txn, self.ctx.keys, &id, paid, &event_ref, Some(self.ctx.event.id)).await {
+                let day = self.ctx.event.received_at.date_naive().to_string();
+                let provenance = Provenance { event_id: Some(self.ctx.event.id), rules_hash: None, limit_day: Some(day) };
+                match redemption::apply_payout(self.txn, self.ctx.keys, &id, paid, &event_ref, provenance).await {
                     Ok(PayoutOutcome::BurnInFlight) => Ok(Handled::Wait(format!("the burn of redemption {id} is still on its way"))),
-                    Ok(PayoutOutcome::Failed { recredit: Some(intent) }) => {
-                        self.wallets.insert(intent.hot_wallet_id);
+                    Ok(PayoutOutcome::Failed { recredit: Some(recredit) }) => {
+                        self.admit_recredit(&id, &recredit).await?;
+                        self.wallets.insert(recredit.intent.hot_wallet_id);
                         Ok(Handled::Processed)
                     }
                     Ok(_) => Ok(Handled::Processed),
@@ -396,6 +399,30 @@ fn handler_panics(key: &str) -> bool {
         }
         self.wallets.insert(enqueued.intent.hot_wallet_id);
         Ok(Some(enqueued.intent.id))
+    }
+
+    /// A new re-credit is a mint like any other: counted against the limits
+    /// of the event's day and held over one (SPEC section 2). One reported
+    /// after the payout was paid is held whatever the limits allow: the
+    /// money went out, so an operator decides.
+    async fn admit_recredit(&mut self, redemption: &str, recredit: &Recredit) -> Result<(), HandlerError> {
+        if !recredit.created {
+            return Ok(());
+        }
+        let amount = recredit.intent.amount.parse().map_err(|_| HandlerError::Deterministic(format!("re-credit {} has amount {:?}", recredit.intent.id, recredit.intent.amount)))?;
+        let day = self.ctx.event.received_at.date_naive().to_string();
+        let over = if recredit.after_paid {
+            Some(format!("payout.failed arrived after payout.paid for redemption {redemption}: release it once the payout is known to have failed, else cancel it"))
+        } else {
+            match limits::admit(self.txn, &self.ctx.rules.limits, &recredit.user, &day, amount).await? {
+                Admission::Over(reason) => Some(reason),
+                Admission::Within => None,
+            }
+        };
+        if let Some(reason) = over {
+            hold_intent(self.txn, &recredit.intent, &recredit.user, &reason).await?;
+        }
+        Ok(())
     }
 
     /// Reverses a mint per SPEC section 2: a mint still queued or held is

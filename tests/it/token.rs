@@ -248,7 +248,63 @@ async fn a_same_key_request_while_the_first_is_stalled_gets_409_with_retry_after
     daemon.stop().await;
 }
 
+/// Opens a redemption of `amount` HNV for `user` under `key`, its burn confirmed; returns the redemption's id.
+async fn confirmed_redemption(daemon: &TestDaemon, user: &str, amount: &str, key: &str) -> String {
+    let opened = call(daemon, "/api/v1/token/redeem", TOKEN_KEY, Some(key), &redeem_body(user, amount)).await;
+    assert_eq!(opened.status, 202, "{:?}", opened.json);
+    set_status(daemon, opened.json["transaction_id"].as_str().unwrap().parse().unwrap(), "confirmed").await;
+    opened.json["redemption_id"].as_str().unwrap().to_owned()
+}
+
+/// The re-credit of `redemption` and the `mint_held` alerts raised for it.
+async fn recredit_and_alerts(daemon: &TestDaemon, redemption: &str) -> (transactions::Model, u64) {
+    let recredit = transactions::Entity::find().filter(transactions::Column::Source.eq(format!("recredit:{redemption}"))).one(&daemon.db).await.unwrap().unwrap();
+    let alerts = entity::alerts::Entity::find()
+        .filter(entity::alerts::Column::Category.eq("mint_held"))
+        .all(&daemon.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.message.contains(&recredit.id.to_string()))
+        .count() as u64;
+    (recredit, alerts)
+}
+
+async fn a_recredit_counts_toward_the_mint_limits_and_is_held_over_one(backend: Backend) {
+    let daemon = ledger_daemon(backend, |config| config.rewards.limits.per_user_per_day = rust_decimal::Decimal::from(110)).await;
+    fund(&daemon, "aurora:rc_limit", 100).await;
+    let id = confirmed_redemption(&daemon, "aurora:rc_limit", "25", "rc-limit-0001").await;
+    daemon.deliver(havend::webhooks::Partner::Stripe, None, &payout("evt_rc_limit", "payout.failed", &id)).await;
+    assert!(processed(&daemon, "evt_rc_limit").await);
+    let (recredit, alerts) = recredit_and_alerts(&daemon, &id).await;
+    assert_eq!(recredit.status, "held", "100 minted today plus a 25 re-credit exceed the daily 110: {:?}", recredit.last_error);
+    assert!(recredit.last_error.as_deref().is_some_and(|e| e.contains("daily limit")), "{:?}", recredit.last_error);
+    assert_eq!(alerts, 1, "the held re-credit is alerted");
+    let day = chrono::Utc::now().date_naive().to_string();
+    let used = havend::rewards::limits::used_by(&daemon.db, "aurora:rc_limit", &day).await.unwrap();
+    assert_eq!(used, U256::from(100u64) * U256::from(10u64).pow(U256::from(18)), "a held re-credit is not counted");
+    daemon.stop().await;
+}
+
+async fn a_payout_failed_after_paid_queues_its_recredit_held_with_an_alert(backend: Backend) {
+    let daemon = ledger_daemon(backend, |_| {}).await;
+    fund(&daemon, "aurora:rc_paid", 50).await;
+    let id = confirmed_redemption(&daemon, "aurora:rc_paid", "10", "rc-paid-00001").await;
+    daemon.deliver(havend::webhooks::Partner::Stripe, None, &payout("evt_rc_paid", "payout.paid", &id)).await;
+    assert!(processed(&daemon, "evt_rc_paid").await);
+    daemon.deliver(havend::webhooks::Partner::Stripe, None, &payout("evt_rc_failed", "payout.failed", &id)).await;
+    assert!(processed(&daemon, "evt_rc_failed").await);
+    assert_eq!(redemption(&daemon, &id).await.status, "failed", "the failure still wins");
+    let (recredit, alerts) = recredit_and_alerts(&daemon, &id).await;
+    assert_eq!(recredit.status, "held", "well within the limits, but the money went out: an operator decides");
+    assert!(recredit.last_error.as_deref().is_some_and(|e| e.contains("after payout.paid")), "{:?}", recredit.last_error);
+    assert_eq!(alerts, 1);
+    daemon.stop().await;
+}
+
 on_both_backends!(
+    a_recredit_counts_toward_the_mint_limits_and_is_held_over_one,
+    a_payout_failed_after_paid_queues_its_recredit_held_with_an_alert,
     a_same_key_request_while_the_first_is_stalled_gets_409_with_retry_after,
     api_keys_are_required_and_scoped,
     invalid_mints_get_400_in_the_error_shape_and_change_nothing,
