@@ -30,6 +30,9 @@ pub struct Model {
     pub gas_limit: i64,
     /// When it was signed.
     pub created_at: DateTimeUtc,
+    /// The head block when it was signed: its `IntentExecuted` log can only
+    /// be at or after it. NULL on rows signed before this was recorded.
+    pub sent_block: Option<i64>,
 }
 
 /// Relations are expressed by ids in queries.

@@ -17,6 +17,7 @@ mod m20261202_000074_inbox_processed_by;
 mod m20261202_000075_inbox_claim_lapses;
 mod m20261202_000072_alert_redelivery;
 mod m20261202_000071_seed_minting_paused;
+mod m20261202_000073_attempt_sent_block;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000075_inbox_claim_lapses::Migration),
             Box::new(m20261202_000072_alert_redelivery::Migration),
             Box::new(m20261202_000071_seed_minting_paused::Migration),
+            Box::new(m20261202_000073_attempt_sent_block::Migration),
         ]
     }
 }

@@ -601,6 +601,16 @@ pub struct ChainConfig {
     /// A hot wallet below this native balance (wei, decimal string) holds new work and alerts.
     #[serde(default = "default_min_balance_wei")]
     pub min_balance_wei: String,
+    /// Blocks one `eth_getLogs` request covers at most: the search for an
+    /// intent's `IntentExecuted` log walks forward from the block its first
+    /// attempt was signed at in windows of this size (public providers refuse
+    /// wide ranges).
+    #[serde(default = "default_log_range_blocks")]
+    pub log_range_blocks: u64,
+    /// The block the token was deployed at: where that search starts for
+    /// attempts signed before havend recorded the block at signing.
+    #[serde(default)]
+    pub deploy_block: u64,
 }
 
 /// Default confirmation depth (dev chains do not reorg).
@@ -637,6 +647,11 @@ fn default_resend_after_ms() -> u64 {
 }
 fn default_min_balance_wei() -> String {
     "10000000000000000".into()
+}
+/// Default `eth_getLogs` window: public providers commonly allow 2,000 to 10,000 blocks.
+pub const DEFAULT_LOG_RANGE_BLOCKS: u64 = 2_000;
+fn default_log_range_blocks() -> u64 {
+    DEFAULT_LOG_RANGE_BLOCKS
 }
 
 /// Circuit breaker thresholds (SPEC section 4).
@@ -944,6 +959,9 @@ impl Config {
             }
             if chain.finality_depth == 0 {
                 errors.push(invalid(DAEMON_FILE, "chain.finality_depth", "must be at least 1"));
+            }
+            if chain.log_range_blocks == 0 {
+                errors.push(invalid(DAEMON_FILE, "chain.log_range_blocks", "must be at least 1"));
             }
             if chain.fee_bump_percent < 10 {
                 errors.push(invalid(DAEMON_FILE, "chain.fee_bump_percent", "must be at least 10 (nodes refuse smaller replacements)"));

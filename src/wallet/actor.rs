@@ -382,7 +382,7 @@ impl WalletState {
         if self.halted.is_some() || self.held || self.refused.is_some() || !self.accepts_new_work {
             return Ok(false);
         }
-        self.sign_new().await
+        self.sign_new(head).await
     }
 
     /// First successful contact with the chain after start: never skip ahead.
@@ -578,11 +578,26 @@ impl WalletState {
             .map(|f| f.transaction_id)
             .collect();
         for transaction_id in reverted {
-            let execution = self.rpc(self.chain.intent_execution(self.settings.token, chain::intent_id(transaction_id))).await?;
+            let execution = self.find_execution(transaction_id, head).await?;
             let executed = execution.map(|(hash, block, block_hash)| Mined { hash, block, block_hash, success: true });
             snapshot.executed_by.insert(transaction_id, executed);
         }
         Ok(snapshot)
+    }
+
+    /// The transaction whose `IntentExecuted` log names the intent, searched
+    /// forward from the block its first attempt was signed at up to `head`,
+    /// one window of `log_range_blocks` per request.
+    async fn find_execution(&self, transaction_id: Uuid, head: u64) -> Result<Option<(B256, u64, B256)>, Stop> {
+        let sent = store::sent_blocks(&self.db, transaction_id).await?;
+        let from = plan::log_search_start(&sent, self.settings.deploy_block);
+        let intent = chain::intent_id(transaction_id);
+        for (first, last) in chain::log_windows(from, head, self.settings.log_range_blocks) {
+            if let Some(found) = self.rpc(self.chain.intent_execution(self.settings.token, intent, first, last)).await? {
+                return Ok(Some(found));
+            }
+        }
+        Ok(None)
     }
 
     /// Carries out the planner's actions with fenced writes.
@@ -609,7 +624,7 @@ impl WalletState {
                     }
                 }
                 Action::Bump { nonce } => {
-                    if self.bump(nonce, snapshot.base_fee).await? && self.send_and_classify(nonce).await? {
+                    if self.bump(nonce, snapshot.base_fee, snapshot.head).await? && self.send_and_classify(nonce).await? {
                         sent.push(nonce);
                     }
                 }
@@ -764,9 +779,10 @@ impl WalletState {
         Ok(())
     }
 
-    /// A new attempt at `nonce` with bumped fees, written before it is sent.
-    /// False when this wallet may not sign (halted).
-    async fn bump(&mut self, nonce: u64, base_fee: u128) -> Result<bool, Stop> {
+    /// A new attempt at `nonce` with bumped fees, signed with the chain at
+    /// `head` and written before it is sent. False when this wallet may not
+    /// sign (halted).
+    async fn bump(&mut self, nonce: u64, base_fee: u128, head: u64) -> Result<bool, Stop> {
         if self.halted.is_some() {
             return Ok(false);
         }
@@ -791,6 +807,7 @@ impl WalletState {
             raw: signed.raw.clone(),
             fees,
             gas_limit: newest.gas_limit,
+            sent_block: head,
         };
         match store::add_attempt(&self.db, self.wallet_id, self.epoch, self.next_nonce, &attempt).await {
             Ok(()) => {}
@@ -834,8 +851,9 @@ impl WalletState {
         .await;
     }
 
-    /// Signs queued intents into free window slots, writes them ahead, sends them.
-    async fn sign_new(&mut self) -> Result<bool, Stop> {
+    /// Signs queued intents into free window slots, writes them ahead (with
+    /// `head`, the block they are signed at), sends them.
+    async fn sign_new(&mut self, head: u64) -> Result<bool, Stop> {
         let capacity = self.settings.max_in_flight.saturating_sub(self.in_flight.len());
         if capacity == 0 {
             return Ok(false);
@@ -891,7 +909,7 @@ impl WalletState {
                 input: chain::encode_call(kind, account, amount, chain::intent_id(intent.id)),
             };
             let signed = chain::sign(&self.signer, &request).map_err(|e| Stop::Db(format!("signing failed: {e}")))?;
-            batch.push(NewAttempt { transaction_id: intent.id, kind, nonce, attempt: 0, hash: signed.hash, raw: signed.raw.clone(), fees, gas_limit });
+            batch.push(NewAttempt { transaction_id: intent.id, kind, nonce, attempt: 0, hash: signed.hash, raw: signed.raw.clone(), fees, gas_limit, sent_block: head });
             entries.push((nonce, InFlight {
                 transaction_id: intent.id,
                 kind,

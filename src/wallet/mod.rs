@@ -73,6 +73,10 @@ pub struct WalletSettings {
     pub resend_after: Duration,
     /// Native balance under which new work is held.
     pub min_balance: U256,
+    /// Blocks one `eth_getLogs` request covers at most.
+    pub log_range_blocks: u64,
+    /// Where a log search starts for attempts without a recorded block.
+    pub deploy_block: u64,
 }
 
 impl WalletSettings {
@@ -93,6 +97,8 @@ impl WalletSettings {
             },
             resend_after: Duration::from_millis(chain.resend_after_ms),
             min_balance: U256::from_str_radix(&chain.min_balance_wei, 10).unwrap_or_default(),
+            log_range_blocks: chain.log_range_blocks.max(1),
+            deploy_block: chain.deploy_block,
         }
     }
 }

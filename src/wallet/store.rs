@@ -205,6 +205,8 @@ pub struct NewAttempt {
     pub fees: Fees,
     /// Gas limit.
     pub gas_limit: u64,
+    /// The head block when it was signed (where its log search starts).
+    pub sent_block: u64,
 }
 
 fn attempt_row(wallet_id: Uuid, attempt: &NewAttempt) -> tx_attempts::ActiveModel {
@@ -220,7 +222,20 @@ fn attempt_row(wallet_id: Uuid, attempt: &NewAttempt) -> tx_attempts::ActiveMode
         max_priority_fee_per_gas: Set(attempt.fees.max_priority_fee_per_gas.to_string()),
         gas_limit: Set(attempt.gas_limit as i64),
         created_at: Set(chrono::Utc::now()),
+        sent_block: Set(Some(attempt.sent_block as i64)),
     }
+}
+
+/// The block each attempt of the intent was signed at (every generation,
+/// every wallet), NULL for attempts signed before it was recorded.
+pub async fn sent_blocks(db: &impl ConnectionTrait, transaction_id: Uuid) -> Result<Vec<Option<i64>>, DbErr> {
+    tx_attempts::Entity::find()
+        .select_only()
+        .column(tx_attempts::Column::SentBlock)
+        .filter(tx_attempts::Column::TransactionId.eq(transaction_id))
+        .into_tuple()
+        .all(db)
+        .await
 }
 
 /// The write-ahead commit: intents → `signed` with their nonces, attempts
