@@ -302,8 +302,13 @@ async fn a_server_error_lands_in_error_logs_under_the_error_id_it_answered(backe
     // A 4xx is not a server error.
     let refused = admin(&daemon, "GET", "/api/v1/admin/pause", None, "err-req-2", &Value::Null).await;
     assert_eq!(refused.status, 401);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(error_logs::Entity::find().all(&daemon.db).await.unwrap().len(), 1);
+    // Proof the trail saw the requests after it: a later 5xx is stored.
+    let later = admin(&daemon, "POST", "/api/v1/admin/breakers/reset", Some(ADMIN_KEY), "err-req-3", &json!({})).await;
+    let later_id: uuid::Uuid = later.json["error_id"].as_str().unwrap().parse().unwrap();
+    assert!(eventually(Duration::from_secs(5), || async { error_logs::Entity::find_by_id(later_id).one(&daemon.db).await.unwrap().is_some() }).await);
+    let requests: Vec<String> = error_logs::Entity::find().all(&daemon.db).await.unwrap().into_iter().map(|row| row.request_id).collect();
+    assert_eq!(requests.len(), 2, "the 401 in between was not stored: {requests:?}");
+    assert!(!requests.iter().any(|r| r == "err-req-2"));
     daemon.stop().await;
 }
 

@@ -10,7 +10,7 @@ use havend::chain::CallKind;
 use havend::ledger::{self, NewIntent, gas_hold};
 use havend::webhooks::Partner;
 
-use crate::support::chain::{Prepared, TestChain, alerts, chain_config, mint};
+use crate::support::chain::{Prepared, TestChain, alerts, chain_config, mint, wallets_looked};
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,8 +114,8 @@ async fn mints_wait_out_a_gas_spike_that_burns_skip_and_go_when_it_falls_back_or
     daemon.daemon().nudge_wallets();
     let burned = eventually(Duration::from_secs(20), || async { status_of(&daemon, burn.id).await == "confirmed" }).await;
     assert!(burned, "a burn never waits for gas");
-    // Several wallet ticks (100 ms) after the burn went: the mint is still queued.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Whole wallet ticks after the burn went: the mint is still queued.
+    assert!(wallets_looked(&daemon).await);
     assert_eq!(status_of(&daemon, waiting.id).await, "queued", "a new mint waits out the spike");
     assert!(daemon.daemon().wallet_statuses().await.iter().all(|w| w.gas_hold), "the wallet reports the hold");
     let spikes = alerts(&daemon, "gas_price_spike").await;
@@ -136,8 +136,7 @@ async fn mints_wait_out_a_gas_spike_that_burns_skip_and_go_when_it_falls_back_or
     set_base_fee(&chain, normal * 50).await;
     assert!(eventually(Duration::from_secs(10), || async { held().await }).await, "the second spike holds mints too");
     let capped = mint(&daemon, &keys, "aurora:gas_guest", 3, "gas:capped").await;
-    daemon.daemon().nudge_wallets();
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert!(wallets_looked(&daemon).await);
     assert_eq!(status_of(&daemon, capped.id).await, "queued", "held at first");
     let went = eventually(Duration::from_secs(20), || async { status_of(&daemon, capped.id).await == "confirmed" }).await;
     assert!(went, "after the cap the mint goes although the fee is still high");

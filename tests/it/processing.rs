@@ -13,7 +13,7 @@ use entity::{transactions, webhook_events};
 use havend::webhooks::Partner;
 use sea_orm::{ColumnTrait, Database, EntityTrait, PaginatorTrait, QueryFilter};
 
-use crate::support::chain::{Prepared, TestChain, chain_config, drained};
+use crate::support::chain::{Prepared, TestChain, chain_config, drained, wallets_looked};
 use crate::support::*;
 
 const HAVEND: &str = env!("CARGO_BIN_EXE_havend");
@@ -220,7 +220,7 @@ async fn pause_stops_signing_on_every_daemon_while_intake_goes_on() {
     assert!(eventually(Duration::from_secs(20), || async { count_status(&first.db, "processed").await == 20 }).await, "processing goes on");
     let users: Vec<entity::users::Model> = entity::users::Entity::find().all(&first.db).await.unwrap();
     assert!(users.iter().any(|u| u.hot_wallet_id == wallets[0].id) && users.iter().any(|u| u.hot_wallet_id == wallets[1].id), "both wallets have work");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(wallets_looked(&first).await && wallets_looked(&second).await, "both daemons' wallet actors looked at the queued work");
     assert_eq!(transactions::Entity::find().filter(transactions::Column::Status.ne("queued")).count(&first.db).await.unwrap(), 0, "nothing signed while paused");
     assert_eq!(chain.total_supply().await, U256::ZERO);
 

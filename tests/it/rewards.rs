@@ -9,7 +9,7 @@ use havend::webhooks::Partner;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 
 use crate::on_both_backends;
-use crate::support::chain::{Prepared, TEST_MASTER_KEY, TestChain, alerts, chain_config, drained};
+use crate::support::chain::{Prepared, TEST_MASTER_KEY, TestChain, alerts, chain_config, drained, wallets_looked};
 use crate::support::{Backend, TestDaemon, eventually};
 
 /// `whole` HNV in base units.
@@ -141,7 +141,12 @@ async fn two_reviews_of_one_booking_earn_one_bonus(backend: Backend) {
 async fn a_review_before_its_booking_waits_for_it(backend: Backend) {
     let setup = Setup::start_with(backend, |config| config.processor.poll_interval_ms = 100).await;
     setup.deliver(Partner::Aurora, Some("review-submitted"), r#"{"id":"rv_early","booking_id":"bk_early","guest_id":"g_early","rating":4}"#).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The processor looked at it: the wait's reason is recorded.
+    let looked = eventually(Duration::from_secs(20), || async {
+        setup.daemon.event(Partner::Aurora, "review-submitted:rv_early").await.is_some_and(|e| e.last_error.is_some())
+    })
+    .await;
+    assert!(looked, "the processor looked at the early review");
     let waiting = setup.daemon.event(Partner::Aurora, "review-submitted:rv_early").await.unwrap();
     assert_eq!((waiting.status.as_str(), waiting.attempts), ("pending", 0), "waiting does not count as a failure");
     setup.deliver(Partner::Aurora, Some("booking-created"), r#"{"id":"bk_early","guest_id":"g_early","total_price":"5","nights":1}"#).await;
@@ -198,7 +203,7 @@ async fn a_mint_over_a_limit_is_held_and_released_once(backend: Backend) {
     assert!(setup.processed(Partner::Aurora, "booking-created:bk_big").await);
     let held = transactions::Entity::find().filter(transactions::Column::Status.eq("held")).one(&setup.daemon.db).await.unwrap().expect("held");
     assert_eq!(alerts(&setup.daemon, "mint_held").await.len(), 1);
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(wallets_looked(&setup.daemon).await);
     assert_eq!(setup.chain.total_supply().await, U256::ZERO, "nothing minted while held");
 
     havend::rewards::operator::release(setup.daemon.daemon().db(), held.id, "test").await.unwrap();
@@ -257,7 +262,11 @@ async fn without_an_active_wallet_events_wait_and_are_not_dead_lettered(backend:
     daemon.keep.push(key_dir);
     let answer = daemon.deliver(Partner::Aurora, Some("booking-created"), r#"{"id":"bk_wait","guest_id":"g","total_price":"1","nights":1}"#).await;
     assert_eq!(answer.status, 200);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let looked = eventually(Duration::from_secs(20), || async {
+        daemon.event(Partner::Aurora, "booking-created:bk_wait").await.is_some_and(|e| e.last_error.is_some())
+    })
+    .await;
+    assert!(looked, "the processor tried the event");
     let event = daemon.event(Partner::Aurora, "booking-created:bk_wait").await.unwrap();
     assert_eq!((event.status.as_str(), event.attempts), ("pending", 0));
     assert_eq!(event.last_error.as_deref(), Some("no active hot wallet to assign"), "the transient cause is recorded");

@@ -260,3 +260,19 @@ pub async fn start_daemon_for(database_url: &str, chain: &TestChain, wallets: &[
 pub async fn alerts(daemon: &TestDaemon, category: &str) -> Vec<entity::alerts::Model> {
     entity::alerts::Entity::find().filter(entity::alerts::Column::Category.eq(category)).all(&daemon.db).await.unwrap()
 }
+
+/// Proof for a "nothing happened" check: every wallet actor of `daemon` ran
+/// a whole tick that began after this call (its tick counter moved on by
+/// two), so whatever the test set up before was looked at. Never a sleep.
+pub async fn wallets_looked(daemon: &TestDaemon) -> bool {
+    let before: std::collections::HashMap<Address, u64> = daemon.daemon().wallet_statuses().await.into_iter().map(|s| (s.address, s.ticks)).collect();
+    if before.is_empty() {
+        return false;
+    }
+    daemon.daemon().nudge_wallets();
+    eventually(Duration::from_secs(20), || async {
+        let now = daemon.daemon().wallet_statuses().await;
+        now.len() == before.len() && now.iter().all(|s| before.get(&s.address).is_some_and(|ticks| s.ticks >= ticks + 2))
+    })
+    .await
+}
