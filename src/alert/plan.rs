@@ -369,28 +369,44 @@ mod tests {
             }
         }
 
+        /// Alerts of one category and subject raised in order: the first
+        /// one leads, every other one within its leader's window is
+        /// suppressed, the first one at or after the window's end leads the
+        /// next window and reports how many were suppressed before it, and
+        /// a leader delivered again (after a crash) still leads.
         #[test]
         fn within_one_window_exactly_the_first_alert_leads(offsets in proptest::collection::vec(0i64..1_000, 1..50), window in 1i64..2_000) {
             let t0 = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
             let mut sorted = offsets.clone();
             sorted.sort();
             let mut current: Option<Window> = None;
-            let mut leads = 0;
+            let mut leads = Vec::new();
             for (i, offset) in sorted.iter().enumerate() {
                 let id = Uuid::from_u128(i as u128 + 1);
                 let at = t0 + chrono::Duration::seconds(*offset);
                 match throttle(current.as_ref(), id, at) {
-                    Throttle::Lead { .. } => {
-                        leads += 1;
+                    Throttle::Lead { repeats_before } => {
+                        leads.push((i, repeats_before));
                         current = Some(Window { leader: id, until: at + chrono::Duration::seconds(window), suppressed: 0 });
+                        prop_assert_eq!(throttle(current.as_ref(), id, at), Throttle::Lead { repeats_before: 0 }, "a leader delivered again leads again");
                     }
                     Throttle::Suppress => current.as_mut().unwrap().suppressed += 1,
                 }
             }
-            // Leaders are at least a window apart, so there are at most span/window + 1 of them.
-            let span = sorted.last().unwrap() - sorted.first().unwrap();
-            prop_assert!(leads >= 1);
-            prop_assert!(leads as i64 <= span / window + 1);
+            // The leaders, worked out independently of `throttle`.
+            let mut expected = Vec::new();
+            let mut until: Option<i64> = None;
+            for (i, offset) in sorted.iter().enumerate() {
+                if until.is_none_or(|end| *offset >= end) {
+                    let repeats = expected.last().map_or(0, |(previous, _): &(usize, i64)| (i - previous - 1) as i64);
+                    expected.push((i, repeats));
+                    until = Some(offset + window);
+                }
+            }
+            prop_assert_eq!(&leads, &expected);
+            if sorted.last().unwrap() - sorted.first().unwrap() < window {
+                prop_assert_eq!(leads, vec![(0, 0)], "within one window exactly the first alert leads");
+            }
         }
     }
 }

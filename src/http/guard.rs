@@ -192,6 +192,35 @@ mod tests {
         prop_oneof![any::<[u8; 4]>().prop_map(IpAddr::from), any::<[u8; 16]>().prop_map(IpAddr::from)]
     }
 
+    /// A hop inside the proxies' 10.0.0.0/8, sometimes as a dual-stack
+    /// listener writes it (IPv4-mapped IPv6): random addresses almost never
+    /// fall in a trusted range, so chains that walk proxies are built.
+    fn trusted_hop() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<[u8; 3]>().prop_map(|[a, b, c]| IpAddr::from([10, a, b, c])),
+            any::<[u8; 3]>().prop_map(|[a, b, c]| IpAddr::V6(std::net::Ipv4Addr::new(10, a, b, c).to_ipv6_mapped())),
+        ]
+    }
+
+    fn untrusted_hop() -> impl Strategy<Value = IpAddr> {
+        any_ip().prop_filter("outside the proxies' range", |hop| !any_contains(&cidrs(&["10.0.0.0/8"]), hop.to_canonical()))
+    }
+
+    /// `hops` as a proxy chain writes them: one comma-separated line or one
+    /// line per hop, each hop bare or with a port.
+    fn forwarded(hops: &[IpAddr], one_line: bool, ports: bool) -> HeaderMap {
+        let entries: Vec<String> = hops.iter().map(|hop| if ports { SocketAddr::new(*hop, 443).to_string() } else { hop.to_string() }).collect();
+        let mut map = HeaderMap::new();
+        if one_line {
+            map.insert(XFF, entries.join(", ").parse().unwrap());
+        } else {
+            for entry in &entries {
+                map.append(XFF, entry.parse().unwrap());
+            }
+        }
+        map
+    }
+
     proptest! {
         /// Whatever an untrusted peer puts in the header, it is itself the client.
         #[test]
@@ -215,7 +244,7 @@ mod tests {
         /// and a trusted proxy only when no untrusted hop could be read.
         #[test]
         fn a_trusted_peer_yields_the_peer_or_a_listed_hop(
-            hops in proptest::collection::vec(any_ip(), 0..6),
+            hops in proptest::collection::vec(prop_oneof![any_ip(), trusted_hop()], 0..6),
         ) {
             let trusted = cidrs(&["10.0.0.0/8"]);
             let peer = ip("10.9.9.9");
@@ -232,6 +261,35 @@ mod tests {
                 Some(first) => prop_assert_eq!(client, *first),
                 None => prop_assert!(any_contains(&trusted, client)),
             }
+        }
+
+        /// Whatever the client wrote before it, the walk from a trusted peer
+        /// passes every trusted proxy the chain ends with and stops at the
+        /// client's own hop, the nearest untrusted one.
+        #[test]
+        fn the_walk_passes_every_trusted_proxy_and_stops_at_the_client(
+            spoofed in proptest::collection::vec(any_ip(), 0..4),
+            client in untrusted_hop(),
+            proxies in proptest::collection::vec(trusted_hop(), 1..6),
+            one_line in any::<bool>(),
+            ports in any::<bool>(),
+        ) {
+            let trusted = cidrs(&["10.0.0.0/8"]);
+            let hops: Vec<IpAddr> = spoofed.iter().chain([&client]).chain(&proxies).copied().collect();
+            let map = forwarded(&hops, one_line, ports);
+            prop_assert_eq!(client_ip(ip("10.9.9.9"), &map, XFF, &trusted), client.to_canonical());
+        }
+
+        /// A chain of trusted proxies only: the farthest one vouched for.
+        #[test]
+        fn a_chain_of_trusted_proxies_only_names_the_farthest(
+            proxies in proptest::collection::vec(trusted_hop(), 1..6),
+            one_line in any::<bool>(),
+            ports in any::<bool>(),
+        ) {
+            let trusted = cidrs(&["10.0.0.0/8"]);
+            let map = forwarded(&proxies, one_line, ports);
+            prop_assert_eq!(client_ip(ip("10.9.9.9"), &map, XFF, &trusted), proxies[0].to_canonical());
         }
     }
 }
