@@ -296,6 +296,12 @@ impl Daemon {
         chain.breaker.status().await
     }
 
+    /// The chain's last background health reading (`None` without a chain).
+    pub fn chain_health(&self) -> Option<chain::health::ChainHealth> {
+        let chain = self.chain.load_full()?;
+        Some(**chain.health.load())
+    }
+
     /// Operator reset of the RPC circuit breaker to CLOSED.
     pub fn reset_breaker(&self) {
         if let Some(chain) = self.chain.load_full() {

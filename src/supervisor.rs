@@ -1,7 +1,8 @@
 //! The root supervisor: starts the daemon's actors, restarts the intake actor,
 //! the processors, the scheduler, the monitor, the alert delivery actor and
 //! the config actor when they fail (within a budget) and publishes the
-//! replacements where the listener and the daemon look. The breaker and the wallet registry have no fallible
+//! replacements where the listener and the daemon look; the chain health
+//! refresher is restarted the same way. The breaker and the wallet registry have no fallible
 //! state of their own; if either fails, the supervisor fails upward and the
 //! process exits for systemd to restart it.
 
@@ -20,6 +21,7 @@ use uuid::Uuid;
 use crate::alert::{AlertActor, AlertArgs, AlertMsg};
 use crate::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle, BreakerState};
 use crate::chain::ChainClient;
+use crate::chain::health::{ChainHealthActor, ChainHealthArgs, ChainHealthMsg, ChainHealthSlot};
 use crate::config::actor::{ConfigActor, ConfigArgs, ConfigMsg, ReloadHandle};
 use crate::config::{ConfigHandle, ConfigSource};
 use crate::custody::MasterKeys;
@@ -71,6 +73,8 @@ pub struct ChainHandles {
     pub breaker: BreakerHandle,
     /// The wallet registry.
     pub registry: ActorRef<RegistryMsg>,
+    /// The chain's last health reading, refreshed in the background.
+    pub health: ChainHealthSlot,
 }
 
 /// Where the chain handles are published (empty without a `[chain]` config).
@@ -125,6 +129,9 @@ pub struct RootState {
     /// Delivers alerts from the table.
     alerts: ActorRef<AlertMsg>,
     alert_restarts: RestartBudget,
+    /// The chain health refresher and what restarts it (with a chain only).
+    chain_health: Option<(ActorRef<ChainHealthMsg>, ChainHealthArgs)>,
+    chain_health_restarts: RestartBudget,
     /// Breaker and registry, stopped in reverse order on shutdown.
     others: Vec<ActorCell>,
 }
@@ -138,6 +145,7 @@ impl Actor for RootSupervisor {
         let intake = spawn_intake(&myself, &args.db, &args.config, &args.processor_slot).await?;
         args.intake_slot.store(Some(Arc::new(intake.clone())));
         let mut others = Vec::new();
+        let mut chain_health = None;
         if let Some(chain) = args.chain {
             let (state_tx, state_rx) = watch::channel(BreakerState::Closed);
             let breaker_args = BreakerArgs { name: "rpc".into(), config: chain.breaker, state_tx, db: args.db.clone() };
@@ -155,7 +163,11 @@ impl Actor for RootSupervisor {
             let registry_args = RegistryArgs { wallets: chain.wallets, deps };
             let (registry, _) = Actor::spawn_linked(None, WalletRegistry, registry_args, myself.get_cell()).await?;
             others.push(registry.get_cell());
-            args.chain_slot.store(Some(Arc::new(ChainHandles { client: chain.client, token: chain.token, breaker, registry })));
+            let health_args = ChainHealthArgs { client: chain.client.clone(), token: chain.token, breaker: breaker.clone(), slot: crate::chain::health::empty_slot() };
+            let health = spawn_chain_health(&myself, &health_args).await?;
+            let handles = ChainHandles { client: chain.client, token: chain.token, breaker, registry, health: health_args.slot.clone() };
+            args.chain_slot.store(Some(Arc::new(handles)));
+            chain_health = Some((health, health_args));
         }
         let mut processors = Vec::new();
         for _ in 0..args.config.load().processor.workers {
@@ -192,6 +204,8 @@ impl Actor for RootSupervisor {
             config_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             alerts,
             alert_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
+            chain_health,
+            chain_health_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             others,
         })
     }
@@ -241,6 +255,9 @@ impl Actor for RootSupervisor {
         if cell.get_id() == state.alerts.get_id() {
             return state.restart_alerts(&myself, &reason).await;
         }
+        if state.chain_health.as_ref().is_some_and(|(actor, _)| actor.get_id() == cell.get_id()) {
+            return state.restart_chain_health(&myself, &reason).await;
+        }
         if cell.get_id() != state.intake.get_id() {
             return Ok(());
         }
@@ -269,7 +286,8 @@ impl Actor for RootSupervisor {
         let processors = state.processor_slot.swap(Arc::new(Vec::new()));
         // Unlink first so a child's exit is not taken for a failure to handle.
         let processors = processors.iter().map(|p| p.get_cell());
-        let first = [state.monitor.get_cell(), state.scheduler.get_cell(), state.alerts.get_cell()].into_iter().chain(processors);
+        let health = state.chain_health.as_ref().map(|(actor, _)| actor.get_cell());
+        let first = [state.monitor.get_cell(), state.scheduler.get_cell(), state.alerts.get_cell()].into_iter().chain(health).chain(processors);
         for child in first.chain(state.others.iter().rev().cloned()).chain(std::iter::once(state.intake.get_cell())) {
             child.unlink(myself.get_cell());
             child.stop_and_wait(None, Some(CHILD_STOP_TIMEOUT)).await.ok();
@@ -307,6 +325,28 @@ impl RootState {
         self.alerts = spawn_alerts(myself, &self.db, &self.config).await?;
         Ok(())
     }
+}
+
+impl RootState {
+    /// The chain health refresher failed (a panic: it handles RPC errors
+    /// itself): start another on the same slot, within the restart budget.
+    /// `/health` reports the last reading meanwhile, and `down` once it is stale.
+    async fn restart_chain_health(&mut self, myself: &ActorRef<RootMsg>, reason: &str) -> Result<(), ActorProcessingErr> {
+        let Some((_, args)) = self.chain_health.take() else { return Ok(()) };
+        if !self.chain_health_restarts.allow(Instant::now()) {
+            error!(actor = "chain_health", %reason, "Chain health refresher keeps failing; giving up");
+            return Err(format!("chain health refresher failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
+        }
+        warn!(actor = "chain_health", %reason, "Chain health refresher stopped; restarting it");
+        let actor = spawn_chain_health(myself, &args).await?;
+        self.chain_health = Some((actor, args));
+        Ok(())
+    }
+}
+
+async fn spawn_chain_health(supervisor: &ActorRef<RootMsg>, args: &ChainHealthArgs) -> Result<ActorRef<ChainHealthMsg>, ActorProcessingErr> {
+    let (actor, _) = Actor::spawn_linked(None, ChainHealthActor, args.clone(), supervisor.get_cell()).await?;
+    Ok(actor)
 }
 
 async fn spawn_alerts(supervisor: &ActorRef<RootMsg>, db: &DatabaseConnection, config: &ConfigHandle) -> Result<ActorRef<AlertMsg>, ActorProcessingErr> {

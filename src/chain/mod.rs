@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod anvil;
+pub mod health;
 
 use std::time::Duration;
 

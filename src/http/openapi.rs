@@ -59,6 +59,8 @@ struct HealthBody {
     status: String,
     database: String,
     intake: String,
+    /// `ok`, `down`, `circuit_open`, `starting` (not read yet) or
+    /// `not_configured`: the last background reading, at most a second old.
     blockchain: String,
     /// `ok`, `degraded` or `not_configured`.
     redis: String,

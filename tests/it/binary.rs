@@ -254,12 +254,21 @@ async fn dev_mode_ends_with_the_guests_tokens_on_chain() {
     })
     .await;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let health = client
-        .request(http::Request::get(format!("http://127.0.0.1:{port}/health")).body(http_body_util::Full::new(bytes::Bytes::new())).unwrap())
-        .await
-        .unwrap_or_else(|error| panic!("havend dev stopped serving ({error}); on chain: {}; its log:\n{}", last.lock().unwrap(), log()));
     use http_body_util::BodyExt;
-    let health: serde_json::Value = serde_json::from_slice(&health.into_body().collect().await.unwrap().to_bytes()).unwrap_or_default();
+    // `/health` serves the chain as the background refresher last read it
+    // (at most a second ago): look until the reading after the top-up.
+    let mut health = serde_json::Value::Null;
+    for _ in 0..50 {
+        let answer = client
+            .request(http::Request::get(format!("http://127.0.0.1:{port}/health")).body(http_body_util::Full::new(bytes::Bytes::new())).unwrap())
+            .await
+            .unwrap_or_else(|error| panic!("havend dev stopped serving ({error}); on chain: {}; its log:\n{}", last.lock().unwrap(), log()));
+        health = serde_json::from_slice(&answer.into_body().collect().await.unwrap().to_bytes()).unwrap_or_default();
+        if health["circulating_supply"] == "818.2" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let status = child.wait().unwrap();
     assert!(on_chain, "the guest holds 330.50 CAD x 2 x 1.2 on chain: {}", last.lock().unwrap());

@@ -416,3 +416,33 @@ async fn every_metric_the_grafana_dashboard_queries_is_exported() {
 async fn scrape_metrics(port: u16) -> Option<String> {
     http_get(port, "/metrics").await.filter(|(status, _)| *status == 200).map(|(_, body)| body)
 }
+
+/// A flood of unauthenticated `/health` requests is answered from the
+/// background reading and costs no RPC: the node (behind a counting proxy)
+/// sees no more `totalSupply()` calls than the refresher's own ticks (plus
+/// one in flight at either end), however many requests were answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_requests_make_no_rpc_calls_beyond_the_background_refreshes() {
+    use crate::support::chain::{Prepared, TestChain};
+    use crate::support::rpc_proxy::{RpcProxy, is_total_supply_call};
+    let chain = TestChain::start(None).await;
+    let proxy = RpcProxy::start(&chain.url, None).await;
+    let rpc_url = proxy.url.clone();
+    let (daemon, _, _) = Prepared::new(Backend::Sqlite, &chain, 1).await.start_with(&chain, |db| db.url.clone(), move |config| config.rpc_url = rpc_url).await;
+    let refreshes = || daemon.daemon().chain_health().expect("a chain is configured").refreshes;
+    assert!(eventually(Duration::from_secs(10), || async { refreshes() >= 1 }).await, "the refresher reads the chain at start");
+
+    let (calls_before, ticks_before) = (proxy.count(is_total_supply_call), refreshes());
+    let mut answered = 0;
+    for _ in 0..50 {
+        let requests = (0..10).map(|_| daemon.get("/health"));
+        for health in futures_util::future::join_all(requests).await {
+            assert_eq!((health.status, health.json["blockchain"].as_str(), health.json["circulating_supply"].as_str()), (200, Some("ok"), Some("0")), "{:?}", health.json);
+            answered += 1;
+        }
+    }
+    let (calls, ticks) = (proxy.count(is_total_supply_call) - calls_before, refreshes() - ticks_before);
+    assert_eq!(answered, 500);
+    assert!(calls <= ticks as usize + 1, "{answered} health requests cost {calls} totalSupply calls over {ticks} refreshes");
+    daemon.stop().await;
+}
