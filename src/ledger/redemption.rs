@@ -69,7 +69,7 @@ pub enum PayoutOutcome {
     /// Failed; the re-credit mint (if the burn had confirmed) is `recredit`.
     Failed {
         /// The re-credit intent, when one was owed.
-        recredit: Option<Recredit>,
+        recredit: Option<Box<Recredit>>,
     },
     /// A `failed` whose burn is signed or on its way: decide once it settles.
     BurnInFlight,
@@ -164,7 +164,7 @@ pub async fn apply_payout(
                 reverses: None,
             };
             let enqueued = enqueue_with(db, keys, intent, provenance).await?;
-            Some(Recredit { intent: enqueued.intent, user: user.external_ref, created: enqueued.created, after_paid: redemption.status == PAID })
+            Some(Box::new(Recredit { intent: enqueued.intent, user: user.external_ref, created: enqueued.created, after_paid: redemption.status == PAID }))
         }
         // FAILED or CANCELLED: nothing was burned, so nothing is owed.
         _ => None,
