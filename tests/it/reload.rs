@@ -177,10 +177,105 @@ async fn a_type_error_is_rejected_naming_file_key_and_type_but_never_the_secret(
     daemon.stop().await;
 }
 
+/// SPEC: reward rates, monitor thresholds and alert routes reload without a
+/// restart. After one reload, a new event earns the new rate, the monitor
+/// alerts an intent under the new threshold, and the alert goes to the
+/// channel the new routes name, not the one the old ones did.
+async fn a_reload_of_reward_rates_monitor_thresholds_and_alert_routes_takes_effect(backend: Backend) {
+    use crate::support::receivers::WebhookReceiver;
+    let (first, second) = (WebhookReceiver::start(Vec::new()).await, WebhookReceiver::start(Vec::new()).await);
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("master.key");
+    std::fs::write(&key_file, crate::support::chain::TEST_MASTER_KEY).unwrap();
+    let settings = |pending_after_secs: u64, first_routes: &str, second_routes: &str| {
+        format!(
+            "[custody]\nmaster_key_file = {key:?}\n[monitor]\ninterval_secs = 1\npending_after_secs = {pending_after_secs}\n\
+             [alerts]\npoll_interval_ms = 100\nretry_base_ms = 50\nretry_max_ms = 200\n\
+             [[alerts.channels]]\nname = \"first\"\nkind = \"webhook\"\nurl = {a:?}\nmin_severity = \"INFO\"\ncategories = [{first_routes}]\n\
+             [[alerts.channels]]\nname = \"second\"\nkind = \"webhook\"\nurl = {b:?}\nmin_severity = \"INFO\"\ncategories = [{second_routes}]\n",
+            key = key_file.display().to_string(),
+            a = first.url("first"),
+            b = second.url("second"),
+        )
+    };
+    let before = settings(3_600, "\"transaction_pending\"", "\"system_test\"");
+    let tribe = format!("[partners.tribe]\nsecrets = [{TRIBE_SECRET:?}]\n");
+    let (mut daemon, dir) = TestDaemon::start_with_config_dir(backend, &before, &tribe).await;
+    daemon.keep.push(key_dir);
+    // An active hot wallet, so events are processed (nothing is signed: no chain).
+    let keys = havend::custody::MasterKeys::parse(crate::support::chain::TEST_MASTER_KEY).unwrap();
+    let wallet = havend::custody::create_wallet(&daemon.db, &keys, havend::custody::HOT, "test").await.unwrap();
+    entity::wallets::Entity::update_many()
+        .col_expr(entity::wallets::Column::Status, sea_orm::sea_query::Expr::value(havend::custody::ACTIVE))
+        .filter(entity::wallets::Column::Id.eq(wallet.id))
+        .exec(&daemon.db)
+        .await
+        .unwrap();
+    let attend = |id: &str| format!(r#"{{"id":"{id}","attendee_id":"m_reload","type":"meetup","attended":true}}"#);
+    let intent_of = |id: &'static str| {
+        let db = daemon.db.clone();
+        async move {
+            entity::transactions::Entity::find()
+                .filter(entity::transactions::Column::Source.eq(format!("tribe:event-attendance:{id}:m_reload")))
+                .one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(daemon.deliver(Partner::Tribe, Some("event-attendance"), &attend("tev_r1")).await.status, 200);
+    assert!(eventually(Duration::from_secs(20), || async { intent_of("tev_r1").await.is_some() }).await, "the first attendance is processed");
+    let old_rate = intent_of("tev_r1").await.unwrap();
+    assert_eq!(old_rate.amount, (25u128 * 10u128.pow(18)).to_string(), "25 HNV by the default rate");
+    // It has been on its way to the chain for two minutes: under the hour of
+    // the running threshold, over the minute of the next one.
+    entity::transactions::Entity::update_many()
+        .col_expr(entity::transactions::Column::Status, sea_orm::sea_query::Expr::value("signed"))
+        .col_expr(entity::transactions::Column::UpdatedAt, sea_orm::sea_query::Expr::value(chrono::Utc::now() - chrono::Duration::seconds(120)))
+        .filter(entity::transactions::Column::Id.eq(old_rate.id))
+        .exec(&daemon.db)
+        .await
+        .unwrap();
+
+    std::fs::write(dir.join("rewards.toml"), "[tribe]\nattendance_default = \"40\"\n").unwrap();
+    let text = std::fs::read_to_string(dir.join("havend.toml")).unwrap();
+    std::fs::write(dir.join("havend.toml"), text.replace(&before, &settings(60, "\"system_test\"", "\"transaction_pending\""))).unwrap();
+    let report = daemon.daemon().reload().await.expect("the config actor answers");
+    assert_eq!(report.outcome, "applied", "{report:?}");
+    assert!(report.needs_restart.is_empty(), "all three are hot settings: {report:?}");
+
+    assert_eq!(daemon.deliver(Partner::Tribe, Some("event-attendance"), &attend("tev_r2")).await.status, 200);
+    assert!(eventually(Duration::from_secs(20), || async { intent_of("tev_r2").await.is_some() }).await, "the second attendance is processed");
+    assert_eq!(intent_of("tev_r2").await.unwrap().amount, (40u128 * 10u128.pow(18)).to_string(), "the reloaded rate applies");
+
+    let delivered = eventually(Duration::from_secs(30), || async {
+        second.requests().iter().any(|r| r.json.to_string().contains("transaction_pending"))
+    })
+    .await;
+    assert!(delivered, "the monitor alerted under the new threshold, and the new route carried it");
+    let pending = entity::alerts::Entity::find().filter(entity::alerts::Column::Category.eq("transaction_pending")).all(&daemon.db).await.unwrap();
+    assert!(!pending.is_empty() && pending.iter().all(|a| a.message.contains(&old_rate.id.to_string())), "{pending:?}");
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            entity::alerts::Entity::find()
+                .filter(entity::alerts::Column::Category.eq("transaction_pending"))
+                .all(&daemon.db)
+                .await
+                .unwrap()
+                .iter()
+                .all(|a| a.delivery_status == "delivered")
+        })
+        .await,
+        "its delivery is finished"
+    );
+    assert!(!first.requests().iter().any(|r| r.json.to_string().contains("transaction_pending")), "the old route no longer carries it");
+    daemon.stop().await;
+}
+
 on_both_backends!(
     an_edited_secret_is_accepted_within_two_seconds_and_the_removed_one_refused,
     invalid_toml_keeps_the_last_good_config_and_raises_config_rejected,
     restart_only_edits_are_kept_and_reported,
     a_cross_app_secret_rotated_in_place_is_applied_and_the_old_one_refused,
     a_type_error_is_rejected_naming_file_key_and_type_but_never_the_secret,
+    a_reload_of_reward_rates_monitor_thresholds_and_alert_routes_takes_effect,
 );
