@@ -106,9 +106,9 @@ impl StakingError {
     fn is_transient(&self) -> bool {
         use crate::db::{Failure, classify};
         match self {
-            StakingError::Db(error) | StakingError::Ledger(LedgerError::Db(error)) | StakingError::Limits(limits::LimitError::Db(error)) => {
-                classify(error) == Failure::Transient
-            }
+            StakingError::Db(error)
+            | StakingError::Ledger(LedgerError::Db(error) | LedgerError::Custody(crate::custody::CustodyError::Db(error)))
+            | StakingError::Limits(limits::LimitError::Db(error)) => classify(error) == Failure::Transient,
             StakingError::Limits(limits::LimitError::Contended) => true,
             StakingError::Timezone(_) | StakingError::Ledger(_) => false,
         }
