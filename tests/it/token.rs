@@ -302,7 +302,101 @@ async fn a_payout_failed_after_paid_queues_its_recredit_held_with_an_alert(backe
     daemon.stop().await;
 }
 
+/// Delivers a signed Tribe attendance (25 HNV) of `member` and returns the
+/// intent the processor made of it.
+async fn attendance(daemon: &TestDaemon, id: &str, member: &str) -> transactions::Model {
+    let body = format!(r#"{{"id":"{id}","attendee_id":"{member}","type":"meetup","attended":true}}"#);
+    assert_eq!(daemon.deliver(havend::webhooks::Partner::Tribe, Some("event-attendance"), &body).await.status, 200);
+    let source = format!("tribe:event-attendance:{id}:{member}");
+    let made = eventually(Duration::from_secs(20), || async {
+        transactions::Entity::find().filter(transactions::Column::Source.eq(source.as_str())).one(&daemon.db).await.unwrap().is_some()
+    })
+    .await;
+    assert!(made, "the attendance {id} was processed");
+    transactions::Entity::find().filter(transactions::Column::Source.eq(source)).one(&daemon.db).await.unwrap().unwrap()
+}
+
+/// SPEC section 2: the total of all users' mints in a UTC day is limited;
+/// the mint that would pass it is held (whoever it is for), alerted, and
+/// not counted, so a smaller one later that day still fits.
+async fn the_total_per_day_limit_holds_the_mint_that_would_pass_it_whoever_it_is_for(backend: Backend) {
+    let daemon = ledger_daemon(backend, |config| config.rewards.limits.total_per_day = rust_decimal::Decimal::from(100)).await;
+    for i in 0..4 {
+        let intent = attendance(&daemon, &format!("tev_total_{i}"), &format!("total_m{i}")).await;
+        assert_eq!(intent.status, "queued", "{} of 100 HNV minted today", 25 * (i + 1));
+    }
+    let over = attendance(&daemon, "tev_total_4", "total_m4").await;
+    assert_eq!(over.status, "held", "a fifth member's 25 HNV would pass the total of 100");
+    assert!(over.last_error.as_deref().is_some_and(|e| e.contains("total daily limit")), "{:?}", over.last_error);
+    assert!(!alerts(&daemon, "mint_held").await.is_empty(), "the held mint is alerted");
+    let held = call(&daemon, "/api/v1/token/mint", TOKEN_KEY, None, &json!({ "user": "tribe:total_m0", "amount": "1" })).await;
+    assert_eq!((held.status, held.json["status"].as_str()), (202, Some("held")), "an API mint meets the same total: {:?}", held.json);
+    daemon.stop().await;
+}
+
+/// SPEC section 2: every mint path goes through the limits, so API mints
+/// count toward a user's daily limit that webhook rewards then meet, and
+/// the other way round.
+async fn api_mints_count_toward_the_mint_limits(backend: Backend) {
+    let daemon = ledger_daemon(backend, |config| config.rewards.limits.per_user_per_day = rust_decimal::Decimal::from(100)).await;
+    let mint = |amount: &'static str| {
+        let daemon = &daemon;
+        async move { call(daemon, "/api/v1/token/mint", TOKEN_KEY, None, &json!({ "user": "tribe:api_m", "amount": amount })).await }
+    };
+    let first = mint("80").await;
+    assert_eq!((first.status, first.json["status"].as_str()), (202, Some("queued")), "{:?}", first.json);
+    let reward = attendance(&daemon, "tev_api_1", "api_m").await;
+    assert_eq!(reward.status, "held", "80 HNV minted by the API plus a 25 HNV reward pass the daily 100");
+    assert!(reward.last_error.as_deref().is_some_and(|e| e.contains("daily limit")), "{:?}", reward.last_error);
+    let fits = mint("20").await;
+    assert_eq!(fits.json["status"], "queued", "the held reward was not counted: {:?}", fits.json);
+    let over = mint("0.000000000000000001").await;
+    assert_eq!(over.json["status"], "held", "the API mints filled the day: {:?}", over.json);
+    let day = chrono::Utc::now().date_naive().to_string();
+    let used = havend::rewards::limits::used_by(&daemon.db, "tribe:api_m", &day).await.unwrap();
+    assert_eq!(used, U256::from(100u64) * U256::from(10u64).pow(U256::from(18)));
+    daemon.stop().await;
+}
+
+/// SPEC: a response is stored only if its transaction committed. A keyed
+/// mint that fails with a server error before its commit (no hot wallet to
+/// sign it yet) is not replayed: the same key and body, sent again once a
+/// signer exists, run and mint once; only that answer is replayed after.
+async fn a_server_error_before_the_commit_is_not_replayed(backend: Backend) {
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("master.key");
+    std::fs::write(&key_file, TEST_MASTER_KEY).unwrap();
+    let mut daemon = TestDaemon::start_with(backend, move |config| config.custody.master_key_file = Some(key_file)).await;
+    daemon.keep.push(key_dir);
+    let body = json!({ "user": "aurora:before_commit", "amount": "5" });
+    let key = "before-commit-key-01";
+    let failed = call(&daemon, "/api/v1/token/mint", TOKEN_KEY, Some(key), &body).await;
+    assert!(failed.status >= 500, "{} {:?}", failed.status, failed.json);
+    assert_eq!(assert_error_shape(&failed), "NO_SIGNER");
+    assert_eq!(transactions::Entity::find().count(&daemon.db).await.unwrap(), 0, "nothing committed");
+
+    let keys = MasterKeys::parse(TEST_MASTER_KEY).unwrap();
+    let wallet = custody::create_wallet(&daemon.db, &keys, custody::HOT, "test").await.unwrap();
+    wallets::Entity::update_many()
+        .col_expr(wallets::Column::Status, Expr::value(custody::ACTIVE))
+        .filter(wallets::Column::Id.eq(wallet.id))
+        .exec(&daemon.db)
+        .await
+        .unwrap();
+    let retried = call(&daemon, "/api/v1/token/mint", TOKEN_KEY, Some(key), &body).await;
+    assert_eq!(retried.status, 202, "the failed answer was not replayed: {:?}", retried.json);
+    assert!(retried.headers.get("idempotent-replayed").is_none(), "the retry ran");
+    let replayed = call(&daemon, "/api/v1/token/mint", TOKEN_KEY, Some(key), &body).await;
+    assert_eq!((replayed.status, &replayed.json), (202, &retried.json));
+    assert_eq!(replayed.headers.get("idempotent-replayed").map(|v| v.to_str().unwrap()), Some("true"), "the committed answer is");
+    assert_eq!(transactions::Entity::find().count(&daemon.db).await.unwrap(), 1, "minted once");
+    daemon.stop().await;
+}
+
 on_both_backends!(
+    the_total_per_day_limit_holds_the_mint_that_would_pass_it_whoever_it_is_for,
+    api_mints_count_toward_the_mint_limits,
+    a_server_error_before_the_commit_is_not_replayed,
     a_recredit_counts_toward_the_mint_limits_and_is_held_over_one,
     a_payout_failed_after_paid_queues_its_recredit_held_with_an_alert,
     a_same_key_request_while_the_first_is_stalled_gets_409_with_retry_after,
