@@ -146,7 +146,42 @@ async fn futures_join<T: Send + 'static>(tasks: impl Iterator<Item = tokio::task
     results
 }
 
+/// SPEC: purging raw bodies after the retention period keeps each row's
+/// deduplication key, so a partner redelivering a purged event still gets
+/// `duplicate: true` and nothing is stored or rewarded twice.
+async fn purging_raw_bodies_keeps_the_deduplication_keys(backend: Backend) {
+    use entity::webhook_events;
+    use sea_orm::sea_query::Expr;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let daemon = crate::token::ledger_daemon(backend, |_| {}).await;
+    let body = r#"{"id":"bk_purge","guest_id":"g_purge","total_price":"10","nights":1}"#;
+    assert_eq!(daemon.deliver(Partner::Aurora, Some("booking-created"), body).await.json["duplicate"], false);
+    let key = "booking-created:bk_purge";
+    assert!(eventually(std::time::Duration::from_secs(20), || async { daemon.event(Partner::Aurora, key).await.is_some_and(|e| e.status == "processed") }).await);
+    // Past the retention period.
+    let long_ago = chrono::Utc::now() - chrono::Duration::days(i64::from(daemon.daemon().config().load().schedule.body_retention_days) + 1);
+    webhook_events::Entity::update_many()
+        .col_expr(webhook_events::Column::ReceivedAt, Expr::value(long_ago))
+        .col_expr(webhook_events::Column::ProcessedAt, Expr::value(Some(long_ago)))
+        .filter(webhook_events::Column::PartnerEventId.eq(key))
+        .exec(&daemon.db)
+        .await
+        .unwrap();
+    let config = daemon.daemon().config().load_full();
+    let report = havend::schedule::run_job(havend::schedule::JobKind::PurgeBodies, daemon.daemon().db(), &config, None).await.unwrap();
+    assert_eq!(report["purged"], 1, "{report}");
+    let purged = daemon.event(Partner::Aurora, key).await.unwrap();
+    assert!(purged.body.is_empty() && purged.body_purged_at.is_some(), "the body is gone");
+
+    let again = daemon.deliver(Partner::Aurora, Some("booking-created"), body).await;
+    assert_eq!((again.status, again.json["duplicate"].as_bool()), (200, Some(true)), "{:?}", again.json);
+    assert_eq!(daemon.stored().await, 1, "nothing stored again");
+    assert_eq!(entity::transactions::Entity::find().count(&daemon.db).await.unwrap(), 1, "rewarded once");
+    daemon.stop().await;
+}
+
 on_both_backends!(
+    purging_raw_bodies_keeps_the_deduplication_keys,
     duplicate_event_is_acknowledged_and_stored_once,
     hundred_concurrent_deliveries_of_one_event_store_one_row,
     concurrent_distinct_events_are_all_stored,

@@ -457,7 +457,32 @@ async fn force_due(daemon: &TestDaemon, key: &str) {
         .unwrap();
 }
 
+/// SPEC: a booking's cancellation reverses the booking's reward only; the
+/// review bonus earned on it stays.
+async fn a_cancellation_does_not_reverse_the_review_bonus(backend: Backend) {
+    let setup = Setup::start(backend).await;
+    setup.deliver(Partner::Aurora, Some("booking-created"), r#"{"id":"bk_bonus","guest_id":"g_bonus","total_price":"10","nights":1}"#).await;
+    setup.deliver(Partner::Aurora, Some("review-submitted"), r#"{"id":"rv_bonus","booking_id":"bk_bonus","guest_id":"g_bonus","rating":5}"#).await;
+    assert!(setup.holds("aurora:g_bonus", hnv(70)).await, "20 for the booking, 50 for the review");
+    setup.deliver(Partner::Aurora, Some("booking-cancelled"), r#"{"id":"bk_bonus"}"#).await;
+    assert!(setup.processed(Partner::Aurora, "booking-cancelled:bk_bonus").await);
+    assert!(setup.holds("aurora:g_bonus", hnv(50)).await, "the booking's 20 burned, the bonus kept");
+    assert!(drained(&setup.daemon, Duration::from_secs(30)).await);
+    let reversals: Vec<String> = transactions::Entity::find()
+        .filter(transactions::Column::Source.starts_with("reversal:"))
+        .all(&setup.daemon.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.source)
+        .collect();
+    assert_eq!(reversals, ["reversal:aurora:booking-created:bk_bonus"], "only the booking's reward is reversed");
+    setup.reconcile_is_clean().await;
+    setup.stop().await;
+}
+
 on_both_backends!(
+    a_cancellation_does_not_reverse_the_review_bonus,
     signed_booking_mints_exactly_its_reward_and_cancellation_burns_it,
     a_cancellation_before_its_booking_leaves_a_tombstone,
     two_reviews_of_one_booking_earn_one_bonus,
