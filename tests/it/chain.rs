@@ -463,7 +463,20 @@ async fn rpc_outage_opens_the_breaker_keeps_intents_queued_and_drains_after() {
     assert!(opened, "five transport failures open the breaker");
     let health = daemon.get("/health").await;
     assert_eq!((health.status, health.json["status"].as_str()), (200, Some("degraded")));
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    // Proof it kept trying: two probes (half-open) failed and re-opened it;
+    // and the wallet actor looked at its queue since.
+    let (reopened, was_half_open) = (std::cell::Cell::new(0), std::cell::Cell::new(false));
+    let probed = eventually(Duration::from_secs(30), || async {
+        match daemon.daemon().breaker_status().await.map(|s| s.state) {
+            Some(havend::breaker::BreakerState::HalfOpen) => was_half_open.set(true),
+            Some(havend::breaker::BreakerState::Open) if was_half_open.replace(false) => reopened.set(reopened.get() + 1),
+            _ => {}
+        }
+        reopened.get() >= 2
+    })
+    .await;
+    assert!(probed, "failed probes re-opened the breaker twice");
+    assert!(wallets_looked(&daemon).await);
     assert_eq!(count_with_status(&daemon, "queued").await, 100, "intents stay queued while the RPC is down");
     assert_eq!(alerts(&daemon, "circuit_open").await.len(), 1, "one alert per opening, not one per failure");
 
