@@ -386,6 +386,7 @@ async fn two_havend_processes_share_one_inbox_through_a_sigkill_and_mint_exactly
 
     // Both names carry a real share of the rows, and every row has one.
     let (alpha, beta) = (by("alpha").await, by("beta").await);
+    eprintln!("two havend processes: alpha processed {alpha}, beta {beta}; beta was killed with {processed_at_kill} of {EVENTS} processed");
     assert!(alpha >= (EVENTS / 10) as u64 && beta >= (EVENTS / 10) as u64, "alpha {alpha}, beta {beta}");
     assert_eq!(alpha + beta, EVENTS as u64, "every processed row names its daemon");
 
