@@ -18,12 +18,16 @@ pub const PROCESSED: &str = "processed";
 /// Inbox status: failed `max_attempts` times; waits for `havend events replay`.
 pub const DEAD_LETTER: &str = "dead_letter";
 
-/// Claims up to `limit` due, unclaimed (or lapsed) pending events for
-/// `token` until `now + lease`. Taking over a lapsed claim counts a lapse:
-/// every outcome clears the claim, so a claim still set when it is taken
-/// over ended without one. PostgreSQL skips rows another processor has
-/// locked, so several processors and daemons share the inbox; SQLite
-/// serializes writers, so the single UPDATE is the whole claim.
+/// Claims due pending events for `token` until `now + lease`: one event
+/// whose last claim lapsed without an outcome, alone, if there is one;
+/// otherwise up to `limit` unclaimed ones. PostgreSQL skips rows another
+/// processor has locked, so several processors and daemons share the inbox;
+/// SQLite serializes writers, so each UPDATE is the whole claim.
+///
+/// Taking over a lapsed claim counts a lapse on the event (every outcome
+/// clears the claim and the count). A lapsed event is claimed alone so that
+/// when it crashes or hangs its processor again, the lapse falls on it, not
+/// on the events that waited behind it in a batch.
 pub async fn claim(db: &impl ConnectionTrait, token: Uuid, lease: Duration, limit: u64, now: DateTime<Utc>) -> Result<Vec<webhook_events::Model>, DbErr> {
     // Most polls find nothing: a read costs no write lock (SQLite has one for
     // the whole database), so the UPDATE runs only when something is due.
@@ -38,20 +42,37 @@ pub async fn claim(db: &impl ConnectionTrait, token: Uuid, lease: Duration, limi
     if due.is_none() {
         return Ok(Vec::new());
     }
-    let backend = db.get_database_backend();
     let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
+    let lapsed = claim_where(db, token, until, now, "claim_token IS NOT NULL AND claimed_until < ", ", lapses = lapses + 1", 1).await?;
+    if !lapsed.is_empty() {
+        return Ok(lapsed);
+    }
+    claim_where(db, token, until, now, "claim_token IS NULL AND next_attempt_at <= ", "", limit).await
+}
+
+/// One claim statement: due pending rows matching `condition` (completed by
+/// the `now` parameter) get `token` until `until`, plus `also` (more SET).
+async fn claim_where(
+    db: &impl ConnectionTrait,
+    token: Uuid,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+    condition: &str,
+    also: &str,
+    limit: u64,
+) -> Result<Vec<webhook_events::Model>, DbErr> {
+    let backend = db.get_database_backend();
     let sql = match backend {
-        DbBackend::Postgres => {
-            "UPDATE webhook_events SET claim_token = $1, claimed_until = $2, lapses = lapses + CASE WHEN claim_token IS NULL THEN 0 ELSE 1 END WHERE id IN (\
-             SELECT id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= $3 \
-             AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY next_attempt_at LIMIT $4 \
-             FOR UPDATE SKIP LOCKED) RETURNING *"
-        }
-        _ => {
-            "UPDATE webhook_events SET claim_token = ?, claimed_until = ?, lapses = lapses + CASE WHEN claim_token IS NULL THEN 0 ELSE 1 END WHERE id IN (\
-             SELECT id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= ? \
-             AND (claimed_until IS NULL OR claimed_until < ?) ORDER BY next_attempt_at LIMIT ?) RETURNING *"
-        }
+        DbBackend::Postgres => format!(
+            "UPDATE webhook_events SET claim_token = $1, claimed_until = $2{also} WHERE id IN (\
+             SELECT id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= $3 AND {condition}$3 \
+             ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *"
+        ),
+        _ => format!(
+            "UPDATE webhook_events SET claim_token = ?, claimed_until = ?{also} WHERE id IN (\
+             SELECT id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= ? AND {condition}? \
+             ORDER BY next_attempt_at LIMIT ?) RETURNING *"
+        ),
     };
     let values: Vec<sea_orm::Value> = match backend {
         DbBackend::Postgres => vec![token.into(), until.into(), now.into(), (limit as i64).into()],
@@ -69,7 +90,8 @@ pub async fn finish(db: &impl ConnectionTrait, id: Uuid, token: Uuid, status: &s
         .col_expr(webhook_events::Column::Status, Expr::value(status))
         .col_expr(webhook_events::Column::LastError, Expr::value(note))
         .col_expr(webhook_events::Column::ProcessedAt, Expr::value(Some(Utc::now())))
-        .col_expr(webhook_events::Column::ProcessedBy, Expr::value(Some(daemon.to_owned())));
+        .col_expr(webhook_events::Column::ProcessedBy, Expr::value(Some(daemon.to_owned())))
+        .col_expr(webhook_events::Column::Lapses, Expr::value(0));
     release_claim(db, update, id, token).await
 }
 
@@ -99,7 +121,8 @@ pub async fn dead_letter(db: &impl ConnectionTrait, id: Uuid, token: Uuid, error
 pub async fn retry_later(db: &impl ConnectionTrait, id: Uuid, token: Uuid, next_at: DateTime<Utc>, count: bool, error: &str) -> Result<bool, DbErr> {
     let mut update = webhook_events::Entity::update_many()
         .col_expr(webhook_events::Column::NextAttemptAt, Expr::value(Some(next_at)))
-        .col_expr(webhook_events::Column::LastError, Expr::value(Some(storable(error))));
+        .col_expr(webhook_events::Column::LastError, Expr::value(Some(storable(error))))
+        .col_expr(webhook_events::Column::Lapses, Expr::value(0));
     if count {
         update = update.col_expr(webhook_events::Column::Attempts, Expr::col(webhook_events::Column::Attempts).add(1));
     }

@@ -93,6 +93,18 @@ pub fn plan(outcome: Outcome, attempts_so_far: i32, max_attempts: i32, age: Dura
     }
 }
 
+/// The stall armed for `key` on `processor::stall_before_commit` (`return(<key>=<ms>)`).
+fn stall_before_commit(key: &str) -> Option<Duration> {
+    fail::fail_point!("processor::stall_before_commit", |armed| crate::hooks::stall_for(armed, key));
+    None
+}
+
+/// How long one handler may run: half the lease, so its transaction still
+/// commits while the claim holds.
+fn handler_budget(settings: &ProcessorConfig) -> Duration {
+    Duration::from_secs(settings.lease_secs) / 2
+}
+
 /// Whether an event's claims lapsed (without an outcome) often enough to
 /// dead-letter it rather than run it again: as many as the deterministic
 /// failures a dead letter takes.
@@ -273,7 +285,7 @@ impl ProcessorState {
         let event = ctx.event;
         let txn = match crate::db::begin_write(&self.args.db).await {
             Ok(txn) => txn,
-            Err(error) => return self.event_failing(event, &format!("database: {error}"), settings).await,
+            Err(error) => return self.event_failing(event, token, &format!("database: {error}"), settings).await,
         };
         let (outcome, touched) = match event.partner.parse::<Partner>().map_err(|e| e.to_string()).and_then(|partner| {
             payload::read(partner, &event.event_type, &event.body, Utc::now()).map_err(|e| format!("stored body cannot be read: {e}"))
@@ -281,7 +293,13 @@ impl ProcessorState {
             Err(reason) => (Outcome::Invalid(reason), BTreeSet::new()),
             // A handler that panics anyway fails this event only (and counts
             // toward its dead letter), never the processor and its batch.
-            Ok(data) => match AssertUnwindSafe(handlers::handle(&txn, ctx, data)).catch_unwind().await.unwrap_or_else(|panic| Err(HandlerError::Deterministic(panic_message(panic.as_ref())))) {
+            // One that hangs (a lock wait, a dead connection) fails this event
+            // once its budget is spent, so a lone processor is never stuck on it.
+            Ok(data) => match tokio::time::timeout(handler_budget(settings), AssertUnwindSafe(handlers::handle(&txn, ctx, data)).catch_unwind())
+                .await
+                .unwrap_or_else(|_| Ok(Err(HandlerError::Deterministic(format!("the handler did not finish within {} ms", handler_budget(settings).as_millis())))))
+                .unwrap_or_else(|panic| Err(HandlerError::Deterministic(panic_message(panic.as_ref()))))
+            {
                 Ok((Handled::Processed, touched)) => (Outcome::Processed, touched),
                 Ok((Handled::Invalid(reason), _)) => (Outcome::Invalid(reason), BTreeSet::new()),
                 Ok((Handled::Wait(reason), _)) => (Outcome::Wait(reason), BTreeSet::new()),
@@ -295,6 +313,11 @@ impl ProcessorState {
             Outcome::Transient(error) => Some(error.clone()),
             _ => None,
         };
+        // Test hook (compiled in only with `test-hooks`): a processor that
+        // hangs after the handler, outside its budget, as one that crashed would.
+        if let Some(stall) = stall_before_commit(&event.partner_event_id) {
+            tokio::time::sleep(stall).await;
+        }
         let step = plan(outcome, event.attempts, settings.max_attempts, age, wait_limit);
         let result = match step {
             Step::Finish { status, note } => match self.finish(txn, event, token, status, note).await {
@@ -318,8 +341,8 @@ impl ProcessorState {
             }
         };
         match result {
-            Err(error) => self.event_failing(event, &format!("database: {error}"), settings).await,
-            Ok(()) if let Some(error) = transient => self.event_failing(event, &error, settings).await,
+            Err(error) => self.event_failing(event, token, &format!("database: {error}"), settings).await,
+            Ok(()) if let Some(error) = transient => self.event_failing(event, token, &error, settings).await,
             Ok(()) => self.stalls.settled(event.id),
         }
     }
@@ -341,7 +364,12 @@ impl ProcessorState {
     /// `event` failed for a passing reason: retried without counting, and
     /// alerted by name once it has been failing for `transient_alert_secs`,
     /// whatever other events do meanwhile.
-    async fn event_failing(&mut self, event: &webhook_events::Model, error: &str, settings: &ProcessorConfig) {
+    async fn event_failing(&mut self, event: &webhook_events::Model, token: Uuid, error: &str, settings: &ProcessorConfig) {
+        // Hand the claim back uncounted where the database lets us (a no-op
+        // when the retry above already did): a claim left to lapse would
+        // count as a crash of this event.
+        let next_at = Utc::now() + chrono::Duration::from_std(retry_delay(settings, 0)).unwrap_or_default();
+        let _ = inbox::retry_later(&self.args.db, event.id, token, next_at, false, error).await;
         let threshold = Duration::from_secs(settings.transient_alert_secs);
         let Some(failing) = self.stalls.failed(event.id, Instant::now(), threshold) else { return };
         let error = inbox::storable(error);

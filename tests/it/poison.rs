@@ -52,33 +52,69 @@ async fn a_handler_that_panics_fails_only_its_event_and_dead_letters_it(backend:
     daemon.stop().await;
 }
 
-/// A processor that hangs on an event loses its claim at every lease; the
-/// claims that lapse without an outcome count, and after `max_attempts` of
-/// them the event is dead-lettered instead of being claimed forever.
-/// PostgreSQL only: SQLite's single writer makes the other processors wait
-/// for the hung transaction instead of taking the event over.
+/// A handler that hangs fails its event once its budget (half the lease) is
+/// spent: even the one processor of a default daemon is never stuck on it.
+async fn a_handler_that_hangs_fails_its_event_once_its_budget_is_spent_even_on_a_lone_processor(backend: Backend) {
+    let key = "coaching-milestone:poison_budget";
+    fail::cfg("rewards::handler_stall", &format!("return({key}=5000)")).unwrap();
+    let daemon = TestDaemon::start_with(backend, |config| {
+        config.processor.workers = 1;
+        config.processor.lease_secs = 1;
+        config.processor.max_attempts = 2;
+        config.processor.retry_base_ms = 50;
+        config.processor.poll_interval_ms = 50;
+    })
+    .await;
+    assert_eq!(daemon.deliver(Partner::Tribe, Some("coaching-milestone"), &milestone("poison_budget")).await.status, 200);
+    assert_eq!(daemon.deliver(Partner::Tribe, Some("coaching-milestone"), &milestone("beside_budget")).await.status, 200);
+    assert!(has_status(&daemon, "poison_budget", "dead_letter").await, "the hanging event is dead-lettered");
+    let poison = daemon.event(Partner::Tribe, key).await.unwrap();
+    assert_eq!(poison.attempts, 2, "each spent budget counted");
+    assert!(poison.last_error.as_deref().is_some_and(|e| e.contains("did not finish within 500 ms")), "{:?}", poison.last_error);
+    assert!(has_status(&daemon, "beside_budget", "invalid").await, "the lone processor went on with the next event");
+    daemon.stop().await;
+}
+
+/// A processor that hangs (or crashes) outside the handler's budget loses
+/// its claim; the next processor takes the lapsed event over alone and
+/// counts a lapse, and after `max_attempts` of them the event is
+/// dead-lettered instead of being claimed forever. The events that waited
+/// behind it in its batch are taken over alone too, processed, and end with
+/// no lapse counted. PostgreSQL only: SQLite's single writer makes the other
+/// processors wait for the hung transaction instead of taking events over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_whose_claims_keep_lapsing_is_dead_lettered_with_an_alert() {
+async fn an_event_whose_claims_keep_lapsing_is_dead_lettered_and_its_batch_mates_are_not() {
     let key = "coaching-milestone:poison_hang";
-    fail::cfg("rewards::handler_stall", &format!("return({key}=2500)")).unwrap();
+    fail::cfg("processor::stall_before_commit", &format!("return({key}=2500)")).unwrap();
     let daemon = TestDaemon::start_with(Backend::Postgres, |config| {
         config.processor.workers = 3;
-        config.processor.batch = 1;
+        config.processor.batch = 8;
         config.processor.lease_secs = 1;
         config.processor.max_attempts = 2;
         config.processor.poll_interval_ms = 50;
     })
     .await;
+    let innocents: Vec<String> = (0..5).map(|i| format!("mate_{i}")).collect();
+    // The poison first: its batch-mates wait behind it while it hangs.
     assert_eq!(daemon.deliver(Partner::Tribe, Some("coaching-milestone"), &milestone("poison_hang")).await.status, 200);
-    assert_eq!(daemon.deliver(Partner::Tribe, Some("coaching-milestone"), &milestone("beside_hang")).await.status, 200);
-    assert!(has_status(&daemon, "beside_hang", "invalid").await, "the event beside it was handled");
+    for id in &innocents {
+        assert_eq!(daemon.deliver(Partner::Tribe, Some("coaching-milestone"), &milestone(id)).await.status, 200);
+    }
     assert!(has_status(&daemon, "poison_hang", "dead_letter").await, "the hanging event is dead-lettered");
-    assert!(havend::hooks::stalls_applied(key) >= 2, "the handler hung at least twice");
+    assert!(havend::hooks::stalls_applied(key) >= 2, "the processor hung on it at least twice");
     let poison = daemon.event(Partner::Tribe, key).await.unwrap();
     assert!(poison.lapses >= 2, "{}", poison.lapses);
     assert!(poison.last_error.as_deref().is_some_and(|e| e.contains("lapsed")), "{:?}", poison.last_error);
-    assert_eq!(dead_letter_alerts(&daemon).await, 1);
+    for id in &innocents {
+        assert!(has_status(&daemon, id, "invalid").await, "{id} was handled");
+        let event = daemon.event(Partner::Tribe, &format!("coaching-milestone:{id}")).await.unwrap();
+        assert_eq!(event.lapses, 0, "{id}: an outcome clears the lapses it was charged for waiting");
+    }
+    assert_eq!(dead_letter_alerts(&daemon).await, 1, "only the poison is dead-lettered");
     daemon.stop().await;
 }
 
-on_both_backends!(a_handler_that_panics_fails_only_its_event_and_dead_letters_it);
+on_both_backends!(
+    a_handler_that_panics_fails_only_its_event_and_dead_letters_it,
+    a_handler_that_hangs_fails_its_event_once_its_budget_is_spent_even_on_a_lone_processor,
+);
