@@ -131,15 +131,18 @@ fn classify_sqlx(error: &sea_orm::sqlx::Error) -> Failure {
 
 /// Classifies a PostgreSQL SQLSTATE (five characters).
 pub fn classify_sqlstate(code: &str) -> Failure {
-    let transient = matches!(code.get(..2), Some("08" | "53")) || matches!(code, "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03");
+    // 58: system errors (I/O) are the server's trouble, not the row's.
+    let transient = matches!(code.get(..2), Some("08" | "53" | "58")) || matches!(code, "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P02" | "57P03");
     if transient { Failure::Transient } else { Failure::Deterministic }
 }
 
-/// Classifies an SQLite (extended) result code: its low byte is the primary
-/// code, 5 = BUSY and 6 = LOCKED.
+/// Classifies an SQLite (extended) result code by its low byte, the
+/// primary code: BUSY (5) and LOCKED (6) pass, and so do the machine's own
+/// troubles, NOMEM (7), IOERR (10), FULL (13), CANTOPEN (14) and PROTOCOL
+/// (15): a full disk must not dead-letter the whole inbox.
 pub fn classify_sqlite_code(code: i32) -> Failure {
     match code & 0xff {
-        5 | 6 => Failure::Transient,
+        5 | 6 | 7 | 10 | 13 | 14 | 15 => Failure::Transient,
         _ => Failure::Deterministic,
     }
 }
@@ -223,6 +226,7 @@ mod classify_tests {
             ("55P03", Failure::Transient),
             ("57014", Failure::Transient),
             ("57P01", Failure::Transient),
+            ("58030", Failure::Transient),
             ("22001", Failure::Deterministic),
             ("22021", Failure::Deterministic),
             ("22003", Failure::Deterministic),
@@ -238,8 +242,9 @@ mod classify_tests {
     }
 
     #[test]
-    fn sqlite_busy_and_locked_are_transient_whatever_their_extended_code() {
-        for code in [5, 6, 261, 517, 773, 262] {
+    fn sqlite_busy_locked_and_the_machines_troubles_are_transient_whatever_their_extended_code() {
+        // BUSY, LOCKED and variants; NOMEM, IOERR (and IOERR_WRITE), FULL, CANTOPEN, PROTOCOL.
+        for code in [5, 6, 261, 517, 773, 262, 7, 10, 778, 13, 14, 15] {
             assert_eq!(classify_sqlite_code(code), Failure::Transient, "{code}");
         }
         // CONSTRAINT (and its CHECK, UNIQUE, TRIGGER variants), TOOBIG, MISMATCH.

@@ -239,7 +239,8 @@ pub(super) fn keys_from_env(list: &str, errors: &mut Vec<ConfigError>) -> BTreeM
             (Some(name), Some(Ok(scope)), Some(raw)) if !name.is_empty() && !raw.is_empty() => {
                 keys.insert(name.to_owned(), ApiKey::from_raw(raw, scope));
             }
-            (_, Some(Err(problem)), _) => errors.push(invalid(API_KEYS_ENV, format!("[{index}]"), problem)),
+            // Never quote the refused scope: in `name:KEY` (scope forgotten) it is the key.
+            (_, Some(Err(_)), _) => errors.push(invalid(API_KEYS_ENV, format!("[{index}]"), "the scope must be token or admin (expected name:scope:key)")),
             _ => errors.push(invalid(API_KEYS_ENV, format!("[{index}]"), "expected name:scope:key")),
         }
     }

@@ -11,7 +11,7 @@
 use chrono::Utc;
 use entity::{redemption_requests, transactions, users};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Set};
 use uuid::Uuid;
 
 use super::{BROADCAST, CANCELLED, CONFIRMED, HELD, LedgerError, NewIntent, Provenance, QUEUED, SIGNED, enqueue_with};
@@ -118,7 +118,9 @@ pub async fn apply_payout(
     provenance: Provenance,
 ) -> Result<PayoutOutcome, PayoutError> {
     let redemption = match Uuid::parse_str(id) {
-        Ok(uuid) => redemption_requests::Entity::find_by_id(uuid).one(db).await?,
+        // Locked (PostgreSQL), so a `paid` and a `failed` of one redemption
+        // apply one after the other and `after_paid` is read as it stands.
+        Ok(uuid) => redemption_requests::Entity::find_by_id(uuid).lock_exclusive().one(db).await?,
         Err(_) => None,
     }
     .ok_or_else(|| PayoutError::Unknown(id.to_owned()))?;

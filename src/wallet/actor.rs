@@ -590,7 +590,7 @@ impl WalletState {
     /// one window of `log_range_blocks` per request.
     async fn find_execution(&self, transaction_id: Uuid, head: u64) -> Result<Option<(B256, u64, B256)>, Stop> {
         let sent = store::sent_blocks(&self.db, transaction_id).await?;
-        let from = plan::log_search_start(&sent, self.settings.deploy_block);
+        let from = plan::log_search_start(&sent, self.settings.deploy_block, self.settings.finality_depth);
         let intent = chain::intent_id(transaction_id);
         for (first, last) in chain::log_windows(from, head, self.settings.log_range_blocks) {
             if let Some(found) = self.rpc(self.chain.intent_execution(self.settings.token, intent, first, last)).await? {

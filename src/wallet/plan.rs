@@ -256,13 +256,15 @@ fn resend(entry: &InFlightView, snapshot: &Snapshot, rules: &Rules) -> Option<Ac
 
 /// Where the search for an intent's `IntentExecuted` log starts, given the
 /// block each of its attempts (every generation) was signed at: the
-/// earliest, since no execution can precede the first signature. An attempt
+/// earliest, since no execution can precede the first signature, less the
+/// finality depth (a reorg can put the head back below the block a
+/// signature saw, and the transaction into a lower block). An attempt
 /// signed before the block was recorded (`None`), or none at all, leaves
 /// only the token's `deploy_block` as a safe start.
-pub fn log_search_start(sent_blocks: &[Option<i64>], deploy_block: u64) -> u64 {
+pub fn log_search_start(sent_blocks: &[Option<i64>], deploy_block: u64, finality_depth: u64) -> u64 {
     let recorded: Option<Vec<u64>> = sent_blocks.iter().map(|b| b.and_then(|b| u64::try_from(b).ok())).collect();
     match recorded.and_then(|blocks| blocks.into_iter().min()) {
-        Some(first) => first.max(deploy_block),
+        Some(first) => first.saturating_sub(finality_depth).max(deploy_block),
         None => deploy_block,
     }
 }
@@ -273,11 +275,12 @@ mod tests {
 
     #[test]
     fn the_log_search_starts_at_the_first_signature_or_else_at_the_deploy_block() {
-        assert_eq!(log_search_start(&[Some(120), Some(95), Some(130)], 10), 95, "the earliest generation");
-        assert_eq!(log_search_start(&[Some(120), None], 10), 10, "an attempt from before the block was recorded");
-        assert_eq!(log_search_start(&[], 10), 10);
-        assert_eq!(log_search_start(&[Some(5)], 10), 10, "never before the token existed");
-        assert_eq!(log_search_start(&[Some(-1)], 10), 10);
+        assert_eq!(log_search_start(&[Some(120), Some(95), Some(130)], 10, 1), 94, "the earliest generation, less the depth");
+        assert_eq!(log_search_start(&[Some(120), Some(95)], 10, 12), 83, "a reorg as deep as finality");
+        assert_eq!(log_search_start(&[Some(120), None], 10, 1), 10, "an attempt from before the block was recorded");
+        assert_eq!(log_search_start(&[], 10, 1), 10);
+        assert_eq!(log_search_start(&[Some(5)], 10, 1), 10, "never before the token existed");
+        assert_eq!(log_search_start(&[Some(-1)], 10, 1), 10);
     }
 
     const DEPTH: u64 = 3;

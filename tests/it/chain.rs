@@ -8,6 +8,7 @@ use entity::users;
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::support::chain::*;
+use crate::support::gate::Gate;
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -686,8 +687,6 @@ async fn a_receipt_reorged_away_is_checked_again_at_the_finality_depth_and_never
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_paused_before_its_fenced_write_is_refused_once_another_claimed_the_wallet() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let chain = TestChain::start(Some(1)).await;
     let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
     let url = prepared.database.url.clone();
@@ -695,34 +694,17 @@ async fn a_daemon_paused_before_its_fenced_write_is_refused_once_another_claimed
     let epoch_of = || async { entity::wallets::Entity::find_by_id(wallets[0].id).one(&first.db).await.unwrap().unwrap().epoch };
     let first_epoch = epoch_of().await;
     // Daemon A will stop inside its write-ahead transaction, just before the fence.
-    fail::cfg("wallet::fence_target", &format!("return({})", wallets[0].id)).unwrap();
-    let (reached, go) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let (r, g) = (reached.clone(), go.clone());
-    fail::cfg_callback("wallet::before_fence", move || {
-        if r.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        // Hand this worker's other tasks (the test's own among them) to another thread while held.
-        tokio::task::block_in_place(|| {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while !g.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-    })
-    .unwrap();
+    let gate = Gate::arm("wallet::before_fence", "wallet::fence_target", &wallets[0].id.to_string()).await;
     for i in 0..5 {
         mint(&first, &keys, &format!("tribe:fence_{i}"), 1, &format!("fencefp:{i}")).await;
     }
     first.daemon().nudge_wallets();
-    assert!(eventually(Duration::from_secs(10), || async { reached.load(Ordering::SeqCst) }).await, "daemon A reached its fence");
+    assert!(gate.reached(Duration::from_secs(10)).await, "daemon A reached its fence");
     // Daemon B claims the wallet while A is held.
     let second = start_daemon_for(&url, &chain, &[wallets[0].address.parse().unwrap()], "havend-b").await;
     assert!(eventually(Duration::from_secs(10), || async { epoch_of().await > first_epoch }).await, "daemon B took the epoch");
     let resumed_at = chrono::Utc::now();
-    go.store(true, Ordering::SeqCst);
-    fail::remove("wallet::before_fence");
-    fail::remove("wallet::fence_target");
+    gate.release();
 
     assert!(
         eventually(Duration::from_secs(10), || async { !alerts(&first, "wallet_fenced").await.is_empty() }).await,
@@ -868,36 +850,17 @@ async fn status_of(daemon: &TestDaemon, id: uuid::Uuid) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reversal_waits_when_its_mint_is_signed_between_the_decision_and_the_cancel() {
     use sea_orm::ConnectionTrait;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let chain = TestChain::start(Some(1)).await;
     let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
     let (daemon, keys, wallets) = prepared.start(&chain).await;
     // Hold this test's wallet actor right after it read the mint's status.
-    fail::cfg("wallet::reversal_target", &format!("return({})", wallets[0].id)).unwrap();
-    let (reached, go) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let (r, g) = (reached.clone(), go.clone());
-    fail::cfg_callback("wallet::reversal_decided", move || {
-        if r.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        // Hand this worker's other tasks (the test's own among them) to another thread while held.
-        tokio::task::block_in_place(|| {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while !g.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-    })
-    .unwrap();
+    let gate = Gate::arm("wallet::reversal_decided", "wallet::reversal_target", &wallets[0].id.to_string()).await;
     let (original, reversal) = mint_and_reversal(&daemon, &keys, "aurora:guest_race", "race", "queued").await;
     daemon.daemon().nudge_wallets();
-    let paused = eventually(Duration::from_secs(10), || async { reached.load(Ordering::SeqCst) }).await;
+    let paused = gate.reached(Duration::from_secs(10)).await;
     // Meanwhile the mint is signed (another signer won the race for it).
     daemon.db.execute_unprepared(&format!("UPDATE transactions SET status = 'signed' WHERE id = '{original}'")).await.unwrap();
-    go.store(true, Ordering::SeqCst);
-    fail::remove("wallet::reversal_decided");
-    fail::remove("wallet::reversal_target");
+    gate.release();
     assert!(paused, "the wallet actor reached the reversal decision");
     assert!(wallets_looked(&daemon).await);
     assert_eq!(status_of(&daemon, original).await, "signed", "a signed mint is never cancelled");
@@ -1087,8 +1050,6 @@ async fn a_wallet_actor_that_cannot_unlock_the_key_takes_no_epoch_from_the_signi
 async fn a_rotation_racing_a_reward(hook: &'static str, guest: &str, returning: bool) {
     use havend::wallet::lifecycle;
     use sea_orm::{ConnectionTrait, Statement};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let chain = TestChain::start(Some(1)).await;
     let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
     let (url, keys, old) = (prepared.database.url.clone(), havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap(), prepared.wallets[0].clone());
@@ -1101,25 +1062,10 @@ async fn a_rotation_racing_a_reward(hook: &'static str, guest: &str, returning: 
         mint(&daemon, &keys, &user, 1, &format!("{guest}:first")).await;
         assert!(drained(&daemon, Duration::from_secs(30)).await, "the returning user has a confirmed reward on the old wallet");
     }
-    fail::cfg("ledger::hook_target", &format!("return({user})")).unwrap();
-    let (reached, go) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let (r, g) = (reached.clone(), go.clone());
-    fail::cfg_callback(hook, move || {
-        if r.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        // Hand this worker's other tasks (the test's own among them) to another thread while held.
-        tokio::task::block_in_place(|| {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while !g.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-    })
-    .unwrap();
+    let gate = Gate::arm(hook, "ledger::hook_target", &user.to_string()).await;
     let booking = format!(r#"{{"id":"bk_{guest}","guest_id":"{guest}","total_price":"100","nights":1}}"#);
     assert_eq!(daemon.deliver(havend::webhooks::Partner::Aurora, Some("booking-created"), &booking).await.status, 200);
-    let held = eventually(Duration::from_secs(10), || async { reached.load(Ordering::SeqCst) }).await;
+    let held = gate.reached(Duration::from_secs(10)).await;
     let (client, token, activated_db, standby) = (chain.client(), chain.token, sea_orm::Database::connect(&url).await.unwrap(), new.clone());
     let activation = tokio::spawn(async move {
         let standby = havend::custody::find(&activated_db, &standby.address).await.unwrap();
@@ -1135,9 +1081,7 @@ async fn a_rotation_racing_a_reward(hook: &'static str, guest: &str, returning: 
         "ledger::before_insert" => eventually(Duration::from_secs(10), activation_waits).await,
         _ => eventually(Duration::from_secs(10), || async { activation.is_finished() }).await,
     };
-    go.store(true, Ordering::SeqCst);
-    fail::remove(hook);
-    fail::remove("ledger::hook_target");
+    gate.release();
     assert!(held, "the processing transaction reached {hook}");
     assert!(settled, "the activation {}", if hook == "ledger::before_insert" { "waits for the intent's commit" } else { "committed while the intent was being queued" });
     let activation = activation.await.unwrap().expect("the activation succeeds");
@@ -1285,27 +1229,10 @@ async fn two_reversals_of_one_user_in_one_batch_together_burn_no_more_than_the_u
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_is_answered_only_after_the_batch_in_flight_committed_and_nothing_is_signed_after_it() {
     use sea_orm::{ConnectionTrait, Statement};
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
     let chain = TestChain::start(Some(1)).await;
     let (daemon, keys, wallets) = Prepared::new(Backend::Postgres, &chain, 1).await.start(&chain).await;
     // The wallet actor stops inside its reserve transaction, after it read "not paused".
-    fail::cfg("wallet::fence_target", &format!("return({})", wallets[0].id)).unwrap();
-    let (reached, go) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-    let (r, g) = (reached.clone(), go.clone());
-    fail::cfg_callback("wallet::before_fence", move || {
-        if r.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        // Hand this worker's other tasks (the test's own among them) to another thread while held.
-        tokio::task::block_in_place(|| {
-            let deadline = std::time::Instant::now() + Duration::from_secs(30);
-            while !g.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-    })
-    .unwrap();
+    let gate = Gate::arm("wallet::before_fence", "wallet::fence_target", &wallets[0].id.to_string()).await;
     // One commit, so one batch takes all three.
     let txn = sea_orm::TransactionTrait::begin(&daemon.db).await.unwrap();
     let mut before = Vec::new();
@@ -1322,7 +1249,7 @@ async fn a_pause_is_answered_only_after_the_batch_in_flight_committed_and_nothin
     }
     txn.commit().await.unwrap();
     daemon.daemon().nudge_wallets();
-    let held = eventually(Duration::from_secs(10), || async { reached.load(Ordering::SeqCst) }).await;
+    let held = gate.reached(Duration::from_secs(10)).await;
     let headers = [("authorization".to_owned(), format!("Bearer {ADMIN_KEY}")), ("content-type".to_owned(), "application/json".to_owned())];
     let mut pause = Box::pin(daemon.post("/api/v1/admin/pause", &headers, serde_json::json!({ "paused": true }).to_string()));
     let lock_wait = || async {
@@ -1334,9 +1261,7 @@ async fn a_pause_is_answered_only_after_the_batch_in_flight_committed_and_nothin
         answer = &mut pause => Err(answer),
         waited = eventually(Duration::from_secs(10), lock_wait) => Ok(waited),
     };
-    go.store(true, Ordering::SeqCst);
-    fail::remove("wallet::before_fence");
-    fail::remove("wallet::fence_target");
+    gate.release();
     assert!(held, "the wallet actor reached its reserve's fence");
     assert!(matches!(waited, Ok(true)), "the pause waits for the reserve in flight instead of answering: {waited:?}");
     let answer = pause.await;
@@ -1432,8 +1357,10 @@ async fn the_intent_executed_search_walks_forward_from_the_signing_block_in_wind
     let block = |value: &serde_json::Value| value.as_str().and_then(|hex| u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok());
     let searches = proxy.count(|call| is_method(call, "eth_getLogs"));
     assert!(searches >= 5, "the 10 blocks between signing and execution take five 2-block windows: {searches}");
-    let before_signing = proxy.count(|call| is_method(call, "eth_getLogs") && block(&call["params"][0]["fromBlock"]).is_none_or(|from| from < signed_at as u64));
-    assert_eq!(before_signing, 0, "no search starts before the first attempt was signed");
+    // The search starts the finality depth below the signing block (a reorg can lower the head).
+    let depth = daemon.daemon().config().load().chain.as_ref().unwrap().finality_depth;
+    let before_signing = proxy.count(|call| is_method(call, "eth_getLogs") && block(&call["params"][0]["fromBlock"]).is_none_or(|from| from + depth < signed_at as u64));
+    assert_eq!(before_signing, 0, "no search starts before the first attempt was signed, less the finality depth");
     assert!(alerts(&daemon, "transaction_failed").await.is_empty());
     assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
     daemon.stop().await;
