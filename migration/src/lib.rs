@@ -13,11 +13,11 @@ mod m20261124_000030_alert_logs;
 mod m20261129_000040_token_api;
 mod m20261129_000050_sessions_and_stream;
 mod m20261129_000060_audit_and_error_logs;
+mod m20261202_000071_seed_minting_paused;
+mod m20261202_000072_alert_redelivery;
+mod m20261202_000073_attempt_sent_block;
 mod m20261202_000074_inbox_processed_by;
 mod m20261202_000075_inbox_claim_lapses;
-mod m20261202_000072_alert_redelivery;
-mod m20261202_000071_seed_minting_paused;
-mod m20261202_000073_attempt_sent_block;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -35,11 +35,11 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000040_token_api::Migration),
             Box::new(m20261129_000050_sessions_and_stream::Migration),
             Box::new(m20261129_000060_audit_and_error_logs::Migration),
+            Box::new(m20261202_000071_seed_minting_paused::Migration),
+            Box::new(m20261202_000072_alert_redelivery::Migration),
+            Box::new(m20261202_000073_attempt_sent_block::Migration),
             Box::new(m20261202_000074_inbox_processed_by::Migration),
             Box::new(m20261202_000075_inbox_claim_lapses::Migration),
-            Box::new(m20261202_000072_alert_redelivery::Migration),
-            Box::new(m20261202_000071_seed_minting_paused::Migration),
-            Box::new(m20261202_000073_attempt_sent_block::Migration),
         ]
     }
 }

@@ -49,11 +49,24 @@ async fn setup(backend: Backend) -> Setup {
 impl Setup {
     fn spawn(&self, failpoint: Option<&str>) -> Child {
         let mut command = Command::new(HAVEND);
-        command.args(["run", "--config"]).arg(self.config_dir.path()).stdout(Stdio::null()).stderr(Stdio::null());
+        // The log of every run, appended, so a failed round can show what the daemon did.
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        command.args(["run", "--config"]).arg(self.config_dir.path()).stdout(Stdio::null()).stderr(log);
         if let Some(failpoint) = failpoint {
             command.env("FAILPOINTS", failpoint);
         }
         command.spawn().unwrap()
+    }
+
+    fn log_path(&self) -> std::path::PathBuf {
+        self.config_dir.path().join("havend.log")
+    }
+
+    /// The last lines the daemons logged.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 
     async fn enqueue(&self, batch: &str, count: usize) {
@@ -171,7 +184,8 @@ async fn sigkill_while_broadcasting_then_restart(backend: Backend) {
     for round in 0..3 {
         setup.enqueue(&format!("k{round}"), 300).await;
         let mut child = setup.spawn(None);
-        let busy = eventually(Duration::from_secs(30), || async {
+        // Generous: a debug binary starting under the whole suite's load on two cores.
+        let busy = eventually(Duration::from_secs(60), || async {
             transactions::Entity::find()
                 .filter(transactions::Column::Status.is_in(["signed", "broadcast"]))
                 .count(&setup.db)
@@ -180,7 +194,7 @@ async fn sigkill_while_broadcasting_then_restart(backend: Backend) {
                 > 0
         })
         .await;
-        assert!(busy, "round {round}: the daemon started signing");
+        assert!(busy, "round {round}: the daemon started signing; its log ends:\n{}", setup.log_tail());
         let _ = Command::new("kill").args(["-KILL", &child.id().to_string()]).status();
         let status = wait_for_exit(&mut child, Duration::from_secs(10)).await;
         assert_eq!(status.signal(), Some(9));

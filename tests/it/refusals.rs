@@ -18,30 +18,6 @@ use crate::on_both_backends;
 use crate::support::chain::TEST_MASTER_KEY;
 use crate::support::{Backend, TestDaemon, eventually};
 
-/// A daemon without a chain whose one hot wallet is active (intents queue),
-/// polling often, with `tweak` applied.
-async fn start(backend: Backend, tweak: impl FnOnce(&mut havend::config::Config) + Send + 'static) -> TestDaemon {
-    let key_dir = tempfile::tempdir().unwrap();
-    let key_file = key_dir.path().join("master.key");
-    std::fs::write(&key_file, TEST_MASTER_KEY).unwrap();
-    let mut daemon = TestDaemon::start_with(backend, move |config| {
-        config.custody.master_key_file = Some(key_file);
-        config.processor.poll_interval_ms = 100;
-        tweak(config);
-    })
-    .await;
-    daemon.keep.push(key_dir);
-    let keys = havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap();
-    let hot = havend::custody::create_wallet(&daemon.db, &keys, havend::custody::HOT, "test").await.unwrap();
-    entity::wallets::Entity::update_many()
-        .col_expr(entity::wallets::Column::Status, sea_orm::sea_query::Expr::value(havend::custody::ACTIVE))
-        .filter(entity::wallets::Column::Id.eq(hot.id))
-        .exec(&daemon.db)
-        .await
-        .unwrap();
-    daemon
-}
-
 /// Makes the database refuse, deterministically, every row of `table`
 /// whose `column` satisfies `predicate` (`= 'x'`, `LIKE 'x%'`): a CHECK
 /// constraint (SQLSTATE 23514) on PostgreSQL, an aborting trigger
@@ -68,7 +44,7 @@ async fn alerts_naming(db: &DatabaseConnection, category: &str, key: &str, value
 }
 
 async fn an_event_whose_write_the_database_refuses_is_dead_lettered_after_max_attempts_with_an_alert(backend: Backend) {
-    let daemon = start(backend, |config| {
+    let daemon = TestDaemon::start_with_active_wallet(backend, |config| {
         config.processor.max_attempts = 3;
         config.processor.retry_base_ms = 50;
         config.processor.retry_max_secs = 1;
@@ -96,7 +72,7 @@ async fn an_event_whose_write_the_database_refuses_is_dead_lettered_after_max_at
 /// name once it has been failing for `transient_alert_secs`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transiently_refused_event_retries_without_counting_and_is_alerted_by_name_while_others_succeed() {
-    let daemon = start(Backend::Postgres, |config| {
+    let daemon = TestDaemon::start_with_active_wallet(Backend::Postgres, |config| {
         config.processor.max_attempts = 2;
         config.processor.transient_retry_ms = 100;
         config.processor.transient_alert_secs = 1;
@@ -147,7 +123,7 @@ async fn a_transiently_refused_event_retries_without_counting_and_is_alerted_by_
 }
 
 async fn one_stake_the_database_refuses_is_alerted_and_every_other_stake_is_paid(backend: Backend) {
-    let daemon = start(backend, |_| {}).await;
+    let daemon = TestDaemon::start_with_active_wallet(backend, |_| {}).await;
     let started = (chrono::Utc::now() - chrono::Duration::days(22)).to_rfc3339();
     // Named so that the refused stake comes first whichever order the job reads them in.
     for stake in ["st_a_refused", "st_b_fine", "st_c_fine"] {

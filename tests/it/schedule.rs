@@ -16,29 +16,6 @@ use crate::on_both_backends;
 use crate::support::chain::TEST_MASTER_KEY;
 use crate::support::{Backend, TestDaemon, eventually};
 
-/// A daemon without a chain whose one hot wallet is active (intents queue).
-async fn start(backend: Backend, tweak: impl FnOnce(&mut havend::config::Config) + Send + 'static) -> TestDaemon {
-    let key_dir = tempfile::tempdir().unwrap();
-    let key_file = key_dir.path().join("master.key");
-    std::fs::write(&key_file, TEST_MASTER_KEY).unwrap();
-    let mut daemon = TestDaemon::start_with(backend, move |config| {
-        config.custody.master_key_file = Some(key_file);
-        config.processor.poll_interval_ms = 100;
-        tweak(config);
-    })
-    .await;
-    daemon.keep.push(key_dir);
-    let keys = havend::custody::MasterKeys::parse(TEST_MASTER_KEY).unwrap();
-    let hot = havend::custody::create_wallet(&daemon.db, &keys, havend::custody::HOT, "test").await.unwrap();
-    entity::wallets::Entity::update_many()
-        .col_expr(entity::wallets::Column::Status, sea_orm::sea_query::Expr::value(havend::custody::ACTIVE))
-        .filter(entity::wallets::Column::Id.eq(hot.id))
-        .exec(&daemon.db)
-        .await
-        .unwrap();
-    daemon
-}
-
 /// What the partner API saw: the query string and the Authorization header of each request.
 type Seen = Arc<Mutex<Vec<(String, String)>>>;
 
@@ -77,7 +54,7 @@ async fn partner_sync_stores_only_what_webhooks_missed_and_an_overlapping_sync_s
         .collect();
     let (url, seen) = partner_api(serde_json::json!({ "events": bookings, "next_since": "2026-11-24T06:00:00Z" })).await;
     let sync_url = url.clone();
-    let daemon = start(backend, move |config| {
+    let daemon = TestDaemon::start_with_active_wallet(backend, move |config| {
         let aurora = config.partners.get_mut(&Partner::Aurora).unwrap();
         aurora.sync_url = Some(sync_url);
         aurora.api_key = Some(havend::config::Secret::new("aurora-api-key"));
@@ -115,7 +92,7 @@ async fn partner_sync_stores_only_what_webhooks_missed_and_an_overlapping_sync_s
 /// `since`) once moved the mark back, and the refused events' alert was
 /// raised after the commit that moved the mark past them.
 async fn a_sync_mark_never_moves_back_and_refused_events_are_alerted_with_it(backend: Backend) {
-    let daemon = start(backend, |_| {}).await;
+    let daemon = TestDaemon::start_with_active_wallet(backend, |_| {}).await;
     let (ahead, _) = partner_api(serde_json::json!({ "events": [], "next_since": "2026-11-24T06:00:00Z" })).await;
     let refused = serde_json::json!({ "event": "booking-created", "payload": { "id": "bk_bad", "guest_id": "g", "total_price": "-1", "nights": 1 } });
     let (behind, _) = partner_api(serde_json::json!({ "events": [refused], "next_since": "2026-11-01T00:00:00Z" })).await;
@@ -135,7 +112,7 @@ async fn a_sync_mark_never_moves_back_and_refused_events_are_alerted_with_it(bac
 }
 
 async fn the_cron_fires_the_staking_job_and_pays_each_week_once(backend: Backend) {
-    let daemon = start(backend, |config| config.schedule.staking_rewards = "* * * * * *".into()).await;
+    let daemon = TestDaemon::start_with_active_wallet(backend, |config| config.schedule.staking_rewards = "* * * * * *".into()).await;
     let started = (chrono::Utc::now() - chrono::Duration::days(22)).to_rfc3339();
     let body = format!(r#"{{"id":"st_cron","user_id":"staker","amount":"365","started_at":"{started}"}}"#);
     assert_eq!(daemon.deliver(Partner::Tribe, Some("staking-started"), &body).await.status, 200);
@@ -154,7 +131,7 @@ async fn the_cron_fires_the_staking_job_and_pays_each_week_once(backend: Backend
 async fn a_failing_scheduled_job_raises_an_alert_and_runs_again(backend: Backend) {
     // A partner API that refuses connections: the port is bound, then released.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let daemon = start(backend, move |config| {
+    let daemon = TestDaemon::start_with_active_wallet(backend, move |config| {
         config.schedule.aurora_sync = "* * * * * *".into();
         config.partners.get_mut(&Partner::Aurora).unwrap().sync_url = Some(format!("http://127.0.0.1:{port}/sync"));
     })

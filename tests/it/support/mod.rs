@@ -3,6 +3,7 @@
 //! client, signing helpers, and a TCP proxy to cut the database off.
 
 pub mod chain;
+pub mod gate;
 pub mod proxy;
 pub mod receivers;
 pub mod rpc_proxy;
@@ -363,6 +364,30 @@ impl hyper::body::Body for ChannelBody {
 }
 
 impl TestDaemon {
+    /// A daemon without a chain whose one hot wallet is active (intents
+    /// queue), polling every 100 ms, with `tweak` applied.
+    pub async fn start_with_active_wallet(backend: Backend, tweak: impl FnOnce(&mut Config) + Send + 'static) -> TestDaemon {
+        let key_dir = tempfile::tempdir().unwrap();
+        let key_file = key_dir.path().join("master.key");
+        std::fs::write(&key_file, chain::TEST_MASTER_KEY).unwrap();
+        let mut daemon = TestDaemon::start_with(backend, move |config| {
+            config.custody.master_key_file = Some(key_file);
+            config.processor.poll_interval_ms = 100;
+            tweak(config);
+        })
+        .await;
+        daemon.keep.push(key_dir);
+        let keys = havend::custody::MasterKeys::parse(chain::TEST_MASTER_KEY).unwrap();
+        let hot = havend::custody::create_wallet(&daemon.db, &keys, havend::custody::HOT, "test").await.unwrap();
+        entity::wallets::Entity::update_many()
+            .col_expr(entity::wallets::Column::Status, sea_orm::sea_query::Expr::value(havend::custody::ACTIVE))
+            .filter(entity::wallets::Column::Id.eq(hot.id))
+            .exec(&daemon.db)
+            .await
+            .unwrap();
+        daemon
+    }
+
     /// Starts from a config directory, as `havend run --config DIR` does, with
     /// the config actor reloading it. `havend.toml` points at this test's
     /// database and data directory (plus `daemon_extra`); `partners.toml` is
