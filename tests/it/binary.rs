@@ -171,7 +171,7 @@ fn migrate_applies_lists_and_reverts_migrations() {
     let status = migrate("status");
     assert!(status.contains("pending m20261123_000001_create_webhook_events"), "{status}");
     // `down` reverts the newest migration only, whichever that is.
-    let newest = status.lines().filter_map(|line| line.strip_prefix("pending ")).last().expect("migrations listed").to_owned();
+    let newest = status.lines().rev().find_map(|line| line.strip_prefix("pending ")).expect("migrations listed").to_owned();
     let up = migrate("up");
     assert!(up.contains("applied m20261123_000001_create_webhook_events"), "{up}");
     assert!(up.contains("applied m20261123_000002_create_chain_tables"), "{up}");
