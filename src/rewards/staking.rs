@@ -4,11 +4,13 @@
 //! (`staking:{stake}:{monday}`), so running the job twice, late, or on two
 //! daemons at once pays each week once.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Datelike, Days, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
-use entity::staking_records;
+use entity::{staking_records, transactions};
 use rust_decimal::Decimal;
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
 use serde::Serialize;
 use serde_json::json;
 use tracing::warn;
@@ -91,6 +93,9 @@ pub fn completed_weeks(started_at: DateTime<Utc>, as_of: DateTime<Utc>, tz: Tz) 
     }
     weeks
 }
+
+/// Week sources looked up per query (well under either backend's bind limit).
+const PAID_WEEKS_PER_QUERY: usize = 500;
 
 /// Stakes named in the `staking_failed` alert, at most.
 const FAILED_STAKES_NAMED: usize = 20;
@@ -190,9 +195,28 @@ impl Job<'_> {
     async fn pay(&self, stake: &staking_records::Model, units: alloy::primitives::U256) -> Result<StakingReport, StakingError> {
         let (rules, day) = (self.rules, &self.day);
         let mut report = StakingReport::default();
+        let source = |monday: NaiveDate| format!("staking:{}:{monday}", stake.stake_id);
+        // The weeks already paid, read in one query before the write
+        // transaction (SQLite's lock): a stake years old does not walk every
+        // paid week through the queue at every run. A week paid meanwhile is
+        // still found by its unique source below.
+        let weeks = completed_weeks(stake.started_at, self.as_of, self.tz);
+        let mut paid = HashSet::new();
+        for chunk in weeks.chunks(PAID_WEEKS_PER_QUERY) {
+            let sources = chunk.iter().map(|monday| source(*monday));
+            let found: Vec<String> = transactions::Entity::find()
+                .select_only()
+                .column(transactions::Column::Source)
+                .filter(transactions::Column::Source.is_in(sources))
+                .into_tuple()
+                .all(self.db)
+                .await?;
+            paid.extend(found);
+        }
+        report.already_paid = paid.len();
         let txn = crate::db::begin_write(self.db).await?;
         let mut queued = 0;
-        for monday in completed_weeks(stake.started_at, self.as_of, self.tz) {
+        for monday in weeks.into_iter().filter(|monday| !paid.contains(&source(*monday))) {
             if queued == MAX_WEEKS_PER_RUN {
                 report.deferred += 1;
                 break;
@@ -202,7 +226,7 @@ impl Job<'_> {
                 kind: CallKind::Mint,
                 amount: units,
                 reason: format!("staking yield on {} HNV for the week of {monday}", stake.amount),
-                source: format!("staking:{}:{monday}", stake.stake_id),
+                source: source(monday),
                 reverses: None,
             };
             let provenance = Provenance { event_id: None, rules_hash: Some(self.rules_hash.clone()), limit_day: Some(day.clone()) };
