@@ -175,8 +175,8 @@ pub fn banner(config: &Config) -> anyhow::Result<String> {
     let listen = config.server.listen;
     let mut out = format!(
         "havend dev is ready\n  listening    http://{listen}\n  database     {}\n  chain        {} (chain id {})\n  token        {}\n  hot wallet   {}\n",
-        crate::config::redact_url(config.database_url().expose()),
-        crate::config::redact_rpc_url(&chain.rpc_url),
+        crate::redact::password_in(config.database_url().expose()),
+        crate::redact::rpc_url(&chain.rpc_url),
         chain.chain_id,
         chain.token,
         chain.wallets.first().map(ToString::to_string).unwrap_or_default(),

@@ -4,6 +4,7 @@
 //! - [`config`] loads TOML files and environment secrets into a validated, swappable snapshot,
 //!   and its actor reloads them on edits and SIGHUP.
 //! - [`signing`] holds what config and webhooks share: signature schemes and secrets (a leaf).
+//! - [`redact`] says what of a URL may be shown in logs, errors, alerts and config views (a leaf).
 //! - [`webhooks`] knows the partners, their signature schemes and payload rules (pure logic).
 //! - [`http`] is the hyper listener, its routing and the SPEC's error shape.
 //! - [`intake`] is the actor that group-commits verified events into the inbox.
@@ -45,6 +46,7 @@ pub mod intake;
 pub mod ledger;
 pub mod live;
 pub mod monitor;
+pub mod redact;
 pub mod rewards;
 pub mod schedule;
 pub mod sessions;
@@ -318,7 +320,7 @@ async fn chain_start(config: &Config, db: &DatabaseConnection) -> Result<Option<
     let keys = MasterKeys::load(config.custody.master_key_file.as_deref())?;
     // The client's own error quotes the URL, which may carry an API key.
     let client = ChainClient::new(&chain.rpc_url, Duration::from_millis(chain.rpc_timeout_ms))
-        .map_err(|_| AppError::Chain(format!("invalid RPC URL {}", config::redact_rpc_url(&chain.rpc_url))))?;
+        .map_err(|_| AppError::Chain(format!("invalid RPC URL {}", redact::rpc_url(&chain.rpc_url))))?;
     let mut wallets = Vec::with_capacity(chain.wallets.len());
     for address in &chain.wallets {
         let wallet = custody::find(db, &address.to_string()).await?;

@@ -197,7 +197,7 @@ async fn send(delivery: &Delivery, channel: &ChannelConfig, alert: &Alert, repea
 
 async fn post_json(http: &WebhookClient, channel: &ChannelConfig, body: serde_json::Value) -> Result<String, DeliveryError> {
     let url = channel.url.as_ref().ok_or_else(|| DeliveryError::Settings("webhook channel without url".into()))?;
-    let origin = plan::url_origin(url.expose());
+    let origin = crate::redact::url_origin(url.expose());
     let request = http::Request::post(url.expose())
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(http::header::USER_AGENT, concat!("havend/", env!("CARGO_PKG_VERSION")))

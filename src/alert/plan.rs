@@ -137,19 +137,6 @@ pub fn email(alert: &Alert, repeats_before: i64, daemon: &str) -> (String, Strin
     (subject, body)
 }
 
-/// A webhook URL reduced to `scheme://host[:port]`, the only part of it
-/// that is logged or stored: the path and query are the credential.
-pub fn url_origin(url: &str) -> String {
-    let Ok(uri) = url.parse::<http::Uri>() else { return crate::config::REDACTED.to_owned() };
-    match (uri.scheme_str(), uri.host()) {
-        (Some(scheme), Some(host)) => match uri.port_u16() {
-            Some(port) => format!("{scheme}://{host}:{port}"),
-            None => format!("{scheme}://{host}"),
-        },
-        _ => crate::config::REDACTED.to_owned(),
-    }
-}
-
 /// Jitter adds up to the capped delay again: a wait within a round is at
 /// most this many times `retry_max_ms` (the lease is sized on it).
 pub const RETRY_JITTER_FACTOR: u64 = 2;
@@ -302,18 +289,6 @@ mod tests {
         assert!(subject.starts_with("[CRITICAL] foreign_nonce: Nonce 5 used"));
         assert!(body.contains("\"wallet\": \"0xabc\""), "{body}");
         assert!(body.contains("2 repeats"), "{body}");
-    }
-
-    #[test]
-    fn url_origin_drops_path_query_and_user_info() {
-        for (url, origin) in [
-            ("https://hooks.slack.com/services/T000/B000/XXXX", "https://hooks.slack.com"),
-            ("http://127.0.0.1:8123/hook?token=abc", "http://127.0.0.1:8123"),
-            ("https://user:pw@example.com/x", "https://example.com"),
-            ("not a url", "[redacted]"),
-        ] {
-            assert_eq!(url_origin(url), origin, "{url}");
-        }
     }
 
     #[test]

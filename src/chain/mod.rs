@@ -200,23 +200,9 @@ impl From<RpcError<TransportErrorKind>> for RpcFailure {
             RpcError::ErrorResp(payload) => RpcFailure::Node { code: payload.code, message: payload.message.to_string() },
             RpcError::NullResp => RpcFailure::Node { code: 0, message: "null response".into() },
             // Transport errors quote the endpoint, and providers put API keys in it.
-            other => RpcFailure::Transport(redact_urls(&other.to_string())),
+            other => RpcFailure::Transport(crate::redact::urls_in(&other.to_string())),
         }
     }
-}
-
-/// `text` with every URL in it cut to scheme, host and port.
-fn redact_urls(text: &str) -> String {
-    text.split_inclusive(|c: char| c.is_whitespace() || c == '(' || c == ')')
-        .map(|piece| {
-            let end = piece.trim_end_matches(|c: char| c.is_whitespace() || c == '(' || c == ')');
-            if end.starts_with("http://") || end.starts_with("https://") {
-                format!("{}{}", crate::config::redact_rpc_url(end), &piece[end.len()..])
-            } else {
-                piece.to_owned()
-            }
-        })
-        .collect()
 }
 
 /// How a node answered `eth_sendRawTransaction` with an error.
@@ -281,7 +267,7 @@ pub struct ChainClient {
 impl ChainClient {
     /// A client for `url` whose calls give up after `timeout`.
     pub fn new(url: &str, timeout: Duration) -> Result<ChainClient, String> {
-        let url = url.parse().map_err(|e| format!("invalid RPC URL {}: {e}", crate::config::redact_rpc_url(url)))?;
+        let url = url.parse().map_err(|e| format!("invalid RPC URL {}: {e}", crate::redact::rpc_url(url)))?;
         Ok(ChainClient { provider: RootProvider::new_http(url), timeout })
     }
 
@@ -434,13 +420,6 @@ pub fn parse_units(amount: &str) -> Option<U256> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn transport_errors_do_not_quote_the_endpoints_key() {
-        let text = "error sending request for url (https://eth.example/v3/SECRETKEY?x=1) after 5s";
-        let shown = redact_urls(text);
-        assert!(!shown.contains("SECRETKEY") && shown.contains("https://eth.example") && shown.ends_with(") after 5s"), "{shown}");
-    }
 
     #[test]
     fn log_windows_cover_the_range_once_in_order_and_never_exceed_the_size() {

@@ -242,7 +242,7 @@ fn default_min_severity() -> Severity {
 
 fn serialize_url_origin<S: serde::Serializer>(url: &Option<Secret>, serializer: S) -> Result<S::Ok, S::Error> {
     match url {
-        Some(url) => serializer.serialize_str(&format!("{}/{}", crate::alert::plan::url_origin(url.expose()), super::REDACTED)),
+        Some(url) => serializer.serialize_str(&format!("{}/{}", crate::redact::url_origin(url.expose()), super::REDACTED)),
         None => serializer.serialize_none(),
     }
 }

@@ -556,7 +556,7 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct ChainConfig {
     /// JSON-RPC endpoint. Providers put API keys in its path or query, so
-    /// only [`redact_rpc_url`] of it is ever printed or logged.
+    /// only [`crate::redact::rpc_url`] of it is ever printed or logged.
     #[serde(serialize_with = "serialize_redacted_rpc_url")]
     pub rpc_url: String,
     /// The HAVEN token contract.
@@ -1200,56 +1200,12 @@ fn without_value(message: &str, value: &toml::de::DeValue<'_>) -> String {
 fn serialize_redacted_url<S: serde::Serializer>(url: &Option<Secret>, serializer: S) -> Result<S::Ok, S::Error> {
     match url {
         None => serializer.serialize_none(),
-        Some(url) => serializer.serialize_str(&redact_url(url.expose())),
+        Some(url) => serializer.serialize_str(&crate::redact::password_in(url.expose())),
     }
 }
 
 fn serialize_redacted_rpc_url<S: serde::Serializer>(url: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(&redact_rpc_url(url))
-}
-
-/// An RPC URL reduced to its scheme, host and port, for `check-config`,
-/// logs, errors and the dev banner. RPC providers put the API key in the path
-/// (`/v2/<key>`), the query (`?apikey=`) or the user info, so none of those
-/// is shown; a `/[redacted]` suffix says that something was left out. A URL
-/// that does not parse is shown as [`REDACTED`] entirely.
-pub fn redact_rpc_url(url: &str) -> String {
-    let Ok(parsed) = alloy::transports::http::reqwest::Url::parse(url) else {
-        return REDACTED.to_owned();
-    };
-    let Some(host) = parsed.host_str() else {
-        return REDACTED.to_owned();
-    };
-    let mut shown = format!("{}://{host}", parsed.scheme());
-    if let Some(port) = parsed.port() {
-        shown.push_str(&format!(":{port}"));
-    }
-    let hidden = !parsed.username().is_empty()
-        || parsed.password().is_some()
-        || parsed.path() != "/"
-        || parsed.query().is_some()
-        || parsed.fragment().is_some();
-    if hidden {
-        shown.push('/');
-        shown.push_str(REDACTED);
-    }
-    shown
-}
-
-/// Replaces the password of `scheme://user:password@host/…` with [`REDACTED`].
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].find(':') {
-        Some(colon) => format!("{}{}:{REDACTED}{}", &url[..scheme_end], &rest[..colon], &rest[at..]),
-        None => url.to_owned(),
-    }
+    serializer.serialize_str(&crate::redact::rpc_url(url))
 }
 
 #[cfg(test)]
@@ -1409,20 +1365,6 @@ mod tests {
     }
 
     #[test]
-    fn rpc_url_shows_only_scheme_host_and_port() {
-        for (url, shown) in [
-            ("https://eth-mainnet.g.alchemy.com/v2/KEY123", "https://eth-mainnet.g.alchemy.com/[redacted]"),
-            ("https://rpc.example.com/?apikey=KEY123", "https://rpc.example.com/[redacted]"),
-            ("https://user:KEY123@node.example.com:8545", "https://node.example.com:8545/[redacted]"),
-            ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
-            ("http://[::1]:8545/", "http://[::1]:8545"),
-            ("not a url KEY123", REDACTED),
-        ] {
-            assert_eq!(redact_rpc_url(url), shown, "{url}");
-        }
-    }
-
-    #[test]
     fn check_config_shows_only_the_rpc_host() {
         let chain = "[chain]\nrpc_url = \"https://mainnet.infura.io/v3/KEY123?x=KEY456\"\n\
                      token = \"0x0000000000000000000000000000000000000001\"\nchain_id = 1\n";
@@ -1478,11 +1420,5 @@ mod tests {
             assert!(error.contains(expected), "{expected} in {error}");
             assert!(!error.contains("SECRET") && !error.contains("10.1.2.3"), "{error}");
         }
-    }
-
-    #[test]
-    fn redact_url_leaves_urls_without_password() {
-        assert_eq!(redact_url("sqlite://./data/havend.db"), "sqlite://./data/havend.db");
-        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
     }
 }
