@@ -22,6 +22,7 @@
 //! - [`breaker`] guards the RPC with a circuit breaker actor.
 //! - [`alert`] records alerts for operators and delivers them from the table (webhooks, e-mail).
 //! - [`supervisor`] is the root of the actor tree and restarts failed actors.
+//! - [`restart`] is the restart budget supervisors share; [`slots`] is where running actors are published for their readers.
 //! - [`db`] opens the database and runs migrations.
 //! - [`cli`] and [`dev`] are the `havend` command line and its all-in-one dev mode.
 //! - [`telemetry`] sets up logging and the Prometheus metrics.
@@ -47,10 +48,12 @@ pub mod ledger;
 pub mod live;
 pub mod monitor;
 pub mod redact;
+pub mod restart;
 pub mod rewards;
 pub mod schedule;
 pub mod sessions;
 pub mod signing;
+pub mod slots;
 pub mod supervisor;
 pub mod systemd;
 pub mod telemetry;
@@ -79,7 +82,8 @@ use crate::custody::MasterKeys;
 use crate::http::AppState;
 use crate::intake::IntakeSlot;
 use crate::rewards::ProcessorSlot;
-use crate::supervisor::{ChainSlot, ChainStart, RootArgs, RootMsg, RootSupervisor};
+use crate::slots::ChainSlot;
+use crate::supervisor::{ChainStart, RootArgs, RootMsg, RootSupervisor};
 use crate::wallet::{RegistryMsg, WalletSettings, WalletStatus};
 
 /// How long the supervision tree gets to stop after the listener has drained.

@@ -6,12 +6,10 @@
 //! state of their own; if either fails, the supervisor fails upward and the
 //! process exits for systemd to restart it.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
-use arc_swap::ArcSwapOption;
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SupervisionEvent};
 use sea_orm::DatabaseConnection;
 use tokio::sync::watch;
@@ -19,9 +17,11 @@ use tracing::{error, info, warn};
 use uuid::Uuid;
 
 use crate::alert::{AlertActor, AlertArgs, AlertMsg};
+use crate::restart::{MAX_RESTARTS, RESTART_WINDOW, RestartBudget};
+use crate::slots::{ChainHandles, ChainSlot};
 use crate::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle, BreakerState};
 use crate::chain::ChainClient;
-use crate::chain::health::{ChainHealthActor, ChainHealthArgs, ChainHealthMsg, ChainHealthSlot};
+use crate::chain::health::{ChainHealthActor, ChainHealthArgs, ChainHealthMsg};
 use crate::config::actor::{ConfigActor, ConfigArgs, ConfigMsg, ReloadHandle};
 use crate::config::{ConfigHandle, ConfigSource};
 use crate::custody::MasterKeys;
@@ -31,11 +31,6 @@ use crate::monitor::{Monitor, MonitorArgs, MonitorMsg};
 use crate::schedule::{Scheduler, SchedulerArgs, SchedulerMsg};
 use crate::wallet::{RegistryArgs, RegistryMsg, WalletDeps, WalletRegistry, WalletSettings};
 
-/// Restarts allowed per child within [`RESTART_WINDOW`] before the supervisor
-/// gives up and fails upward (systemd then restarts the process).
-pub const MAX_RESTARTS: usize = 10;
-/// The window [`MAX_RESTARTS`] is counted in.
-pub const RESTART_WINDOW: Duration = Duration::from_secs(60);
 /// How long a child gets to stop on shutdown.
 const CHILD_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -62,23 +57,6 @@ pub struct ChainStart {
     /// This daemon's name.
     pub owner: String,
 }
-
-/// The running chain side, for the listener and operators.
-pub struct ChainHandles {
-    /// RPC client.
-    pub client: ChainClient,
-    /// The token contract.
-    pub token: Address,
-    /// The RPC breaker.
-    pub breaker: BreakerHandle,
-    /// The wallet registry.
-    pub registry: ActorRef<RegistryMsg>,
-    /// The chain's last health reading, refreshed in the background.
-    pub health: ChainHealthSlot,
-}
-
-/// Where the chain handles are published (empty without a `[chain]` config).
-pub type ChainSlot = Arc<ArcSwapOption<ChainHandles>>;
 
 /// What the root supervisor is started with.
 pub struct RootArgs {
@@ -437,46 +415,4 @@ async fn spawn_intake(
     let args = IntakeArgs { db: db.clone(), config: config.clone(), on_commit };
     let (intake, _) = Actor::spawn_linked(None, IntakeActor, args, supervisor.get_cell()).await?;
     Ok(intake)
-}
-
-/// At most `max` restarts within a sliding `window`.
-#[derive(Debug)]
-pub struct RestartBudget {
-    max: usize,
-    window: Duration,
-    recent: VecDeque<Instant>,
-}
-
-impl RestartBudget {
-    /// A budget of `max` restarts per `window`.
-    pub fn new(max: usize, window: Duration) -> Self {
-        Self { max, window, recent: VecDeque::new() }
-    }
-
-    /// Records a restart at `now`; false when the budget is spent.
-    pub fn allow(&mut self, now: Instant) -> bool {
-        while self.recent.front().is_some_and(|t| now.duration_since(*t) > self.window) {
-            self.recent.pop_front();
-        }
-        if self.recent.len() >= self.max {
-            return false;
-        }
-        self.recent.push_back(now);
-        true
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn restart_budget_refuses_the_restart_over_the_limit_and_recovers_after_the_window() {
-        let start = Instant::now();
-        let mut budget = RestartBudget::new(2, Duration::from_secs(60));
-        assert!(budget.allow(start));
-        assert!(budget.allow(start + Duration::from_secs(1)));
-        assert!(!budget.allow(start + Duration::from_secs(2)));
-        assert!(budget.allow(start + Duration::from_secs(62)));
-    }
 }

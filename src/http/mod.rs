@@ -79,7 +79,7 @@ pub struct AppState {
     /// The current intake actor.
     pub intake: IntakeSlot,
     /// The chain side, when configured.
-    pub chain: crate::supervisor::ChainSlot,
+    pub chain: crate::slots::ChainSlot,
     /// Master keys, to create custodial wallets for users first seen by an API mint.
     pub keys: Option<crate::custody::MasterKeys>,
     /// The idempotency cache (Redis, or none).

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{WalletActor, WalletArgs, WalletDeps, WalletMsg, WalletStatus};
 use crate::alert::{self, Severity};
-use crate::supervisor::{MAX_RESTARTS, RESTART_WINDOW, RestartBudget};
+use crate::restart::{MAX_RESTARTS, RESTART_WINDOW, RestartBudget};
 
 /// How long a status request waits for one wallet actor.
 const STATUS_TIMEOUT_MS: u64 = 2_000;
