@@ -9,6 +9,7 @@
 //! - [`http`] is the hyper listener, its routing and the SPEC's error shape.
 //! - [`intake`] is the actor that group-commits verified events into the inbox.
 //! - [`chain`] holds the token bindings, the RPC client, signing and admin operations.
+//! - [`chain_health`] is the actor that refreshes the chain part of `/health` in the background.
 //! - [`custody`] encrypts, decrypts (audited), rotates and revokes wallet keys.
 //! - [`ledger`] holds users, reward intents and redemptions.
 //! - [`token`] is what the token API's mints and redemptions do to the ledger.
@@ -34,6 +35,7 @@
 
 pub mod breaker;
 pub mod chain;
+pub mod chain_health;
 pub mod alert;
 pub mod cli;
 pub mod custody;
@@ -303,7 +305,7 @@ impl Daemon {
     }
 
     /// The chain's last background health reading (`None` without a chain).
-    pub fn chain_health(&self) -> Option<chain::health::ChainHealth> {
+    pub fn chain_health(&self) -> Option<chain_health::ChainHealth> {
         let chain = self.chain.load_full()?;
         Some(**chain.health.load())
     }

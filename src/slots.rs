@@ -10,7 +10,7 @@ use ractor::ActorRef;
 
 use crate::breaker::BreakerHandle;
 use crate::chain::ChainClient;
-use crate::chain::health::ChainHealthSlot;
+use crate::chain_health::ChainHealthSlot;
 use crate::wallet::RegistryMsg;
 
 /// The running chain side, for the listener and operators.

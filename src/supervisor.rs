@@ -21,7 +21,7 @@ use crate::restart::{MAX_RESTARTS, RESTART_WINDOW, RestartBudget};
 use crate::slots::{ChainHandles, ChainSlot};
 use crate::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle, BreakerState};
 use crate::chain::ChainClient;
-use crate::chain::health::{ChainHealthActor, ChainHealthArgs, ChainHealthMsg};
+use crate::chain_health::{ChainHealthActor, ChainHealthArgs, ChainHealthMsg};
 use crate::config::actor::{ConfigActor, ConfigArgs, ConfigMsg, ReloadHandle};
 use crate::config::{ConfigHandle, ConfigSource};
 use crate::custody::MasterKeys;
@@ -141,7 +141,7 @@ impl Actor for RootSupervisor {
             let registry_args = RegistryArgs { wallets: chain.wallets, deps };
             let (registry, _) = Actor::spawn_linked(None, WalletRegistry, registry_args, myself.get_cell()).await?;
             others.push(registry.get_cell());
-            let health_args = ChainHealthArgs { client: chain.client.clone(), token: chain.token, breaker: breaker.clone(), slot: crate::chain::health::empty_slot() };
+            let health_args = ChainHealthArgs { client: chain.client.clone(), token: chain.token, breaker: breaker.clone(), slot: crate::chain_health::empty_slot() };
             let health = spawn_chain_health(&myself, &health_args).await?;
             let handles = ChainHandles { client: chain.client, token: chain.token, breaker, registry, health: health_args.slot.clone() };
             args.chain_slot.store(Some(Arc::new(handles)));

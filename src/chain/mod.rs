@@ -7,7 +7,6 @@
 
 pub mod admin;
 pub mod anvil;
-pub mod health;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! `GET /health`: 503 only when webhooks cannot be stored (database down);
 //! a chain or Redis outage is `degraded` with 200, so a load balancer keeps sending
 //! webhooks. The chain part is the last reading of the background refresher
-//! ([`crate::chain::health`]): a request never makes an RPC call.
+//! ([`crate::chain_health`]): a request never makes an RPC call.
 
 use std::time::{Duration, Instant};
 

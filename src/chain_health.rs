@@ -11,7 +11,7 @@ use alloy::primitives::{Address, U256};
 use arc_swap::ArcSwap;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
-use super::ChainClient;
+use crate::chain::ChainClient;
 use crate::breaker::{BreakerHandle, BreakerState};
 
 /// How often the chain is asked, at most.
