@@ -225,7 +225,11 @@ async fn sigkill_mid_staking_job_and_a_restart_pay_each_stake_once_for_the_week(
     let staking = || async {
         transactions::Entity::find().filter(transactions::Column::Source.starts_with("staking:")).all(&db).await.unwrap()
     };
-    assert!(staking().await.is_empty(), "nothing paid before the cron runs");
+    // The start-up run is spawned beside the listener: on a loaded machine it
+    // may read the stakes only after they arrive, pay the first and park at
+    // the failpoint itself. Either way one job is parked mid-way when killed.
+    let early: std::collections::BTreeSet<String> = staking().await.iter().map(|t| t.source.split(':').nth(1).unwrap().to_owned()).collect();
+    assert!(early.len() <= 1, "before the cron, at most the start-up run's first stake is paid: {early:?}");
 
     std::fs::write(dir.path().join("havend.toml"), daemon_file("* * * * * *")).unwrap();
     assert!(Command::new("kill").args(["-HUP", &child.id().to_string()]).status().unwrap().success());
