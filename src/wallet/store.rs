@@ -260,13 +260,6 @@ pub async fn reserve(
     if batch.iter().any(|attempt| gas_hold::waits_for_gas(attempt.kind)) && gas_hold::is_held(&txn, chrono::Utc::now()).await? {
         return Err(StoreError::NotAllowed("mints wait out a gas spike".into()));
     }
-    // Test hook: another daemon may claim the wallet between this actor's reads and its fence.
-    if is_hook_target("wallet::fence_target", wallet_id) {
-        fail::fail_point!("wallet::before_fence");
-    }
-    // The fence first: the wallet row, then its intents, the order in which
-    // a rotation or revocation locks them too, so the two never deadlock.
-    fence(&txn, wallet_id, epoch, start, start + batch.len() as u64, Allowed::NewWork).await?;
     let now = chrono::Utc::now();
     for attempt in batch {
         let updated = transactions::Entity::update_many()
@@ -287,6 +280,11 @@ pub async fn reserve(
     for chunk in batch.chunks(ATTEMPT_ROWS_PER_INSERT) {
         tx_attempts::Entity::insert_many(chunk.iter().map(|a| attempt_row(wallet_id, a))).exec(&txn).await?;
     }
+    // Test hook: another daemon may claim the wallet between this actor's reads and its fence.
+    if is_hook_target("wallet::fence_target", wallet_id) {
+        fail::fail_point!("wallet::before_fence");
+    }
+    fence(&txn, wallet_id, epoch, start, start + batch.len() as u64, Allowed::NewWork).await?;
     txn.commit().await?;
     Ok(())
 }
@@ -363,8 +361,6 @@ pub async fn finalize(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next
 /// had landed).
 pub async fn requeue_foreign(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next_nonce: u64, transaction_id: Uuid, nonce: u64) -> Result<(), StoreError> {
     let txn = crate::db::begin_write(db).await?;
-    // The wallet row before its intents, as everywhere (see `reserve`).
-    fence(&txn, wallet_id, epoch, next_nonce, next_nonce, Allowed::Bookkeeping).await?;
     record_foreign(&txn, wallet_id, nonce).await?;
     transactions::Entity::update_many()
         .col_expr(transactions::Column::Status, Expr::value(QUEUED))
@@ -376,6 +372,7 @@ pub async fn requeue_foreign(db: &DatabaseConnection, wallet_id: Uuid, epoch: i6
         .filter(transactions::Column::Status.is_in([SIGNED, BROADCAST]))
         .exec(&txn)
         .await?;
+    fence(&txn, wallet_id, epoch, next_nonce, next_nonce, Allowed::Bookkeeping).await?;
     txn.commit().await?;
     Ok(())
 }
@@ -445,8 +442,6 @@ pub async fn decide_reversals(
     reversals: &[(Uuid, Uuid)],
 ) -> Result<Vec<(Uuid, ReversalDecision)>, StoreError> {
     let txn = crate::db::begin_write(db).await?;
-    // The wallet row before its intents, as everywhere (see `reserve`).
-    fence(&txn, wallet_id, epoch, next_nonce, next_nonce, Allowed::Bookkeeping).await?;
     let originals: Vec<Uuid> = reversals.iter().map(|(_, original)| *original).collect();
     let status: std::collections::HashMap<Uuid, String> = transactions::Entity::find()
         .filter(transactions::Column::Id.is_in(originals))
@@ -483,6 +478,7 @@ pub async fn decide_reversals(
         };
         decisions.push((reversal, decision));
     }
+    fence(&txn, wallet_id, epoch, next_nonce, next_nonce, Allowed::Bookkeeping).await?;
     txn.commit().await?;
     Ok(decisions)
 }
