@@ -50,10 +50,12 @@ pub mod ledger;
 pub mod live;
 pub mod monitor;
 pub mod redact;
+pub mod reload;
 pub mod restart;
 pub mod rewards;
 pub mod schedule;
 pub mod sessions;
+pub mod severity;
 pub mod signing;
 pub mod slots;
 pub mod supervisor;
@@ -77,7 +79,7 @@ use tracing::info;
 
 use crate::breaker::{BreakerConfig, BreakerStatus};
 use crate::chain::ChainClient;
-use crate::config::actor::ReloadHandle;
+use crate::reload::ReloadHandle;
 use crate::config::reload::ReloadReport;
 use crate::config::{Config, ConfigHandle, ConfigSource};
 use crate::custody::MasterKeys;
@@ -181,7 +183,7 @@ impl Daemon {
             db: db.clone(),
             intake: intake.clone(),
             chain: chain.clone(),
-            keys: processor_keys.clone(),
+            keys: processor_keys,
             idempotency: idempotency::cache::Cache::connect(&config.load().redis),
             admission: Semaphore::new(max_in_flight),
             limits: http::RateLimits::new(&config.load()),
@@ -189,9 +191,6 @@ impl Daemon {
             shutdown: shutdown_rx.clone(),
             admin: http::AdminHandles { reload: reload.clone(), processors: processors.clone() },
         });
-        // A Monday missed while the daemon was down is paid late, never skipped.
-        tokio::spawn(run_staking_job(db.clone(), processor_keys, config.clone()));
-        tokio::spawn(telemetry::metrics::sample(db.clone(), shutdown_rx.clone()));
         let server = tokio::spawn(http::serve(listener, state, shutdown_rx));
         info!(%addr, "havend is listening");
         Ok(Daemon { addr, config, db, intake, chain, processors, reload, shutdown, server, root, root_handle })
@@ -349,16 +348,6 @@ async fn chain_start(config: &Config, db: &DatabaseConnection) -> Result<Option<
         },
         owner: config.daemon_name.clone(),
     }))
-}
-
-/// The staking job at start-up (SPEC section 5); the scheduler runs it weekly.
-async fn run_staking_job(db: DatabaseConnection, keys: Option<MasterKeys>, config: ConfigHandle) {
-    let rules = config.load().rewards.clone();
-    match rewards::staking::run(&db, keys.as_ref(), &rules, chrono::Utc::now()).await {
-        Ok(report) if report.paid > 0 => info!(paid = report.paid, held = report.held, "Staking weeks paid at start-up"),
-        Ok(_) => {}
-        Err(error) => tracing::warn!(%error, "Staking job at start-up failed; it runs again at the next start or schedule"),
-    }
 }
 
 /// Runs the daemon on `listener` until `signal` completes, reloading its

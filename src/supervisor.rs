@@ -22,7 +22,7 @@ use crate::slots::{ChainHandles, ChainSlot};
 use crate::breaker::{BreakerActor, BreakerArgs, BreakerConfig, BreakerHandle, BreakerState};
 use crate::chain::ChainClient;
 use crate::chain_health::{ChainHealthActor, ChainHealthArgs, ChainHealthMsg};
-use crate::config::actor::{ConfigActor, ConfigArgs, ConfigMsg, ReloadHandle};
+use crate::reload::{ConfigActor, ConfigArgs, ConfigMsg, ReloadHandle};
 use crate::config::{ConfigHandle, ConfigSource};
 use crate::custody::MasterKeys;
 use crate::intake::{IntakeActor, IntakeArgs, IntakeMsg, IntakeSlot};
@@ -153,6 +153,7 @@ impl Actor for RootSupervisor {
         }
         args.processor_slot.store(Arc::new(processors));
         let scheduler = spawn_scheduler(&myself, &args.db, &args.config, &args.keys, &args.processor_slot).await?;
+        scheduler.cast(SchedulerMsg::StakingAtStart)?;
         let monitor_chain = args.chain_slot.load().as_ref().map(|chain| chain.client.clone());
         let monitor = spawn_monitor(&myself, &args.db, &args.config, monitor_chain.clone()).await?;
         let monitor_args = (args.db.clone(), monitor_chain);

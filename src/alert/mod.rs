@@ -18,57 +18,16 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, DbErr, Set};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::Notify;
 use tracing::{error, info, warn};
 use uuid::Uuid;
 
 pub use actor::{AlertActor, AlertArgs, AlertMsg};
+pub use crate::severity::Severity;
 
 /// The category of the alert `havend alerts test` raises.
 pub const SYSTEM_TEST: &str = "system_test";
-
-/// How urgent an alert is. Ordered, so a channel's minimum severity compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Severity {
-    /// For the record.
-    #[serde(alias = "info")]
-    Info,
-    /// Recovered or degraded; look when convenient.
-    #[serde(alias = "warning")]
-    Warning,
-    /// Something failed; an operator should act.
-    #[serde(alias = "error")]
-    Error,
-    /// Money or keys at risk; act now.
-    #[serde(alias = "critical")]
-    Critical,
-}
-
-impl Severity {
-    /// The stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "INFO",
-            Severity::Warning => "WARNING",
-            Severity::Error => "ERROR",
-            Severity::Critical => "CRITICAL",
-        }
-    }
-
-    /// The severity of a stored name. A name this version does not know
-    /// (written by a newer one) reads as ERROR, so it still reaches someone.
-    pub fn from_stored(name: &str) -> Severity {
-        match name {
-            "INFO" => Severity::Info,
-            "WARNING" => Severity::Warning,
-            "CRITICAL" => Severity::Critical,
-            _ => Severity::Error,
-        }
-    }
-}
 
 /// An alert as the delivery side reads it.
 #[derive(Debug, Clone, PartialEq)]
@@ -185,18 +144,4 @@ pub async fn send_test(db: &DatabaseConnection, config: &crate::config::Config, 
 /// Waits for the next [`raise`] in this process.
 pub(crate) async fn raised() {
     DELIVERY_NUDGE.notified().await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn severities_order_and_round_trip_their_stored_names() {
-        assert!(Severity::Info < Severity::Warning && Severity::Warning < Severity::Error && Severity::Error < Severity::Critical);
-        for severity in [Severity::Info, Severity::Warning, Severity::Error, Severity::Critical] {
-            assert_eq!(Severity::from_stored(severity.as_str()), severity);
-        }
-        assert_eq!(Severity::from_stored("PANIC"), Severity::Error);
-    }
 }

@@ -137,9 +137,7 @@ pub fn email(alert: &Alert, repeats_before: i64, daemon: &str) -> (String, Strin
     (subject, body)
 }
 
-/// Jitter adds up to the capped delay again: a wait within a round is at
-/// most this many times `retry_max_ms` (the lease is sized on it).
-pub const RETRY_JITTER_FACTOR: u64 = 2;
+pub use crate::config::alerts::RETRY_JITTER_FACTOR;
 
 /// When a failed delivery round's alert gets its next round: after a wait as
 /// long as the alert's age at the failure (so the waits roughly double),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, DAEMON_FILE, Secret, invalid};
-use crate::alert::Severity;
+use crate::severity::Severity;
 
 /// How often the alerts table is polled for alerts to deliver (raising an
 /// alert also nudges the delivery actor of this process).
@@ -78,6 +78,11 @@ impl Default for AlertsConfig {
     }
 }
 
+/// Jitter adds up to the capped delay again: a wait within a round is at
+/// most this many times `retry_max_ms` (the lease is sized on it). Defined
+/// here, where the lease is sized, and applied by `alert::plan`.
+pub const RETRY_JITTER_FACTOR: u64 = 2;
+
 impl AlertsConfig {
     /// The longest one channel's delivery round can take: every attempt
     /// timing out and every retry waiting the longest, jitter included
@@ -86,7 +91,7 @@ impl AlertsConfig {
     /// alert again.
     pub fn worst_delivery(&self) -> Duration {
         let attempts = self.retries as u64 + 1;
-        let longest_wait = self.retry_max_ms.saturating_mul(crate::alert::plan::RETRY_JITTER_FACTOR);
+        let longest_wait = self.retry_max_ms.saturating_mul(RETRY_JITTER_FACTOR);
         Duration::from_millis(self.timeout_ms.saturating_mul(attempts).saturating_add(longest_wait.saturating_mul(self.retries as u64)))
     }
 
@@ -285,8 +290,8 @@ to = ["ops@example.com"]
         let alerts = &config.alerts;
         assert_eq!(alerts.throttle_window_secs, 60);
         assert_eq!(alerts.timeout_ms, super::DEFAULT_ALERT_TIMEOUT_MS);
-        assert_eq!(alerts.channels[0].min_severity, crate::alert::Severity::Warning);
-        assert_eq!(alerts.channels[1].min_severity, crate::alert::Severity::Critical);
+        assert_eq!(alerts.channels[0].min_severity, crate::severity::Severity::Warning);
+        assert_eq!(alerts.channels[1].min_severity, crate::severity::Severity::Critical);
         assert_eq!(alerts.channels[1].categories, ["foreign_nonce"]);
         assert_eq!(alerts.channels[1].tls, super::SmtpTls::Starttls);
     }

@@ -4,8 +4,11 @@
 //! Layering: defaults compiled in → `havend.toml` and `partners.toml` in the
 //! config directory → environment overrides for secrets. Every error names the
 //! file, the key and the problem.
+//!
+//! This module is a leaf of the layering: it reads files and decides
+//! ([`reload::plan_reload`]), and the reload actor in [`crate::reload`] carries
+//! the decision out.
 
-pub mod actor;
 pub mod api;
 pub mod reload;
 pub mod alerts;

@@ -1,7 +1,7 @@
 //! Reload planning, the pure half of hot reload: given the running snapshot
 //! and what was just loaded, decide whether to swap, which keys changed and
 //! which of them only take effect after a restart. The config actor
-//! (`config::actor`) gathers the load and carries the plan out.
+//! (`crate::reload`) gathers the load and carries the plan out.
 
 use std::collections::{BTreeMap, BTreeSet};
 

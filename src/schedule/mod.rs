@@ -119,6 +119,9 @@ pub async fn cleanup(db: &DatabaseConnection, config: &Config, now: chrono::Date
 pub enum SchedulerMsg {
     /// Rebuild the jobs if `[schedule]` changed since they were built.
     CheckConfig,
+    /// Pay the staking weeks completed while the daemon was down (SPEC
+    /// section 5), once at start-up: a Monday missed is paid late, never skipped.
+    StakingAtStart,
 }
 
 /// The scheduler actor.
@@ -168,6 +171,10 @@ impl Actor for Scheduler {
                     state.rebuild(&schedule).await?;
                 }
                 myself.send_after(CONFIG_CHECK_INTERVAL, || SchedulerMsg::CheckConfig);
+            }
+            SchedulerMsg::StakingAtStart => {
+                let running = state.running.entry(JobKind::StakingRewards).or_insert_with(|| Arc::new(AtomicBool::new(false))).clone();
+                tokio::spawn(staking_at_start(state.args.clone(), running));
             }
         }
         Ok(())
@@ -233,6 +240,21 @@ async fn run_scheduled(kind: JobKind, args: &SchedulerArgs, running: &AtomicBool
             let message = format!("Scheduled job {kind:?} failed: {error}; it runs again at its next time");
             alert::raise(&args.db, Severity::Error, "scheduled_job_failed", &message, serde_json::json!({ "job": format!("{kind:?}"), "error": error.to_string() })).await;
         }
+    }
+}
+
+/// The staking job at start-up. A failure is logged, not alerted: the
+/// weekly run and the next start pay what this one could not.
+async fn staking_at_start(args: Arc<SchedulerArgs>, running: Arc<AtomicBool>) {
+    if running.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let _running = Running(&running);
+    let rules = args.config.load().rewards.clone();
+    match staking::run(&args.db, args.keys.as_ref(), &rules, Utc::now()).await {
+        Ok(report) if report.paid > 0 => info!(paid = report.paid, held = report.held, "Staking weeks paid at start-up"),
+        Ok(_) => {}
+        Err(error) => warn!(%error, "Staking job at start-up failed; it runs again at the next start or schedule"),
     }
 }
 

@@ -1,16 +1,13 @@
-//! Prometheus metrics: their names, the process-wide recorder that
-//! `GET /metrics` renders, and a sampler for the gauges read from the database.
+//! Prometheus metrics: their names and the process-wide recorder that
+//! `GET /metrics` renders. The gauges read from the database are sampled by
+//! the monitor (`crate::monitor::sample`), so this module imports no domain module.
 //!
 //! The recorder has no listener of its own: havend's hyper listener serves it.
 
-use std::collections::BTreeSet;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect};
-use tokio::sync::watch;
-use tracing::{debug, warn};
+use tracing::warn;
 
 /// Counter: webhook requests by `partner`, `event` (a known event name, or
 /// `unknown`: paths are attacker-chosen) and `outcome` (`stored`,
@@ -44,27 +41,9 @@ pub const GAS_HOLD: &str = "havend_gas_hold";
 pub const ALL: &[&str] =
     &[WEBHOOKS_RECEIVED, WEBHOOK_ACK_SECONDS, CONFIG_RELOADS, INBOX_EVENTS, INTENTS, WALLET_NEXT_NONCE, WALLET_BACKLOG, BREAKER_STATE, ALERT_DELIVERIES, GAS_BASE_FEE, GAS_HOLD];
 
-/// Inbox statuses published from the first sample on (at 0 when empty), so
-/// dashboards show zero rather than no data.
-const INBOX_STATUSES: &[&str] = &[
-    crate::rewards::inbox::PENDING,
-    crate::rewards::inbox::PROCESSED,
-    crate::rewards::inbox::DEAD_LETTER,
-    crate::intake::store::STATUS_IGNORED,
-    crate::rewards::inbox::INVALID,
-];
-/// Intent statuses published from the first sample on.
-const INTENT_STATUSES: &[&str] = {
-    use crate::ledger::*;
-    &[QUEUED, HELD, SIGNED, BROADCAST, CONFIRMED, FAILED, CANCELLED]
-};
-
 /// Histogram buckets of [`WEBHOOK_ACK_SECONDS`]: a group commit answers in
 /// milliseconds; the top buckets catch a database that stalls.
 pub const ACK_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-/// How often the database gauges are sampled (two `GROUP BY` queries).
-pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(15);
-
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder once (several daemons in one test
@@ -104,81 +83,8 @@ pub fn render() -> String {
     install().render()
 }
 
-/// Samples the database gauges every [`SAMPLE_INTERVAL`] until `shutdown`.
-pub async fn sample(db: DatabaseConnection, mut shutdown: watch::Receiver<bool>) {
-    let known = |statuses: &[&str]| statuses.iter().map(|s| (*s).to_owned()).collect::<BTreeSet<String>>();
-    let mut seen = (known(INBOX_STATUSES), known(INTENT_STATUSES), BTreeSet::new());
-    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = shutdown.changed() => return,
-        }
-        // Without a scrape the recorder never drains its histograms; upkeep bounds them.
-        install().run_upkeep();
-        let inbox = counts::<entity::webhook_events::Entity, _>(&db, entity::webhook_events::Column::Status).await;
-        let intents = counts::<entity::transactions::Entity, _>(&db, entity::transactions::Column::Status).await;
-        match (inbox, intents) {
-            (Ok(inbox), Ok(intents)) => {
-                publish(INBOX_EVENTS, inbox, &mut seen.0);
-                publish(INTENTS, intents, &mut seen.1);
-            }
-            (Err(error), _) | (_, Err(error)) => debug!(%error, "Metrics sample skipped"),
-        }
-        match wallets(&db).await {
-            Ok(wallets) => publish_wallets(wallets, &mut seen.2),
-            Err(error) => debug!(%error, "Wallet metrics sample skipped"),
-        }
-    }
-}
-
-/// Each hot wallet's address, next nonce and queued backlog.
-async fn wallets(db: &DatabaseConnection) -> Result<Vec<(String, i64, i64)>, DbErr> {
-    use entity::{transactions, wallets};
-    let backlog: Vec<(uuid::Uuid, i64)> = transactions::Entity::find()
-        .select_only()
-        .column(transactions::Column::HotWalletId)
-        .column_as(transactions::Column::Id.count(), "count")
-        .filter(transactions::Column::Status.eq(crate::ledger::QUEUED))
-        .group_by(transactions::Column::HotWalletId)
-        .into_tuple()
-        .all(db)
-        .await?;
-    let backlog: std::collections::HashMap<uuid::Uuid, i64> = backlog.into_iter().collect();
-    let hot = wallets::Entity::find().filter(wallets::Column::Kind.eq(crate::custody::HOT)).all(db).await?;
-    Ok(hot.into_iter().map(|w| (w.address, w.next_nonce, backlog.get(&w.id).copied().unwrap_or(0))).collect())
-}
-
-/// Sets the per-wallet gauges; a wallet seen before and gone (deleted) drops to 0.
-fn publish_wallets(wallets: Vec<(String, i64, i64)>, seen: &mut BTreeSet<String>) {
-    let present: BTreeSet<String> = wallets.iter().map(|(address, _, _)| address.clone()).collect();
-    for address in seen.difference(&present) {
-        ::metrics::gauge!(WALLET_BACKLOG, "wallet" => address.clone()).set(0.0);
-    }
-    for (address, next_nonce, backlog) in wallets {
-        ::metrics::gauge!(WALLET_NEXT_NONCE, "wallet" => address.clone()).set(next_nonce as f64);
-        ::metrics::gauge!(WALLET_BACKLOG, "wallet" => address).set(backlog as f64);
-    }
-    seen.extend(present);
-}
-
 /// Counts one alert delivery result (called where it is written to `alert_logs`).
 pub fn alert_delivery(channel: Option<&str>, outcome: &str) {
     ::metrics::counter!(ALERT_DELIVERIES, "channel" => channel.unwrap_or("none").to_owned(), "outcome" => outcome.to_owned()).increment(1);
 }
 
-async fn counts<E: EntityTrait, C: ColumnTrait>(db: &DatabaseConnection, status: C) -> Result<Vec<(String, i64)>, DbErr> {
-    E::find().select_only().column(status).column_as(status.count(), "count").group_by(status).into_tuple().all(db).await
-}
-
-/// Sets a gauge per status; a status seen before and now absent drops to 0.
-fn publish(name: &'static str, counts: Vec<(String, i64)>, seen: &mut BTreeSet<String>) {
-    let present: BTreeSet<String> = counts.iter().map(|(status, _)| status.clone()).collect();
-    for status in seen.difference(&present) {
-        ::metrics::gauge!(name, "status" => status.clone()).set(0.0);
-    }
-    for (status, count) in counts {
-        ::metrics::gauge!(name, "status" => status).set(count as f64);
-    }
-    seen.extend(present);
-}

@@ -1,4 +1,4 @@
-//! The config actor: reloads the configuration when a file in the config
+//! The reload actor: reloads the configuration when a file in the config
 //! directory changes (debounced) or on SIGHUP, and carries out the pure
 //! [`plan_reload`]: swap the snapshot, or keep it and raise `config_rejected`.
 //!
@@ -20,8 +20,8 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 use tracing::{error, info, warn};
 
-use super::reload::{ReloadPlan, ReloadReport, plan_reload};
-use super::{ConfigHandle, ConfigSource};
+use crate::config::reload::{ReloadPlan, ReloadReport, plan_reload};
+use crate::config::{ConfigHandle, ConfigSource};
 use crate::alert::{self, Severity};
 use crate::telemetry::metrics as names;
 
