@@ -14,7 +14,7 @@ use std::sync::Arc;
 use entity::{transactions, wallet_audit_logs, wallets, webhook_events};
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{Map, Value, json};
 use tracing::info;
 use uuid::Uuid;
@@ -24,12 +24,11 @@ use super::routes::Admin;
 use super::trail::{self, AuditEntry};
 use super::{ApiError, AppState, Response, json_response};
 use crate::chain::format_units;
-use crate::config::actor::ReloadHandle;
-use crate::custody::{self, CustodyError};
+use crate::reload::ReloadHandle;
+use crate::custody;
 use crate::ledger::{BROADCAST, CANCELLED, CONFIRMED, FAILED, HELD, QUEUED, SIGNED};
-use crate::rewards::operator::OperatorError;
 use crate::rewards::{ProcessorSlot, inbox, operator};
-use crate::wallet::lifecycle::{self, LifecycleError};
+use crate::wallet::lifecycle;
 use crate::wallet::{RegistryMsg, WalletSettings};
 
 /// How long the wallet list waits for the wallet actors' live status.
@@ -119,23 +118,23 @@ impl Call<'_> {
             Admin::Breakers => self.breakers().await,
             Admin::BreakerReset => self.breaker_reset().await,
             Admin::HeldIntents => {
-                let held = operator::list_held(&self.state.db).await.map_err(database)?;
+                let held = operator::list_held(&self.state.db).await?;
                 ok(json!({ "intents": held.iter().map(describe_intent).collect::<Vec<_>>() }))
             }
             Admin::IntentRelease => self.intent(true).await,
             Admin::IntentCancel => self.intent(false).await,
-            Admin::Pause => ok(json!({ "paused": crate::ledger::pause::is_paused(&self.state.db).await.map_err(database)? })),
+            Admin::Pause => ok(json!({ "paused": crate::ledger::pause::is_paused(&self.state.db).await? })),
             Admin::PauseSet => self.pause_set(request, details).await,
-            Admin::TransactionsSummary => ok(json!(crate::monitor::summary(&self.state.db).await.map_err(database)?)),
+            Admin::TransactionsSummary => ok(json!(crate::monitor::summary(&self.state.db).await?)),
             Admin::TransactionRetry => self.transaction_retry(details).await,
             Admin::Events => self.events(&query).await,
             Admin::Event => self.event().await,
             Admin::EventReplay => self.event_replay().await,
             Admin::Alerts => {
                 let limit = limit(&query, DEFAULT_ALERT_LIMIT, MAX_ALERT_LIMIT)?;
-                ok(json!({ "alerts": crate::alert::store::list(&self.state.db, limit).await.map_err(database)? }))
+                ok(json!({ "alerts": crate::alert::store::list(&self.state.db, limit).await? }))
             }
-            Admin::AlertStats => ok(json!(crate::alert::store::stats(&self.state.db).await.map_err(database)?)),
+            Admin::AlertStats => ok(json!(crate::alert::store::stats(&self.state.db).await?)),
             Admin::AlertTest => self.alert_test(details).await,
             Admin::Config => self.config(),
             Admin::ConfigReload => self.config_reload(details).await,
@@ -143,7 +142,7 @@ impl Call<'_> {
     }
 
     async fn wallets(&self) -> Result<Response, ApiError> {
-        let rows = custody::list_hot(&self.state.db).await.map_err(database)?;
+        let rows = custody::list_hot(&self.state.db).await?;
         let live = match self.state.chain.load_full() {
             Some(chain) => ractor::call_t!(chain.registry, RegistryMsg::Statuses, WALLET_STATUS_TIMEOUT_MS).ok(),
             None => None,
@@ -169,8 +168,7 @@ impl Call<'_> {
             .filter(wallet_audit_logs::Column::WalletId.eq(wallet.id))
             .order_by_asc(wallet_audit_logs::Column::CreatedAt)
             .all(&self.state.db)
-            .await
-            .map_err(database)?;
+            .await?;
         let audit: Vec<Value> = audit
             .into_iter()
             .map(|row| {
@@ -183,7 +181,7 @@ impl Call<'_> {
 
     async fn wallet_create(&self, details: &mut Map<String, Value>) -> Result<Response, ApiError> {
         let keys = self.keys()?;
-        let wallet = custody::create_wallet(&self.state.db, keys, custody::HOT, &self.actor).await.map_err(custody_error)?;
+        let wallet = custody::create_wallet(&self.state.db, keys, custody::HOT, &self.actor).await?;
         details.insert("address".into(), json!(wallet.address));
         Ok(json_response(StatusCode::CREATED, &json!({ "wallet": describe_wallet(&wallet) })))
     }
@@ -197,10 +195,9 @@ impl Call<'_> {
         let wallet = self.find_wallet().await?;
         details.insert("address".into(), json!(wallet.address));
         let activation = lifecycle::activate_checked(&self.state.db, &chain.client, chain.token, min_balance, &wallet, &self.actor)
-            .await
-            .map_err(lifecycle_error)?;
+            .await?;
         let _ = chain.registry.cast(RegistryMsg::Nudge(None));
-        let wallet = custody::find(&self.state.db, &wallet.address).await.map_err(custody_error)?;
+        let wallet = custody::find(&self.state.db, &wallet.address).await?;
         ok(json!({ "wallet": describe_wallet(&wallet), "activation": activation }))
     }
 
@@ -208,7 +205,7 @@ impl Call<'_> {
         let keys = self.keys()?;
         let old = self.find_wallet().await?;
         details.insert("address".into(), json!(old.address));
-        let new = lifecycle::rotate(&self.state.db, keys, &old, &self.actor).await.map_err(lifecycle_error)?;
+        let new = lifecycle::rotate(&self.state.db, keys, &old, &self.actor).await?;
         details.insert("rotated_to".into(), json!(new.address));
         let next = format!(
             "grant {} its roles, fund it, add it to chain.wallets, then activate it; {} signs until then",
@@ -220,18 +217,18 @@ impl Call<'_> {
     async fn wallet_revoke(&self, details: &mut Map<String, Value>) -> Result<Response, ApiError> {
         let wallet = self.find_wallet().await?;
         details.insert("address".into(), json!(wallet.address));
-        let revocation = lifecycle::revoke(&self.state.db, &wallet, &self.actor).await.map_err(lifecycle_error)?;
+        let revocation = lifecycle::revoke(&self.state.db, &wallet, &self.actor).await?;
         self.nudge_wallets(None);
-        let wallet = custody::find(&self.state.db, &wallet.address).await.map_err(custody_error)?;
+        let wallet = custody::find(&self.state.db, &wallet.address).await?;
         ok(json!({ "wallet": describe_wallet(&wallet), "revocation": revocation }))
     }
 
     async fn wallet_resume(&self, details: &mut Map<String, Value>) -> Result<Response, ApiError> {
         let wallet = self.find_wallet().await?;
         details.insert("address".into(), json!(wallet.address));
-        let lifted = lifecycle::resume(&self.state.db, &wallet, &self.actor).await.map_err(lifecycle_error)?;
+        let lifted = lifecycle::resume(&self.state.db, &wallet, &self.actor).await?;
         self.nudge_wallets(Some(wallet.id));
-        let wallet = custody::find(&self.state.db, &wallet.address).await.map_err(custody_error)?;
+        let wallet = custody::find(&self.state.db, &wallet.address).await?;
         ok(json!({ "wallet": describe_wallet(&wallet), "lifted_halt": lifted }))
     }
 
@@ -254,8 +251,7 @@ impl Call<'_> {
             operator::release(&self.state.db, id, &self.actor).await
         } else {
             operator::cancel(&self.state.db, id, &self.actor).await
-        }
-        .map_err(operator_error)?;
+        }?;
         if release {
             self.nudge_wallets(Some(intent.hot_wallet_id));
         }
@@ -268,7 +264,7 @@ impl Call<'_> {
             return Err(ApiError::validation("paused", "paused must be true or false"));
         };
         details.insert("paused".into(), json!(paused));
-        crate::ledger::pause::set_paused(&self.state.db, paused, &self.actor).await.map_err(database)?;
+        crate::ledger::pause::set_paused(&self.state.db, paused, &self.actor).await?;
         if !paused {
             self.nudge_wallets(None);
         }
@@ -288,8 +284,7 @@ impl Call<'_> {
         let id = uuid_param(&self.param(0))?;
         let intent = transactions::Entity::find_by_id(id)
             .one(&self.state.db)
-            .await
-            .map_err(database)?
+            .await?
             .ok_or_else(|| ApiError::not_found(format!("no transaction {id}")))?;
         details.insert("status".into(), json!(intent.status));
         match intent.status.as_str() {
@@ -321,8 +316,7 @@ impl Call<'_> {
             .order_by_desc(webhook_events::Column::ReceivedAt)
             .limit(limit)
             .all(&self.state.db)
-            .await
-            .map_err(database)?;
+            .await?;
         ok(json!({ "events": rows.iter().map(describe_event).collect::<Vec<_>>() }))
     }
 
@@ -332,15 +326,14 @@ impl Call<'_> {
             .filter(webhook_events::Column::Partner.eq(partner.as_str()))
             .filter(webhook_events::Column::PartnerEventId.eq(event_id.as_str()))
             .one(&self.state.db)
-            .await
-            .map_err(database)?
+            .await?
             .ok_or_else(|| ApiError::not_found(format!("no event {event_id:?} from {partner:?}")))?;
         ok(describe_event(&event))
     }
 
     async fn event_replay(&self) -> Result<Response, ApiError> {
         let reference = self.param(0);
-        match inbox::replay(&self.state.db, &reference).await.map_err(database)? {
+        match inbox::replay(&self.state.db, &reference).await? {
             inbox::Replay::Requeued(id) => {
                 crate::rewards::processor::nudge(&self.state.admin.processors);
                 ok(json!({ "replayed": id, "status": inbox::PENDING }))
@@ -355,11 +348,7 @@ impl Call<'_> {
 
     async fn alert_test(&self, details: &mut Map<String, Value>) -> Result<Response, ApiError> {
         let config = self.state.config.load_full();
-        let alert = crate::alert::send_test(&self.state.db, &config, &self.actor).await.map_err(|error| match error {
-            crate::alert::AlertError::Db(error) => database(error),
-            crate::alert::AlertError::Timeout(..) => ApiError::dependency_unavailable("ALERT_TIMEOUT", error.to_string()),
-            error => ApiError::internal(error.to_string()),
-        })?;
+        let alert = crate::alert::send_test(&self.state.db, &config, &self.actor).await?;
         details.insert("alert_id".into(), json!(alert.id));
         details.insert("delivery_status".into(), json!(alert.delivery_status));
         ok(json!(alert))
@@ -386,7 +375,7 @@ impl Call<'_> {
     }
 
     async fn find_wallet(&self) -> Result<wallets::Model, ApiError> {
-        custody::find(&self.state.db, &self.param(0)).await.map_err(custody_error)
+        Ok(custody::find(&self.state.db, &self.param(0)).await?)
     }
 
     fn keys(&self) -> Result<&custody::MasterKeys, ApiError> {
@@ -408,41 +397,6 @@ fn ok(body: Value) -> Result<Response, ApiError> {
 
 fn no_chain() -> ApiError {
     ApiError::dependency_unavailable("NO_CHAIN", "this daemon has no [chain] configured")
-}
-
-fn database(error: DbErr) -> ApiError {
-    ApiError::database_unavailable(format!("database: {error}"))
-}
-
-fn custody_error(error: CustodyError) -> ApiError {
-    match error {
-        CustodyError::NotFound(wallet) => ApiError::not_found(format!("no wallet {wallet}")),
-        CustodyError::NoMasterKey => ApiError::dependency_unavailable("NO_MASTER_KEY", error.to_string()),
-        CustodyError::Db(error) => database(error),
-        error => ApiError::internal(error.to_string()),
-    }
-}
-
-fn lifecycle_error(error: LifecycleError) -> ApiError {
-    match error {
-        LifecycleError::WrongStatus { .. } => ApiError::conflict("WRONG_WALLET_STATUS", error.to_string()),
-        LifecycleError::MissingRole { .. } => ApiError::conflict("MISSING_ROLE", error.to_string()),
-        LifecycleError::LowBalance { .. } => ApiError::conflict("LOW_BALANCE", error.to_string()),
-        // The RPC error may quote the node's URL, which can carry an API key.
-        LifecycleError::Rpc(_) => ApiError::chain("the chain could not be asked about the wallet's roles and gas"),
-        LifecycleError::Custody(error) => custody_error(error),
-        LifecycleError::Db(error) => database(error),
-    }
-}
-
-fn operator_error(error: OperatorError) -> ApiError {
-    match error {
-        OperatorError::NotFound(id) => ApiError::not_found(format!("no intent {id}")),
-        OperatorError::NotHeld { .. } => ApiError::conflict("NOT_HELD", error.to_string()),
-        OperatorError::ReversalPending(_) => ApiError::conflict("REVERSAL_PENDING", error.to_string()),
-        OperatorError::Db(error) => database(error),
-        error => ApiError::internal(error.to_string()),
-    }
 }
 
 fn uuid_param(text: &str) -> Result<Uuid, ApiError> {

@@ -16,7 +16,7 @@ use entity::{transactions, tx_attempts, users};
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use sea_orm::{ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -27,7 +27,6 @@ use crate::chain::{format_units, parse_units};
 use crate::idempotency::cache::Lookup;
 use crate::idempotency::store::{self, Claim, Claimed};
 use crate::idempotency::{self, Decision, StoredResponse};
-use crate::ledger::LedgerError;
 use crate::token::{self, MintOrder, RedeemOrder, TokenError};
 
 /// Longest `reason` an API mint may carry.
@@ -182,8 +181,7 @@ pub async fn redeem(state: &AppState, request: Request<Incoming>, caller: &Calle
 pub async fn user(state: &AppState, reference: &str) -> Result<Response, ApiError> {
     let reference = percent_encoding::percent_decode_str(reference).decode_utf8_lossy().into_owned();
     let mut summary = crate::ledger::summary(&state.db, &reference)
-        .await
-        .map_err(database)?
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("no user {reference:?}")))?;
     if let (Some(chain), Ok(address)) = (state.chain.load_full(), summary.address.parse()) {
         let balance = tokio::time::timeout(CHAIN_BALANCE_TIMEOUT, chain.client.token_balance(chain.token, address)).await;
@@ -198,10 +196,10 @@ pub async fn user(state: &AppState, reference: &str) -> Result<Response, ApiErro
 /// `GET /api/v1/transactions/{id}`: status, hash, nonce and attempts of an intent.
 pub async fn transaction(state: &AppState, id: &str) -> Result<Response, ApiError> {
     let id = Uuid::parse_str(id).map_err(|_| ApiError::validation("id", "a transaction id is a UUID"))?;
-    let intent = transactions::Entity::find_by_id(id).one(&state.db).await.map_err(database)?.ok_or_else(|| ApiError::not_found(format!("no transaction {id}")))?;
-    let attempts = tx_attempts::Entity::find().filter(tx_attempts::Column::TransactionId.eq(id)).count(&state.db).await.map_err(database)?;
-    let user = users::Entity::find_by_id(intent.user_id).one(&state.db).await.map_err(database)?;
-    let redemption = crate::ledger::redemption::by_burn(&state.db, id).await.map_err(database)?;
+    let intent = transactions::Entity::find_by_id(id).one(&state.db).await?.ok_or_else(|| ApiError::not_found(format!("no transaction {id}")))?;
+    let attempts = tx_attempts::Entity::find().filter(tx_attempts::Column::TransactionId.eq(id)).count(&state.db).await?;
+    let user = users::Entity::find_by_id(intent.user_id).one(&state.db).await?;
+    let redemption = crate::ledger::redemption::by_burn(&state.db, id).await?;
     let redemption = redemption.map(|r| RedemptionView { payable: crate::ledger::redemption::payable(&r, &intent.status), id: r.id, status: r.status });
     let view = TransactionView {
         id: intent.id,
@@ -227,10 +225,10 @@ pub async fn transaction(state: &AppState, id: &str) -> Result<Response, ApiErro
 async fn read_request(state: &AppState, request: Request<Incoming>) -> Result<(Option<String>, Value), ApiError> {
     let (parts, body) = super::read_json(state, request).await?;
     let header = match parts.headers.get(idempotency::HEADER) {
-        Some(value) => Some(value.to_str().map_err(|_| ApiError::validation("Idempotency-Key", idempotency::KeyError::Malformed.to_string()))?),
+        Some(value) => Some(value.to_str().map_err(|_| idempotency::KeyError::Malformed)?),
         None => None,
     };
-    let key = idempotency::key_of(header, &body).map_err(|e| ApiError::validation("Idempotency-Key", e.to_string()))?;
+    let key = idempotency::key_of(header, &body)?;
     Ok((key, body))
 }
 
@@ -266,7 +264,7 @@ async fn run_keyed(state: &AppState, caller: &Caller, key: &str, body: &Value, o
         // A mark can outlive its request (a cache write lost after the
         // commit): one read of the row confirms it before answering 409.
         Lookup::InFlight => {
-            if let Some(row) = store::find(&state.db, &caller.key_name, key).await.map_err(database)? {
+            if let Some(row) = store::find(&state.db, &caller.key_name, key).await? {
                 match idempotency::decide(&store::seen(&row), &fingerprint, chrono::Utc::now()) {
                     Decision::Replay(response) => {
                         state.idempotency.store(&caller.key_name, key, &fingerprint, &response, remaining(row.expires_at)).await;
@@ -280,7 +278,7 @@ async fn run_keyed(state: &AppState, caller: &Caller, key: &str, body: &Value, o
         }
         Lookup::Miss => {}
     }
-    let claim = match store::claim(&state.db, &caller.key_name, key, &fingerprint, lease, ttl).await.map_err(database)? {
+    let claim = match store::claim(&state.db, &caller.key_name, key, &fingerprint, lease, ttl).await? {
         Claimed::Owned(claim) => claim,
         Claimed::Decided(Decision::Replay(response), expires_at) => {
             state.idempotency.store(&caller.key_name, key, &fingerprint, &response, remaining(expires_at)).await;
@@ -322,18 +320,18 @@ async fn commit_keyed(
     lease: Duration,
     request_id: &str,
 ) -> Result<(StoredResponse, Option<Uuid>), ApiError> {
-    let txn = crate::db::begin_write(&state.db).await.map_err(database)?;
-    if !store::hold(&txn, claim, lease).await.map_err(database)? {
+    let txn = crate::db::begin_write(&state.db).await?;
+    if !store::hold(&txn, claim, lease).await? {
         return Err(ApiError::in_progress());
     }
     let (response, wallet) = match perform(&txn, state, operation, source).await? {
         Performed::Done(status, body, wallet) => (stored(status, &body), Some(wallet)),
         Performed::Refused(error) => (stored_error(error, request_id).await, None),
     };
-    if !store::complete(&txn, claim, &response).await.map_err(database)? {
+    if !store::complete(&txn, claim, &response).await? {
         return Err(ApiError::in_progress());
     }
-    txn.commit().await.map_err(database)?;
+    txn.commit().await?;
     fail::fail_point!("api::after_commit", |_| std::process::abort());
     Ok((response, wallet))
 }
@@ -341,10 +339,10 @@ async fn commit_keyed(
 /// A mint without an Idempotency-Key: runs every time it is sent.
 async fn run_unkeyed(state: &AppState, caller: &Caller, operation: Operation, request_id: &str) -> Result<Response, ApiError> {
     let source = format!("api:{}:{}", caller.key_name, Uuid::now_v7());
-    let txn = crate::db::begin_write(&state.db).await.map_err(database)?;
+    let txn = crate::db::begin_write(&state.db).await?;
     match perform(&txn, state, operation, source).await? {
         Performed::Done(status, body, wallet) => {
-            txn.commit().await.map_err(database)?;
+            txn.commit().await?;
             nudge(state, Some(wallet));
             Ok(json_response(status, &body))
         }
@@ -379,19 +377,10 @@ async fn perform(txn: &DatabaseTransaction, state: &AppState, operation: Operati
     };
     match result {
         Ok(performed) => Ok(performed),
-        Err(TokenError::UnknownUser(user)) => Ok(Performed::Refused(ApiError::not_found(format!("no user {user:?}")))),
-        // Nothing ran and nothing is stored: the key stays unusable.
-        Err(TokenError::KeyAlreadyUsed) => Err(ApiError::idempotency_key_expired()),
-        Err(error @ TokenError::InsufficientBalance { .. }) => {
-            let TokenError::InsufficientBalance { available, .. } = &error else { unreachable!() };
-            let details = json!({ "available": available });
-            Ok(Performed::Refused(ApiError::refused("INSUFFICIENT_BALANCE", error.to_string(), "The balance is too low for this redemption.").with_details(details)))
-        }
-        Err(TokenError::Ledger(LedgerError::Db(error))) => Err(database(error)),
-        Err(error @ TokenError::Ledger(LedgerError::NoHotWallet | LedgerError::NoMasterKey)) => {
-            Err(ApiError::dependency_unavailable("NO_SIGNER", error.to_string()))
-        }
-        Err(error) => Err(ApiError::database_unavailable(error.to_string())),
+        // Nothing executed, but the refusal is this request's answer.
+        Err(error @ (TokenError::UnknownUser(_) | TokenError::InsufficientBalance { .. })) => Ok(Performed::Refused(error.into())),
+        // `KeyAlreadyUsed` among them: nothing ran and nothing is stored, so the key stays unusable.
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -435,10 +424,6 @@ fn nudge(state: &AppState, wallet: Option<Uuid>) {
     if let (Some(wallet), Some(chain)) = (wallet, state.chain.load_full()) {
         let _ = chain.registry.cast(crate::wallet::RegistryMsg::Nudge(Some(wallet)));
     }
-}
-
-fn database(error: DbErr) -> ApiError {
-    ApiError::database_unavailable(format!("database: {error}"))
 }
 
 /// Test hook: stalls the request holding `key` after its claim (the

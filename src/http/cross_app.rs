@@ -8,7 +8,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use entity::{cross_app_sessions, users};
 use http::{HeaderMap, Request, StatusCode};
 use hyper::body::Incoming;
-use sea_orm::{ColumnTrait, DbErr, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use tracing::info;
 
@@ -30,7 +29,7 @@ pub async fn generate_session(state: &AppState, request: Request<Incoming>, call
     let user = super::api::user_field(&body)?;
     let token = sessions::new_token();
     let ttl = chrono::Duration::seconds(i64::try_from(ttl).unwrap_or(i64::MAX));
-    let session = store::create(&state.db, &token, &user, &caller.key_name, Utc::now(), ttl).await.map_err(database)?;
+    let session = store::create(&state.db, &token, &user, &caller.key_name, Utc::now(), ttl).await?;
     info!(user = %user, api_key = %caller.key_name, expires_at = %session.expires_at, "Cross-app session generated");
     Ok(json_response(StatusCode::OK, &json!({ "session_token": token, "expires_at": timestamp(session.expires_at) })))
 }
@@ -97,13 +96,12 @@ fn check_shared_secret(state: &AppState, headers: &HeaderMap) -> Result<(), ApiE
 /// The unexpired session of `token`, or 401.
 async fn session_of(state: &AppState, token: &str) -> Result<cross_app_sessions::Model, ApiError> {
     store::find_valid(&state.db, token, Utc::now())
-        .await
-        .map_err(database)?
+        .await?
         .ok_or_else(|| ApiError::invalid_session("the session token is unknown or expired"))
 }
 
 async fn known_user(state: &AppState, reference: &str) -> Result<Option<users::Model>, ApiError> {
-    users::Entity::find().filter(users::Column::ExternalRef.eq(reference)).one(&state.db).await.map_err(database)
+    Ok(crate::ledger::find_user_by_ref(&state.db, reference).await?)
 }
 
 fn token_field(body: &Value) -> Result<&str, ApiError> {
@@ -122,8 +120,4 @@ fn string_field<'a>(body: &'a Value, field: &str) -> Result<&'a str, ApiError> {
 
 fn timestamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn database(error: DbErr) -> ApiError {
-    ApiError::database_unavailable(format!("database: {error}"))
 }

@@ -2,9 +2,17 @@
 //! `{"error","message","user_message","error_id","request_id","timestamp","details"}`.
 
 use http::{HeaderValue, StatusCode};
+use sea_orm::DbErr;
 use serde_json::{Value, json};
 
+use crate::alert::AlertError;
+use crate::custody::CustodyError;
+use crate::idempotency::KeyError;
 use crate::intake::StoreError;
+use crate::ledger::LedgerError;
+use crate::rewards::operator::OperatorError;
+use crate::token::TokenError;
+use crate::wallet::lifecycle::LifecycleError;
 use crate::webhooks::{PayloadError, SignatureError};
 
 /// An error answer: status, machine code, messages and details.
@@ -291,5 +299,82 @@ impl From<PayloadError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         Self::intake_unavailable(error.to_string())
+    }
+}
+
+impl From<DbErr> for ApiError {
+    fn from(error: DbErr) -> Self {
+        Self::database_unavailable(format!("database: {error}"))
+    }
+}
+
+impl From<KeyError> for ApiError {
+    fn from(error: KeyError) -> Self {
+        Self::validation("Idempotency-Key", error.to_string())
+    }
+}
+
+impl From<CustodyError> for ApiError {
+    fn from(error: CustodyError) -> Self {
+        match error {
+            CustodyError::NotFound(wallet) => Self::not_found(format!("no wallet {wallet}")),
+            CustodyError::NoMasterKey => Self::dependency_unavailable("NO_MASTER_KEY", error.to_string()),
+            CustodyError::Db(error) => error.into(),
+            error => Self::internal(error.to_string()),
+        }
+    }
+}
+
+impl From<LifecycleError> for ApiError {
+    fn from(error: LifecycleError) -> Self {
+        match error {
+            LifecycleError::WrongStatus { .. } => Self::conflict("WRONG_WALLET_STATUS", error.to_string()),
+            LifecycleError::MissingRole { .. } => Self::conflict("MISSING_ROLE", error.to_string()),
+            LifecycleError::LowBalance { .. } => Self::conflict("LOW_BALANCE", error.to_string()),
+            // The RPC error may quote the node's URL, which can carry an API key.
+            LifecycleError::Rpc(_) => Self::chain("the chain could not be asked about the wallet's roles and gas"),
+            LifecycleError::Custody(error) => error.into(),
+            LifecycleError::Db(error) => error.into(),
+        }
+    }
+}
+
+impl From<OperatorError> for ApiError {
+    fn from(error: OperatorError) -> Self {
+        match error {
+            OperatorError::NotFound(id) => Self::not_found(format!("no intent {id}")),
+            OperatorError::NotHeld { .. } => Self::conflict("NOT_HELD", error.to_string()),
+            OperatorError::ReversalPending(_) => Self::conflict("REVERSAL_PENDING", error.to_string()),
+            OperatorError::Db(error) => error.into(),
+            error => Self::internal(error.to_string()),
+        }
+    }
+}
+
+impl From<AlertError> for ApiError {
+    fn from(error: AlertError) -> Self {
+        match error {
+            AlertError::Db(error) => error.into(),
+            AlertError::Timeout(..) => Self::dependency_unavailable("ALERT_TIMEOUT", error.to_string()),
+            error => Self::internal(error.to_string()),
+        }
+    }
+}
+
+/// A token write's failure. The handler decides which of these are refusals
+/// (stored and replayed under an Idempotency-Key) and which are errors.
+impl From<TokenError> for ApiError {
+    fn from(error: TokenError) -> Self {
+        match error {
+            TokenError::UnknownUser(user) => Self::not_found(format!("no user {user:?}")),
+            TokenError::KeyAlreadyUsed => Self::idempotency_key_expired(),
+            TokenError::InsufficientBalance { ref available, .. } => {
+                let details = json!({ "available": available });
+                Self::refused("INSUFFICIENT_BALANCE", error.to_string(), "The balance is too low for this redemption.").with_details(details)
+            }
+            TokenError::Ledger(LedgerError::Db(error)) => error.into(),
+            TokenError::Ledger(LedgerError::NoHotWallet | LedgerError::NoMasterKey) => Self::dependency_unavailable("NO_SIGNER", error.to_string()),
+            error => Self::database_unavailable(error.to_string()),
+        }
     }
 }

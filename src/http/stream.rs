@@ -57,7 +57,7 @@ pub async fn open(state: &AppState, request: &Request<Incoming>) -> Result<Respo
         Some(last) => last,
         None => {
             let cutoff = chrono::Utc::now() - Duration::from_millis(settings.gap_grace_ms);
-            store::newest_before(&state.db, cutoff).await.map_err(|e| ApiError::database_unavailable(format!("database: {e}")))?
+            store::newest_before(&state.db, cutoff).await?
         }
     };
     let (sender, receiver) = mpsc::channel(CHANNEL_FRAMES);

@@ -361,6 +361,12 @@ pub async fn find_user(db: &impl ConnectionTrait, reference: &str) -> Result<Opt
     }
 }
 
+/// The user whose partner reference is exactly `reference` (`{partner}:{id}`);
+/// unlike [`find_user`], havend's own id does not match.
+pub async fn find_user_by_ref(db: &impl ConnectionTrait, reference: &str) -> Result<Option<users::Model>, DbErr> {
+    users::Entity::find().filter(users::Column::ExternalRef.eq(reference)).one(db).await
+}
+
 /// A user's standing by the ledger (HNV decimal strings).
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct UserSummary {
