@@ -10,6 +10,7 @@ mod chain;
 mod crash;
 mod guards;
 mod intake;
+mod layering;
 mod monitor;
 mod openapi;
 mod ops;
