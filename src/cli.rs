@@ -489,13 +489,8 @@ async fn wallet_command(config: Config, action: WalletAction) -> anyhow::Result<
         }
         WalletAction::Reencrypt => serde_json::json!({ "reencrypted": custody::reencrypt_all(&db, &keys()?, &actor).await? }),
         WalletAction::Audit { wallet } => {
-            use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
             let wallet = custody::find(&db, &wallet).await?;
-            let rows = entity::wallet_audit_logs::Entity::find()
-                .filter(entity::wallet_audit_logs::Column::WalletId.eq(wallet.id))
-                .order_by_asc(entity::wallet_audit_logs::Column::CreatedAt)
-                .all(&db)
-                .await?;
+            let rows = custody::audit_log(&db, wallet.id).await?;
             serde_json::Value::Array(rows.into_iter().map(|r| serde_json::json!({
                 "at": r.created_at, "action": r.action, "severity": r.severity, "actor": r.actor, "details": r.details,
             })).collect())

@@ -230,6 +230,12 @@ pub async fn audit(
     .map(|_| ())
 }
 
+/// A wallet's audit log, oldest first.
+pub async fn audit_log(db: &impl ConnectionTrait, wallet_id: Uuid) -> Result<Vec<entity::wallet_audit_logs::Model>, DbErr> {
+    use entity::wallet_audit_logs::{Column, Entity};
+    Entity::find().filter(Column::WalletId.eq(wallet_id)).order_by_asc(Column::CreatedAt).all(db).await
+}
+
 /// Creates a wallet with a new key: a hot wallet in `standby` (it takes no
 /// users until activated), a user's wallet `active`.
 pub async fn create_wallet(

@@ -11,10 +11,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use entity::{transactions, wallet_audit_logs, wallets, webhook_events};
+use entity::{transactions, wallets, webhook_events};
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::{Map, Value, json};
 use tracing::info;
 use uuid::Uuid;
@@ -164,12 +163,8 @@ impl Call<'_> {
 
     async fn wallet(&self) -> Result<Response, ApiError> {
         let wallet = self.find_wallet().await?;
-        let audit = wallet_audit_logs::Entity::find()
-            .filter(wallet_audit_logs::Column::WalletId.eq(wallet.id))
-            .order_by_asc(wallet_audit_logs::Column::CreatedAt)
-            .all(&self.state.db)
-            .await?;
-        let audit: Vec<Value> = audit
+        let audit: Vec<Value> = custody::audit_log(&self.state.db, wallet.id)
+            .await?
             .into_iter()
             .map(|row| {
                 let details = serde_json::from_str::<Value>(&row.details).unwrap_or(Value::String(row.details));
@@ -282,8 +277,7 @@ impl Call<'_> {
     /// pending reversal.
     async fn transaction_retry(&self, details: &mut Map<String, Value>) -> Result<Response, ApiError> {
         let id = uuid_param(&self.param(0))?;
-        let intent = transactions::Entity::find_by_id(id)
-            .one(&self.state.db)
+        let intent = crate::ledger::find_intent(&self.state.db, id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no transaction {id}")))?;
         details.insert("status".into(), json!(intent.status));
@@ -305,27 +299,13 @@ impl Call<'_> {
 
     async fn events(&self, query: &[(String, String)]) -> Result<Response, ApiError> {
         let limit = limit(query, DEFAULT_EVENT_LIMIT, MAX_EVENT_LIMIT)?;
-        let mut select = webhook_events::Entity::find();
-        if let Some(partner) = value(query, "partner") {
-            select = select.filter(webhook_events::Column::Partner.eq(partner));
-        }
-        if let Some(status) = value(query, "status") {
-            select = select.filter(webhook_events::Column::Status.eq(status));
-        }
-        let rows = select
-            .order_by_desc(webhook_events::Column::ReceivedAt)
-            .limit(limit)
-            .all(&self.state.db)
-            .await?;
+        let rows = inbox::list_events(&self.state.db, value(query, "partner"), value(query, "status"), limit).await?;
         ok(json!({ "events": rows.iter().map(describe_event).collect::<Vec<_>>() }))
     }
 
     async fn event(&self) -> Result<Response, ApiError> {
         let (partner, event_id) = (self.param(0), self.param(1));
-        let event = webhook_events::Entity::find()
-            .filter(webhook_events::Column::Partner.eq(partner.as_str()))
-            .filter(webhook_events::Column::PartnerEventId.eq(event_id.as_str()))
-            .one(&self.state.db)
+        let event = inbox::find_event(&self.state.db, &partner, &event_id)
             .await?
             .ok_or_else(|| ApiError::not_found(format!("no event {event_id:?} from {partner:?}")))?;
         ok(describe_event(&event))

@@ -12,11 +12,10 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use bytes::Bytes;
-use entity::{transactions, tx_attempts, users};
 use http::{HeaderValue, Request, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::DatabaseTransaction;
 use serde_json::{Value, json};
 use tracing::{info, warn};
 use uuid::Uuid;
@@ -196,9 +195,9 @@ pub async fn user(state: &AppState, reference: &str) -> Result<Response, ApiErro
 /// `GET /api/v1/transactions/{id}`: status, hash, nonce and attempts of an intent.
 pub async fn transaction(state: &AppState, id: &str) -> Result<Response, ApiError> {
     let id = Uuid::parse_str(id).map_err(|_| ApiError::validation("id", "a transaction id is a UUID"))?;
-    let intent = transactions::Entity::find_by_id(id).one(&state.db).await?.ok_or_else(|| ApiError::not_found(format!("no transaction {id}")))?;
-    let attempts = tx_attempts::Entity::find().filter(tx_attempts::Column::TransactionId.eq(id)).count(&state.db).await?;
-    let user = users::Entity::find_by_id(intent.user_id).one(&state.db).await?;
+    let intent = crate::ledger::find_intent(&state.db, id).await?.ok_or_else(|| ApiError::not_found(format!("no transaction {id}")))?;
+    let attempts = crate::wallet::store::attempt_count(&state.db, id).await?;
+    let user = crate::ledger::find_user_by_id(&state.db, intent.user_id).await?;
     let redemption = crate::ledger::redemption::by_burn(&state.db, id).await?;
     let redemption = redemption.map(|r| RedemptionView { payable: crate::ledger::redemption::payable(&r, &intent.status), id: r.id, status: r.status });
     let view = TransactionView {

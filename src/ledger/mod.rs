@@ -361,6 +361,16 @@ pub async fn find_user(db: &impl ConnectionTrait, reference: &str) -> Result<Opt
     }
 }
 
+/// The intent with this id.
+pub async fn find_intent(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<transactions::Model>, DbErr> {
+    transactions::Entity::find_by_id(id).one(db).await
+}
+
+/// The user with havend's own id `id`.
+pub async fn find_user_by_id(db: &impl ConnectionTrait, id: Uuid) -> Result<Option<users::Model>, DbErr> {
+    users::Entity::find_by_id(id).one(db).await
+}
+
 /// The user whose partner reference is exactly `reference` (`{partner}:{id}`);
 /// unlike [`find_user`], havend's own id does not match.
 pub async fn find_user_by_ref(db: &impl ConnectionTrait, reference: &str) -> Result<Option<users::Model>, DbErr> {

@@ -1,6 +1,6 @@
 //! The inbox as the processor's queue: claims with a lease token, the
 //! conditional status change that commits with the handler's writes, retries,
-//! dead letters and replay. The row itself is the queue, so nothing is
+//! dead letters, replay and the operator's reads. The row itself is the queue, so nothing is
 //! enqueued after a commit and nothing is lost in between.
 
 use std::time::Duration;
@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use entity::webhook_events;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement};
+use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement};
 use uuid::Uuid;
 
 pub use crate::intake::store::{STATUS_INVALID as INVALID, STATUS_PENDING as PENDING};
@@ -142,6 +142,28 @@ async fn release_claim(db: &impl ConnectionTrait, update: sea_orm::UpdateMany<we
         .exec(db)
         .await?;
     Ok(result.rows_affected == 1)
+}
+
+/// The newest events, up to `limit`, optionally only one partner's or one
+/// status's (the admin API's event list).
+pub async fn list_events(db: &impl ConnectionTrait, partner: Option<&str>, status: Option<&str>, limit: u64) -> Result<Vec<webhook_events::Model>, DbErr> {
+    let mut select = webhook_events::Entity::find();
+    if let Some(partner) = partner {
+        select = select.filter(webhook_events::Column::Partner.eq(partner));
+    }
+    if let Some(status) = status {
+        select = select.filter(webhook_events::Column::Status.eq(status));
+    }
+    select.order_by_desc(webhook_events::Column::ReceivedAt).limit(limit).all(db).await
+}
+
+/// The event `partner` sent under `partner_event_id`.
+pub async fn find_event(db: &impl ConnectionTrait, partner: &str, partner_event_id: &str) -> Result<Option<webhook_events::Model>, DbErr> {
+    webhook_events::Entity::find()
+        .filter(webhook_events::Column::Partner.eq(partner))
+        .filter(webhook_events::Column::PartnerEventId.eq(partner_event_id))
+        .one(db)
+        .await
 }
 
 /// How a replay request ended.

@@ -9,7 +9,7 @@ use entity::{transactions, tx_attempts, wallets};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
 };
 use uuid::Uuid;
 
@@ -236,6 +236,11 @@ pub async fn sent_blocks(db: &impl ConnectionTrait, transaction_id: Uuid) -> Res
         .into_tuple()
         .all(db)
         .await
+}
+
+/// How many attempts were signed for the intent (replacements included).
+pub async fn attempt_count(db: &impl ConnectionTrait, transaction_id: Uuid) -> Result<u64, DbErr> {
+    tx_attempts::Entity::find().filter(tx_attempts::Column::TransactionId.eq(transaction_id)).count(db).await
 }
 
 /// The write-ahead commit: intents → `signed` with their nonces, attempts
