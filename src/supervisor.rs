@@ -1,11 +1,12 @@
 //! The root supervisor: starts the daemon's actors, restarts the intake actor,
-//! the processors, the scheduler, the monitor, the alert delivery actor and
-//! the config actor when they fail (within a budget) and publishes the
-//! replacements where the listener and the daemon look; the chain health
-//! refresher is restarted the same way. The breaker and the wallet registry have no fallible
-//! state of their own; if either fails, the supervisor fails upward and the
-//! process exits for systemd to restart it.
+//! the processors, the scheduler, the monitor, the alert delivery actor, the
+//! config actor and the chain health refresher when they fail (each within
+//! its own [`RestartBudget`], kept per [`Child`] in one table) and publishes
+//! the replacements where the listener and the daemon look. The breaker and
+//! the wallet registry have no fallible state of their own; if either fails,
+//! the supervisor fails upward and the process exits for systemd to restart it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,38 +81,69 @@ pub struct RootArgs {
     pub reload_handle: Arc<ReloadHandle>,
 }
 
+/// The children the root restarts when they fail, each within its own
+/// [`RestartBudget`]. Each handles its own errors, so a failure is a panic;
+/// what a failed child held (claims, leases) lapses and is taken again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Child {
+    /// Group-commits webhooks; unpublished while it restarts, so intake answers 503.
+    Intake,
+    /// One of the reward processors.
+    Processor,
+    /// The scheduled jobs.
+    Scheduler,
+    /// The transaction monitor.
+    Monitor,
+    /// The config reload actor; the snapshot it published stays in force.
+    Config,
+    /// Alert delivery.
+    Alerts,
+    /// The `/health` chain refresher; `/health` reports its last reading meanwhile.
+    ChainHealth,
+}
+
+impl Child {
+    /// The `actor` field of its log lines, what the log calls it, and what
+    /// the supervisor's own failure names.
+    fn names(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Child::Intake => ("intake", "Intake actor", "intake actor"),
+            Child::Processor => ("processor", "Processor", "processor"),
+            Child::Scheduler => ("scheduler", "Scheduler", "scheduler"),
+            Child::Monitor => ("monitor", "Transaction monitor", "monitor"),
+            Child::Config => ("config", "Config actor", "config actor"),
+            Child::Alerts => ("alerts", "Alert delivery", "alert delivery"),
+            Child::ChainHealth => ("chain_health", "Chain health refresher", "chain health refresher"),
+        }
+    }
+}
+
 /// The supervisor's children and restart history.
 pub struct RootState {
     db: DatabaseConnection,
     config: ConfigHandle,
     intake_slot: IntakeSlot,
     intake: ActorRef<IntakeMsg>,
-    intake_restarts: RestartBudget,
     chain_slot: ChainSlot,
     processor_slot: ProcessorSlot,
     keys: Option<MasterKeys>,
-    processor_restarts: RestartBudget,
     scheduler: ActorRef<SchedulerMsg>,
-    scheduler_restarts: RestartBudget,
     monitor: ActorRef<MonitorMsg>,
     monitor_args: (DatabaseConnection, Option<ChainClient>),
-    monitor_restarts: RestartBudget,
     /// The config actor, when the config is reloadable.
     config_actor: Option<ActorRef<ConfigMsg>>,
     /// Where a replacement config actor reloads from.
     reload: Option<ConfigSource>,
     /// Where the config actor is published for [`crate::Daemon::reload`].
     reload_handle: Arc<ReloadHandle>,
-    /// Restarts of the config actor within the window.
-    config_restarts: RestartBudget,
     /// Delivers alerts from the table.
     alerts: ActorRef<AlertMsg>,
-    alert_restarts: RestartBudget,
     /// The chain health refresher and what restarts it (with a chain only).
     chain_health: Option<(ActorRef<ChainHealthMsg>, ChainHealthArgs)>,
-    chain_health_restarts: RestartBudget,
     /// Breaker and registry, stopped in reverse order on shutdown.
     others: Vec<ActorCell>,
+    /// Each child's restarts within the window (made on its first failure).
+    restarts: HashMap<Child, RestartBudget>,
 }
 
 impl Actor for RootSupervisor {
@@ -167,25 +199,19 @@ impl Actor for RootSupervisor {
             config: args.config,
             intake_slot: args.intake_slot,
             intake,
-            intake_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             chain_slot: args.chain_slot,
             processor_slot: args.processor_slot,
             keys: args.keys,
-            processor_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             scheduler,
-            scheduler_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             monitor,
             monitor_args,
-            monitor_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             config_actor,
             reload: args.reload,
             reload_handle: args.reload_handle,
-            config_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             alerts,
-            alert_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             chain_health,
-            chain_health_restarts: RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW),
             others,
+            restarts: HashMap::new(),
         })
     }
 
@@ -206,51 +232,10 @@ impl Actor for RootSupervisor {
             error!(actor = ?cell.get_name(), %reason, "A chain actor stopped; failing upward");
             return Err(format!("chain actor stopped: {reason}").into());
         }
-        if state.processor_slot.load().iter().any(|p| p.get_id() == cell.get_id()) {
-            return state.restart_processor(&myself, cell.get_id(), &reason).await;
+        match state.child(cell.get_id()) {
+            Some(child) => state.restart(&myself, child, cell.get_id(), &reason).await,
+            None => Ok(()),
         }
-        if cell.get_id() == state.scheduler.get_id() {
-            if !state.scheduler_restarts.allow(Instant::now()) {
-                error!(actor = "scheduler", %reason, "Scheduler keeps failing; giving up");
-                return Err(format!("scheduler failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
-            }
-            warn!(actor = "scheduler", %reason, "Scheduler stopped; restarting it");
-            state.scheduler = spawn_scheduler(&myself, &state.db, &state.config, &state.keys, &state.processor_slot).await?;
-            return Ok(());
-        }
-        if cell.get_id() == state.monitor.get_id() {
-            if !state.monitor_restarts.allow(Instant::now()) {
-                error!(actor = "monitor", %reason, "Transaction monitor keeps failing; giving up");
-                return Err(format!("monitor failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
-            }
-            warn!(actor = "monitor", %reason, "Transaction monitor stopped; restarting it");
-            let (db, chain) = state.monitor_args.clone();
-            state.monitor = spawn_monitor(&myself, &db, &state.config, chain).await?;
-            return Ok(());
-        }
-        if state.config_actor.as_ref().is_some_and(|actor| actor.get_id() == cell.get_id()) {
-            return state.restart_config(&myself, &reason).await;
-        }
-        if cell.get_id() == state.alerts.get_id() {
-            return state.restart_alerts(&myself, &reason).await;
-        }
-        if state.chain_health.as_ref().is_some_and(|(actor, _)| actor.get_id() == cell.get_id()) {
-            return state.restart_chain_health(&myself, &reason).await;
-        }
-        if cell.get_id() != state.intake.get_id() {
-            return Ok(());
-        }
-        state.intake_slot.store(None);
-        if !state.intake_restarts.allow(Instant::now()) {
-            error!(actor = "intake", %reason, "Intake actor keeps failing; giving up");
-            return Err(format!("intake actor failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
-        }
-        warn!(actor = "intake", %reason, "Intake actor stopped; restarting it");
-        let intake = spawn_intake(&myself, &state.db, &state.config, &state.processor_slot).await?;
-        state.intake_slot.store(Some(Arc::new(intake.clone())));
-        state.intake = intake;
-        info!(actor = "intake", "Intake actor restarted");
-        Ok(())
     }
 
     async fn post_stop(&self, myself: ActorRef<RootMsg>, state: &mut RootState) -> Result<(), ActorProcessingErr> {
@@ -276,49 +261,77 @@ impl Actor for RootSupervisor {
 }
 
 impl RootState {
-    /// A processor failed (a panic: its handler turns every error into a
-    /// retry): start another in its place, within the restart budget. Its
-    /// claims lapse and are taken again, so nothing it held is lost.
-    async fn restart_processor(&mut self, myself: &ActorRef<RootMsg>, failed: ractor::ActorId, reason: &str) -> Result<(), ActorProcessingErr> {
-        if !self.processor_restarts.allow(Instant::now()) {
-            error!(actor = "processor", %reason, "Processor keeps failing; giving up");
-            return Err(format!("processor failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
+    /// Which restartable child `id` is, if any.
+    fn child(&self, id: ractor::ActorId) -> Option<Child> {
+        if id == self.intake.get_id() {
+            Some(Child::Intake)
+        } else if self.processor_slot.load().iter().any(|p| p.get_id() == id) {
+            Some(Child::Processor)
+        } else if id == self.scheduler.get_id() {
+            Some(Child::Scheduler)
+        } else if id == self.monitor.get_id() {
+            Some(Child::Monitor)
+        } else if self.config_actor.as_ref().is_some_and(|actor| actor.get_id() == id) {
+            Some(Child::Config)
+        } else if id == self.alerts.get_id() {
+            Some(Child::Alerts)
+        } else if self.chain_health.as_ref().is_some_and(|(actor, _)| actor.get_id() == id) {
+            Some(Child::ChainHealth)
+        } else {
+            None
         }
-        warn!(actor = "processor", %reason, "Processor stopped; restarting it");
-        let replacement = spawn_processor(myself, &self.db, &self.config, &self.keys, &self.chain_slot).await?;
-        let mut processors: Vec<_> = self.processor_slot.load().iter().filter(|p| p.get_id() != failed).cloned().collect();
-        processors.push(replacement);
-        self.processor_slot.store(Arc::new(processors));
+    }
+
+    /// `child` (the actor `failed`) stopped: unpublish it, then start another
+    /// in its place within its restart budget, or fail upward once the
+    /// budget is spent.
+    async fn restart(&mut self, myself: &ActorRef<RootMsg>, child: Child, failed: ractor::ActorId, reason: &str) -> Result<(), ActorProcessingErr> {
+        match child {
+            Child::Intake => self.intake_slot.store(None),
+            Child::Config => self.reload_handle.publish(None),
+            _ => {}
+        }
+        let (actor, title, failure) = child.names();
+        if !self.restarts.entry(child).or_insert_with(|| RestartBudget::new(MAX_RESTARTS, RESTART_WINDOW)).allow(Instant::now()) {
+            error!(actor, %reason, "{title} keeps failing; giving up");
+            return Err(format!("{failure} failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
+        }
+        warn!(actor, %reason, "{title} stopped; restarting it");
+        self.respawn(myself, child, failed).await?;
+        info!(actor, "{title} restarted");
         Ok(())
     }
 
-    /// The alert delivery actor failed (a panic: it handles its own errors):
-    /// start another, within the restart budget. Its claims lapse and are
-    /// taken again, so no alert is lost.
-    async fn restart_alerts(&mut self, myself: &ActorRef<RootMsg>, reason: &str) -> Result<(), ActorProcessingErr> {
-        if !self.alert_restarts.allow(Instant::now()) {
-            error!(actor = "alerts", %reason, "Alert delivery keeps failing; giving up");
-            return Err(format!("alert delivery failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
+    /// Starts `child` again and publishes it where its readers look.
+    async fn respawn(&mut self, myself: &ActorRef<RootMsg>, child: Child, failed: ractor::ActorId) -> Result<(), ActorProcessingErr> {
+        match child {
+            Child::Intake => {
+                self.intake = spawn_intake(myself, &self.db, &self.config, &self.processor_slot).await?;
+                self.intake_slot.store(Some(Arc::new(self.intake.clone())));
+            }
+            Child::Processor => {
+                let replacement = spawn_processor(myself, &self.db, &self.config, &self.keys, &self.chain_slot).await?;
+                let mut processors: Vec<_> = self.processor_slot.load().iter().filter(|p| p.get_id() != failed).cloned().collect();
+                processors.push(replacement);
+                self.processor_slot.store(Arc::new(processors));
+            }
+            Child::Scheduler => self.scheduler = spawn_scheduler(myself, &self.db, &self.config, &self.keys, &self.processor_slot).await?,
+            Child::Monitor => {
+                let (db, chain) = self.monitor_args.clone();
+                self.monitor = spawn_monitor(myself, &db, &self.config, chain).await?;
+            }
+            Child::Config => {
+                if let Some(source) = &self.reload {
+                    self.config_actor = Some(spawn_config(myself, source, &self.config, &self.db, &self.reload_handle).await?);
+                }
+            }
+            Child::Alerts => self.alerts = spawn_alerts(myself, &self.db, &self.config).await?,
+            Child::ChainHealth => {
+                if let Some((actor, args)) = &mut self.chain_health {
+                    *actor = spawn_chain_health(myself, args).await?;
+                }
+            }
         }
-        warn!(actor = "alerts", %reason, "Alert delivery stopped; restarting it");
-        self.alerts = spawn_alerts(myself, &self.db, &self.config).await?;
-        Ok(())
-    }
-}
-
-impl RootState {
-    /// The chain health refresher failed (a panic: it handles RPC errors
-    /// itself): start another on the same slot, within the restart budget.
-    /// `/health` reports the last reading meanwhile, and `down` once it is stale.
-    async fn restart_chain_health(&mut self, myself: &ActorRef<RootMsg>, reason: &str) -> Result<(), ActorProcessingErr> {
-        let Some((_, args)) = self.chain_health.take() else { return Ok(()) };
-        if !self.chain_health_restarts.allow(Instant::now()) {
-            error!(actor = "chain_health", %reason, "Chain health refresher keeps failing; giving up");
-            return Err(format!("chain health refresher failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
-        }
-        warn!(actor = "chain_health", %reason, "Chain health refresher stopped; restarting it");
-        let actor = spawn_chain_health(myself, &args).await?;
-        self.chain_health = Some((actor, args));
         Ok(())
     }
 }
@@ -355,23 +368,6 @@ async fn spawn_scheduler(
     let args = SchedulerArgs { db: db.clone(), config: config.clone(), keys: keys.clone(), processors: processors.clone() };
     let (scheduler, _) = Actor::spawn_linked(None, Scheduler, args, supervisor.get_cell()).await?;
     Ok(scheduler)
-}
-
-impl RootState {
-    /// The config actor failed (a panic: its handler turns every failure into
-    /// a rejected reload): start another, within the restart budget. The
-    /// snapshot it published stays in force meanwhile.
-    async fn restart_config(&mut self, myself: &ActorRef<RootMsg>, reason: &str) -> Result<(), ActorProcessingErr> {
-        self.reload_handle.publish(None);
-        let Some(source) = &self.reload else { return Ok(()) };
-        if !self.config_restarts.allow(Instant::now()) {
-            error!(actor = "config", %reason, "Config actor keeps failing; giving up");
-            return Err(format!("config actor failed {MAX_RESTARTS} times within {RESTART_WINDOW:?}").into());
-        }
-        warn!(actor = "config", %reason, "Config actor stopped; restarting it");
-        self.config_actor = Some(spawn_config(myself, source, &self.config, &self.db, &self.reload_handle).await?);
-        Ok(())
-    }
 }
 
 async fn spawn_config(
