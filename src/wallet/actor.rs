@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use super::{WalletDeps, WalletSettings};
 use super::plan::{self, Action, AttemptView, InFlightView, Memory, Mined, Rules, Snapshot};
+use super::sign_plan::{self, AfterSend, Assignment, GasLimits, Queued, Reversals, Seen, Step as SignStep};
 use super::store::{self, NewAttempt, Outcome, ReversalDecision, StoreError};
 use crate::alert::{self, Severity};
 use crate::breaker::BreakerHandle;
@@ -37,8 +38,6 @@ use crate::ledger::gas_hold;
 const MAX_BLOCKS_PER_TICK: u64 = 64;
 /// Ticks between native balance checks.
 const BALANCE_CHECK_EVERY: u64 = 20;
-/// The longest wait before a transaction the node refused is sent again.
-const MAX_REFUSAL_BACKOFF: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Messages a wallet actor handles.
 pub enum WalletMsg {
@@ -110,6 +109,23 @@ struct InFlight {
 }
 
 impl InFlight {
+    /// A newly signed intent, not yet broadcast.
+    fn signed(assignment: &Assignment, attempt: Attempt) -> Self {
+        InFlight {
+            transaction_id: assignment.transaction_id,
+            kind: assignment.kind,
+            account: assignment.account,
+            amount: assignment.amount,
+            attempts: vec![attempt],
+            broadcast: false,
+            last_sent: None,
+            mined: None,
+            refusals: 0,
+            retry_at: None,
+            underpriced: false,
+        }
+    }
+
     fn newest(&self) -> &Attempt {
         self.attempts.last().expect("an in-flight intent has at least one attempt")
     }
@@ -703,10 +719,10 @@ impl WalletState {
     async fn refused_by_node(&mut self, nonce: u64, rejection: SendRejection) {
         let Some(entry) = self.in_flight.get_mut(&nonce) else { return };
         entry.refusals += 1;
-        let backoff = self.settings.resend_after.saturating_mul(2u32.saturating_pow(entry.refusals.min(8))).min(MAX_REFUSAL_BACKOFF);
+        let backoff = sign_plan::refusal_backoff(self.settings.resend_after, entry.refusals);
         entry.retry_at = Some(Instant::now() + backoff);
         let first = entry.refusals == 1;
-        if matches!(rejection, SendRejection::Misconfigured | SendRejection::FeeCapExceeded) {
+        if sign_plan::refusal_holds_new_work(rejection) {
             self.refused = Some(format!("{rejection:?}"));
         }
         if first {
@@ -851,79 +867,27 @@ impl WalletState {
         .await;
     }
 
-    /// Signs queued intents into free window slots, writes them ahead (with
-    /// `head`, the block they are signed at), sends them.
+    /// Signs queued intents into free window slots as [`sign_plan::next`]
+    /// decides, writes them ahead (with `head`, the block they are signed
+    /// at), sends them; `Ok(true)` when more queued work is waiting.
     async fn sign_new(&mut self, head: u64) -> Result<bool, Stop> {
-        let capacity = self.settings.max_in_flight.saturating_sub(self.in_flight.len());
-        if capacity == 0 {
-            return Ok(false);
-        }
-        let mut queued = store::queued(&self.db, self.wallet_id, capacity as u64, false).await?;
-        if queued.is_empty() {
-            return Ok(false);
-        }
-        // Checked again inside the reserve transaction; this only saves signing a batch for nothing.
-        if crate::ledger::pause::is_paused(&self.db).await? {
-            return Ok(false);
-        }
-        // A gas spike: mints wait, burns behind them go. The flag is read
-        // only when mints are queued, so an idle wallet pays nothing for it.
-        if queued.iter().any(|t| CallKind::parse(&t.kind).is_some_and(gas_hold::waits_for_gas)) {
-            let hold = gas_hold::is_held(&self.db, chrono::Utc::now()).await?;
-            if hold != self.gas_hold {
-                info!(wallet = %self.address, hold, "Queued mints {} a gas spike", if hold { "wait out" } else { "no longer wait for" });
-                self.gas_hold = hold;
+        let mut seen = Seen { in_flight: self.in_flight.len(), ..Seen::default() };
+        let (intents, more) = loop {
+            match sign_plan::next(self.settings.max_in_flight, &seen) {
+                SignStep::Stop { more } => return Ok(more),
+                SignStep::Sign { intents, more } => break (intents, more),
+                SignStep::ReadQueue { limit, hold_mints } => {
+                    let queued = store::queued(&self.db, self.wallet_id, limit, hold_mints).await?;
+                    seen.queued = Some(queued.into_iter().map(Queued::from).collect());
+                    seen.mints_left_out = hold_mints;
+                }
+                SignStep::ReadPause => seen.paused = Some(crate::ledger::pause::is_paused(&self.db).await?),
+                SignStep::ReadGasHold => seen.gas_hold = Some(self.read_gas_hold().await?),
+                SignStep::DecideReversals(pairs) => seen.reversals = Some(self.decide_reversals(&pairs).await?),
             }
-            if hold {
-                queued = store::queued(&self.db, self.wallet_id, capacity as u64, true).await?;
-            }
-        }
-        let full = queued.len() == capacity;
-        let ready = self.order_reversals(queued).await?;
-        if ready.is_empty() {
-            return Ok(full);
-        }
-        let user_ids: Vec<Uuid> = ready.iter().map(|t| t.user_id).collect();
-        let accounts = super::accounts_of(&self.db, &user_ids).await?;
-        let base_fee = self.rpc(self.chain.base_fee()).await?;
-        let fees = self.settings.fee_policy.initial(base_fee);
-
+        };
         let start = self.next_nonce;
-        let mut batch = Vec::with_capacity(ready.len());
-        let mut entries = Vec::with_capacity(ready.len());
-        for intent in &ready {
-            let Some(kind) = CallKind::parse(&intent.kind) else { continue };
-            let nonce = start + batch.len() as u64;
-            let account = accounts.get(&intent.user_id).copied().ok_or_else(|| Stop::Db(format!("user of intent {} not found", intent.id)))?;
-            let amount = U256::from_str_radix(&intent.amount, 10).map_err(|_| Stop::Db(format!("bad amount on intent {}", intent.id)))?;
-            let gas_limit = match kind {
-                CallKind::Mint => self.settings.gas_limit_mint,
-                CallKind::Burn => self.settings.gas_limit_burn,
-            };
-            let request = TxRequest {
-                chain_id: self.settings.chain_id,
-                token: self.settings.token,
-                nonce,
-                gas_limit,
-                fees,
-                input: chain::encode_call(kind, account, amount, chain::intent_id(intent.id)),
-            };
-            let signed = chain::sign(&self.signer, &request).map_err(|e| Stop::Db(format!("signing failed: {e}")))?;
-            batch.push(NewAttempt { transaction_id: intent.id, kind, nonce, attempt: 0, hash: signed.hash, raw: signed.raw.clone(), fees, gas_limit, sent_block: head });
-            entries.push((nonce, InFlight {
-                transaction_id: intent.id,
-                kind,
-                account,
-                amount,
-                attempts: vec![Attempt { number: 0, hash: signed.hash, raw: signed.raw, fees, gas_limit }],
-                broadcast: false,
-                last_sent: None,
-                mined: None,
-                refusals: 0,
-                retry_at: None,
-                underpriced: false,
-            }));
-        }
+        let (batch, entries) = self.sign_batch(start, &intents, head).await?;
         match store::reserve(&self.db, self.wallet_id, self.epoch, start, &batch).await {
             Ok(()) => {}
             // The queue changed under us (rotation, cancellation): nothing was reserved; next tick.
@@ -943,53 +907,33 @@ impl WalletState {
             }
             self.in_flight.insert(nonce, entry);
         }
-        let mut sent = Vec::with_capacity(batch.len());
-        for attempt in &batch {
-            fail::fail_point!("wallet::mid_broadcast", |_| std::process::abort());
-            match self.send(attempt.nonce).await {
-                Ok(None | Some(SendRejection::AlreadyHandled)) => sent.push(attempt.nonce),
-                Ok(Some(SendRejection::InsufficientFunds)) => {
-                    self.hold_for_funds().await;
-                    break;
-                }
-                // Underpriced: the planner replaces it on the next tick.
-                Ok(Some(SendRejection::Underpriced)) => {}
-                Ok(Some(rejection)) => self.refused_by_node(attempt.nonce, rejection).await,
-                // Transport down: the rest stay `signed` and go out when it is back.
-                Err(_) => break,
-            }
-        }
-        fail::fail_point!("wallet::after_broadcast", |_| std::process::abort());
-        self.mark_sent(&sent).await?;
-        Ok(full)
+        self.send_batch(&batch).await?;
+        Ok(more)
     }
 
-    /// A reversal burn is signed only after its mint is confirmed: a still
-    /// queued or held mint cancels both, a failed or cancelled one cancels
-    /// the reversal, a mint in flight makes the reversal wait (the queue
-    /// query already leaves those out, so they hold back nothing else).
-    async fn order_reversals(&self, queued: Vec<entity::transactions::Model>) -> Result<Vec<entity::transactions::Model>, Stop> {
-        let reversals: Vec<(Uuid, Uuid)> = queued.iter().filter_map(|t| Some((t.id, t.reverses?))).collect();
-        if reversals.is_empty() {
-            return Ok(queued);
+    /// The gas spike hold as stored now; a change is logged.
+    async fn read_gas_hold(&mut self) -> Result<bool, Stop> {
+        let hold = gas_hold::is_held(&self.db, chrono::Utc::now()).await?;
+        if hold != self.gas_hold {
+            info!(wallet = %self.address, hold, "Queued mints {} a gas spike", if hold { "wait out" } else { "no longer wait for" });
+            self.gas_hold = hold;
         }
+        Ok(hold)
+    }
+
+    /// Decides queued `(reversal, original)` pairs against their originals
+    /// (a still queued or held mint cancels both, a failed or cancelled one
+    /// the reversal, a mint in flight makes the reversal wait) and reads the
+    /// ready reversals again, since one may have been clipped to what its user holds.
+    async fn decide_reversals(&self, pairs: &[(Uuid, Uuid)]) -> Result<Reversals, Stop> {
         let decisions: HashMap<Uuid, ReversalDecision> =
-            store::decide_reversals(&self.db, self.wallet_id, self.epoch, self.next_nonce, &reversals).await?.into_iter().collect();
-        let cancelled: Vec<Uuid> =
-            decisions.iter().filter(|(_, d)| **d == ReversalDecision::Cancelled).map(|(id, _)| *id).collect();
-        if !cancelled.is_empty() {
-            debug!(wallet = %self.address, count = cancelled.len(), "Reversals cancelled with their unmade mints");
+            store::decide_reversals(&self.db, self.wallet_id, self.epoch, self.next_nonce, pairs).await?.into_iter().collect();
+        let cancelled = decisions.values().filter(|d| **d == ReversalDecision::Cancelled).count();
+        if cancelled > 0 {
+            debug!(wallet = %self.address, count = cancelled, "Reversals cancelled with their unmade mints");
         }
-        // A cancelled original may sit in this batch too; the reserve's
-        // compare-and-set on `queued` keeps it from being signed.
-        let originals: Vec<Uuid> = reversals
-            .iter()
-            .filter(|(reversal, _)| decisions.get(reversal) == Some(&ReversalDecision::Cancelled))
-            .map(|(_, original)| *original)
-            .collect();
-        // A ready reversal may have been clipped to what its user holds: sign the stored amount.
         let ready: Vec<Uuid> = decisions.iter().filter(|(_, d)| **d == ReversalDecision::Ready).map(|(id, _)| *id).collect();
-        let clipped: HashMap<Uuid, entity::transactions::Model> = if ready.is_empty() {
+        let reloaded = if ready.is_empty() {
             HashMap::new()
         } else {
             use sea_orm::{ColumnTrait, QueryFilter};
@@ -998,14 +942,69 @@ impl WalletState {
                 .all(&self.db)
                 .await?
                 .into_iter()
-                .map(|t| (t.id, t))
+                .map(|t| (t.id, Queued::from(t)))
                 .collect()
         };
-        Ok(queued
-            .into_iter()
-            .filter(|t| decisions.get(&t.id).is_none_or(|d| *d == ReversalDecision::Ready) && !originals.contains(&t.id))
-            .map(|t| clipped.get(&t.id).cloned().unwrap_or(t))
-            .collect())
+        Ok(Reversals { decisions, reloaded })
+    }
+
+    /// Signs `intents` into consecutive nonces from `start` at the current
+    /// base fee: the attempts to write ahead and the entries to track.
+    async fn sign_batch(&self, start: u64, intents: &[Queued], head: u64) -> Result<(Vec<NewAttempt>, Vec<(u64, InFlight)>), Stop> {
+        let user_ids: Vec<Uuid> = intents.iter().map(|t| t.user_id).collect();
+        let accounts = super::accounts_of(&self.db, &user_ids).await?;
+        let base_fee = self.rpc(self.chain.base_fee()).await?;
+        let fees = self.settings.fee_policy.initial(base_fee);
+        let gas = GasLimits { mint: self.settings.gas_limit_mint, burn: self.settings.gas_limit_burn };
+        let assigned = sign_plan::assign(start, intents, &accounts, gas).map_err(|e| Stop::Db(e.to_string()))?;
+        let mut batch = Vec::with_capacity(assigned.len());
+        let mut entries = Vec::with_capacity(assigned.len());
+        for a in assigned {
+            let request = TxRequest {
+                chain_id: self.settings.chain_id,
+                token: self.settings.token,
+                nonce: a.nonce,
+                gas_limit: a.gas_limit,
+                fees,
+                input: chain::encode_call(a.kind, a.account, a.amount, chain::intent_id(a.transaction_id)),
+            };
+            let signed = chain::sign(&self.signer, &request).map_err(|e| Stop::Db(format!("signing failed: {e}")))?;
+            batch.push(NewAttempt {
+                transaction_id: a.transaction_id,
+                kind: a.kind,
+                nonce: a.nonce,
+                attempt: 0,
+                hash: signed.hash,
+                raw: signed.raw.clone(),
+                fees,
+                gas_limit: a.gas_limit,
+                sent_block: head,
+            });
+            let attempt = Attempt { number: 0, hash: signed.hash, raw: signed.raw, fees, gas_limit: a.gas_limit };
+            entries.push((a.nonce, InFlight::signed(&a, attempt)));
+        }
+        Ok((batch, entries))
+    }
+
+    /// Broadcasts a batch just written ahead, in nonce order, without
+    /// waiting for receipts, and records what the node took.
+    async fn send_batch(&mut self, batch: &[NewAttempt]) -> Result<(), Stop> {
+        let mut sent = Vec::with_capacity(batch.len());
+        for attempt in batch {
+            fail::fail_point!("wallet::mid_broadcast", |_| std::process::abort());
+            match sign_plan::after_send(self.send(attempt.nonce).await.map_err(|_| ())) {
+                AfterSend::Sent => sent.push(attempt.nonce),
+                AfterSend::HoldForFunds => {
+                    self.hold_for_funds().await;
+                    break;
+                }
+                AfterSend::LeaveToPlanner => {}
+                AfterSend::Refused(rejection) => self.refused_by_node(attempt.nonce, rejection).await,
+                AfterSend::StopSending => break,
+            }
+        }
+        fail::fail_point!("wallet::after_broadcast", |_| std::process::abort());
+        self.mark_sent(&sent).await
     }
 
     fn halt(&mut self, reason: String) {

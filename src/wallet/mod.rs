@@ -5,6 +5,7 @@ mod actor;
 pub mod lifecycle;
 pub mod plan;
 mod registry;
+pub mod sign_plan;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
