@@ -349,62 +349,14 @@ impl From<SchemeArg> for Scheme {
 /// Runs a parsed command line; the process exits with the returned code.
 pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::CheckConfig { dir } => match Config::load(&dir) {
-            Ok(config) => {
-                print!("{}", config.to_redacted_toml());
-                Ok(ExitCode::SUCCESS)
-            }
-            Err(errors) => {
-                eprintln!("{}: {errors}", dir.display());
-                Ok(ExitCode::FAILURE)
-            }
-        },
-        Command::SignWebhook { partner, secret, body, scheme, timestamp, id, event } => {
-            let body = std::fs::read(&body).with_context(|| format!("cannot read {}", body.display()))?;
-            let scheme = scheme.map(Scheme::from).unwrap_or(partner.default_scheme());
-            let timestamp = timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp());
-            let id = id.unwrap_or_else(|| format!("msg_{}", uuid::Uuid::new_v4().simple()));
-            let signed = Signed { event: event.as_deref(), body: &body };
-            let headers = scheme
-                .sign(partner, &Secret::new(secret), signed, timestamp, &id)
-                .map_err(|problem| anyhow::anyhow!("cannot sign: {problem}"))?;
-            println!("Content-Type: application/json");
-            for (name, value) in headers {
-                println!("{name}: {value}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Run { config: dir } => {
-            let config = load(&dir)?;
-            crate::telemetry::init(&config.log);
-            runtime()?.block_on(async {
-                let listener = tokio::net::TcpListener::bind(config.server.listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-                crate::run(config, ConfigSource::dir(dir), listener, shutdown_signal()).await?;
-                Ok(ExitCode::SUCCESS)
-            })
-        }
+        Command::CheckConfig { dir } => check_config(&dir),
+        Command::SignWebhook { partner, secret, body, scheme, timestamp, id, event } => sign_webhook(partner, secret, &body, scheme, timestamp, id, event),
+        Command::Run { config } => run_daemon(config),
         Command::NewMasterKey { version } => {
             println!("{}", crate::custody::MasterKeys::generate_text(version));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Dev { config: dir } => {
-            let config = load(&dir)?;
-            crate::telemetry::init(&config.log);
-            runtime()?.block_on(async {
-                let (config, _anvil) = crate::dev::prepare(config).await?;
-                let listener = tokio::net::TcpListener::bind(config.server.listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-                let banner = crate::dev::banner(&config)?;
-                let source = ConfigSource::with_overlay(dir, crate::dev::overlay(&config));
-                let daemon = crate::Daemon::start_with_reload(config, source, listener).await?;
-                println!("{banner}");
-                daemon.run_until(shutdown_signal()).await?;
-                Ok(ExitCode::SUCCESS)
-            })
-        }
+        Command::Dev { config } => dev(config),
         Command::Wallet { config, action } => {
             let config = load(&config)?;
             runtime()?.block_on(wallet_command(config, action))
@@ -418,22 +370,88 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reconcile { config, chain } => operator(&config, OperatorCommand::Reconcile(chain)),
         Command::User { config, user, chain } => operator(&config, OperatorCommand::User(user, chain)),
         Command::TransactionsSummary { config } => operator(&config, OperatorCommand::TransactionsSummary),
-        Command::Migrate { config, action } => {
-            let config = load(&config)?;
-            runtime()?.block_on(async {
-                let db = crate::db::connect(&config).await?;
-                match action {
-                    MigrateAction::Up => crate::db::migrate_up(&db).await?,
-                    MigrateAction::Down { steps } => crate::db::migrate_down(&db, steps).await?,
-                    MigrateAction::Status => {}
-                }
-                for (name, applied) in crate::db::migration_status(&db).await? {
-                    println!("{} {name}", if applied { "applied" } else { "pending" });
-                }
-                Ok(ExitCode::SUCCESS)
-            })
+        Command::Migrate { config, action } => migrate(&config, action),
+    }
+}
+
+/// `havend check-config`: the effective config, or why it does not load (exit 1).
+fn check_config(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match Config::load(dir) {
+        Ok(config) => {
+            print!("{}", config.to_redacted_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            eprintln!("{}: {errors}", dir.display());
+            Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `havend sign-webhook`: prints the headers a partner would send with `body`.
+fn sign_webhook(partner: Partner, secret: String, body: &std::path::Path, scheme: Option<SchemeArg>, timestamp: Option<i64>, id: Option<String>, event: Option<String>) -> anyhow::Result<ExitCode> {
+    let body = std::fs::read(body).with_context(|| format!("cannot read {}", body.display()))?;
+    let scheme = scheme.map(Scheme::from).unwrap_or(partner.default_scheme());
+    let timestamp = timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp());
+    let id = id.unwrap_or_else(|| format!("msg_{}", uuid::Uuid::new_v4().simple()));
+    let signed = Signed { event: event.as_deref(), body: &body };
+    let headers = scheme
+        .sign(partner, &Secret::new(secret), signed, timestamp, &id)
+        .map_err(|problem| anyhow::anyhow!("cannot sign: {problem}"))?;
+    println!("Content-Type: application/json");
+    for (name, value) in headers {
+        println!("{name}: {value}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `havend run`: the daemon on the config in `dir`, until SIGTERM or SIGINT.
+fn run_daemon(dir: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = load(&dir)?;
+    crate::telemetry::init(&config.log);
+    runtime()?.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        crate::run(config, ConfigSource::dir(dir), listener, shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `havend dev`: prepares the local setup around the config in `dir`, then
+/// runs the daemon on it, printing the banner once it listens.
+fn dev(dir: PathBuf) -> anyhow::Result<ExitCode> {
+    let config = load(&dir)?;
+    crate::telemetry::init(&config.log);
+    runtime()?.block_on(async {
+        let (config, _anvil) = crate::dev::prepare(config).await?;
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let banner = crate::dev::banner(&config)?;
+        let source = ConfigSource::with_overlay(dir, crate::dev::overlay(&config));
+        let daemon = crate::Daemon::start_with_reload(config, source, listener).await?;
+        println!("{banner}");
+        daemon.run_until(shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `havend migrate`: applies or reverts migrations, then lists them all.
+fn migrate(dir: &std::path::Path, action: MigrateAction) -> anyhow::Result<ExitCode> {
+    let config = load(dir)?;
+    runtime()?.block_on(async {
+        let db = crate::db::connect(&config).await?;
+        match action {
+            MigrateAction::Up => crate::db::migrate_up(&db).await?,
+            MigrateAction::Down { steps } => crate::db::migrate_down(&db, steps).await?,
+            MigrateAction::Status => {}
+        }
+        for (name, applied) in crate::db::migration_status(&db).await? {
+            println!("{} {name}", if applied { "applied" } else { "pending" });
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 async fn wallet_command(config: Config, action: WalletAction) -> anyhow::Result<ExitCode> {
