@@ -17,15 +17,13 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use sea_orm::DatabaseTransaction;
 use serde_json::{Value, json};
-use tracing::{info, warn};
+use tracing::info;
 use uuid::Uuid;
 
 use super::auth::Caller;
 use super::{ApiError, AppState, Response, json_response};
 use crate::chain::{format_units, parse_units};
-use crate::idempotency::cache::Lookup;
-use crate::idempotency::store::{self, Claim, Claimed};
-use crate::idempotency::{self, Decision, StoredResponse};
+use crate::idempotency::{self, Keyed, Ran, StoredResponse};
 use crate::token::{self, MintOrder, RedeemOrder, TokenError};
 
 /// Longest `reason` an API mint may carry.
@@ -257,82 +255,21 @@ async fn run_keyed(state: &AppState, caller: &Caller, key: &str, body: &Value, o
         (Duration::from_secs(config.api.idempotency_lease_secs), Duration::from_secs(config.api.idempotency_ttl_secs))
     };
     let fingerprint = idempotency::fingerprint(operation.route(), body);
-    match state.idempotency.lookup(&caller.key_name, key).await {
-        Lookup::Done { fingerprint: stored, response } if stored == fingerprint => return Ok(replay(response)),
-        Lookup::Done { .. } => return Err(ApiError::idempotency_mismatch()),
-        // A mark can outlive its request (a cache write lost after the
-        // commit): one read of the row confirms it before answering 409.
-        Lookup::InFlight => {
-            if let Some(row) = store::find(&state.db, &caller.key_name, key).await? {
-                match idempotency::decide(&store::seen(&row), &fingerprint, chrono::Utc::now()) {
-                    Decision::Replay(response) => {
-                        state.idempotency.store(&caller.key_name, key, &fingerprint, &response, remaining(row.expires_at)).await;
-                        return Ok(replay(response));
-                    }
-                    Decision::Mismatch => return Err(ApiError::idempotency_mismatch()),
-                    Decision::InFlight => return Err(ApiError::in_progress()),
-                    Decision::TakeOver => {}
-                }
-            }
-        }
-        Lookup::Miss => {}
-    }
-    let claim = match store::claim(&state.db, &caller.key_name, key, &fingerprint, lease, ttl).await? {
-        Claimed::Owned(claim) => claim,
-        Claimed::Decided(Decision::Replay(response), expires_at) => {
-            state.idempotency.store(&caller.key_name, key, &fingerprint, &response, remaining(expires_at)).await;
-            return Ok(replay(response));
-        }
-        Claimed::Decided(Decision::Mismatch, _) => return Err(ApiError::idempotency_mismatch()),
-        Claimed::Decided(_, _) => return Err(ApiError::in_progress()),
-    };
-    state.idempotency.mark_in_flight(&caller.key_name, key, lease).await;
-    if let Some(stall) = stall_for_test(key) {
-        tokio::time::sleep(stall).await;
-    }
+    let keyed = Keyed { caller: &caller.key_name, key, fingerprint: &fingerprint, lease, ttl };
     let source = format!("api:{}:{key}", caller.key_name);
-    match commit_keyed(state, &claim, operation, source, lease, request_id).await {
-        Ok((response, wallet)) => {
-            state.idempotency.store(&caller.key_name, key, &fingerprint, &response, ttl).await;
+    let work = async |txn: &DatabaseTransaction| -> Result<(StoredResponse, Option<Uuid>), ApiError> {
+        Ok(match perform(txn, state, operation, source).await? {
+            Performed::Done(status, body, wallet) => (stored(status, &body), Some(wallet)),
+            Performed::Refused(error) => (stored_error(error, request_id).await, None),
+        })
+    };
+    match idempotency::run_once(&state.db, &state.idempotency, keyed, work).await? {
+        Ran::Replayed(response) => Ok(replay(response)),
+        Ran::Done(response, wallet) => {
             nudge(state, wallet);
             Ok(respond(&response))
         }
-        Err(error) => {
-            // Nothing committed: free the key so a retry runs (a no-op when
-            // another request took it over).
-            if let Err(release_error) = store::release(&state.db, &claim).await {
-                warn!(error = %release_error, "Cannot release an idempotency key; it frees itself when its lease ends");
-            }
-            state.idempotency.forget(&caller.key_name, key).await;
-            Err(error)
-        }
     }
-}
-
-/// Runs the work and stores its response in one transaction, only while
-/// the claim holds.
-async fn commit_keyed(
-    state: &AppState,
-    claim: &Claim,
-    operation: Operation,
-    source: String,
-    lease: Duration,
-    request_id: &str,
-) -> Result<(StoredResponse, Option<Uuid>), ApiError> {
-    let txn = crate::db::begin_write(&state.db).await?;
-    if !store::hold(&txn, claim, lease).await? {
-        return Err(ApiError::in_progress());
-    }
-    let (response, wallet) = match perform(&txn, state, operation, source).await? {
-        Performed::Done(status, body, wallet) => (stored(status, &body), Some(wallet)),
-        Performed::Refused(error) => (stored_error(error, request_id).await, None),
-    };
-    if !store::complete(&txn, claim, &response).await? {
-        return Err(ApiError::in_progress());
-    }
-    txn.commit().await?;
-    fail::fail_point!("api::after_commit", |_| std::process::abort());
-    Ok((response, wallet))
 }
 
 /// A mint without an Idempotency-Key: runs every time it is sent.
@@ -413,11 +350,6 @@ fn replay(stored: StoredResponse) -> Response {
     response
 }
 
-/// How long a stored response still has to live: a cache entry never
-/// outlives the key's row.
-fn remaining(expires_at: chrono::DateTime<chrono::Utc>) -> Duration {
-    (expires_at - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO)
-}
 
 fn nudge(state: &AppState, wallet: Option<Uuid>) {
     if let (Some(wallet), Some(chain)) = (wallet, state.chain.load_full()) {
@@ -425,11 +357,3 @@ fn nudge(state: &AppState, wallet: Option<Uuid>) {
     }
 }
 
-/// Test hook: stalls the request holding `key` after its claim (the
-/// `api::stall_after_claim` failpoint armed with `return(<key>=<ms>)`), so
-/// a test can let its lease lapse while another request takes the key.
-#[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
-fn stall_for_test(key: &str) -> Option<Duration> {
-    fail::fail_point!("api::stall_after_claim", |armed| crate::hooks::stall_for(armed, key));
-    None
-}

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::alert::AlertError;
 use crate::custody::CustodyError;
-use crate::idempotency::KeyError;
+use crate::idempotency::{KeyError, RunError};
 use crate::intake::StoreError;
 use crate::ledger::LedgerError;
 use crate::rewards::operator::OperatorError;
@@ -311,6 +311,17 @@ impl From<DbErr> for ApiError {
 impl From<KeyError> for ApiError {
     fn from(error: KeyError) -> Self {
         Self::validation("Idempotency-Key", error.to_string())
+    }
+}
+
+impl From<RunError<ApiError>> for ApiError {
+    fn from(error: RunError<ApiError>) -> Self {
+        match error {
+            RunError::Mismatch => Self::idempotency_mismatch(),
+            RunError::InProgress => Self::in_progress(),
+            RunError::Db(error) => error.into(),
+            RunError::Work(error) => error,
+        }
     }
 }
 

@@ -9,11 +9,15 @@
 //! in-flight mark answers 409 early; Redis being down, slow or emptied only
 //! sends requests to the database.
 //!
-//! This file holds the pure parts: key syntax, the body's fingerprint and
-//! what to do with a key row seen in the database.
+//! [`run_once`] is the state machine around one keyed write; this file
+//! holds the pure parts: key syntax, the body's fingerprint and what to do
+//! with a key row seen in the database.
 
 pub mod cache;
+mod run;
 pub mod store;
+
+pub use run::{Keyed, Ran, RunError, run_once};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
