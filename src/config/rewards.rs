@@ -9,6 +9,8 @@ use rust_decimal_macros::dec;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::{ConfigError, REWARDS_FILE, invalid};
+
 /// Every reward rule; one snapshot is used per processing transaction.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -201,6 +203,13 @@ impl RewardRules {
             problems.push(("staking.timezone".into(), "not an IANA timezone name (e.g. UTC, America/Toronto)".into()));
         }
         problems
+    }
+
+    /// Reports [`Self::problems`] as errors in `rewards.toml`.
+    pub(super) fn validate(&self, errors: &mut Vec<ConfigError>) {
+        for (key, problem) in self.problems() {
+            errors.push(invalid(REWARDS_FILE, key, problem));
+        }
     }
 
     /// The hash stored on every intent computed with these rules: SHA-256 of
