@@ -4,12 +4,82 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::config::{Config, ConfigSource, Secret};
 use crate::webhooks::signature::Signed;
 use crate::webhooks::{Partner, Scheme};
+
+/// Why a command failed (the binary prints it with its sources).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// A command refused or found nothing (no such event, no chain, an unconfirmed export).
+    #[error("{0}")]
+    Message(String),
+    /// A step that failed on `source`; `message` says which.
+    #[error("{message}")]
+    Context {
+        /// What was attempted.
+        message: String,
+        /// Why it failed.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The async runtime could not start.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// The output could not be made JSON.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The database could not be opened.
+    #[error(transparent)]
+    DbOpen(#[from] crate::db::DbError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sea_orm::DbErr),
+    /// The daemon could not start or stopped abnormally.
+    #[error(transparent)]
+    App(#[from] crate::app::AppError),
+    /// `havend dev` could not prepare its setup.
+    #[error(transparent)]
+    Dev(#[from] crate::dev::DevError),
+    /// The master key or a wallet failed.
+    #[error(transparent)]
+    Custody(#[from] crate::custody::CustodyError),
+    /// A wallet could not be rotated, activated, resumed or revoked.
+    #[error(transparent)]
+    Lifecycle(#[from] crate::wallet::lifecycle::LifecycleError),
+    /// Granting roles failed.
+    #[error(transparent)]
+    Admin(#[from] crate::chain::admin::AdminError),
+    /// An RPC call failed.
+    #[error(transparent)]
+    Rpc(#[from] crate::chain::RpcFailure),
+    /// A stored address is not an address.
+    #[error(transparent)]
+    Address(#[from] alloy::hex::FromHexError),
+    /// The test alert could not be raised.
+    #[error(transparent)]
+    Alert(#[from] crate::alert::AlertError),
+    /// A held intent could not be released or cancelled.
+    #[error(transparent)]
+    Operator(#[from] crate::rewards::operator::OperatorError),
+    /// A scheduled job failed.
+    #[error(transparent)]
+    Job(#[from] crate::schedule::JobError),
+    /// The staking rewards run failed.
+    #[error(transparent)]
+    Staking(#[from] crate::rewards::staking::StakingError),
+    /// Reconciliation could not run.
+    #[error(transparent)]
+    Reconcile(#[from] crate::ledger::reconcile::ReconcileError),
+}
+
+impl CliError {
+    /// `message` about `source`, as `.context(message)` said it.
+    fn context(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> CliError {
+        CliError::Context { message: message.into(), source: Box::new(source) }
+    }
+}
 
 /// havend: partner webhooks in, HAVEN token rewards out.
 #[derive(Debug, Parser)]
@@ -347,7 +417,7 @@ impl From<SchemeArg> for Scheme {
 }
 
 /// Runs a parsed command line; the process exits with the returned code.
-pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
+pub fn execute(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::CheckConfig { dir } => check_config(&dir),
         Command::SignWebhook { partner, secret, body, scheme, timestamp, id, event } => sign_webhook(partner, secret, &body, scheme, timestamp, id, event),
@@ -375,7 +445,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `havend check-config`: the effective config, or why it does not load (exit 1).
-fn check_config(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn check_config(dir: &std::path::Path) -> Result<ExitCode, CliError> {
     match Config::load(dir) {
         Ok(config) => {
             print!("{}", config.to_redacted_toml());
@@ -389,15 +459,15 @@ fn check_config(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 /// `havend sign-webhook`: prints the headers a partner would send with `body`.
-fn sign_webhook(partner: Partner, secret: String, body: &std::path::Path, scheme: Option<SchemeArg>, timestamp: Option<i64>, id: Option<String>, event: Option<String>) -> anyhow::Result<ExitCode> {
-    let body = std::fs::read(body).with_context(|| format!("cannot read {}", body.display()))?;
+fn sign_webhook(partner: Partner, secret: String, body: &std::path::Path, scheme: Option<SchemeArg>, timestamp: Option<i64>, id: Option<String>, event: Option<String>) -> Result<ExitCode, CliError> {
+    let body = std::fs::read(body).map_err(|e| CliError::context(format!("cannot read {}", body.display()), e))?;
     let scheme = scheme.map(Scheme::from).unwrap_or(partner.default_scheme());
     let timestamp = timestamp.unwrap_or_else(|| chrono::Utc::now().timestamp());
     let id = id.unwrap_or_else(|| format!("msg_{}", uuid::Uuid::new_v4().simple()));
     let signed = Signed { event: event.as_deref(), body: &body };
     let headers = scheme
         .sign(partner, &Secret::new(secret), signed, timestamp, &id)
-        .map_err(|problem| anyhow::anyhow!("cannot sign: {problem}"))?;
+        .map_err(|problem| CliError::Message(format!("cannot sign: {problem}")))?;
     println!("Content-Type: application/json");
     for (name, value) in headers {
         println!("{name}: {value}");
@@ -406,13 +476,13 @@ fn sign_webhook(partner: Partner, secret: String, body: &std::path::Path, scheme
 }
 
 /// `havend run`: the daemon on the config in `dir`, until SIGTERM or SIGINT.
-fn run_daemon(dir: PathBuf) -> anyhow::Result<ExitCode> {
+fn run_daemon(dir: PathBuf) -> Result<ExitCode, CliError> {
     let config = load(&dir)?;
     crate::telemetry::init(&config.log);
     runtime()?.block_on(async {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+            .map_err(|e| CliError::context(format!("cannot listen on {}", config.server.listen), e))?;
         crate::run(config, ConfigSource::dir(dir), listener, shutdown_signal()).await?;
         Ok(ExitCode::SUCCESS)
     })
@@ -420,14 +490,14 @@ fn run_daemon(dir: PathBuf) -> anyhow::Result<ExitCode> {
 
 /// `havend dev`: prepares the local setup around the config in `dir`, then
 /// runs the daemon on it, printing the banner once it listens.
-fn dev(dir: PathBuf) -> anyhow::Result<ExitCode> {
+fn dev(dir: PathBuf) -> Result<ExitCode, CliError> {
     let config = load(&dir)?;
     crate::telemetry::init(&config.log);
     runtime()?.block_on(async {
         let (config, _anvil) = crate::dev::prepare(config).await?;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
-            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+            .map_err(|e| CliError::context(format!("cannot listen on {}", config.server.listen), e))?;
         let banner = crate::dev::banner(&config)?;
         let source = ConfigSource::with_overlay(dir, crate::dev::overlay(&config));
         let daemon = crate::Daemon::start_with_reload(config, source, listener).await?;
@@ -438,7 +508,7 @@ fn dev(dir: PathBuf) -> anyhow::Result<ExitCode> {
 }
 
 /// `havend migrate`: applies or reverts migrations, then lists them all.
-fn migrate(dir: &std::path::Path, action: MigrateAction) -> anyhow::Result<ExitCode> {
+fn migrate(dir: &std::path::Path, action: MigrateAction) -> Result<ExitCode, CliError> {
     let config = load(dir)?;
     runtime()?.block_on(async {
         let db = crate::db::connect(&config).await?;
@@ -454,7 +524,7 @@ fn migrate(dir: &std::path::Path, action: MigrateAction) -> anyhow::Result<ExitC
     })
 }
 
-async fn wallet_command(config: Config, action: WalletAction) -> anyhow::Result<ExitCode> {
+async fn wallet_command(config: Config, action: WalletAction) -> Result<ExitCode, CliError> {
     use crate::custody;
     use crate::wallet::lifecycle;
     let db = crate::db::connect(&config).await?;
@@ -479,9 +549,9 @@ async fn wallet_command(config: Config, action: WalletAction) -> anyhow::Result<
             describe(&new)
         }
         WalletAction::Activate { wallet } => {
-            let Some(chain) = &config.chain else { bail!("activate needs a [chain] section (rpc_url, token) to check roles and gas") };
+            let Some(chain) = &config.chain else { return Err(CliError::Message("activate needs a [chain] section (rpc_url, token) to check roles and gas".into())) };
             let settings = crate::wallet::WalletSettings::from_config(chain);
-            let client = crate::chain::ChainClient::new(&chain.rpc_url, std::time::Duration::from_millis(chain.rpc_timeout_ms)).map_err(anyhow::Error::msg)?;
+            let client = crate::chain::ChainClient::new(&chain.rpc_url, std::time::Duration::from_millis(chain.rpc_timeout_ms)).map_err(CliError::Message)?;
             let wallet = custody::find(&db, &wallet).await?;
             let activation = lifecycle::activate_checked(&db, &client, chain.token, settings.min_balance, &wallet, &actor).await?;
             serde_json::json!({ "wallet": describe(&custody::find(&db, &wallet.address).await?), "activation": activation })
@@ -499,7 +569,7 @@ async fn wallet_command(config: Config, action: WalletAction) -> anyhow::Result<
         }
         WalletAction::Export { wallet, yes } => {
             if !yes {
-                bail!("exporting prints a private key; pass --yes to confirm (the export is audit-logged HIGH)");
+                return Err(CliError::Message("exporting prints a private key; pass --yes to confirm (the export is audit-logged HIGH)".into()));
             }
             let wallet = custody::find(&db, &wallet).await?;
             let key = custody::export(&db, &keys()?, &wallet, &actor).await?;
@@ -514,11 +584,11 @@ async fn wallet_command(config: Config, action: WalletAction) -> anyhow::Result<
             })).collect())
         }
         WalletAction::GrantRoles { wallet, admin_key_env } => {
-            let Some(chain) = &config.chain else { bail!("grant-roles needs a [chain] section (rpc_url, token)") };
+            let Some(chain) = &config.chain else { return Err(CliError::Message("grant-roles needs a [chain] section (rpc_url, token)".into())) };
             let admin: alloy::signers::local::PrivateKeySigner = std::env::var(&admin_key_env)
-                .with_context(|| format!("set {admin_key_env} to the token admin's private key"))?
+                .map_err(|e| CliError::context(format!("set {admin_key_env} to the token admin's private key"), e))?
                 .parse()
-                .context("the admin key is not a private key")?;
+                .map_err(|e: alloy::signers::local::LocalSignerError| CliError::context("the admin key is not a private key", e))?;
             let wallet = custody::find(&db, &wallet).await?;
             crate::chain::admin::grant_roles(&chain.rpc_url, &admin, chain.token, wallet.address.parse()?).await?;
             custody::audit(&db, Some(wallet.id), "grant_roles", "MEDIUM", &actor, serde_json::json!({ "admin": admin.address() })).await?;
@@ -541,25 +611,25 @@ enum OperatorCommand {
     TransactionsSummary,
 }
 
-fn operator(dir: &std::path::Path, command: OperatorCommand) -> anyhow::Result<ExitCode> {
+fn operator(dir: &std::path::Path, command: OperatorCommand) -> Result<ExitCode, CliError> {
     use crate::rewards::{inbox, operator, staking};
     let config = load(dir)?;
     runtime()?.block_on(async {
         let db = crate::db::connect(&config).await?;
         crate::db::migrate_up(&db).await?;
         let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
-        let chain = |args: &ChainArgs| -> anyhow::Result<(crate::chain::ChainClient, alloy::primitives::Address)> {
+        let chain = |args: &ChainArgs| -> Result<(crate::chain::ChainClient, alloy::primitives::Address), CliError> {
             let rpc_url = args.rpc_url.clone().or_else(|| config.chain.as_ref().map(|c| c.rpc_url.clone()));
             let token = args.token.or_else(|| config.chain.as_ref().map(|c| c.token));
-            let (Some(rpc_url), Some(token)) = (rpc_url, token) else { bail!("no chain: configure [chain] or pass --rpc-url and --token") };
-            Ok((crate::chain::ChainClient::new(&rpc_url, std::time::Duration::from_secs(10)).map_err(anyhow::Error::msg)?, token))
+            let (Some(rpc_url), Some(token)) = (rpc_url, token) else { return Err(CliError::Message("no chain: configure [chain] or pass --rpc-url and --token".into())) };
+            Ok((crate::chain::ChainClient::new(&rpc_url, std::time::Duration::from_secs(10)).map_err(CliError::Message)?, token))
         };
         let mut code = ExitCode::SUCCESS;
         let output = match command {
             OperatorCommand::Events(EventsAction::Replay { event }) => match inbox::replay(&db, &event).await? {
                 inbox::Replay::Requeued(id) => serde_json::json!({ "replayed": id }),
-                inbox::Replay::NotFound => bail!("no event {event}"),
-                inbox::Replay::NotDeadLettered(status) => bail!("event {event} is {status}; only dead-lettered events are replayed"),
+                inbox::Replay::NotFound => return Err(CliError::Message(format!("no event {event}"))),
+                inbox::Replay::NotDeadLettered(status) => return Err(CliError::Message(format!("event {event} is {status}; only dead-lettered events are replayed"))),
             },
             OperatorCommand::Alerts(AlertsAction::Test) => {
                 let alert = crate::alert::send_test(&db, &config, &actor).await?;
@@ -604,7 +674,7 @@ fn operator(dir: &std::path::Path, command: OperatorCommand) -> anyhow::Result<E
             }
             OperatorCommand::TransactionsSummary => serde_json::to_value(crate::monitor::summary(&db).await?)?,
             OperatorCommand::User(user, args) => {
-                let mut summary = crate::ledger::summary(&db, &user).await?.ok_or_else(|| anyhow::anyhow!("no user {user}"))?;
+                let mut summary = crate::ledger::summary(&db, &user).await?.ok_or_else(|| CliError::Message(format!("no user {user}")))?;
                 if args.rpc_url.is_some() || config.chain.is_some() {
                     let (client, token) = chain(&args)?;
                     let balance = client.token_balance(token, summary.address.parse()?).await?;
@@ -625,14 +695,14 @@ fn describe_intent(t: &entity::transactions::Model) -> serde_json::Value {
     })
 }
 
-fn load(dir: &std::path::Path) -> anyhow::Result<Config> {
+fn load(dir: &std::path::Path) -> Result<Config, CliError> {
     match Config::load(dir) {
         Ok(config) => Ok(config),
-        Err(errors) => bail!("{}: {errors}", dir.display()),
+        Err(errors) => Err(CliError::Message(format!("{}: {errors}", dir.display()))),
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 

@@ -12,13 +12,71 @@ use alloy::node_bindings::{Anvil, AnvilInstance};
 use alloy::primitives::{Address, U256};
 use alloy::providers::{Provider, ProviderBuilder, ext::AnvilApi};
 use alloy::signers::local::PrivateKeySigner;
-use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::chain::{self, admin};
 use crate::config::{ChainConfig, Config, Secret};
 use crate::custody::{self, MasterKeys};
 use crate::webhooks::Partner;
+
+/// Why dev mode could not prepare its setup or print its banner.
+#[derive(Debug, thiserror::Error)]
+pub enum DevError {
+    /// A step that failed without an error of its own (no chain, no anvil binary, an RPC client or a signature that cannot be made).
+    #[error("{0}")]
+    Message(String),
+    /// A step that failed on `source`; `message` says which.
+    #[error("{message}")]
+    Context {
+        /// What was attempted.
+        message: String,
+        /// Why it failed.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A file could not be read or written.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    /// A JSON file could not be read or written.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// The `[chain]` made for anvil did not parse.
+    #[error(transparent)]
+    Toml(#[from] toml::de::Error),
+    /// The master key or a wallet failed.
+    #[error(transparent)]
+    Custody(#[from] custody::CustodyError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    DbOpen(#[from] crate::db::DbError),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] sea_orm::DbErr),
+    /// A wallet's address is not an address.
+    #[error(transparent)]
+    Address(#[from] alloy::hex::FromHexError),
+    /// anvil's RPC URL is not a URL.
+    #[error(transparent)]
+    Url(<reqwest::Url as std::str::FromStr>::Err),
+    /// anvil did not answer an RPC call.
+    #[error(transparent)]
+    Rpc(#[from] alloy::transports::TransportError),
+    /// Deploying the token or granting roles failed.
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
+    /// The hot wallet could not be activated.
+    #[error(transparent)]
+    Lifecycle(#[from] crate::wallet::lifecycle::LifecycleError),
+    /// The task starting anvil did not finish.
+    #[error(transparent)]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl DevError {
+    /// `message` about `source`, as `.context(message)` said it.
+    fn context(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> DevError {
+        DevError::Context { message: message.into(), source: Box::new(source) }
+    }
+}
 
 /// Native coin given to the dev hot wallet for gas (1,000 ETH).
 const DEV_GAS_FUNDS: u128 = 1_000 * 10u128.pow(18);
@@ -41,10 +99,10 @@ pub struct DevApiKeys {
 
 impl DevApiKeys {
     /// The keys from an earlier run, or new random ones written to `data_dir`.
-    pub fn load_or_create(data_dir: &Path) -> anyhow::Result<DevApiKeys> {
+    pub fn load_or_create(data_dir: &Path) -> Result<DevApiKeys, DevError> {
         let file = data_dir.join(DEV_API_KEYS_FILE);
         if let Ok(text) = std::fs::read_to_string(&file) {
-            return serde_json::from_str(&text).with_context(|| format!("cannot read {}", file.display()));
+            return serde_json::from_str(&text).map_err(|e| DevError::context(format!("cannot read {}", file.display()), e));
         }
         let random = || format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
         let keys = DevApiKeys { token: format!("hv_tok_{}", random()), admin: format!("hv_adm_{}", random()) };
@@ -60,10 +118,10 @@ impl DevApiKeys {
     }
 }
 
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+fn write_private(path: &Path, text: &str) -> Result<(), DevError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| DevError::context(format!("cannot create {}", path.display()), e))?;
     file.write_all(text.as_bytes())?;
     Ok(())
 }
@@ -76,8 +134,8 @@ struct DevChain {
 
 /// Prepares the dev environment around `config`; returns the config to run
 /// with and the anvil to keep alive (None when `[chain]` was configured).
-pub async fn prepare(mut config: Config) -> anyhow::Result<(Config, Option<AnvilInstance>)> {
-    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+pub async fn prepare(mut config: Config) -> Result<(Config, Option<AnvilInstance>), DevError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| DevError::context(format!("cannot create {}", config.data_dir.display()), e))?;
     let key_file = config.custody.master_key_file.clone().unwrap_or_else(|| config.data_dir.join("master.key"));
     if std::env::var(custody::MASTER_KEY_ENV).is_err() {
         // Dev mode only: created once, never replaced.
@@ -101,11 +159,11 @@ pub async fn prepare(mut config: Config) -> anyhow::Result<(Config, Option<Anvil
         None => custody::create_wallet(&db, &keys, custody::HOT, "havend dev").await?,
     };
     let hot_address: Address = hot.address.parse()?;
-    let provider = ProviderBuilder::new().connect_http(rpc_url.parse()?);
+    let provider = ProviderBuilder::new().connect_http(rpc_url.parse().map_err(DevError::Url)?);
     provider.anvil_set_balance(hot_address, U256::from(DEV_GAS_FUNDS)).await?;
     admin::grant_roles(&rpc_url, &admin_key, token, hot_address).await?;
     if hot.status == custody::STANDBY {
-        let client = chain::ChainClient::new(&rpc_url, std::time::Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
+        let client = chain::ChainClient::new(&rpc_url, std::time::Duration::from_secs(10)).map_err(DevError::Message)?;
         crate::wallet::lifecycle::activate_checked(&db, &client, token, U256::from(DEV_GAS_FUNDS), &hot, "havend dev").await?;
     }
     db.close().await.ok();
@@ -139,8 +197,8 @@ pub fn overlay(prepared: &Config) -> impl Fn(&mut Config) + Send + Sync + 'stati
 }
 
 /// Starts anvil with its state kept in `state` (loaded if present, saved every second).
-async fn start_anvil(state: &Path) -> anyhow::Result<AnvilInstance> {
-    let path = chain::anvil::locate().map_err(anyhow::Error::msg)?;
+async fn start_anvil(state: &Path) -> Result<AnvilInstance, DevError> {
+    let path = chain::anvil::locate().map_err(DevError::Message)?;
     let state = state.to_owned();
     tokio::task::spawn_blocking(move || {
         Anvil::at(path)
@@ -151,13 +209,13 @@ async fn start_anvil(state: &Path) -> anyhow::Result<AnvilInstance> {
             .try_spawn()
     })
     .await?
-    .context("cannot start anvil")
+    .map_err(|e| DevError::context("cannot start anvil", e))
 }
 
 /// The token from an earlier run if the chain still has it, else a new deployment.
-async fn dev_token(data_dir: &Path, rpc_url: &str, admin_key: &PrivateKeySigner) -> anyhow::Result<Address> {
+async fn dev_token(data_dir: &Path, rpc_url: &str, admin_key: &PrivateKeySigner) -> Result<Address, DevError> {
     let file: PathBuf = data_dir.join("dev-chain.json");
-    let provider = ProviderBuilder::new().connect_http(rpc_url.parse()?);
+    let provider = ProviderBuilder::new().connect_http(rpc_url.parse().map_err(DevError::Url)?);
     if let Ok(text) = std::fs::read_to_string(&file) {
         let saved: DevChain = serde_json::from_str(&text)?;
         if !provider.get_code_at(saved.token).await?.is_empty() {
@@ -170,8 +228,8 @@ async fn dev_token(data_dir: &Path, rpc_url: &str, admin_key: &PrivateKeySigner)
 }
 
 /// The banner `havend dev` prints: where things are and a signed curl to paste.
-pub fn banner(config: &Config) -> anyhow::Result<String> {
-    let Some(chain) = &config.chain else { bail!("no chain configured") };
+pub fn banner(config: &Config) -> Result<String, DevError> {
+    let Some(chain) = &config.chain else { return Err(DevError::Message("no chain configured".into())) };
     let listen = config.server.listen;
     let mut out = format!(
         "havend dev is ready\n  listening    http://{listen}\n  database     {}\n  chain        {} (chain id {})\n  token        {}\n  hot wallet   {}\n",
@@ -185,7 +243,7 @@ pub fn banner(config: &Config) -> anyhow::Result<String> {
         let body = format!(r#"{{"id":"bk_{}","guest_id":"guest_001","total_price":"330.50","nights":2}}"#, &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let headers = crate::webhooks::Scheme::HavenHmac
             .sign(Partner::Aurora, &Secret::new(aurora.expose()), body.as_bytes(), chrono::Utc::now().timestamp(), "")
-            .map_err(anyhow::Error::msg)?;
+            .map_err(DevError::Message)?;
         let header_args: String = headers.iter().map(|(n, v)| format!(" -H '{n}: {v}'")).collect();
         out.push_str(&format!(
             "\nSend a signed booking (valid for 5 minutes):\n  curl -sS -H 'Content-Type: application/json'{header_args} --data '{body}' http://{listen}/webhooks/aurora/booking-created\n"

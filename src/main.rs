@@ -12,7 +12,8 @@ fn main() -> ExitCode {
     match havend::cli::execute(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("havend: {error:#}");
+            // Through anyhow, `{:#}` prints each source after the message, as before the typed errors.
+            eprintln!("havend: {:#}", anyhow::Error::from(error));
             ExitCode::FAILURE
         }
     }
