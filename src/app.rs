@@ -2,7 +2,7 @@
 //! together and runs them until a signal or until the tree gives up. `main`
 //! (through `cli`) and the integration tests both go through it.
 
-use crate::{chain_health, custody, db, http, idempotency, intake, redact, rewards, systemd, telemetry};
+use crate::{chain_health, custody, db, http, idempotency, redact, rewards, systemd, telemetry};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -206,7 +206,7 @@ impl Daemon {
     #[cfg(feature = "test-hooks")]
     pub fn inject_intake_panic(&self) -> Option<ractor::ActorId> {
         let intake = self.intake.load_full()?;
-        let _ = intake.cast(intake::IntakeMsg::Panic);
+        let _ = intake.cast(crate::intake::IntakeMsg::Panic);
         Some(intake.get_id())
     }
 

@@ -281,6 +281,8 @@ pub async fn assign_wallet(db: &impl ConnectionTrait, user: &users::Model) -> Re
 /// is armed with `return(<user>)`, so a test holds only its own user's
 /// transaction.
 #[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
+// The closure gives the failpoint's early return a scope of its own.
+#[allow(clippy::redundant_closure_call)]
 fn hook_for_test(name: &str, user: &str) {
     let targeted = (|| {
         fail::fail_point!("ledger::hook_target", |armed: Option<String>| armed.as_deref() == Some(user));

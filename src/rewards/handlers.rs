@@ -116,12 +116,14 @@ pub async fn handle(txn: &impl ConnectionTrait, ctx: &Context<'_>, data: EventDa
 }
 
 /// The stall armed for `key` on `rewards::handler_stall` (`return(<key>=<ms>)`).
+#[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
 fn handler_stall(key: &str) -> Option<std::time::Duration> {
     fail::fail_point!("rewards::handler_stall", |armed| crate::hooks::stall_for(armed, key));
     None
 }
 
 /// Whether `rewards::handler_panics` is armed for `key` (`return(<key>)`).
+#[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
 fn handler_panics(key: &str) -> bool {
     fail::fail_point!("rewards::handler_panics", |armed: Option<String>| armed.as_deref() == Some(key));
     false

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::Utc;
 use entity::webhook_events;
 use futures_util::FutureExt;
@@ -28,6 +27,7 @@ use crate::alert::{self, Severity};
 use crate::config::{ConfigHandle, ProcessorConfig};
 use crate::custody::MasterKeys;
 use crate::db::Failure;
+use crate::retry::Backoff;
 use crate::webhooks::{Partner, payload};
 
 /// Messages a processor handles.
@@ -94,6 +94,7 @@ pub fn plan(outcome: Outcome, attempts_so_far: i32, max_attempts: i32, age: Dura
 }
 
 /// The stall armed for `key` on `processor::stall_before_commit` (`return(<key>=<ms>)`).
+#[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
 fn stall_before_commit(key: &str) -> Option<Duration> {
     fail::fail_point!("processor::stall_before_commit", |armed| crate::hooks::stall_for(armed, key));
     None
@@ -123,15 +124,7 @@ fn retry_delay(config: &ProcessorConfig, attempt: u32) -> Duration {
     if attempt == 0 {
         return Duration::from_millis(config.transient_retry_ms);
     }
-    ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(config.retry_base_ms))
-        .with_max_delay(Duration::from_secs(config.retry_max_secs))
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .build()
-        .nth(attempt as usize - 1)
-        .unwrap_or(Duration::from_secs(config.retry_max_secs))
+    Backoff::doubling(Duration::from_millis(config.retry_base_ms), Duration::from_secs(config.retry_max_secs)).jittered().delay(attempt - 1)
 }
 
 /// What a handler's panic said, for the event's `last_error`.
