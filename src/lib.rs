@@ -7,6 +7,7 @@
 //! - [`severity`] is how urgent an alert is (a leaf, so `config` and `alert` share it).
 //! - [`signing`] holds what config and webhooks share: signature schemes and secrets (a leaf).
 //! - [`redact`] says what of a URL may be shown in logs, errors, alerts and config views (a leaf).
+//! - [`retry`] is the backoff policy every retry shares: alert deliveries, reward events, refused and parked wallets (a leaf, on `backon`).
 //! - [`webhooks`] knows the partners, their signature schemes and payload rules (pure logic).
 //! - [`http`] is the hyper listener, its routing and the SPEC's error shape.
 //! - [`intake`] is the actor that group-commits verified events into the inbox.
@@ -57,6 +58,7 @@ pub mod monitor;
 pub mod redact;
 pub mod reload;
 pub mod restart;
+pub mod retry;
 pub mod rewards;
 pub mod schedule;
 pub mod sessions;

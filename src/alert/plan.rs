@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -13,6 +12,7 @@ use uuid::Uuid;
 
 use super::{Alert, Severity};
 use crate::config::{AlertsConfig, ChannelConfig, ChannelKind};
+use crate::retry::Backoff;
 
 /// The channels `alert` is routed to: those whose minimum severity it
 /// reaches and whose category filter (if any) names its category.
@@ -159,13 +159,7 @@ pub fn next_round(config: &AlertsConfig, raised_at: DateTime<Utc>, failed_at: Da
 /// The waits between attempts on one channel: exponential from
 /// `retry_base_ms`, capped at `retry_max_ms`, with jitter, `retries` of them.
 pub fn retry_delays(config: &AlertsConfig) -> impl Iterator<Item = Duration> + Send + use<> {
-    ExponentialBuilder::new()
-        .with_min_delay(Duration::from_millis(config.retry_base_ms))
-        .with_max_delay(Duration::from_millis(config.retry_max_ms))
-        .with_factor(2.0)
-        .with_jitter()
-        .with_max_times(config.retries)
-        .build()
+    Backoff::doubling(Duration::from_millis(config.retry_base_ms), Duration::from_millis(config.retry_max_ms)).jittered().delays(config.retries)
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {

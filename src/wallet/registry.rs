@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::{WalletActor, WalletArgs, WalletDeps, WalletMsg, WalletStatus};
 use crate::alert::{self, Severity};
 use crate::restart::{MAX_RESTARTS, RESTART_WINDOW, RestartBudget};
+use crate::retry::Backoff;
 
 /// How long a status request waits for one wallet actor.
 const STATUS_TIMEOUT_MS: u64 = 2_000;
@@ -42,6 +43,8 @@ const RESPAWN_DELAY: Duration = Duration::from_secs(1);
 const PARK_BASE: Duration = Duration::from_secs(15);
 /// The longest pause of a parked wallet actor.
 const PARK_MAX: Duration = Duration::from_secs(10 * 60);
+/// The pauses of a parked wallet actor, by parks in a row before this one.
+const PARK_BACKOFF: Backoff = Backoff::doubling(PARK_BASE, PARK_MAX);
 
 /// The registry actor.
 pub struct WalletRegistry;
@@ -186,7 +189,7 @@ impl RegistryState {
         // A wallet that ran well for a while starts its backoff over.
         let count = if now.duration_since(last) > 2 * PARK_MAX { 1 } else { count + 1 };
         self.parks.insert(wallet, (count, now));
-        let pause = PARK_BASE.saturating_mul(2u32.saturating_pow(count - 1)).min(PARK_MAX);
+        let pause = PARK_BACKOFF.delay(count - 1);
         alert::raise(
             &self.args.deps.db,
             Severity::Error,

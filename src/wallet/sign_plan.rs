@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::store::ReversalDecision;
 use crate::chain::{CallKind, SendRejection};
 use crate::ledger::gas_hold;
+use crate::retry::Backoff;
 
 /// A queued intent as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -244,7 +245,9 @@ pub const MAX_REFUSAL_BACKOFF: Duration = Duration::from_secs(300);
 /// before it is sent again: `resend_after` doubled per refusal (the
 /// exponent stops at 8), at most [`MAX_REFUSAL_BACKOFF`].
 pub fn refusal_backoff(resend_after: Duration, refusals: u32) -> Duration {
-    resend_after.saturating_mul(2u32.saturating_pow(refusals.min(8))).min(MAX_REFUSAL_BACKOFF)
+    // The exponent stopping at 8 is a cap of 2^8 times `resend_after`.
+    let cap = resend_after.saturating_mul(1 << 8).min(MAX_REFUSAL_BACKOFF);
+    Backoff::doubling(resend_after, cap).delay(refusals)
 }
 
 /// Whether a refusal holds new work until an operator fixes its cause (a
