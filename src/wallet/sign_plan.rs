@@ -402,7 +402,13 @@ mod tests {
                 prop_assert!(!paused, "signed while paused");
                 prop_assert!(!intents.is_empty() && intents.len() <= max.saturating_sub(in_flight), "signed beyond the free slots");
                 prop_assert!(!gas_hold || intents.iter().all(|t| t.kind != Some(CallKind::Mint)), "signed a mint during a gas spike");
-                let cancelled_originals: HashSet<Uuid> = queue
+                // Only the reversals the plan read can cancel their mints: a
+                // cancelled reversal beyond the window is decided on a later tick.
+                let Some(Step::ReadQueue { limit, hold_mints }) = reads.iter().rev().find(|r| matches!(r, Step::ReadQueue { .. })) else {
+                    return Err(TestCaseError::fail("signed without reading the queue"));
+                };
+                let window: Vec<&Queued> = queue.iter().filter(|t| !hold_mints || t.kind != Some(CallKind::Mint)).take(*limit as usize).collect();
+                let cancelled_originals: HashSet<Uuid> = window
                     .iter()
                     .filter(|t| decisions.get(&t.id) == Some(&ReversalDecision::Cancelled))
                     .filter_map(|t| t.reverses)
