@@ -180,7 +180,11 @@ impl Actor for RootSupervisor {
             chain_health = Some((health, health_args));
         }
         let mut processors = Vec::new();
-        for _ in 0..args.config.load().processor.workers {
+        let processing = args.config.load().processor.clone();
+        if !processing.enabled {
+            info!("Processors disabled (processor.enabled = false): this daemon only stores webhooks");
+        }
+        for _ in 0..if processing.enabled { processing.workers } else { 0 } {
             processors.push(spawn_processor(&myself, &args.db, &args.config, &args.keys, &args.chain_slot).await?);
         }
         args.processor_slot.store(Arc::new(processors));

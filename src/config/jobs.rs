@@ -9,6 +9,9 @@ use super::{ConfigError, DAEMON_FILE, invalid};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ProcessorConfig {
+    /// Whether this daemon processes inbox events at all; `false` makes a
+    /// daemon that only stores webhooks (another daemon processes them).
+    pub enabled: bool,
     /// Processor actors in this daemon (PostgreSQL: they share the inbox
     /// with `SKIP LOCKED`; SQLite serializes writers, so more rarely help).
     pub workers: usize,
@@ -26,8 +29,12 @@ pub struct ProcessorConfig {
     pub retry_base_ms: u64,
     /// Longest retry delay.
     pub retry_max_secs: u64,
-    /// Delay after a transient failure (database, no active wallet).
+    /// First delay after a transient failure (database, no active wallet,
+    /// no master key for a new user); doubles, with jitter, while the same
+    /// event keeps failing.
     pub transient_retry_ms: u64,
+    /// Longest delay between an event's transient retries.
+    pub transient_retry_max_secs: u64,
     /// A transient condition lasting this long raises an alert.
     pub transient_alert_secs: u64,
 }
@@ -35,6 +42,7 @@ pub struct ProcessorConfig {
 impl Default for ProcessorConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             workers: 1,
             batch: 64,
             poll_interval_ms: 1_000,
@@ -43,6 +51,7 @@ impl Default for ProcessorConfig {
             retry_base_ms: 1_000,
             retry_max_secs: 3_600,
             transient_retry_ms: 2_000,
+            transient_retry_max_secs: 60,
             transient_alert_secs: 300,
         }
     }

@@ -26,6 +26,7 @@ pub const RESTART_KEYS: &[&str] = &[
     "chain",
     "breaker",
     "custody",
+    "processor.enabled",
     "processor.workers",
     "log",
     "redis",
@@ -98,6 +99,7 @@ fn keep_restart_settings(running: &Config, next: &mut Config) {
     next.chain = running.chain.clone();
     next.breaker = running.breaker.clone();
     next.custody = running.custody.clone();
+    next.processor.enabled = running.processor.enabled;
     next.processor.workers = running.processor.workers;
     next.log = running.log.clone();
     next.redis = running.redis.clone();

@@ -118,13 +118,20 @@ fn age_attempt(age: Duration) -> u32 {
     (age.as_secs() / 60).max(1).ilog2() + 1
 }
 
-/// The delay before retry number `attempt` (0: a transient retry):
-/// exponential from `retry_base_ms`, capped, with jitter.
+/// The delay before retry number `attempt` (from 1) after a deterministic
+/// failure or a wait: exponential from `retry_base_ms`, capped, with jitter.
 fn retry_delay(config: &ProcessorConfig, attempt: u32) -> Duration {
-    if attempt == 0 {
-        return Duration::from_millis(config.transient_retry_ms);
-    }
-    Backoff::doubling(Duration::from_millis(config.retry_base_ms), Duration::from_secs(config.retry_max_secs)).jittered().delay(attempt - 1)
+    Backoff::doubling(Duration::from_millis(config.retry_base_ms), Duration::from_secs(config.retry_max_secs)).jittered().delay(attempt.saturating_sub(1))
+}
+
+/// The delay before an event's next transient retry after `failures`
+/// earlier transient failures in a row: `transient_retry_ms` doubling up to
+/// `transient_retry_max_secs`. A daemon that cannot process an event (no
+/// master key for a new user, no active wallet) so looks at it less and
+/// less often instead of claiming it again every few seconds forever.
+pub fn transient_delay(config: &ProcessorConfig, failures: u32) -> Duration {
+    let base = Duration::from_millis(config.transient_retry_ms);
+    Backoff::doubling(base, Duration::from_secs(config.transient_retry_max_secs).max(base)).delay(failures)
 }
 
 /// What a handler's panic said, for the event's `last_error`.
@@ -149,6 +156,8 @@ struct Stall {
     seen: Instant,
     /// Whether this stretch was alerted already.
     alerted: bool,
+    /// Its transient failures in this stretch.
+    failures: u32,
 }
 
 impl StallWatch {
@@ -156,14 +165,20 @@ impl StallWatch {
     /// has been failing when that reaches `threshold` for the first time in
     /// this stretch (raise the alert), else `None`.
     pub fn failed(&mut self, event: Uuid, now: Instant, threshold: Duration) -> Option<Duration> {
-        let stall = self.events.entry(event).or_insert(Stall { since: now, seen: now, alerted: false });
+        let stall = self.events.entry(event).or_insert(Stall { since: now, seen: now, alerted: false, failures: 0 });
         stall.seen = now;
+        stall.failures = stall.failures.saturating_add(1);
         let failing = now.saturating_duration_since(stall.since);
         if stall.alerted || failing < threshold {
             return None;
         }
         stall.alerted = true;
         Some(failing)
+    }
+
+    /// How many transient failures of `event` this stretch has seen so far.
+    pub fn failures(&self, event: Uuid) -> u32 {
+        self.events.get(&event).map_or(0, |stall| stall.failures)
     }
 
     /// `event` got any other outcome: its stretch ends.
@@ -250,7 +265,10 @@ impl ProcessorState {
             return false;
         }
         let threshold = Duration::from_secs(settings.transient_alert_secs);
-        self.stalls.forget_older_than(Instant::now(), threshold.max(Duration::from_secs(settings.lease_secs)) * 2);
+        // Kept longer than the longest transient delay, so an event's backoff
+        // does not start over while it waits for its next retry.
+        let keep = threshold.max(Duration::from_secs(settings.lease_secs)).max(transient_delay(settings, u32::MAX));
+        self.stalls.forget_older_than(Instant::now(), keep * 2);
         let full = claimed.len() as u64 == settings.batch;
         let rules_hash = config.rewards.hash();
         let mut wallets = BTreeSet::new();
@@ -344,7 +362,9 @@ impl ProcessorState {
     async fn give_back(&self, event: &webhook_events::Model, token: Uuid, settings: &ProcessorConfig, step: Step) -> Result<(), sea_orm::DbErr> {
         match step {
             Step::Retry { attempt, count, error } => {
-                let next_at = Utc::now() + chrono::Duration::from_std(retry_delay(settings, attempt)).unwrap_or_default();
+                // Attempt 0 is a transient failure (see `plan`).
+                let delay = if attempt == 0 { transient_delay(settings, self.stalls.failures(event.id)) } else { retry_delay(settings, attempt) };
+                let next_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
                 debug!(partner = %event.partner, event_id = %event.partner_event_id, %error, count, "Event will be retried");
                 inbox::retry_later(&self.args.db, event.id, token, next_at, count, &error).await.map(|_| ())
             }
@@ -361,7 +381,7 @@ impl ProcessorState {
         // Hand the claim back uncounted where the database lets us (a no-op
         // when the retry above already did): a claim left to lapse would
         // count as a crash of this event.
-        let next_at = Utc::now() + chrono::Duration::from_std(retry_delay(settings, 0)).unwrap_or_default();
+        let next_at = Utc::now() + chrono::Duration::from_std(transient_delay(settings, self.stalls.failures(event.id))).unwrap_or_default();
         let _ = inbox::retry_later(&self.args.db, event.id, token, next_at, false, error).await;
         let threshold = Duration::from_secs(settings.transient_alert_secs);
         let Some(failing) = self.stalls.failed(event.id, Instant::now(), threshold) else { return };
@@ -488,11 +508,28 @@ mod tests {
     #[test]
     fn retry_delays_grow_and_stay_capped() {
         let config = ProcessorConfig { retry_base_ms: 1_000, retry_max_secs: 60, ..ProcessorConfig::default() };
-        assert_eq!(retry_delay(&config, 0), Duration::from_millis(config.transient_retry_ms));
         let first = retry_delay(&config, 1);
         assert!(first >= Duration::from_secs(1) && first < Duration::from_secs(2), "{first:?}");
         assert!(retry_delay(&config, 3) >= Duration::from_secs(4));
         assert!(retry_delay(&config, 30) <= Duration::from_secs(120));
+    }
+
+    #[test]
+    fn an_event_that_keeps_failing_transiently_is_retried_less_and_less_often() {
+        let config = ProcessorConfig { transient_retry_ms: 2_000, transient_retry_max_secs: 60, ..ProcessorConfig::default() };
+        let delays: Vec<u64> = (0..8).map(|failures| transient_delay(&config, failures).as_secs()).collect();
+        assert_eq!(delays, [2, 4, 8, 16, 32, 60, 60, 60]);
+        let mut watch = StallWatch::default();
+        let (event, start) = (Uuid::now_v7(), Instant::now());
+        assert_eq!(watch.failures(event), 0, "the first failure waits the base delay");
+        watch.failed(event, start, Duration::from_secs(300));
+        watch.failed(event, start, Duration::from_secs(300));
+        assert_eq!(watch.failures(event), 2);
+        watch.settled(event);
+        assert_eq!(watch.failures(event), 0, "a success starts the backoff over");
+        // A cap below the base never shortens the first delay.
+        let odd = ProcessorConfig { transient_retry_ms: 5_000, transient_retry_max_secs: 1, ..ProcessorConfig::default() };
+        assert_eq!(transient_delay(&odd, 3), Duration::from_secs(5));
     }
 
     fn outcome() -> impl Strategy<Value = Outcome> {
@@ -530,6 +567,19 @@ mod tests {
                     Step::Finish { .. } => break,
                 }
             }
+        }
+
+        /// A transient retry's delay never shrinks as failures repeat, never
+        /// drops below the first delay and never passes the cap (or the first
+        /// delay, if that is longer).
+        #[test]
+        fn transient_delays_grow_within_their_bounds(base_ms in 1u64..100_000, max_secs in 0u64..10_000, failures in 0u32..200) {
+            let config = ProcessorConfig { transient_retry_ms: base_ms, transient_retry_max_secs: max_secs, ..ProcessorConfig::default() };
+            let (now, next) = (transient_delay(&config, failures), transient_delay(&config, failures + 1));
+            let base = Duration::from_millis(base_ms);
+            prop_assert!(now <= next);
+            prop_assert!(now >= base);
+            prop_assert!(now <= Duration::from_secs(max_secs).max(base));
         }
     }
 }

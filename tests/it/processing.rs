@@ -448,3 +448,74 @@ async fn two_havend_processes_share_one_inbox_through_a_sigkill_and_mint_exactly
 async fn alerts_of(db: &sea_orm::DatabaseConnection, category: &str) -> u64 {
     entity::alerts::Entity::find().filter(entity::alerts::Column::Category.eq(category)).count(db).await.unwrap()
 }
+
+/// `processor.enabled = false` makes a daemon that only stores webhooks: on
+/// one database with a daemon that processes (both with the master key and
+/// an active wallet to use), every event delivered to the intake-only daemon
+/// is processed, and all of them by the other one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intake_only_daemon_stores_events_and_leaves_every_one_to_the_processing_daemon() {
+    let worker = TestDaemon::start_with_active_wallet(Backend::Postgres, |config| {
+        config.daemon_name = "worker".into();
+    })
+    .await;
+    let key_dir = tempfile::tempdir().unwrap();
+    let key_file = key_dir.path().join("master.key");
+    std::fs::write(&key_file, crate::support::chain::TEST_MASTER_KEY).unwrap();
+    let url = worker.daemon().config().load().database.url.as_ref().expect("the test database").expose().to_owned();
+    let mut front = TestDaemon::start_on(TestDatabase::shared(&url), |db| db.url.clone(), move |config| {
+        config.daemon_name = "front".into();
+        config.custody.master_key_file = Some(key_file);
+        config.processor.enabled = false;
+        config.processor.workers = 2;
+        config.processor.poll_interval_ms = 20;
+    })
+    .await;
+    front.keep.push(key_dir);
+    for i in 0..20 {
+        let body = format!(r#"{{"id":"bk_front_{i}","guest_id":"front_{i}","total_price":"10","nights":1}}"#);
+        assert_eq!(front.deliver(Partner::Aurora, Some("booking-created"), &body).await.status, 200);
+    }
+    let done = eventually(Duration::from_secs(30), || async { count_status(&worker.db, "processed").await == 20 }).await;
+    assert!(done, "the processing daemon takes every event the intake-only one stored");
+    let by: Vec<Option<String>> = webhook_events::Entity::find().all(&worker.db).await.unwrap().into_iter().map(|e| e.processed_by).collect();
+    assert!(by.iter().all(|name| name.as_deref() == Some("worker")), "the intake-only daemon processed none: {by:?}");
+    front.stop().await;
+    worker.stop().await;
+}
+
+/// A daemon that cannot process an event (here: a new user, and no master
+/// key to create the user's wallet) looks at it less and less often: the
+/// transient retries back off from `transient_retry_ms` up to
+/// `transient_retry_max_secs` instead of coming back at a fixed pace forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_keeps_failing_transiently_is_retried_less_and_less_often() {
+    let daemon = TestDaemon::start_with(Backend::Postgres, |config| {
+        config.processor.poll_interval_ms = 20;
+        config.processor.transient_retry_ms = 100;
+        config.processor.transient_retry_max_secs = 2;
+    })
+    .await;
+    let body = r#"{"id":"bk_backoff","guest_id":"nobody_yet","total_price":"10","nights":1}"#;
+    assert_eq!(daemon.deliver(Partner::Aurora, Some("booking-created"), body).await.status, 200);
+    // Every retry writes a new next_attempt_at: watch them for a few seconds.
+    let mut seen: Vec<chrono::DateTime<chrono::Utc>> = Vec::new();
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < until {
+        let event = daemon.event(Partner::Aurora, "booking-created:bk_backoff").await.expect("stored");
+        if let Some(next) = event.next_attempt_at.filter(|_| event.last_error.is_some())
+            && seen.last() != Some(&next)
+        {
+            seen.push(next);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let event = daemon.event(Partner::Aurora, "booking-created:bk_backoff").await.unwrap();
+    assert_eq!((event.status.as_str(), event.attempts), ("pending", 0), "transient failures never count");
+    assert!(seen.len() >= 4, "the event was retried: {seen:?}");
+    // At a fixed 100 ms it would come back some 30 times in 5 s; doubling to 2 s, about 7.
+    assert!(seen.len() <= 10, "retried {} times in 5 s: {seen:?}", seen.len());
+    let gaps: Vec<i64> = seen.windows(2).map(|w| (w[1] - w[0]).num_milliseconds()).collect();
+    assert!(gaps.iter().any(|gap| *gap >= 700), "later retries wait longer: {gaps:?}");
+    daemon.stop().await;
+}
