@@ -71,24 +71,17 @@ fn user_scope(user_ref: &str) -> String {
 }
 
 /// Adds `amount` to a counter if the result stays within `limit`; false when
-/// it would not. PostgreSQL does it in one conditional UPDATE (a concurrent
-/// writer waits and re-checks against the committed value); SQLite
-/// serializes write transactions, so a read and a compare-and-set suffice.
+/// it would not. PostgreSQL does it in one statement, an insert of the day's
+/// first amount or a conditional update of the counter (a concurrent writer
+/// waits and re-checks against the committed value), so a counter costs one
+/// round trip; SQLite serializes write transactions, so a read and a
+/// compare-and-set suffice.
 async fn add_within(db: &impl ConnectionTrait, scope: &str, day: &str, amount: U256, limit: Option<U256>) -> Result<bool, LimitError> {
-    ensure_counter(db, scope, day).await?;
     let backend = db.get_database_backend();
     if backend == DbBackend::Postgres {
-        let limit_sql = if limit.is_some() { " AND CAST(used AS numeric) + CAST($1 AS numeric) <= CAST($4 AS numeric)" } else { "" };
-        let sql = format!(
-            "UPDATE mint_counters SET used = (CAST(used AS numeric) + CAST($1 AS numeric))::text WHERE scope = $2 AND day = $3{limit_sql}"
-        );
-        let mut values = vec![amount.to_string().into(), scope.into(), day.into()];
-        if let Some(limit) = limit {
-            values.push(limit.to_string().into());
-        }
-        let result = db.execute_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
-        return Ok(result.rows_affected() == 1);
+        return add_within_postgres(db, scope, day, amount, limit).await;
     }
+    ensure_counter(db, scope, day).await?;
     let used = read(db, scope, day).await?;
     let new = used.checked_add(amount).ok_or(LimitError::Contended)?;
     if limit.is_some_and(|limit| new > limit) {
@@ -96,6 +89,26 @@ async fn add_within(db: &impl ConnectionTrait, scope: &str, day: &str, amount: U
     }
     compare_and_set(db, scope, day, used, new).await?;
     Ok(true)
+}
+
+/// [`add_within`] on PostgreSQL: a new counter is inserted only when the
+/// amount alone is within the limit (an amount over it is over it whatever
+/// the counter holds), an existing one updated only when the sum is.
+async fn add_within_postgres(db: &impl ConnectionTrait, scope: &str, day: &str, amount: U256, limit: Option<U256>) -> Result<bool, LimitError> {
+    let (insert_guard, update_guard) = match limit {
+        Some(_) => (" WHERE CAST($1 AS numeric) <= CAST($4 AS numeric)", " WHERE CAST(mint_counters.used AS numeric) + CAST($1 AS numeric) <= CAST($4 AS numeric)"),
+        None => ("", ""),
+    };
+    let sql = format!(
+        "INSERT INTO mint_counters (scope, day, used) SELECT $2, $3, CAST(CAST($1 AS numeric) AS text){insert_guard} \
+         ON CONFLICT (scope, day) DO UPDATE SET used = (CAST(mint_counters.used AS numeric) + CAST($1 AS numeric))::text{update_guard}"
+    );
+    let mut values = vec![amount.to_string().into(), scope.into(), day.into()];
+    if let Some(limit) = limit {
+        values.push(limit.to_string().into());
+    }
+    let result = db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
+    Ok(result.rows_affected() == 1)
 }
 
 async fn subtract(db: &impl ConnectionTrait, scope: &str, day: &str, amount: U256) -> Result<(), LimitError> {
