@@ -74,20 +74,22 @@ fn user_scope(user_ref: &str) -> String {
 /// it would not. PostgreSQL does it in one statement, an insert of the day's
 /// first amount or a conditional update of the counter (a concurrent writer
 /// waits and re-checks against the committed value), so a counter costs one
-/// round trip; SQLite serializes write transactions, so a read and a
-/// compare-and-set suffice.
+/// round trip; SQLite serializes write transactions, so a read and then an
+/// insert of a new counter or a compare-and-set of an existing one suffice.
 async fn add_within(db: &impl ConnectionTrait, scope: &str, day: &str, amount: U256, limit: Option<U256>) -> Result<bool, LimitError> {
     let backend = db.get_database_backend();
     if backend == DbBackend::Postgres {
         return add_within_postgres(db, scope, day, amount, limit).await;
     }
-    ensure_counter(db, scope, day).await?;
     let used = read(db, scope, day).await?;
-    let new = used.checked_add(amount).ok_or(LimitError::Contended)?;
+    let new = used.unwrap_or_default().checked_add(amount).ok_or(LimitError::Contended)?;
     if limit.is_some_and(|limit| new > limit) {
         return Ok(false);
     }
-    compare_and_set(db, scope, day, used, new).await?;
+    match used {
+        Some(old) => compare_and_set(db, scope, day, old, new).await?,
+        None => insert_counter(db, scope, day, new).await?,
+    }
     Ok(true)
 }
 
@@ -112,19 +114,22 @@ async fn add_within_postgres(db: &impl ConnectionTrait, scope: &str, day: &str, 
 }
 
 async fn subtract(db: &impl ConnectionTrait, scope: &str, day: &str, amount: U256) -> Result<(), LimitError> {
-    let used = read(db, scope, day).await?;
+    let used = read(db, scope, day).await?.ok_or(LimitError::Contended)?;
     compare_and_set(db, scope, day, used, used.saturating_sub(amount)).await
 }
 
-async fn ensure_counter(db: &impl ConnectionTrait, scope: &str, day: &str) -> Result<(), DbErr> {
-    let row = mint_counters::ActiveModel { scope: Set(scope.to_owned()), day: Set(day.to_owned()), used: Set("0".into()) };
-    mint_counters::Entity::insert(row).on_conflict_do_nothing().exec(db).await?;
-    Ok(())
+/// The day's first amount on a counter; another writer having created it
+/// meanwhile is a contention (retry the transaction).
+async fn insert_counter(db: &impl ConnectionTrait, scope: &str, day: &str, used: U256) -> Result<(), LimitError> {
+    let row = mint_counters::ActiveModel { scope: Set(scope.to_owned()), day: Set(day.to_owned()), used: Set(used.to_string()) };
+    let inserted = mint_counters::Entity::insert(row).on_conflict_do_nothing().exec_without_returning(db).await?;
+    if matches!(inserted, sea_orm::TryInsertResult::Inserted(1)) { Ok(()) } else { Err(LimitError::Contended) }
 }
 
-async fn read(db: &impl ConnectionTrait, scope: &str, day: &str) -> Result<U256, LimitError> {
-    let row = mint_counters::Entity::find_by_id((scope.to_owned(), day.to_owned())).one(db).await?.ok_or(LimitError::Contended)?;
-    U256::from_str_radix(&row.used, 10).map_err(|_| LimitError::Db(DbErr::Custom(format!("counter {scope}/{day} holds {:?}", row.used))))
+/// A counter's value; `None` before the day's first mint on it.
+async fn read(db: &impl ConnectionTrait, scope: &str, day: &str) -> Result<Option<U256>, LimitError> {
+    let Some(row) = mint_counters::Entity::find_by_id((scope.to_owned(), day.to_owned())).one(db).await? else { return Ok(None) };
+    U256::from_str_radix(&row.used, 10).map(Some).map_err(|_| LimitError::Db(DbErr::Custom(format!("counter {scope}/{day} holds {:?}", row.used))))
 }
 
 async fn compare_and_set(db: &impl ConnectionTrait, scope: &str, day: &str, old: U256, new: U256) -> Result<(), LimitError> {
