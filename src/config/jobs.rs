@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, DAEMON_FILE, invalid};
 
+/// The longest `processor.transient_retry_max_secs` accepted.
+pub const MAX_TRANSIENT_RETRY_SECS: u64 = 86_400;
+
 /// The rewards processor: how it claims inbox events and retries them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -154,6 +157,11 @@ impl ProcessorConfig {
         if self.lease_secs == 0 || self.poll_interval_ms == 0 {
             errors.push(invalid(DAEMON_FILE, "processor", "lease_secs and poll_interval_ms must be greater than 0"));
         }
+        // A retry further out than a day is a stuck event in disguise, and the
+        // backoff's arithmetic stays far from overflow.
+        if self.transient_retry_max_secs > MAX_TRANSIENT_RETRY_SECS {
+            errors.push(invalid(DAEMON_FILE, "processor.transient_retry_max_secs", format!("must be at most {MAX_TRANSIENT_RETRY_SECS} (a day)")));
+        }
     }
 }
 
@@ -189,5 +197,19 @@ impl MonitorConfig {
         if self.gas_hold && self.gas_hold_max_secs == 0 {
             errors.push(invalid(DAEMON_FILE, "monitor.gas_hold_max_secs", "must be at least 1 (turn the hold off with gas_hold = false)"));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_transient_retry_cap_beyond_a_day_is_refused() {
+        let mut errors = Vec::new();
+        ProcessorConfig { transient_retry_max_secs: MAX_TRANSIENT_RETRY_SECS, ..ProcessorConfig::default() }.validate(&mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        ProcessorConfig { transient_retry_max_secs: MAX_TRANSIENT_RETRY_SECS + 1, ..ProcessorConfig::default() }.validate(&mut errors);
+        assert_eq!(errors.len(), 1, "{errors:?}");
     }
 }

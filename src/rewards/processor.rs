@@ -267,7 +267,8 @@ impl ProcessorState {
         let threshold = Duration::from_secs(settings.transient_alert_secs);
         // Kept longer than the longest transient delay, so an event's backoff
         // does not start over while it waits for its next retry.
-        let keep = threshold.max(Duration::from_secs(settings.lease_secs)).max(transient_delay(settings, u32::MAX));
+        let longest_transient = Duration::from_secs(settings.transient_retry_max_secs).max(Duration::from_millis(settings.transient_retry_ms));
+        let keep = threshold.max(Duration::from_secs(settings.lease_secs)).max(longest_transient);
         self.stalls.forget_older_than(Instant::now(), keep * 2);
         let full = claimed.len() as u64 == settings.batch;
         let rules_hash = config.rewards.hash();
