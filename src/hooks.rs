@@ -22,6 +22,12 @@ pub fn stall_for(armed: Option<String>, target: &str) -> Option<Duration> {
     Some(stall)
 }
 
+/// Whether a stall armed as for [`stall_for`] names `target`, without
+/// applying or counting it (to route the event to where the stall fires).
+pub fn names(armed: Option<String>, target: &str) -> bool {
+    armed.is_some_and(|armed| armed.split(',').any(|entry| entry.rsplit_once('=').is_some_and(|(name, _)| name == target)))
+}
+
 /// How many stalls [`stall_for`] applied to `target` in this process.
 pub fn stalls_applied(target: &str) -> u64 {
     APPLIED.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(target).copied().unwrap_or(0)
@@ -39,5 +45,8 @@ mod tests {
         assert_eq!(stall_for(Some("u-pg=10,u-lite=20".into()), "u-lite"), Some(Duration::from_millis(20)));
         assert_eq!(stall_for(Some("u-pg=10,u-lite=20".into()), "u-pg"), Some(Duration::from_millis(10)));
         assert_eq!((stalls_applied("u-lite"), stalls_applied("u-pg"), stalls_applied("key-2")), (1, 1, 0));
+        assert!(names(Some("u-pg=10,u-lite=20".into()), "u-lite"));
+        assert!(!names(Some("u-pg=10".into()), "u-lite") && !names(None, "u-lite"));
+        assert_eq!(stalls_applied("u-lite"), 1, "naming a target applies nothing");
     }
 }

@@ -178,31 +178,7 @@ pub async fn enqueue_with(
     hook_for_test("ledger::before_wallet_check", &intent.user);
     let hot_wallet_id = assign_wallet(db, &user).await?;
     hook_for_test("ledger::before_insert", &intent.user);
-    let id = Uuid::now_v7();
-    let now = chrono::Utc::now();
-    let row = transactions::ActiveModel {
-        id: Set(id),
-        intent_id: Set(intent_id(id).to_string()),
-        source: Set(intent.source.clone()),
-        user_id: Set(user.id),
-        hot_wallet_id: Set(hot_wallet_id),
-        kind: Set(intent.kind.as_str().into()),
-        amount: Set(intent.amount.to_string()),
-        reason: Set(intent.reason),
-        status: Set(QUEUED.into()),
-        generation: Set(0),
-        nonce: Set(None),
-        reverses: Set(intent.reverses),
-        tx_hash: Set(None),
-        block_number: Set(None),
-        last_error: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        event_id: Set(provenance.event_id),
-        rules_hash: Set(provenance.rules_hash),
-        limit_day: Set(provenance.limit_day),
-        shortfall: Set(None),
-    };
+    let row = intent_row(Uuid::now_v7(), &intent, user.id, hot_wallet_id, provenance, None, chrono::Utc::now());
     // The unique source decides; the row just written needs no read back.
     let inserted = transactions::Entity::insert(row.clone()).on_conflict_do_nothing_on([transactions::Column::Source]).exec_without_returning(db).await?;
     if matches!(inserted, sea_orm::TryInsertResult::Inserted(1)) {
@@ -210,6 +186,42 @@ pub async fn enqueue_with(
     }
     let stored = by_source(db, &intent.source).await?.ok_or_else(|| DbErr::RecordNotFound(intent.source))?;
     Ok(Enqueued { intent: stored, created: false })
+}
+
+/// The row of a new queued intent (or held, with the reason, when `held`
+/// is given), as [`enqueue_with`] and the processor's batches insert it.
+pub fn intent_row(
+    id: Uuid,
+    intent: &NewIntent,
+    user_id: Uuid,
+    hot_wallet_id: Uuid,
+    provenance: Provenance,
+    held: Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> transactions::ActiveModel {
+    transactions::ActiveModel {
+        id: Set(id),
+        intent_id: Set(intent_id(id).to_string()),
+        source: Set(intent.source.clone()),
+        user_id: Set(user_id),
+        hot_wallet_id: Set(hot_wallet_id),
+        kind: Set(intent.kind.as_str().into()),
+        amount: Set(intent.amount.to_string()),
+        reason: Set(intent.reason.clone()),
+        status: Set(if held.is_some() { HELD } else { QUEUED }.into()),
+        generation: Set(0),
+        nonce: Set(None),
+        reverses: Set(intent.reverses),
+        tx_hash: Set(None),
+        block_number: Set(None),
+        last_error: Set(held),
+        created_at: Set(now),
+        updated_at: Set(now),
+        event_id: Set(provenance.event_id),
+        rules_hash: Set(provenance.rules_hash),
+        limit_day: Set(provenance.limit_day),
+        shortfall: Set(None),
+    }
 }
 
 /// How many times [`assign_wallet`] follows a user moved by a concurrent
@@ -281,16 +293,18 @@ pub async fn assign_wallet(db: &impl ConnectionTrait, user: &users::Model) -> Re
 /// is armed with `return(<user>)`, so a test holds only its own user's
 /// transaction.
 #[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
-// The closure gives the failpoint's early return a scope of its own.
-#[allow(clippy::redundant_closure_call)]
 fn hook_for_test(name: &str, user: &str) {
-    let targeted = (|| {
-        fail::fail_point!("ledger::hook_target", |armed: Option<String>| armed.as_deref() == Some(user));
-        false
-    })();
-    if targeted {
+    if hook_targets(user) {
         fail::fail_point!(name);
     }
+}
+
+/// Whether a test aims the ledger's failpoints at `user` (the processor's
+/// batches leave such a user's events to [`enqueue_with`], where they fire).
+#[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
+pub fn hook_targets(user: &str) -> bool {
+    fail::fail_point!("ledger::hook_target", |armed: Option<String>| armed.as_deref() == Some(user));
+    false
 }
 
 async fn by_source(db: &impl ConnectionTrait, source: &str) -> Result<Option<transactions::Model>, DbErr> {

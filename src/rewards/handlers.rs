@@ -122,6 +122,19 @@ fn handler_stall(key: &str) -> Option<std::time::Duration> {
     None
 }
 
+/// Whether a test aims a handler failpoint at `key`: the processor's
+/// batches leave such an event to [`handle`], where the failpoints fire.
+pub fn hooked(key: &str) -> bool {
+    handler_panics(key) || handler_stall_armed(key)
+}
+
+/// Whether `rewards::handler_stall` names `key` (nothing applied).
+#[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
+fn handler_stall_armed(key: &str) -> bool {
+    fail::fail_point!("rewards::handler_stall", |armed| crate::hooks::names(armed, key));
+    false
+}
+
 /// Whether `rewards::handler_panics` is armed for `key` (`return(<key>)`).
 #[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
 fn handler_panics(key: &str) -> bool {
@@ -486,13 +499,18 @@ pub async fn hold_intent(db: &impl ConnectionTrait, intent: &transactions::Model
         .filter(transactions::Column::Status.eq(QUEUED))
         .exec(db)
         .await?;
+    alert_held(db, intent.id, intent.amount.parse().unwrap_or_default(), &intent.source, user_ref, reason).await;
+    Ok(())
+}
+
+/// The operator's alert for an intent held over a mint limit.
+pub async fn alert_held(db: &impl ConnectionTrait, id: Uuid, amount: alloy::primitives::U256, source: &str, user_ref: &str, reason: &str) {
     alert::raise(
         db,
         Severity::Warning,
         "mint_held",
-        &format!("A mint of {} HNV to {user_ref} is held: {reason}. Release or cancel it with `havend intents release|cancel {}`.", to_hnv(intent.amount.parse().unwrap_or_default()), intent.id),
-        json!({ "transaction_id": intent.id, "user": user_ref, "source": intent.source, "reason": reason }),
+        &format!("A mint of {} HNV to {user_ref} is held: {reason}. Release or cancel it with `havend intents release|cancel {id}`.", to_hnv(amount)),
+        json!({ "transaction_id": id, "user": user_ref, "source": source, "reason": reason }),
     )
     .await;
-    Ok(())
 }

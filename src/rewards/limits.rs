@@ -3,6 +3,8 @@
 //! conditional update (`used + amount <= limit`), so two processors cannot
 //! both pass a limit; an intent over one is held for an operator.
 
+use std::collections::BTreeMap;
+
 use alloy::primitives::U256;
 use entity::mint_counters;
 use sea_orm::{ConnectionTrait, DbBackend, DbErr, EntityTrait, Set, Statement};
@@ -35,21 +37,144 @@ pub enum LimitError {
 
 /// Counts `amount` for `user_ref` on `day` if every limit allows it.
 pub async fn admit(db: &impl ConnectionTrait, limits: &MintLimits, user_ref: &str, day: &str, amount: U256) -> Result<Admission, LimitError> {
-    let per_event = to_base_units(limits.max_per_event).unwrap_or_default();
-    if amount > per_event {
-        return Ok(Admission::Over(format!("{} HNV exceeds the per-event limit of {}", to_hnv(amount), limits.max_per_event)));
+    let bounds = Bounds::of(limits);
+    if amount > bounds.per_event {
+        return Ok(Admission::Over(over_per_event(limits, amount)));
     }
     let user_scope = user_scope(user_ref);
-    let per_user = to_base_units(limits.per_user_per_day).unwrap_or_default();
-    if !add_within(db, &user_scope, day, amount, Some(per_user)).await? {
-        return Ok(Admission::Over(format!("{user_ref} would exceed the daily limit of {} HNV on {day}", limits.per_user_per_day)));
+    if !add_within(db, &user_scope, day, amount, Some(bounds.per_user)).await? {
+        return Ok(Admission::Over(over_per_user(limits, user_ref, day)));
     }
-    let total = to_base_units(limits.total_per_day).unwrap_or_default();
-    if !add_within(db, TOTAL_SCOPE, day, amount, Some(total)).await? {
+    if !add_within(db, TOTAL_SCOPE, day, amount, Some(bounds.total)).await? {
         subtract(db, &user_scope, day, amount).await?;
-        return Ok(Admission::Over(format!("minting would exceed the total daily limit of {} HNV on {day}", limits.total_per_day)));
+        return Ok(Admission::Over(over_total(limits, day)));
     }
     Ok(Admission::Within)
+}
+
+/// The limits in base units.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    /// Largest single mint.
+    pub per_event: U256,
+    /// Per user per UTC day.
+    pub per_user: U256,
+    /// All users together per UTC day.
+    pub total: U256,
+}
+
+impl Bounds {
+    /// `limits` in base units (a limit too precise to convert counts as 0).
+    pub fn of(limits: &MintLimits) -> Self {
+        let units = |hnv| to_base_units(hnv).unwrap_or_default();
+        Bounds { per_event: units(limits.max_per_event), per_user: units(limits.per_user_per_day), total: units(limits.total_per_day) }
+    }
+}
+
+/// [`admit`]'s decision from the counters' values, without touching them:
+/// what a batch decides in memory before it writes the sums (see
+/// [`add_batch`]). Same order and same reasons as [`admit`].
+pub fn check(limits: &MintLimits, bounds: &Bounds, user_ref: &str, day: &str, amount: U256, user_used: U256, total_used: U256) -> Admission {
+    let within = |used: U256, limit: U256| used.checked_add(amount).is_some_and(|sum| sum <= limit);
+    if amount > bounds.per_event {
+        Admission::Over(over_per_event(limits, amount))
+    } else if !within(user_used, bounds.per_user) {
+        Admission::Over(over_per_user(limits, user_ref, day))
+    } else if !within(total_used, bounds.total) {
+        Admission::Over(over_total(limits, day))
+    } else {
+        Admission::Within
+    }
+}
+
+fn over_per_event(limits: &MintLimits, amount: U256) -> String {
+    format!("{} HNV exceeds the per-event limit of {}", to_hnv(amount), limits.max_per_event)
+}
+
+fn over_per_user(limits: &MintLimits, user_ref: &str, day: &str) -> String {
+    format!("{user_ref} would exceed the daily limit of {} HNV on {day}", limits.per_user_per_day)
+}
+
+fn over_total(limits: &MintLimits, day: &str) -> String {
+    format!("minting would exceed the total daily limit of {} HNV on {day}", limits.total_per_day)
+}
+
+/// The counter key of the total of all users on a day.
+pub fn total_key(day: &str) -> (String, String) {
+    (TOTAL_SCOPE.to_owned(), day.to_owned())
+}
+
+/// The counter key of `user_ref` on a day.
+pub fn user_key(user_ref: &str, day: &str) -> (String, String) {
+    (user_scope(user_ref), day.to_owned())
+}
+
+/// What a batch adds to one counter: `old` is the value it read (`None`:
+/// no counter yet), `add` the sum of the mints it admitted against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterAdd {
+    /// The value the batch's decisions were made from.
+    pub old: Option<U256>,
+    /// What the batch admitted.
+    pub add: U256,
+}
+
+/// Writes a batch's sums, the users' counters first and the totals last
+/// (so the one row every processor shares is held from here to the commit
+/// only); false when a counter no longer allows its sum (another writer
+/// counted meanwhile) and the batch must be rolled back and redone one
+/// event at a time. `used + add <= limit` holds as in [`admit`]: on
+/// PostgreSQL one conditional upsert per kind of counter, on SQLite (one
+/// writer) a compare-and-set against the value read.
+pub async fn add_batch(db: &impl ConnectionTrait, bounds: &Bounds, adds: &BTreeMap<(String, String), CounterAdd>) -> Result<bool, LimitError> {
+    let (totals, users): (Vec<_>, Vec<_>) = adds.iter().filter(|(_, count)| !count.add.is_zero()).partition(|((scope, _), _)| scope == TOTAL_SCOPE);
+    for (rows, limit) in [(users, bounds.per_user), (totals, bounds.total)] {
+        if rows.is_empty() {
+            continue;
+        }
+        if db.get_database_backend() == DbBackend::Postgres {
+            if !add_rows_postgres(db, &rows, limit).await? {
+                return Ok(false);
+            }
+            continue;
+        }
+        for ((scope, day), count) in rows {
+            let new = count.old.unwrap_or_default().checked_add(count.add).ok_or(LimitError::Contended)?;
+            if new > limit {
+                return Ok(false);
+            }
+            let written = match count.old {
+                Some(old) => compare_and_set(db, scope, day, old, new).await,
+                None => insert_counter(db, scope, day, new).await,
+            };
+            match written {
+                Ok(()) => {}
+                Err(LimitError::Contended) => return Ok(false),
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// One multi-row conditional upsert: every row is inserted or added to
+/// within `limit`, or the count of rows written falls short.
+async fn add_rows_postgres(db: &impl ConnectionTrait, rows: &[(&(String, String), &CounterAdd)], limit: U256) -> Result<bool, LimitError> {
+    let mut values: Vec<sea_orm::Value> = vec![limit.to_string().into()];
+    let mut tuples = Vec::with_capacity(rows.len());
+    for ((scope, day), count) in rows {
+        let n = values.len();
+        tuples.push(format!("(${}, ${}, ${})", n + 1, n + 2, n + 3));
+        values.extend([scope.clone().into(), day.clone().into(), count.add.to_string().into()]);
+    }
+    let sql = format!(
+        "INSERT INTO mint_counters (scope, day, used) VALUES {} \
+         ON CONFLICT (scope, day) DO UPDATE SET used = (CAST(mint_counters.used AS numeric) + CAST(excluded.used AS numeric))::text \
+         WHERE CAST(mint_counters.used AS numeric) + CAST(excluded.used AS numeric) <= CAST($1 AS numeric)",
+        tuples.join(", ")
+    );
+    let result = db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
+    Ok(result.rows_affected() == rows.len() as u64)
 }
 
 /// Counts an operator-released mint without checking the limits (the

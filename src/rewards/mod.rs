@@ -4,6 +4,7 @@
 //! - [`rules`]: what the reward rules mean (pure amounts in HNV).
 //! - [`amount`]: the one rounding rule from HNV to base units.
 //! - [`handlers`]: each event's domain rows and intents, in the caller's transaction.
+//! - [`batch`]: a run of events decided from one snapshot and written set-based.
 //! - [`limits`]: the mint limit counters.
 //! - [`inbox`]: claims, final statuses, retries, dead letters and replay.
 //! - [`processor`]: the actor that ties them together.
@@ -11,6 +12,7 @@
 //! - [`operator`]: held intents (release, cancel).
 
 pub mod amount;
+pub mod batch;
 pub mod handlers;
 pub mod inbox;
 pub mod limits;

@@ -21,10 +21,12 @@ use serde_json::json;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 
+use super::batch::{self, Item, Rules, Target, Written};
 use super::handlers::{self, Context, Handled, HandlerError};
 use super::inbox::{self, INVALID, PROCESSED};
+use super::limits::Bounds;
 use crate::alert::{self, Severity};
-use crate::config::{ConfigHandle, ProcessorConfig};
+use crate::config::{Config, ConfigHandle, ProcessorConfig};
 use crate::custody::MasterKeys;
 use crate::db::Failure;
 use crate::retry::Backoff;
@@ -98,6 +100,29 @@ pub fn plan(outcome: Outcome, attempts_so_far: i32, max_attempts: i32, age: Dura
 fn stall_before_commit(key: &str) -> Option<Duration> {
     fail::fail_point!("processor::stall_before_commit", |armed| crate::hooks::stall_for(armed, key));
     None
+}
+
+/// Whether `processor::stall_before_commit` names `key` (nothing applied):
+/// such an event goes the one-at-a-time way, where the stall fires.
+#[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
+fn stall_armed(key: &str) -> bool {
+    fail::fail_point!("processor::stall_before_commit", |armed| crate::hooks::names(armed, key));
+    false
+}
+
+/// Test hook: `processor::one_at_a_time` armed with `return(<daemon>[,…])`
+/// makes those daemons handle every event alone with its handler: the
+/// reference the batches are compared against.
+#[cfg_attr(not(feature = "test-hooks"), allow(unused_variables))]
+fn one_at_a_time(daemon: &str) -> bool {
+    fail::fail_point!("processor::one_at_a_time", |armed: Option<String>| armed.is_some_and(|armed| armed.split(',').any(|name| name == daemon)));
+    false
+}
+
+/// What a stored event says, or why it cannot be read (it is then invalid).
+fn read_event(event: &webhook_events::Model, now: chrono::DateTime<Utc>) -> Result<crate::webhooks::EventData, String> {
+    let partner = event.partner.parse::<Partner>().map_err(|e| e.to_string())?;
+    payload::read(partner, &event.event_type, &event.body, now).map_err(|e| format!("stored body cannot be read: {e}"))
 }
 
 /// How long one handler may run: half the lease, so its transaction still
@@ -273,8 +298,12 @@ impl ProcessorState {
         let full = claimed.len() as u64 == settings.batch;
         let rules_hash = config.rewards.hash();
         let mut wallets = BTreeSet::new();
-        let keys = self.args.keys.clone();
-        for event in &claimed {
+        let mut claimed = claimed;
+        // The order one event at a time would see them in.
+        claimed.sort_by_key(|event| (event.received_at, event.id));
+        let mut index = 0;
+        while index < claimed.len() {
+            let event = &claimed[index];
             if lapsed_too_often(event.lapses, settings.max_attempts) {
                 // A poison event that crashes or hangs whoever runs it must
                 // not be claimed again at every lease forever.
@@ -282,15 +311,89 @@ impl ProcessorState {
                 if let Err(error) = self.dead_letter(event, token, &error).await {
                     warn!(partner = %event.partner, event_id = %event.partner_event_id, %error, "Cannot dead-letter an event whose claims keep lapsing");
                 }
+                index += 1;
                 continue;
             }
-            let ctx = Context { rules: &config.rewards, rules_hash: &rules_hash, keys: keys.as_ref(), event };
-            self.process(&ctx, token, settings, &mut wallets).await;
+            let settled = if one_at_a_time(&config.daemon_name) { 0 } else { self.run_set(&config, &rules_hash, token, &claimed[index..], &mut wallets).await };
+            if settled > 0 {
+                index += settled;
+                continue;
+            }
+            self.process_one(&config, &rules_hash, token, event, &mut wallets).await;
+            index += 1;
         }
         for wallet in wallets {
             (self.args.nudge_wallet)(wallet);
         }
         full
+    }
+
+    /// Processes the longest run at the head of `events` that one snapshot
+    /// decides, in one transaction (see [`batch`]); returns how many events
+    /// it settled (0: the first event goes [`Self::process_one`]'s way).
+    async fn run_set(&mut self, config: &Config, rules_hash: &str, token: Uuid, events: &[webhook_events::Model], wallets: &mut BTreeSet<Uuid>) -> usize {
+        let settings = &config.processor;
+        let end = events.iter().position(|event| lapsed_too_often(event.lapses, settings.max_attempts)).unwrap_or(events.len());
+        let now = Utc::now();
+        let items: Vec<Item<'_>> = events[..end]
+            .iter()
+            .map(|event| Item { event, data: read_event(event, now), hooked: handlers::hooked(&event.partner_event_id) || stall_armed(&event.partner_event_id) })
+            .collect();
+        let snapshot = match batch::snapshot(&self.args.db, &batch::plan::needs(&items)).await {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                debug!(%error, "Cannot read a batch's snapshot; processing its events one at a time");
+                return 0;
+            }
+        };
+        let bounds = Bounds::of(&config.rewards.limits);
+        let rules = Rules { rules: &config.rewards, bounds, rules_hash, now };
+        let decided = batch::plan::plan(&items, &snapshot, &rules, &mut Uuid::now_v7);
+        if decided.outcomes.is_empty() {
+            return 0;
+        }
+        let run: Vec<&webhook_events::Model> = items[..decided.outcomes.len()].iter().map(|item| item.event).collect();
+        let until = Utc::now() + chrono::Duration::from_std(Duration::from_secs(settings.lease_secs)).unwrap_or_default();
+        let target = Target { events: &run, token, until, daemon: &config.daemon_name, bounds, rules_hash, budget: handler_budget(settings) };
+        match batch::write(&self.args.db, &decided, &target).await {
+            Ok(Written::Committed) => {}
+            Ok(Written::RolledBack { held, why }) => {
+                debug!(events = run.len(), %why, "A batch did not write as planned; processing its events one at a time");
+                for event in run.iter().filter(|event| held.contains(&event.id)) {
+                    self.process_one(config, rules_hash, token, event, wallets).await;
+                }
+                return run.len();
+            }
+            Err(error) => {
+                debug!(%error, "Cannot begin a batch's transaction; processing its events one at a time");
+                return 0;
+            }
+        }
+        wallets.extend(decided.wallets.iter().copied());
+        let wait_limit = Duration::from_secs(config.rewards.aurora.review_wait_days.max(1) as u64 * 86_400);
+        for (event, outcome) in run.iter().zip(decided.outcomes) {
+            match outcome {
+                Outcome::Processed => debug!(partner = %event.partner, event_id = %event.partner_event_id, "Event processed"),
+                Outcome::Invalid(note) => info!(partner = %event.partner, event_id = %event.partner_event_id, status = INVALID, %note, "Event processed"),
+                outcome => {
+                    let age = (Utc::now() - event.received_at).to_std().unwrap_or_default();
+                    let step = plan(outcome, event.attempts, settings.max_attempts, age, wait_limit);
+                    if let Err(error) = self.give_back(event, token, settings, step).await {
+                        self.event_failing(event, token, &format!("database: {error}"), settings).await;
+                        continue;
+                    }
+                }
+            }
+            self.stalls.settled(event.id);
+        }
+        run.len()
+    }
+
+    /// Processes one event in a transaction of its own, with its handler.
+    async fn process_one(&mut self, config: &Config, rules_hash: &str, token: Uuid, event: &webhook_events::Model, wallets: &mut BTreeSet<Uuid>) {
+        let keys = self.args.keys.clone();
+        let ctx = Context { rules: &config.rewards, rules_hash, keys: keys.as_ref(), event };
+        self.process(&ctx, token, &config.processor, wallets).await;
     }
 
     async fn process(&mut self, ctx: &Context<'_>, token: Uuid, settings: &ProcessorConfig, wallets: &mut BTreeSet<Uuid>) {
@@ -299,9 +402,7 @@ impl ProcessorState {
             Ok(txn) => txn,
             Err(error) => return self.event_failing(event, token, &format!("database: {error}"), settings).await,
         };
-        let (outcome, touched) = match event.partner.parse::<Partner>().map_err(|e| e.to_string()).and_then(|partner| {
-            payload::read(partner, &event.event_type, &event.body, Utc::now()).map_err(|e| format!("stored body cannot be read: {e}"))
-        }) {
+        let (outcome, touched) = match read_event(event, Utc::now()) {
             Err(reason) => (Outcome::Invalid(reason), BTreeSet::new()),
             // A handler that panics anyway fails this event only (and counts
             // toward its dead letter), never the processor and its batch.

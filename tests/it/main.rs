@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod alerts;
+mod batches;
 mod binary;
 mod chain;
 mod crash;

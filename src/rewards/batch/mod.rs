@@ -1,0 +1,326 @@
+//! Set-based processing: a run of claimed events is read with one query per
+//! table, decided in memory by [`plan`], and written in one transaction of
+//! multi-row statements, instead of one transaction of about ten
+//! statements per event.
+//!
+//! The snapshot is read before the transaction (on SQLite, before its one
+//! write lock is taken), so every write is conditional and counted: the
+//! claims re-checked, new bookings and intents inserted only where none
+//! exist, hot wallets still active, counters still within their limits.
+//! Anything that does not come out as planned rolls the run back, and the
+//! processor handles its events one at a time instead, each with its own
+//! outcome; a claim lost meanwhile costs only its own event.
+
+pub mod plan;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::U256;
+use chrono::{DateTime, Utc};
+use entity::{aurora_bookings, mint_counters, staking_records, transactions, tribe_events, tribe_rewards, users, wallets, webhook_events};
+use sea_orm::sea_query::{Expr, LockType, OnConflict};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement};
+use uuid::Uuid;
+
+pub use self::plan::{Item, Plan, Rules, Snapshot};
+use super::inbox::{self, INVALID, PENDING, PROCESSED};
+use super::limits::{self, Bounds};
+use super::processor::Outcome;
+use crate::chain::CallKind;
+use crate::ledger::{self, NewIntent, Provenance};
+
+/// Histogram: seconds a run's write transaction is open (on SQLite, how long
+/// it holds the one write lock), by `outcome` (`committed`, `rolled_back`).
+pub const BATCH_WRITE_SECONDS: &str = "havend_processor_batch_write_seconds";
+
+/// How a run's write ended.
+#[derive(Debug)]
+pub enum Written {
+    /// Committed: every event of the run has its planned outcome.
+    Committed,
+    /// Rolled back; the events whose claims this processor still holds
+    /// are to be handled one at a time (the others belong to another
+    /// processor now). Says why, for the log.
+    RolledBack { held: BTreeSet<Uuid>, why: String },
+}
+
+/// Why a write did not come out as planned.
+#[derive(Debug, thiserror::Error)]
+enum Diverged {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("claims lost")]
+    Lost(BTreeSet<Uuid>),
+    #[error("database: {0}")]
+    Db(#[from] DbErr),
+}
+
+impl From<limits::LimitError> for Diverged {
+    fn from(error: limits::LimitError) -> Self {
+        match error {
+            limits::LimitError::Db(error) => Diverged::Db(error),
+            contended @ limits::LimitError::Contended => Diverged::Conflict(contended.to_string()),
+        }
+    }
+}
+
+/// Reads what `needs` names, one query per table.
+pub async fn snapshot(db: &impl ConnectionTrait, needs: &plan::Needs) -> Result<Snapshot, DbErr> {
+    let mut snapshot = Snapshot::default();
+    if !needs.users.is_empty() {
+        let found: Vec<(Uuid, String, Uuid)> = users::Entity::find()
+            .select_only()
+            .columns([users::Column::Id, users::Column::ExternalRef, users::Column::HotWalletId])
+            .filter(users::Column::ExternalRef.is_in(needs.users.iter().cloned()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        let hot: BTreeSet<Uuid> = found.iter().map(|(_, _, wallet)| *wallet).collect();
+        let active: BTreeSet<Uuid> = wallets::Entity::find()
+            .select_only()
+            .column(wallets::Column::Id)
+            .filter(wallets::Column::Id.is_in(hot))
+            .filter(wallets::Column::Status.eq(crate::custody::ACTIVE))
+            .into_tuple::<Uuid>()
+            .all(db)
+            .await?
+            .into_iter()
+            .collect();
+        // A user whose wallet is rotating or revoked follows its work through
+        // `ledger::assign_wallet`: left out, so the handler takes its event.
+        snapshot.users = found.into_iter().filter(|(_, _, wallet)| active.contains(wallet)).map(|(id, reference, wallet)| (reference, (id, wallet))).collect();
+    }
+    if !needs.bookings.is_empty() {
+        let found: Vec<(String, Option<String>)> = aurora_bookings::Entity::find()
+            .select_only()
+            .columns([aurora_bookings::Column::BookingId, aurora_bookings::Column::GuestRef])
+            .filter(aurora_bookings::Column::BookingId.is_in(needs.bookings.iter().cloned()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        snapshot.bookings = found.into_iter().map(|(id, guest)| (id, guest.is_some())).collect();
+    }
+    if !needs.sources.is_empty() {
+        let found: Vec<(String, Uuid, Uuid)> = transactions::Entity::find()
+            .select_only()
+            .columns([transactions::Column::Source, transactions::Column::Id, transactions::Column::HotWalletId])
+            .filter(transactions::Column::Source.is_in(needs.sources.iter().cloned()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        snapshot.intents = found.into_iter().map(|(source, id, wallet)| (source, (id, wallet))).collect();
+    }
+    if !needs.counters.is_empty() {
+        let scopes: BTreeSet<&String> = needs.counters.iter().map(|(scope, _)| scope).collect();
+        let days: BTreeSet<&String> = needs.counters.iter().map(|(_, day)| day).collect();
+        let found = mint_counters::Entity::find()
+            .filter(mint_counters::Column::Scope.is_in(scopes.into_iter().cloned()))
+            .filter(mint_counters::Column::Day.is_in(days.into_iter().cloned()))
+            .all(db)
+            .await?;
+        for row in found {
+            let used = U256::from_str_radix(&row.used, 10).map_err(|_| DbErr::Custom(format!("counter {}/{} holds {:?}", row.scope, row.day, row.used)))?;
+            snapshot.counters.insert((row.scope, row.day), used);
+        }
+    }
+    Ok(snapshot)
+}
+
+/// What a run's write needs besides the plan.
+pub struct Target<'a> {
+    /// The run's events, in order (as many as the plan has outcomes).
+    pub events: &'a [&'a webhook_events::Model],
+    /// The processor's claim token.
+    pub token: Uuid,
+    /// The claims are renewed until then.
+    pub until: DateTime<Utc>,
+    /// This daemon's name, recorded on processed events.
+    pub daemon: &'a str,
+    /// The limits the plan was decided with.
+    pub bounds: Bounds,
+    /// The rules' hash, stored on every intent.
+    pub rules_hash: &'a str,
+    /// The longest the transaction may stay open (half the lease).
+    pub budget: Duration,
+}
+
+/// Writes `plan` in one transaction: the run's effects and the final status
+/// of its processed and invalid events. Waits and failures are left pending
+/// for the processor to hand back after the commit.
+pub async fn write(db: &sea_orm::DatabaseConnection, plan: &Plan, target: &Target<'_>) -> Result<Written, DbErr> {
+    let started = Instant::now();
+    let txn = crate::db::begin_write(db).await?;
+    let result = match tokio::time::timeout(target.budget, write_in(&txn, plan, target)).await {
+        Ok(result) => result,
+        Err(_) => Err(Diverged::Conflict(format!("the batch did not commit within {} ms", target.budget.as_millis()))),
+    };
+    let held = || target.events.iter().map(|event| event.id).collect();
+    let written = match result {
+        Ok(()) => {
+            fail::fail_point!("processor::before_commit", |_| std::process::abort());
+            match txn.commit().await {
+                Ok(()) => Written::Committed,
+                Err(error) => Written::RolledBack { held: held(), why: format!("commit: {error}") },
+            }
+        }
+        Err(diverged) => {
+            let _ = txn.rollback().await;
+            match diverged {
+                Diverged::Lost(held) => Written::RolledBack { held, why: "a claim lapsed".into() },
+                other => Written::RolledBack { held: held(), why: other.to_string() },
+            }
+        }
+    };
+    let outcome = if matches!(written, Written::Committed) { "committed" } else { "rolled_back" };
+    ::metrics::histogram!(BATCH_WRITE_SECONDS, "outcome" => outcome).record(started.elapsed().as_secs_f64());
+    Ok(written)
+}
+
+async fn write_in(txn: &impl ConnectionTrait, plan: &Plan, target: &Target<'_>) -> Result<(), Diverged> {
+    recheck_claims(txn, target).await?;
+    lock_wallets(txn, plan).await?;
+    let do_nothing = || OnConflict::new().do_nothing().to_owned();
+    let bookings = plan.bookings.iter().cloned().map(|row| aurora_bookings::ActiveModel {
+        booking_id: Set(row.booking_id),
+        guest_ref: Set(row.guest_ref),
+        total_price: Set(row.total_price),
+        nights: Set(row.nights),
+        status: Set(row.status),
+        mint_intent: Set(row.mint_intent),
+        created_at: Set(row.created_at),
+        updated_at: Set(row.updated_at),
+    });
+    expect_inserted("bookings", aurora_bookings::Entity::insert_many(bookings).on_conflict(do_nothing()).exec_without_returning(txn).await?, plan.bookings.len())?;
+    let attendances = plan.tribe_events.iter().cloned().map(|row| tribe_events::ActiveModel {
+        tribe_event_id: Set(row.tribe_event_id),
+        attendee_id: Set(row.attendee_id),
+        event_type: Set(row.event_type),
+        attended: Set(row.attended),
+        amount: Set(row.amount),
+        created_at: Set(row.created_at),
+    });
+    tribe_events::Entity::insert_many(attendances).on_conflict(do_nothing()).exec_without_returning(txn).await?;
+    let rewards = plan.tribe_rewards.iter().cloned().map(|row| tribe_rewards::ActiveModel {
+        kind: Set(row.kind),
+        tribe_id: Set(row.tribe_id),
+        user_ref: Set(row.user_ref),
+        detail: Set(row.detail),
+        amount: Set(row.amount),
+        created_at: Set(row.created_at),
+    });
+    tribe_rewards::Entity::insert_many(rewards).on_conflict(do_nothing()).exec_without_returning(txn).await?;
+    let stakes = plan.stakes.iter().cloned().map(|row| staking_records::ActiveModel {
+        stake_id: Set(row.stake_id),
+        user_ref: Set(row.user_ref),
+        amount: Set(row.amount),
+        status: Set(row.status),
+        started_at: Set(row.started_at),
+        created_at: Set(row.created_at),
+    });
+    staking_records::Entity::insert_many(stakes).on_conflict(do_nothing()).exec_without_returning(txn).await?;
+    insert_mints(txn, plan, target).await?;
+    finish_events(txn, plan, target).await?;
+    // Last: the day's total counter is the one row every processor shares.
+    if !limits::add_batch(txn, &target.bounds, &plan.counters).await? {
+        return Err(Diverged::Conflict("a mint counter no longer allows the batch's sum".into()));
+    }
+    Ok(())
+}
+
+/// The run's claims, renewed: all of them still this processor's, or the
+/// run is redone one event at a time for those that are.
+async fn recheck_claims(txn: &impl ConnectionTrait, target: &Target<'_>) -> Result<(), Diverged> {
+    let backend = txn.get_database_backend();
+    let (mut values, mut marks): (Vec<sea_orm::Value>, Vec<String>) = (vec![target.until.into(), target.token.into()], Vec::new());
+    for event in target.events {
+        values.push(event.id.into());
+        marks.push(placeholder(backend, values.len()));
+    }
+    let sql = format!(
+        "UPDATE webhook_events SET claimed_until = {} WHERE claim_token = {} AND status = '{PENDING}' AND id IN ({}) RETURNING id",
+        placeholder(backend, 1),
+        placeholder(backend, 2),
+        marks.join(", ")
+    );
+    let rows = txn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
+    let held: BTreeSet<Uuid> = rows.iter().map(|row| row.try_get::<Uuid>("", "id")).collect::<Result<_, _>>()?;
+    if held.len() == target.events.len() { Ok(()) } else { Err(Diverged::Lost(held)) }
+}
+
+fn placeholder(backend: sea_orm::DbBackend, n: usize) -> String {
+    if backend == sea_orm::DbBackend::Postgres { format!("${n}") } else { "?".into() }
+}
+
+/// The hot wallets that take the run's new intents, still active and
+/// share-locked until the commit, as `ledger::assign_wallet` does for one.
+async fn lock_wallets(txn: &impl ConnectionTrait, plan: &Plan) -> Result<(), Diverged> {
+    let wanted: BTreeSet<Uuid> = plan.mints.iter().map(|mint| mint.hot_wallet).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let active: Vec<Uuid> = wallets::Entity::find()
+        .select_only()
+        .column(wallets::Column::Id)
+        .filter(wallets::Column::Id.is_in(wanted.iter().copied()))
+        .filter(wallets::Column::Status.eq(crate::custody::ACTIVE))
+        .lock(LockType::KeyShare)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    if active.len() == wanted.len() { Ok(()) } else { Err(Diverged::Conflict("a hot wallet left the active state".into())) }
+}
+
+async fn insert_mints(txn: &impl ConnectionTrait, plan: &Plan, target: &Target<'_>) -> Result<(), Diverged> {
+    if plan.mints.is_empty() {
+        return Ok(());
+    }
+    let rows = plan.mints.iter().map(|mint| {
+        let intent = NewIntent { user: mint.user_ref.clone(), kind: CallKind::Mint, amount: mint.amount, reason: mint.reason.clone(), source: mint.source.clone(), reverses: None };
+        let provenance = Provenance { event_id: Some(mint.event), rules_hash: Some(target.rules_hash.to_owned()), limit_day: Some(mint.day.clone()) };
+        ledger::intent_row(mint.id, &intent, mint.user_id, mint.hot_wallet, provenance, mint.held.clone(), Utc::now())
+    });
+    let inserted = transactions::Entity::insert_many(rows).on_conflict(OnConflict::column(transactions::Column::Source).do_nothing().to_owned()).exec_without_returning(txn).await?;
+    expect_inserted("intents", inserted, plan.mints.len())?;
+    for mint in &plan.mints {
+        if let Some(reason) = &mint.held {
+            super::handlers::alert_held(txn, mint.id, mint.amount, &mint.source, &mint.user_ref, reason).await;
+        }
+    }
+    Ok(())
+}
+
+/// Processed events in one statement, invalid ones with their note each.
+async fn finish_events(txn: &impl ConnectionTrait, plan: &Plan, target: &Target<'_>) -> Result<(), Diverged> {
+    let processed: Vec<Uuid> = target.events.iter().zip(&plan.outcomes).filter(|(_, outcome)| **outcome == Outcome::Processed).map(|(event, _)| event.id).collect();
+    if !processed.is_empty() {
+        let result = webhook_events::Entity::update_many()
+            .col_expr(webhook_events::Column::Status, Expr::value(PROCESSED))
+            .col_expr(webhook_events::Column::LastError, Expr::value(Option::<String>::None))
+            .col_expr(webhook_events::Column::ProcessedAt, Expr::value(Some(Utc::now())))
+            .col_expr(webhook_events::Column::ProcessedBy, Expr::value(Some(target.daemon.to_owned())))
+            .col_expr(webhook_events::Column::Lapses, Expr::value(0))
+            .col_expr(webhook_events::Column::ClaimToken, Expr::value(Option::<Uuid>::None))
+            .col_expr(webhook_events::Column::ClaimedUntil, Expr::value(Option::<DateTime<Utc>>::None))
+            .filter(webhook_events::Column::Id.is_in(processed.iter().copied()))
+            .filter(webhook_events::Column::ClaimToken.eq(target.token))
+            .filter(webhook_events::Column::Status.eq(PENDING))
+            .exec(txn)
+            .await?;
+        if result.rows_affected != processed.len() as u64 {
+            return Err(Diverged::Conflict("a processed event's claim changed".into()));
+        }
+    }
+    for (event, outcome) in target.events.iter().zip(&plan.outcomes) {
+        if let Outcome::Invalid(note) = outcome
+            && !inbox::finish(txn, event.id, target.token, INVALID, Some(note.clone()), target.daemon).await?
+        {
+            return Err(Diverged::Conflict("an invalid event's claim changed".into()));
+        }
+    }
+    Ok(())
+}
+
+fn expect_inserted(what: &str, inserted: u64, planned: usize) -> Result<(), Diverged> {
+    if inserted == planned as u64 { Ok(()) } else { Err(Diverged::Conflict(format!("{inserted} of {planned} new {what} inserted: another writer came first"))) }
+}
