@@ -22,6 +22,7 @@ mod m20261202_000072_alert_redelivery;
 mod m20261202_000073_attempt_sent_block;
 mod m20261202_000074_inbox_processed_by;
 mod m20261202_000075_inbox_claim_lapses;
+mod m20261203_000076_inbox_claimed_index;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000073_attempt_sent_block::Migration),
             Box::new(m20261202_000074_inbox_processed_by::Migration),
             Box::new(m20261202_000075_inbox_claim_lapses::Migration),
+            Box::new(m20261203_000076_inbox_claimed_index::Migration),
         ]
     }
 }

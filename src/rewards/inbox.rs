@@ -43,35 +43,46 @@ pub async fn claim(db: &impl ConnectionTrait, token: Uuid, lease: Duration, limi
         return Ok(Vec::new());
     }
     let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
-    let lapsed = claim_where(db, token, until, now, "claim_token IS NOT NULL AND claimed_until < ", ", lapses = lapses + 1", 1).await?;
+    // Through the partial index of claimed rows, longest lapsed first.
+    let lapsed = claim_where(db, token, until, now, Which { condition: "claim_token IS NOT NULL AND claimed_until < ", also: ", lapses = lapses + 1", order: "claimed_until" }, 1).await?;
     if !lapsed.is_empty() {
         return Ok(lapsed);
     }
-    claim_where(db, token, until, now, "claim_token IS NULL AND next_attempt_at <= ", "", limit).await
+    claim_where(db, token, until, now, Which { condition: "claim_token IS NULL AND next_attempt_at <= ", also: "", order: "next_attempt_at" }, limit).await
 }
 
-/// One claim statement: due pending rows matching `condition` (completed by
-/// the `now` parameter) get `token` until `until`, plus `also` (more SET).
+/// Which due rows a claim statement takes.
+struct Which<'a> {
+    /// Completed by the `now` parameter.
+    condition: &'a str,
+    /// More SET clauses.
+    also: &'a str,
+    /// The first `limit` by this.
+    order: &'a str,
+}
+
+/// One claim statement: due pending rows matching `which` get `token`
+/// until `until`.
 async fn claim_where(
     db: &impl ConnectionTrait,
     token: Uuid,
     until: DateTime<Utc>,
     now: DateTime<Utc>,
-    condition: &str,
-    also: &str,
+    which: Which<'_>,
     limit: u64,
 ) -> Result<Vec<webhook_events::Model>, DbErr> {
+    let Which { condition, also, order } = which;
     let backend = db.get_database_backend();
     let sql = match backend {
         DbBackend::Postgres => format!(
             "UPDATE webhook_events SET claim_token = $1, claimed_until = $2{also} WHERE id IN (\
              SELECT id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= $3 AND {condition}$3 \
-             ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *"
+             ORDER BY {order} LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *"
         ),
         _ => format!(
             "UPDATE webhook_events SET claim_token = ?, claimed_until = ?{also} WHERE id IN (\
              SELECT id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= ? AND {condition}? \
-             ORDER BY next_attempt_at LIMIT ?) RETURNING *"
+             ORDER BY {order} LIMIT ?) RETURNING *"
         ),
     };
     let values: Vec<sea_orm::Value> = match backend {
