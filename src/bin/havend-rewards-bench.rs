@@ -5,6 +5,9 @@
 //! 2. `latency`: signed webhooks at a steady rate through the real listener,
 //!    the processor, the wallet actors and anvil (`--block-time 1`):
 //!    webhook → confirmed percentiles, and where the time goes.
+//! 3. `sustain`: the same path at rising rates, `--seconds` each (60 by
+//!    default), until the backlog (pending events and unconfirmed intents)
+//!    grows: the highest rate the daemon keeps up with, and its latency.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -70,6 +73,21 @@ enum Phase {
         #[arg(long, default_value_t = 1)]
         wallets: usize,
     },
+    /// The highest sustained webhook → confirmed rate on anvil.
+    Sustain {
+        /// First rate, bookings per second (doubled each step).
+        #[arg(long, default_value_t = 50)]
+        start: u64,
+        /// Highest rate tried.
+        #[arg(long, default_value_t = 6_400)]
+        max_rate: u64,
+        /// Seconds of steady load per step.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Hot wallets.
+        #[arg(long, default_value_t = 4)]
+        wallets: usize,
+    },
 }
 
 const SECRET: &str = "bench-aurora-secret";
@@ -95,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
     match args.phase {
         Phase::Backlog { events, new_users, workers, batch } => backlog(config, db, keys, events, new_users, workers, batch).await,
         Phase::Latency { rate, seconds, wallets } => latency(config, db, keys, rate, seconds, wallets).await,
+        Phase::Sustain { start, max_rate, seconds, wallets } => sustain(config, db, keys, start, max_rate, seconds, wallets).await,
     }
 }
 
@@ -148,11 +167,24 @@ async fn backlog(mut config: Config, db: DatabaseConnection, keys: MasterKeys, e
         elapsed.as_secs_f64(),
         events as f64 / elapsed.as_secs_f64()
     );
+    // How long each batch's write transaction stayed open (on SQLite, the
+    // write lock intake waits for), as the daemon's summary has it.
+    for line in havend::telemetry::metrics::render().lines().filter(|line| line.starts_with(havend::rewards::batch::BATCH_WRITE_SECONDS)) {
+        println!("  {line}");
+    }
     daemon.shutdown().await;
     Ok(())
 }
 
-async fn latency(mut config: Config, db: DatabaseConnection, keys: MasterKeys, rate: u64, seconds: u64, wallets: usize) -> anyhow::Result<()> {
+/// A daemon on a fresh anvil (`--block-time 1`) with `wallets` funded,
+/// active hot wallets.
+struct OnChain {
+    daemon: havend::Daemon,
+    addr: std::net::SocketAddr,
+    _anvil: alloy::node_bindings::AnvilInstance,
+}
+
+async fn on_chain(mut config: Config, db: &DatabaseConnection, keys: &MasterKeys, wallets: usize) -> anyhow::Result<OnChain> {
     let anvil_path = chain::anvil::locate().map_err(anyhow::Error::msg)?;
     let anvil = tokio::task::spawn_blocking(move || Anvil::at(anvil_path).port(0u16).block_time(1).args(["--gas-limit", "30000000000"]).try_spawn()).await??;
     let url = anvil.endpoint();
@@ -161,12 +193,12 @@ async fn latency(mut config: Config, db: DatabaseConnection, keys: MasterKeys, r
     let provider = ProviderBuilder::new().connect_http(url.parse()?);
     let mut addresses = Vec::new();
     for _ in 0..wallets {
-        let hot = custody::create_wallet(&db, &keys, custody::HOT, "bench").await?;
+        let hot = custody::create_wallet(db, keys, custody::HOT, "bench").await?;
         let address: Address = hot.address.parse()?;
         provider.anvil_set_balance(address, U256::from(10u128.pow(22))).await.context("funding")?;
         admin::grant_roles(&url, &admin_key, token, address).await?;
         let client = chain::ChainClient::new(&url, Duration::from_secs(10)).map_err(anyhow::Error::msg)?;
-        havend::wallet::lifecycle::activate_checked(&db, &client, token, U256::from(1u64), &hot, "bench").await?;
+        havend::wallet::lifecycle::activate_checked(db, &client, token, U256::from(1u64), &hot, "bench").await?;
         addresses.push(address);
     }
     let mut chain_config: ChainConfig = toml::from_str(&format!("rpc_url = {url:?}\ntoken = \"{token}\"\nchain_id = {}\npoll_interval_ms = 50\nmax_in_flight = 1024\n", anvil.chain_id()))?;
@@ -176,14 +208,19 @@ async fn latency(mut config: Config, db: DatabaseConnection, keys: MasterKeys, r
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let daemon = havend::Daemon::start(config, listener).await?;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
+    Ok(OnChain { daemon, addr, _anvil: anvil })
+}
 
+/// Sends `rate` signed bookings a second for `seconds` (ids from `first`);
+/// returns when each was sent, by intent source.
+async fn drive(addr: std::net::SocketAddr, rate: u64, seconds: u64, first: usize) -> anyhow::Result<HashMap<String, chrono::DateTime<chrono::Utc>>> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
     let total = (rate * seconds) as usize;
     let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
     let mut sent_at = HashMap::with_capacity(total);
     let mut next = Instant::now();
     let mut requests = tokio::task::JoinSet::new();
-    for i in 0..total {
+    for i in first..first + total {
         tokio::time::sleep_until(next.into()).await;
         let body = format!(r#"{{"id":"lat_{i}","guest_id":"guest_{}","total_price":"10","nights":1}}"#, i % 500);
         let headers = Scheme::HavenHmac.sign(Partner::Aurora, &Secret::new(SECRET), body.as_bytes(), chrono::Utc::now().timestamp(), "").map_err(anyhow::Error::msg)?;
@@ -200,6 +237,91 @@ async fn latency(mut config: Config, db: DatabaseConnection, keys: MasterKeys, r
     while let Some(answer) = requests.join_next().await {
         anyhow::ensure!(answer?? == 200, "a webhook was refused");
     }
+    Ok(sent_at)
+}
+
+/// Waits up to `patience` for every booking of `sent_at` to be confirmed;
+/// returns how many were, and webhook → confirmed p50/p99 in ms.
+async fn confirmed_latency(db: &DatabaseConnection, sent_at: &HashMap<String, chrono::DateTime<chrono::Utc>>, patience: Duration) -> anyhow::Result<(usize, f64, f64)> {
+    let deadline = Instant::now() + patience;
+    let sources: Vec<String> = sent_at.keys().cloned().collect();
+    loop {
+        let mut rows = Vec::new();
+        for chunk in sources.chunks(5_000) {
+            rows.extend(transactions::Entity::find().filter(transactions::Column::Status.eq("confirmed")).filter(transactions::Column::Source.is_in(chunk.iter().cloned())).all(db).await?);
+        }
+        if rows.len() >= sent_at.len() || Instant::now() > deadline {
+            let mut ms: Vec<f64> = rows.iter().filter_map(|intent| sent_at.get(&intent.source).map(|sent| (intent.updated_at - *sent).num_microseconds().unwrap_or_default() as f64 / 1000.0)).collect();
+            let (p50, p99) = percentiles(&mut ms);
+            return Ok((rows.len(), p50, p99));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn percentiles(values: &mut [f64]) -> (f64, f64) {
+    values.sort_by(f64::total_cmp);
+    let pick = |q: f64| values.get(((values.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
+    (pick(0.5), pick(0.99))
+}
+
+/// Events not yet processed plus intents not yet confirmed (or given up).
+async fn backlog_now(db: &DatabaseConnection) -> anyhow::Result<u64> {
+    let pending = webhook_events::Entity::find().filter(webhook_events::Column::Status.eq("pending")).count(db).await?;
+    let open = transactions::Entity::find().filter(transactions::Column::Status.is_in(["queued", "signed", "broadcast"])).count(db).await?;
+    Ok(pending + open)
+}
+
+async fn sustain(config: Config, db: DatabaseConnection, keys: MasterKeys, start: u64, max_rate: u64, seconds: u64, wallets: usize) -> anyhow::Result<()> {
+    let chain = on_chain(config, &db, &keys, wallets).await?;
+    let (mut rate, mut first, mut best) = (start.max(1), 0usize, None);
+    while rate <= max_rate {
+        // The backlog once a second while the load runs.
+        let sampler = {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                for _ in 0..seconds {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    samples.push(backlog_now(&db).await.unwrap_or_default());
+                }
+                samples
+            })
+        };
+        let sent_at = drive(chain.addr, rate, seconds, first).await?;
+        first += sent_at.len();
+        let samples = sampler.await?;
+        // Growing: the last quarter's mean backlog passes the second
+        // quarter's by more than a second of load (one block's worth of
+        // unconfirmed intents is the floor at any rate).
+        let mean = |part: &[u64]| part.iter().sum::<u64>() as f64 / part.len().max(1) as f64;
+        let quarter = samples.len() / 4;
+        let (early, late) = (mean(&samples[quarter..2 * quarter]), mean(&samples[samples.len() - quarter..]));
+        let growing = late > early + rate as f64;
+        let (confirmed, p50, p99) = confirmed_latency(&db, &sent_at, Duration::from_secs(180)).await?;
+        println!(
+            "sustain:  {rate:>5}/s for {seconds} s over {wallets} wallet(s): backlog {early:.0} -> {late:.0} ({}), {confirmed} of {} confirmed, webhook -> confirmed p50 {p50:.0} ms, p99 {p99:.0} ms",
+            if growing { "growing" } else { "steady" },
+            sent_at.len()
+        );
+        if growing || confirmed < sent_at.len() {
+            break;
+        }
+        best = Some((rate, p50, p99));
+        rate *= 2;
+    }
+    match best {
+        Some((rate, p50, p99)) => println!("sustained: {rate}/s (p50 {p50:.0} ms, p99 {p99:.0} ms); the next step did not keep up"),
+        None => println!("sustained: not even {start}/s"),
+    }
+    chain.daemon.shutdown().await;
+    Ok(())
+}
+
+async fn latency(config: Config, db: DatabaseConnection, keys: MasterKeys, rate: u64, seconds: u64, wallets: usize) -> anyhow::Result<()> {
+    let chain = on_chain(config, &db, &keys, wallets).await?;
+    let sent_at = drive(chain.addr, rate, seconds, 0).await?;
+    let total = sent_at.len();
     let deadline = Instant::now() + Duration::from_secs(120);
     let confirmed = loop {
         let rows = transactions::Entity::find().filter(transactions::Column::Status.eq("confirmed")).all(&db).await?;
@@ -231,21 +353,15 @@ async fn latency(mut config: Config, db: DatabaseConnection, keys: MasterKeys, r
         signing.push(ms(intent.created_at, *signed));
         mining.push(ms(*signed, intent.updated_at));
     }
-    let stats = |values: &mut Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        let pick = |q: f64| values.get(((values.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or_default();
-        (pick(0.5), pick(0.99))
-    };
-    let (p50, p99) = stats(&mut total_ms);
+    let (p50, p99) = percentiles(&mut total_ms);
     println!("latency:  {} of {total} bookings at {rate}/s over {wallets} wallet(s), webhook -> confirmed: p50 {p50:.0} ms, p99 {p99:.0} ms (block time 1 s)", total_ms.len());
     let mean = |values: &Vec<f64>| values.iter().sum::<f64>() / values.len().max(1) as f64;
     let whole = mean(&intake) + mean(&processing) + mean(&signing) + mean(&mining);
     for (name, values) in [("intake", &mut intake), ("processing", &mut processing), ("signing", &mut signing), ("mining+confirm", &mut mining)] {
         let share = 100.0 * mean(values) / whole.max(f64::EPSILON);
-        let (p50, p99) = stats(values);
+        let (p50, p99) = percentiles(values);
         println!("  {name:<15} p50 {p50:>7.1} ms  p99 {p99:>7.1} ms  ({share:.0}% of the mean)");
     }
-    daemon.shutdown().await;
-    drop(anvil);
+    chain.daemon.shutdown().await;
     Ok(())
 }
