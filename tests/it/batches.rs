@@ -69,12 +69,17 @@ fn inbox() -> Vec<NewEvent> {
     events
 }
 
+/// An intent: source, user, kind, amount, status, last error, the source of the mint it reverses.
+type IntentRow = (String, String, String, String, String, Option<String>, Option<String>);
+/// A booking: id, guest, total price, status, the source of its mint.
+type BookingRow = (String, Option<String>, Option<String>, String, Option<String>);
+
 /// Everything processing wrote, without ids or clocks.
 #[derive(Debug, PartialEq)]
 struct Rows {
     events: Vec<(String, String, i32, Option<String>)>,
-    intents: Vec<(String, String, String, String, String, Option<String>, Option<String>)>,
-    bookings: Vec<(String, Option<String>, Option<String>, String, Option<String>)>,
+    intents: Vec<IntentRow>,
+    bookings: Vec<BookingRow>,
     counters: Vec<(String, String, String)>,
     tribe: (u64, u64, u64),
     alerts: BTreeMap<String, usize>,

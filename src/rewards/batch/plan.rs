@@ -188,10 +188,7 @@ impl<F: FnMut() -> Uuid> Run<'_, '_, F> {
             Ok(data) => data,
             Err(reason) => return Some(Outcome::Invalid(reason.clone())),
         };
-        match self.decide(item.event, data) {
-            Ok(outcome) => Some(outcome),
-            Err(Beyond) => None,
-        }
+        self.decide(item.event, data).ok()
     }
 
     fn decide(&mut self, event: &webhook_events::Model, data: &EventData) -> Result<Outcome, Beyond> {
@@ -199,41 +196,8 @@ impl<F: FnMut() -> Uuid> Run<'_, '_, F> {
         let now = self.rules.now;
         let own = own_source(event);
         match data {
-            EventData::BookingCreated { booking, guest, total_price, nights } => {
-                if self.snapshot.bookings.contains_key(booking) {
-                    return Err(Beyond);
-                }
-                let Some(amount) = rules.booking(*total_price, *nights) else { return Ok(overflow()) };
-                let guest_ref = format!("aurora:{guest}");
-                let mint_intent = match self.mint(event, &guest_ref, amount, format!("booking {booking}: {total_price} CAD, {nights} nights"), own)? {
-                    Ok(intent) => intent,
-                    Err(outcome) => return Ok(outcome),
-                };
-                self.snapshot.bookings.insert(booking.clone(), true);
-                self.plan.bookings.push(aurora_bookings::Model {
-                    booking_id: booking.clone(),
-                    guest_ref: Some(guest_ref),
-                    total_price: Some(total_price.to_string()),
-                    nights: Some(*nights),
-                    status: "created".into(),
-                    mint_intent,
-                    created_at: now,
-                    updated_at: now,
-                });
-                Ok(Outcome::Processed)
-            }
-            EventData::ReviewSubmitted { booking, guest, rating } => {
-                if self.snapshot.bookings.get(booking) != Some(&true) {
-                    return Ok(Outcome::Wait(format!("booking {booking} not seen yet")));
-                }
-                if let Some(bonus) = rules.review(*rating) {
-                    let reason = format!("review of booking {booking} rated {rating}");
-                    if let Err(outcome) = self.mint(event, &format!("aurora:{guest}"), bonus, reason, format!("review-bonus:{booking}"))? {
-                        return Ok(outcome);
-                    }
-                }
-                Ok(Outcome::Processed)
-            }
+            EventData::BookingCreated { booking, guest, total_price, nights } => self.booking_created(event, booking, guest, *total_price, *nights),
+            EventData::ReviewSubmitted { booking, guest, rating } => self.review(event, booking, guest, *rating),
             EventData::Attendance { event: tribe_event, attendee, kind, attended } => {
                 let amount = rules.attendance(kind, *attended);
                 if let Some(amount) = amount
@@ -287,6 +251,44 @@ impl<F: FnMut() -> Uuid> Run<'_, '_, F> {
             },
             _ => Err(Beyond),
         }
+    }
+
+    fn booking_created(&mut self, event: &webhook_events::Model, booking: &str, guest: &str, total_price: Decimal, nights: i64) -> Result<Outcome, Beyond> {
+        if self.snapshot.bookings.contains_key(booking) {
+            return Err(Beyond);
+        }
+        let Some(amount) = self.rules.rules.booking(total_price, nights) else { return Ok(overflow()) };
+        let guest_ref = format!("aurora:{guest}");
+        let mint_intent = match self.mint(event, &guest_ref, amount, format!("booking {booking}: {total_price} CAD, {nights} nights"), own_source(event))? {
+            Ok(intent) => intent,
+            Err(outcome) => return Ok(outcome),
+        };
+        self.snapshot.bookings.insert(booking.to_owned(), true);
+        let now = self.rules.now;
+        self.plan.bookings.push(aurora_bookings::Model {
+            booking_id: booking.to_owned(),
+            guest_ref: Some(guest_ref),
+            total_price: Some(total_price.to_string()),
+            nights: Some(nights),
+            status: "created".into(),
+            mint_intent,
+            created_at: now,
+            updated_at: now,
+        });
+        Ok(Outcome::Processed)
+    }
+
+    fn review(&mut self, event: &webhook_events::Model, booking: &str, guest: &str, rating: i64) -> Result<Outcome, Beyond> {
+        if self.snapshot.bookings.get(booking) != Some(&true) {
+            return Ok(Outcome::Wait(format!("booking {booking} not seen yet")));
+        }
+        if let Some(bonus) = self.rules.rules.review(rating) {
+            let reason = format!("review of booking {booking} rated {rating}");
+            if let Err(outcome) = self.mint(event, &format!("aurora:{guest}"), bonus, reason, format!("review-bonus:{booking}"))? {
+                return Ok(outcome);
+            }
+        }
+        Ok(Outcome::Processed)
     }
 
     #[allow(clippy::too_many_arguments)]
