@@ -75,12 +75,39 @@ pub async fn raise(db: &impl ConnectionTrait, severity: Severity, category: &str
 
 /// [`raise`], returning the stored alert's id (`havend alerts test` waits for its delivery).
 pub async fn record(db: &impl ConnectionTrait, severity: Severity, category: &str, message: &str, details: &Value) -> Result<Uuid, DbErr> {
+    log(severity, category, message, details);
+    let id = Uuid::now_v7();
+    row(id, severity, category, message, details).insert(db).await?;
+    DELIVERY_NUDGE.notify_waiters();
+    Ok(id)
+}
+
+/// Records many alerts of one severity and category in one statement, each
+/// logged as [`raise`] logs it (a batch of held mints raises one per mint).
+pub async fn raise_many(db: &impl ConnectionTrait, severity: Severity, category: &str, alerts: &[(String, Value)]) {
+    if alerts.is_empty() {
+        return;
+    }
+    let rows = alerts.iter().map(|(message, details)| {
+        log(severity, category, message, details);
+        row(Uuid::now_v7(), severity, category, message, details)
+    });
+    match <entity::alerts::Entity as sea_orm::EntityTrait>::insert_many(rows).exec_without_returning(db).await {
+        Ok(_) => DELIVERY_NUDGE.notify_waiters(),
+        Err(error) => error!(category, %error, count = alerts.len(), "Alerts could not be stored"),
+    }
+}
+
+fn log(severity: Severity, category: &str, message: &str, details: &Value) {
     match severity {
         Severity::Critical | Severity::Error => error!(severity = severity.as_str(), category, %details, "{message}"),
         Severity::Warning => warn!(severity = severity.as_str(), category, %details, "{message}"),
         Severity::Info => info!(severity = severity.as_str(), category, %details, "{message}"),
     }
-    let id = Uuid::now_v7();
+}
+
+/// A new alert's row, pending delivery.
+fn row(id: Uuid, severity: Severity, category: &str, message: &str, details: &Value) -> entity::alerts::ActiveModel {
     entity::alerts::ActiveModel {
         id: Set(id),
         severity: Set(severity.as_str().to_owned()),
@@ -94,10 +121,6 @@ pub async fn record(db: &impl ConnectionTrait, severity: Severity, category: &st
         delivered_at: Set(None),
         next_attempt_at: Set(None),
     }
-    .insert(db)
-    .await?;
-    DELIVERY_NUDGE.notify_waiters();
-    Ok(id)
 }
 
 /// Why a test alert has no delivery result.

@@ -216,6 +216,11 @@ pub async fn audit(
     actor: &str,
     details: serde_json::Value,
 ) -> Result<(), DbErr> {
+    audit_row(wallet_id, action, severity, actor, &details).insert(db).await.map(|_| ())
+}
+
+/// The audit row [`audit`] writes.
+fn audit_row(wallet_id: Option<Uuid>, action: &str, severity: &str, actor: &str, details: &serde_json::Value) -> entity::wallet_audit_logs::ActiveModel {
     entity::wallet_audit_logs::ActiveModel {
         id: Set(Uuid::now_v7()),
         wallet_id: Set(wallet_id),
@@ -225,9 +230,6 @@ pub async fn audit(
         details: Set(details.to_string()),
         created_at: Set(chrono::Utc::now()),
     }
-    .insert(db)
-    .await
-    .map(|_| ())
 }
 
 /// A wallet's audit log, oldest first.
@@ -244,13 +246,36 @@ pub async fn create_wallet(
     kind: &str,
     actor: &str,
 ) -> Result<wallets::Model, CustodyError> {
+    let new = new_wallet(keys, kind, actor)?;
+    let wallet = new.wallet.insert(db).await?;
+    new.audit.insert(db).await?;
+    Ok(wallet)
+}
+
+/// A wallet made but not yet stored: its row (the key encrypted) and its
+/// `create` audit row.
+pub struct NewWallet {
+    /// The wallet's id.
+    pub id: Uuid,
+    /// Its checksummed address.
+    pub address: String,
+    /// The `wallets` row.
+    pub wallet: wallets::ActiveModel,
+    /// The `wallet_audit_logs` row.
+    pub audit: entity::wallet_audit_logs::ActiveModel,
+}
+
+/// Generates a key and encrypts it into the rows [`create_wallet`] stores
+/// (the processor's batches store many at once).
+pub fn new_wallet(keys: &MasterKeys, kind: &str, actor: &str) -> Result<NewWallet, CustodyError> {
     let signer = generate_signer();
     let address = signer.address().to_checksum(None);
     let secret = Zeroizing::new(signer.to_bytes().to_vec());
     let (version, blob) = keys.encrypt(&address, &secret)?;
     let now = chrono::Utc::now();
+    let id = Uuid::now_v7();
     let wallet = wallets::ActiveModel {
-        id: Set(Uuid::now_v7()),
+        id: Set(id),
         address: Set(address.clone()),
         kind: Set(kind.into()),
         status: Set(if kind == HOT { STANDBY } else { ACTIVE }.into()),
@@ -265,11 +290,9 @@ pub async fn create_wallet(
         updated_at: Set(now),
         heartbeat_at: Set(None),
         halted: Set(None),
-    }
-    .insert(db)
-    .await?;
-    audit(db, Some(wallet.id), "create", "LOW", actor, json!({ "address": address, "kind": kind })).await?;
-    Ok(wallet)
+    };
+    let audit = audit_row(Some(id), "create", "LOW", actor, &json!({ "address": address, "kind": kind }));
+    Ok(NewWallet { id, address, wallet, audit })
 }
 
 /// Finds a wallet by id or address.

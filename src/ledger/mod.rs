@@ -101,8 +101,7 @@ pub async fn ensure_user(
         return Err(LedgerError::NoHotWallet);
     }
     let wallet = custody::create_wallet(db, keys, custody::USER, "ledger").await?;
-    let digest = alloy::primitives::keccak256(external_ref.as_bytes());
-    let hot = hot_wallets[digest[31] as usize % hot_wallets.len()];
+    let hot = pick_hot_wallet(external_ref, hot_wallets);
     let user = users::ActiveModel {
         id: Set(Uuid::now_v7()),
         external_ref: Set(external_ref.to_owned()),
@@ -114,6 +113,13 @@ pub async fn ensure_user(
     users::Entity::insert(user).on_conflict_do_nothing_on([users::Column::ExternalRef]).exec(db).await?;
     // Whoever won a concurrent first reward, the stored row is the user.
     Ok(users::Entity::find().filter(users::Column::ExternalRef.eq(external_ref)).one(db).await?.ok_or(DbErr::RecordNotFound(external_ref.into()))?)
+}
+
+/// The hot wallet a new user `external_ref` is assigned among the active
+/// `hot_wallets` (not empty): stable, by the reference's hash.
+pub fn pick_hot_wallet(external_ref: &str, hot_wallets: &[Uuid]) -> Uuid {
+    let digest = alloy::primitives::keccak256(external_ref.as_bytes());
+    hot_wallets[digest[31] as usize % hot_wallets.len()]
 }
 
 /// Writes a `system_flags` row (the minting pause, the gas hold): an upsert,

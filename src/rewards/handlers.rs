@@ -505,12 +505,17 @@ pub async fn hold_intent(db: &impl ConnectionTrait, intent: &transactions::Model
 
 /// The operator's alert for an intent held over a mint limit.
 pub async fn alert_held(db: &impl ConnectionTrait, id: Uuid, amount: alloy::primitives::U256, source: &str, user_ref: &str, reason: &str) {
-    alert::raise(
-        db,
-        Severity::Warning,
-        "mint_held",
-        &format!("A mint of {} HNV to {user_ref} is held: {reason}. Release or cancel it with `havend intents release|cancel {id}`.", to_hnv(amount)),
+    let (message, details) = held_alert(id, amount, source, user_ref, reason);
+    alert::raise(db, Severity::Warning, HELD_ALERT, &message, details).await;
+}
+
+/// The category of [`held_alert`]s.
+pub const HELD_ALERT: &str = "mint_held";
+
+/// The message and details of the alert for an intent held over a limit.
+pub fn held_alert(id: Uuid, amount: alloy::primitives::U256, source: &str, user_ref: &str, reason: &str) -> (String, serde_json::Value) {
+    (
+        format!("A mint of {} HNV to {user_ref} is held: {reason}. Release or cancel it with `havend intents release|cancel {id}`.", to_hnv(amount)),
         json!({ "transaction_id": id, "user": user_ref, "source": source, "reason": reason }),
     )
-    .await;
 }

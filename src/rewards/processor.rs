@@ -347,14 +347,15 @@ impl ProcessorState {
             }
         };
         let bounds = Bounds::of(&config.rewards.limits);
-        let rules = Rules { rules: &config.rewards, bounds, rules_hash, now };
+        let rules = Rules { rules: &config.rewards, bounds, rules_hash, now, create_users: self.args.keys.is_some() };
         let decided = batch::plan::plan(&items, &snapshot, &rules, &mut Uuid::now_v7);
         if decided.outcomes.is_empty() {
             return 0;
         }
         let run: Vec<&webhook_events::Model> = items[..decided.outcomes.len()].iter().map(|item| item.event).collect();
         let until = Utc::now() + chrono::Duration::from_std(Duration::from_secs(settings.lease_secs)).unwrap_or_default();
-        let target = Target { events: &run, token, until, daemon: &config.daemon_name, bounds, rules_hash, budget: handler_budget(settings) };
+        let keys = self.args.keys.clone();
+        let target = Target { events: &run, token, until, daemon: &config.daemon_name, bounds, rules_hash, budget: handler_budget(settings), keys: keys.as_ref() };
         match batch::write(&self.args.db, &decided, &target).await {
             Ok(Written::Committed) => {}
             Ok(Written::RolledBack { held, why }) => {

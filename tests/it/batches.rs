@@ -83,6 +83,8 @@ struct Rows {
     counters: Vec<(String, String, String)>,
     tribe: (u64, u64, u64),
     alerts: BTreeMap<String, usize>,
+    /// Custodial wallets and their `create` audit rows.
+    wallets: (u64, u64),
 }
 
 async fn rows(db: &DatabaseConnection) -> Rows {
@@ -111,7 +113,9 @@ async fn rows(db: &DatabaseConnection) -> Rows {
     for alert in entity::alerts::Entity::find().all(db).await.unwrap() {
         *alerts.entry(alert.category).or_default() += 1;
     }
-    Rows { events, intents, bookings, counters, tribe, alerts }
+    let user_wallets = entity::wallets::Entity::find().filter(entity::wallets::Column::Kind.eq(havend::custody::USER)).count(db).await.unwrap();
+    let created = entity::wallet_audit_logs::Entity::find().filter(entity::wallet_audit_logs::Column::Action.eq("create")).count(db).await.unwrap();
+    Rows { events, intents, bookings, counters, tribe, alerts, wallets: (user_wallets, created) }
 }
 
 /// The inbox processed by a daemon named `name` (batches of 64), once no

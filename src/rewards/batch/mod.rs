@@ -25,9 +25,12 @@ use uuid::Uuid;
 
 pub use self::plan::{Item, Plan, Rules, Snapshot};
 use super::inbox::{self, INVALID, PENDING, PROCESSED};
+use super::handlers;
 use super::limits::{self, Bounds};
 use super::processor::Outcome;
+use crate::alert::{self, Severity};
 use crate::chain::CallKind;
+use crate::custody::{self, MasterKeys, NewWallet};
 use crate::ledger::{self, NewIntent, Provenance};
 
 /// Histogram: seconds a run's write transaction is open (on SQLite, how long
@@ -87,9 +90,18 @@ pub async fn snapshot(db: &impl ConnectionTrait, needs: &plan::Needs) -> Result<
             .await?
             .into_iter()
             .collect();
+        if found.len() < needs.users.len() {
+            snapshot.hot_wallets = ledger::active_hot_wallets(db).await?;
+        }
         // A user whose wallet is rotating or revoked follows its work through
-        // `ledger::assign_wallet`: left out, so the handler takes its event.
-        snapshot.users = found.into_iter().filter(|(_, _, wallet)| active.contains(wallet)).map(|(id, reference, wallet)| (reference, (id, wallet))).collect();
+        // `ledger::assign_wallet`: the handler takes its events.
+        for (id, reference, wallet) in found {
+            if active.contains(&wallet) {
+                snapshot.users.insert(reference, (id, wallet));
+            } else {
+                snapshot.moving.insert(reference);
+            }
+        }
     }
     if !needs.bookings.is_empty() {
         let found: Vec<(String, Option<String>)> = aurora_bookings::Entity::find()
@@ -143,19 +155,26 @@ pub struct Target<'a> {
     pub rules_hash: &'a str,
     /// The longest the transaction may stay open (half the lease).
     pub budget: Duration,
+    /// To give new users their custodial wallets.
+    pub keys: Option<&'a MasterKeys>,
 }
 
 /// Writes `plan` in one transaction: the run's effects and the final status
 /// of its processed and invalid events. Waits and failures are left pending
 /// for the processor to hand back after the commit.
 pub async fn write(db: &sea_orm::DatabaseConnection, plan: &Plan, target: &Target<'_>) -> Result<Written, DbErr> {
+    let held = || target.events.iter().map(|event| event.id).collect();
+    // Keys are made before the transaction: no lock waits on them.
+    let wallets = match new_wallets(plan, target.keys) {
+        Ok(wallets) => wallets,
+        Err(why) => return Ok(Written::RolledBack { held: held(), why }),
+    };
     let started = Instant::now();
     let txn = crate::db::begin_write(db).await?;
-    let result = match tokio::time::timeout(target.budget, write_in(&txn, plan, target)).await {
+    let result = match tokio::time::timeout(target.budget, write_in(&txn, plan, target, wallets)).await {
         Ok(result) => result,
         Err(_) => Err(Diverged::Conflict(format!("the batch did not commit within {} ms", target.budget.as_millis()))),
     };
-    let held = || target.events.iter().map(|event| event.id).collect();
     let written = match result {
         Ok(()) => {
             fail::fail_point!("processor::before_commit", |_| std::process::abort());
@@ -177,9 +196,19 @@ pub async fn write(db: &sea_orm::DatabaseConnection, plan: &Plan, target: &Targe
     Ok(written)
 }
 
-async fn write_in(txn: &impl ConnectionTrait, plan: &Plan, target: &Target<'_>) -> Result<(), Diverged> {
+/// A custodial wallet for each of the plan's new users.
+fn new_wallets(plan: &Plan, keys: Option<&MasterKeys>) -> Result<Vec<NewWallet>, String> {
+    if plan.new_users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys = keys.ok_or("new users need the master key")?;
+    plan.new_users.iter().map(|_| custody::new_wallet(keys, custody::USER, "ledger").map_err(|error| error.to_string())).collect()
+}
+
+async fn write_in(txn: &impl ConnectionTrait, plan: &Plan, target: &Target<'_>, wallets: Vec<NewWallet>) -> Result<(), Diverged> {
     recheck_claims(txn, target).await?;
     lock_wallets(txn, plan).await?;
+    insert_users(txn, plan, wallets).await?;
     let do_nothing = || OnConflict::new().do_nothing().to_owned();
     let bookings = plan.bookings.iter().cloned().map(|row| aurora_bookings::ActiveModel {
         booking_id: Set(row.booking_id),
@@ -226,6 +255,28 @@ async fn write_in(txn: &impl ConnectionTrait, plan: &Plan, target: &Target<'_>) 
         return Err(Diverged::Conflict("a mint counter no longer allows the batch's sum".into()));
     }
     Ok(())
+}
+
+/// New users with their custodial wallets: none of them may exist already
+/// (another processor came first: the run is redone one event at a time).
+async fn insert_users(txn: &impl ConnectionTrait, plan: &Plan, wallets: Vec<NewWallet>) -> Result<(), Diverged> {
+    if plan.new_users.is_empty() {
+        return Ok(());
+    }
+    let now = Utc::now();
+    let users: Vec<_> = plan.new_users.iter().zip(&wallets).map(|(user, wallet)| users::ActiveModel {
+        id: Set(user.id),
+        external_ref: Set(user.reference.clone()),
+        wallet_id: Set(wallet.id),
+        address: Set(wallet.address.clone()),
+        hot_wallet_id: Set(user.hot_wallet),
+        created_at: Set(now),
+    }).collect();
+    let (rows, audits): (Vec<_>, Vec<_>) = wallets.into_iter().map(|wallet| (wallet.wallet, wallet.audit)).unzip();
+    expect_inserted("wallets", wallets::Entity::insert_many(rows).exec_without_returning(txn).await?, plan.new_users.len())?;
+    entity::wallet_audit_logs::Entity::insert_many(audits).exec_without_returning(txn).await?;
+    let inserted = users::Entity::insert_many(users).on_conflict(OnConflict::column(users::Column::ExternalRef).do_nothing().to_owned()).exec_without_returning(txn).await?;
+    expect_inserted("users", inserted, plan.new_users.len())
 }
 
 /// The run's claims, renewed: all of them still this processor's, or the
@@ -282,11 +333,8 @@ async fn insert_mints(txn: &impl ConnectionTrait, plan: &Plan, target: &Target<'
     });
     let inserted = transactions::Entity::insert_many(rows).on_conflict(OnConflict::column(transactions::Column::Source).do_nothing().to_owned()).exec_without_returning(txn).await?;
     expect_inserted("intents", inserted, plan.mints.len())?;
-    for mint in &plan.mints {
-        if let Some(reason) = &mint.held {
-            super::handlers::alert_held(txn, mint.id, mint.amount, &mint.source, &mint.user_ref, reason).await;
-        }
-    }
+    let held: Vec<_> = plan.mints.iter().filter_map(|mint| mint.held.as_ref().map(|reason| handlers::held_alert(mint.id, mint.amount, &mint.source, &mint.user_ref, reason))).collect();
+    alert::raise_many(txn, Severity::Warning, handlers::HELD_ALERT, &held).await;
     Ok(())
 }
 

@@ -40,6 +40,11 @@ pub struct Item<'a> {
 pub struct Snapshot {
     /// Users whose hot wallet takes new work: external ref → (user, hot wallet).
     pub users: HashMap<String, (Uuid, Uuid)>,
+    /// Users whose hot wallet is rotating or revoked: they follow their work
+    /// through `ledger::assign_wallet`, so their events go to the handlers.
+    pub moving: BTreeSet<String>,
+    /// The active hot wallets, in the order a new user is assigned one.
+    pub hot_wallets: Vec<Uuid>,
     /// Bookings by id → whether their guest is known (a stub is not).
     pub bookings: HashMap<String, bool>,
     /// Intents by source → (intent, hot wallet).
@@ -86,6 +91,17 @@ pub struct NewMint {
     pub held: Option<String>,
 }
 
+/// A user seen for the first time: created with a custodial wallet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// `{partner}:{external id}`.
+    pub reference: String,
+    /// The user's id, chosen here.
+    pub id: Uuid,
+    /// The hot wallet that takes the user's work.
+    pub hot_wallet: Uuid,
+}
+
 /// Everything a run writes, and what became of each of its events.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
@@ -100,6 +116,8 @@ pub struct Plan {
     pub tribe_rewards: Vec<tribe_rewards::Model>,
     /// Stakes (likewise).
     pub stakes: Vec<staking_records::Model>,
+    /// New users, in order.
+    pub new_users: Vec<NewUser>,
     /// New intents, in order.
     pub mints: Vec<NewMint>,
     /// What the admitted mints add to each counter.
@@ -118,6 +136,9 @@ pub struct Rules<'a> {
     pub rules_hash: &'a str,
     /// When the run is decided (row timestamps).
     pub now: DateTime<Utc>,
+    /// Whether new users can be given a custodial wallet (this daemon has
+    /// the master key); without, their events go to the handlers.
+    pub create_users: bool,
 }
 
 /// What an event needs from a snapshot: the users it may mint to, the
@@ -328,7 +349,7 @@ impl<F: FnMut() -> Uuid> Run<'_, '_, F> {
             self.plan.wallets.insert(wallet);
             return Ok(Ok(Some(id)));
         }
-        let Some(&(user_id, hot_wallet)) = self.snapshot.users.get(user_ref) else { return Err(Beyond) };
+        let (user_id, hot_wallet) = self.user(user_ref)?;
         let day = day_of(event);
         let (user_key, total_key) = (limits::user_key(user_ref, &day), limits::total_key(&day));
         let used = |key: &(String, String)| self.snapshot.counters.get(key).copied().unwrap_or_default();
@@ -349,6 +370,23 @@ impl<F: FnMut() -> Uuid> Run<'_, '_, F> {
         self.plan.wallets.insert(hot_wallet);
         self.plan.mints.push(NewMint { id, event: event.id, user_ref: user_ref.to_owned(), user_id, hot_wallet, amount: units, reason, source, day, held });
         Ok(Ok(Some(id)))
+    }
+}
+
+impl<F: FnMut() -> Uuid> Run<'_, '_, F> {
+    /// The user to mint to (id, hot wallet): known, or new and created with
+    /// the hot wallet `ledger::ensure_user` would give it.
+    fn user(&mut self, user_ref: &str) -> Result<(Uuid, Uuid), Beyond> {
+        if let Some(&user) = self.snapshot.users.get(user_ref) {
+            return Ok(user);
+        }
+        if !self.rules.create_users || self.snapshot.hot_wallets.is_empty() || self.snapshot.moving.contains(user_ref) {
+            return Err(Beyond);
+        }
+        let user = ((self.new_id)(), crate::ledger::pick_hot_wallet(user_ref, &self.snapshot.hot_wallets));
+        self.snapshot.users.insert(user_ref.to_owned(), user);
+        self.plan.new_users.push(NewUser { reference: user_ref.to_owned(), id: user.0, hot_wallet: user.1 });
+        Ok(user)
     }
 }
 
@@ -409,7 +447,7 @@ mod tests {
 
     fn snapshot() -> Snapshot {
         let users = KNOWN.iter().enumerate().map(|(n, user)| ((*user).to_owned(), (Uuid::from_u128(1_000 + n as u128), Uuid::from_u128(7)))).collect();
-        Snapshot { users, ..Snapshot::default() }
+        Snapshot { users, hot_wallets: vec![Uuid::from_u128(7), Uuid::from_u128(8)], ..Snapshot::default() }
     }
 
     fn rules() -> RewardRules {
@@ -429,9 +467,14 @@ mod tests {
     }
 
     fn run(events: &[(webhook_events::Model, EventData)], snapshot: &Snapshot, new_id: &mut impl FnMut() -> Uuid) -> Plan {
+        run_creating(events, snapshot, new_id, false)
+    }
+
+    fn run_creating(events: &[(webhook_events::Model, EventData)], snapshot: &Snapshot, new_id: &mut impl FnMut() -> Uuid, create_users: bool) -> Plan {
         let rules = rules();
         let items: Vec<Item<'_>> = events.iter().map(|(event, data)| Item { event, data: Ok(data.clone()), hooked: false }).collect();
-        let at = Rules { rules: &rules, bounds: Bounds::of(&rules.limits), rules_hash: "hash", now: DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default() };
+        let now = DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
+        let at = Rules { rules: &rules, bounds: Bounds::of(&rules.limits), rules_hash: "hash", now, create_users };
         plan(&items, snapshot, &at, new_id)
     }
 
@@ -479,8 +522,24 @@ mod tests {
         assert_eq!(plan.counters.get(&limits::total_key("2026-09-21")), Some(&CounterAdd { old: None, add: units }));
     }
 
+    #[test]
+    fn a_new_user_is_created_once_with_the_hot_wallet_ensure_user_gives_and_seen_by_later_events() {
+        let events: Vec<_> = (0..3).map(|n| (event(n, "aurora", "booking-created"), booking(&format!("bk_{n}"), "guest_9", dec!(10)))).collect();
+        let plan = run_creating(&events, &snapshot(), &mut ids(), true);
+        assert_eq!(plan.outcomes, [Outcome::Processed, Outcome::Processed, Outcome::Processed]);
+        let hot = crate::ledger::pick_hot_wallet("aurora:guest_9", &snapshot().hot_wallets);
+        assert_eq!(plan.new_users, [NewUser { reference: "aurora:guest_9".into(), id: Uuid::from_u128(1 << 64 | 1), hot_wallet: hot }]);
+        assert!(plan.mints.iter().all(|mint| mint.user_id == plan.new_users[0].id && mint.hot_wallet == hot));
+        let mut moving = snapshot();
+        moving.moving.insert("aurora:guest_9".into());
+        assert!(run_creating(&events, &moving, &mut ids(), true).outcomes.is_empty(), "a user whose wallet is moving goes to the handlers");
+    }
+
     /// What a committed plan leaves for the next one to read.
     fn apply(snapshot: &mut Snapshot, plan: &Plan) {
+        for user in &plan.new_users {
+            snapshot.users.insert(user.reference.clone(), (user.id, user.hot_wallet));
+        }
         for booking in &plan.bookings {
             snapshot.bookings.insert(booking.booking_id.clone(), booking.guest_ref.is_some());
         }
@@ -512,15 +571,15 @@ mod tests {
         /// each from the snapshot the ones before it left: the planner
         /// carries every booking, intent and counter it plans forward.
         #[test]
-        fn a_run_decides_each_event_as_one_at_a_time_would(datas in proptest::collection::vec(any_event(), 1..24)) {
+        fn a_run_decides_each_event_as_one_at_a_time_would(datas in proptest::collection::vec(any_event(), 1..24), create_users in any::<bool>()) {
             let events: Vec<_> = datas.into_iter().enumerate().map(|(n, data)| (event(n, "aurora", "x"), data)).collect();
-            let whole = run(&events, &snapshot(), &mut ids());
+            let whole = run_creating(&events, &snapshot(), &mut ids(), create_users);
             let mut state = snapshot();
             let mut new_id = ids();
-            let (mut outcomes, mut mints, mut bookings) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut outcomes, mut mints, mut bookings, mut users) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             let mut counters: BTreeMap<(String, String), CounterAdd> = BTreeMap::new();
             for one in events.chunks(1) {
-                let plan = run(one, &state, &mut new_id);
+                let plan = run_creating(one, &state, &mut new_id, create_users);
                 if plan.outcomes.is_empty() {
                     break;
                 }
@@ -528,6 +587,7 @@ mod tests {
                 outcomes.extend(plan.outcomes);
                 mints.extend(plan.mints);
                 bookings.extend(plan.bookings);
+                users.extend(plan.new_users);
                 for (key, count) in plan.counters {
                     counters.entry(key).and_modify(|sum| sum.add += count.add).or_insert(count);
                 }
@@ -535,6 +595,7 @@ mod tests {
             prop_assert_eq!(whole.outcomes, outcomes);
             prop_assert_eq!(whole.mints, mints);
             prop_assert_eq!(whole.bookings, bookings);
+            prop_assert_eq!(whole.new_users, users);
             prop_assert_eq!(&whole.counters, &counters);
             // The counters never pass a limit.
             let bounds = Bounds::of(&rules().limits);
