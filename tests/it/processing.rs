@@ -49,7 +49,10 @@ async fn killed_and_aborted_mid_processing_every_event_is_processed_once() {
         chain_id = chain.chain_id,
         wallet = prepared.wallets[0].address,
     );
-    std::fs::write(config_dir.path().join("havend.toml"), config).unwrap();
+    // Claims of one event make "after 20 commits" mean 20 events; the
+    // other daemons commit batches of up to 64.
+    let with_claims_of = |batch: u64| config.replace("[processor]\n", &format!("[processor]\nbatch = {batch}\n"));
+    std::fs::write(config_dir.path().join("havend.toml"), with_claims_of(64)).unwrap();
     std::fs::write(config_dir.path().join("partners.toml"), format!("[partners.aurora]\nsecrets = [{AURORA_SECRET:?}]\n")).unwrap();
     let spawn = |failpoint: Option<&str>| -> Child {
         let mut command = Command::new(HAVEND);
@@ -89,6 +92,7 @@ async fn killed_and_aborted_mid_processing_every_event_is_processed_once() {
     assert!(after_kill < 450, "most events were still waiting when the daemon died ({after_kill} processed)");
 
     // Next, a daemon aborted between a handler and its commit, after 20 commits.
+    std::fs::write(config_dir.path().join("havend.toml"), with_claims_of(1)).unwrap();
     let mut second = spawn(Some("processor::before_commit=20*off->return"));
     let aborted = tokio::task::spawn_blocking(move || second.wait().unwrap()).await.unwrap();
     assert_eq!(aborted.signal(), Some(6), "the failpoint aborted the daemon");
@@ -96,6 +100,7 @@ async fn killed_and_aborted_mid_processing_every_event_is_processed_once() {
     assert_eq!(after_abort, after_kill + 20, "the 21st commit never happened");
 
     // A clean restart finishes the rest.
+    std::fs::write(config_dir.path().join("havend.toml"), with_claims_of(64)).unwrap();
     let mut third = spawn(None);
     assert!(eventually(Duration::from_secs(120), || async { count_status(&db, "processed").await == 501 }).await);
     assert!(
