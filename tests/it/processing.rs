@@ -131,18 +131,22 @@ async fn futures_join<F: Future<Output = u16> + Send + 'static>(futures: impl It
     out.into_iter().map(|(_, status)| status).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_daemons_share_the_inbox_and_one_users_daily_limit_is_never_exceeded() {
+/// Two daemons on one PostgreSQL inbox (one signing, one processing only),
+/// each with two processors claiming 4 events at a time, 100 HNV a day per
+/// user and `total_per_day`: 30 attendances of one member (25 HNV each) and
+/// 60 of 60 others, delivered to both at once, processed and drained.
+async fn two_daemons_process_90_attendances(total_per_day: &'static str) -> (TestChain, TestDaemon, TestDaemon) {
     let chain = TestChain::start(Some(1)).await;
     let Prepared { database, key_dir, wallets, .. } = Prepared::new(Backend::Postgres, &chain, 1).await;
     let url = database.url.clone();
     let key_file = key_dir.path().join("master.key");
     let wallet: Address = wallets[0].address.parse().unwrap();
-    let rules = |config: &mut havend::config::Config| {
+    let rules = move |config: &mut havend::config::Config| {
         config.processor.workers = 2;
         config.processor.batch = 4;
         config.processor.poll_interval_ms = 50;
         config.rewards.limits.per_user_per_day = "100".parse().unwrap();
+        config.rewards.limits.total_per_day = total_per_day.parse().unwrap();
     };
     let (signer_chain, signer_key) = (chain_config(&chain, &[wallet]), key_file.clone());
     let mut signer = TestDaemon::start_on(database, |db| db.url.clone(), move |config| {
@@ -160,8 +164,6 @@ async fn two_daemons_share_the_inbox_and_one_users_daily_limit_is_never_exceeded
     .await;
     signer.keep.push(key_dir);
 
-    // 30 attendances of one member (25 HNV each against a 100 HNV daily limit)
-    // and 60 of 60 others, delivered to both daemons at once.
     let mut deliveries = Vec::new();
     for i in 0..90 {
         let member = if i < 30 { "busy".to_owned() } else { format!("m{i}") };
@@ -180,7 +182,13 @@ async fn two_daemons_share_the_inbox_and_one_users_daily_limit_is_never_exceeded
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert!(eventually(Duration::from_secs(60), || async { count_status(&signer.db, "processed").await == 90 }).await);
     assert!(drained(&signer, Duration::from_secs(60)).await);
+    assert_eq!(transactions::Entity::find().count(&signer.db).await.unwrap(), 90, "one intent per event");
+    (chain, signer, other)
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_share_the_inbox_and_one_users_daily_limit_is_never_exceeded() {
+    let (chain, signer, other) = two_daemons_process_90_attendances("1000000").await;
     let busy: Vec<transactions::Model> = transactions::Entity::find()
         .filter(transactions::Column::Source.like("tribe:event-attendance:%:busy"))
         .all(&signer.db)
@@ -190,8 +198,27 @@ async fn two_daemons_share_the_inbox_and_one_users_daily_limit_is_never_exceeded
     let minted = busy.iter().filter(|t| t.status == "confirmed").count();
     let held = busy.iter().filter(|t| t.status == "held").count();
     assert_eq!((minted, held), (4, 26), "exactly the limit (4 x 25 = 100 HNV) minted, the rest held");
-    assert_eq!(transactions::Entity::find().count(&signer.db).await.unwrap(), 90);
     assert_eq!(chain.total_supply().await, hnv(25) * U256::from(64u64));
+    reconcile_clean(&signer.db, &chain).await;
+    other.stop().await;
+    signer.stop().await;
+}
+
+/// The day's total counter, shared by every processor of both daemons,
+/// stops at its limit exactly: 64 mints are within the per-user limits and
+/// the total lets 40 of them through (1,000 HNV).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_never_pass_the_days_total_limit() {
+    let (chain, signer, other) = two_daemons_process_90_attendances("1000").await;
+    let all = transactions::Entity::find().all(&signer.db).await.unwrap();
+    let confirmed = all.iter().filter(|t| t.status == "confirmed").count();
+    assert_eq!(confirmed, 40, "exactly the day's total (40 x 25 = 1,000 HNV) minted");
+    assert_eq!(all.iter().filter(|t| t.status == "held").count(), 50);
+    let busy = all.iter().filter(|t| t.source.ends_with(":busy") && t.status == "confirmed").count();
+    assert!(busy <= 4, "the member's own limit still holds ({busy} minted)");
+    let total = entity::mint_counters::Entity::find().filter(entity::mint_counters::Column::Scope.eq("total")).one(&signer.db).await.unwrap().unwrap();
+    assert_eq!(total.used, hnv(1_000).to_string(), "the counter holds what was minted");
+    assert_eq!(chain.total_supply().await, hnv(25) * U256::from(40u64));
     reconcile_clean(&signer.db, &chain).await;
     other.stop().await;
     signer.stop().await;
