@@ -342,7 +342,7 @@ mod tests {
         assert_eq!(got, vec![(40, 100), (41, 200)]);
         assert_eq!(assign(0, &intents, &HashMap::new(), gas), Err(AssignError::UnknownUser(intents[0].id)));
         let bad = Queued { amount: "1.5".into(), ..intents[0].clone() };
-        assert_eq!(assign(0, &[bad.clone()], &accounts, gas), Err(AssignError::BadAmount(bad.id)));
+        assert_eq!(assign(0, std::slice::from_ref(&bad), &accounts, gas), Err(AssignError::BadAmount(bad.id)));
     }
 
     #[test]

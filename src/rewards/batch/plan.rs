@@ -371,9 +371,7 @@ impl<F: FnMut() -> Uuid> Run<'_, '_, F> {
         self.plan.mints.push(NewMint { id, event: event.id, user_ref: user_ref.to_owned(), user_id, hot_wallet, amount: units, reason, source, day, held });
         Ok(Ok(Some(id)))
     }
-}
 
-impl<F: FnMut() -> Uuid> Run<'_, '_, F> {
     /// The user to mint to (id, hot wallet): known, or new and created with
     /// the hot wallet `ledger::ensure_user` would give it.
     fn user(&mut self, user_ref: &str) -> Result<(Uuid, Uuid), Beyond> {
