@@ -335,14 +335,24 @@ impl ProcessorState {
         let settings = &config.processor;
         let end = events.iter().position(|event| lapsed_too_often(event.lapses, settings.max_attempts)).unwrap_or(events.len());
         let now = Utc::now();
-        let items: Vec<Item<'_>> = events[..end]
-            .iter()
-            .map(|event| Item { event, data: read_event(event, now), hooked: handlers::hooked(&event.partner_event_id) || stall_armed(&event.partner_event_id) })
-            .collect();
+        // Read up to the first event that always ends a run: the run stops
+        // there, and the next call starts from it.
+        let mut items: Vec<Item<'_>> = Vec::new();
+        for event in &events[..end] {
+            let item = Item { event, data: read_event(event, now), hooked: handlers::hooked(&event.partner_event_id) || stall_armed(&event.partner_event_id) };
+            let last = !batch::plan::may_decide(&item);
+            items.push(item);
+            if last {
+                break;
+            }
+        }
+        if !items.first().is_some_and(batch::plan::may_decide) {
+            return 0;
+        }
         let snapshot = match batch::snapshot(&self.args.db, &batch::plan::needs(&items)).await {
             Ok(snapshot) => snapshot,
             Err(error) => {
-                debug!(%error, "Cannot read a batch's snapshot; processing its events one at a time");
+                warn!(%error, "Cannot read a batch's snapshot; processing its events one at a time");
                 return 0;
             }
         };
@@ -366,7 +376,7 @@ impl ProcessorState {
                 return run.len();
             }
             Err(error) => {
-                debug!(%error, "Cannot begin a batch's transaction; processing its events one at a time");
+                warn!(%error, "Cannot begin a batch's transaction; processing its events one at a time");
                 return 0;
             }
         }

@@ -20,7 +20,7 @@ use alloy::primitives::U256;
 use chrono::{DateTime, Utc};
 use entity::{aurora_bookings, mint_counters, staking_records, transactions, tribe_events, tribe_rewards, users, wallets, webhook_events};
 use sea_orm::sea_query::{Expr, LockType, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QuerySelect, Statement};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, Statement};
 use uuid::Uuid;
 
 pub use self::plan::{Item, Plan, Rules, Snapshot};
@@ -210,43 +210,14 @@ async fn write_in(txn: &impl ConnectionTrait, plan: &Plan, target: &Target<'_>, 
     lock_wallets(txn, plan).await?;
     insert_users(txn, plan, wallets).await?;
     let do_nothing = || OnConflict::new().do_nothing().to_owned();
-    let bookings = plan.bookings.iter().cloned().map(|row| aurora_bookings::ActiveModel {
-        booking_id: Set(row.booking_id),
-        guest_ref: Set(row.guest_ref),
-        total_price: Set(row.total_price),
-        nights: Set(row.nights),
-        status: Set(row.status),
-        mint_intent: Set(row.mint_intent),
-        created_at: Set(row.created_at),
-        updated_at: Set(row.updated_at),
-    });
+    // A model's values are inserted as they are (sea-orm inserts unchanged values too).
+    let bookings = plan.bookings.iter().cloned().map(IntoActiveModel::into_active_model);
     expect_inserted("bookings", aurora_bookings::Entity::insert_many(bookings).on_conflict(do_nothing()).exec_without_returning(txn).await?, plan.bookings.len())?;
-    let attendances = plan.tribe_events.iter().cloned().map(|row| tribe_events::ActiveModel {
-        tribe_event_id: Set(row.tribe_event_id),
-        attendee_id: Set(row.attendee_id),
-        event_type: Set(row.event_type),
-        attended: Set(row.attended),
-        amount: Set(row.amount),
-        created_at: Set(row.created_at),
-    });
+    let attendances = plan.tribe_events.iter().cloned().map(IntoActiveModel::into_active_model);
     tribe_events::Entity::insert_many(attendances).on_conflict(do_nothing()).exec_without_returning(txn).await?;
-    let rewards = plan.tribe_rewards.iter().cloned().map(|row| tribe_rewards::ActiveModel {
-        kind: Set(row.kind),
-        tribe_id: Set(row.tribe_id),
-        user_ref: Set(row.user_ref),
-        detail: Set(row.detail),
-        amount: Set(row.amount),
-        created_at: Set(row.created_at),
-    });
+    let rewards = plan.tribe_rewards.iter().cloned().map(IntoActiveModel::into_active_model);
     tribe_rewards::Entity::insert_many(rewards).on_conflict(do_nothing()).exec_without_returning(txn).await?;
-    let stakes = plan.stakes.iter().cloned().map(|row| staking_records::ActiveModel {
-        stake_id: Set(row.stake_id),
-        user_ref: Set(row.user_ref),
-        amount: Set(row.amount),
-        status: Set(row.status),
-        started_at: Set(row.started_at),
-        created_at: Set(row.created_at),
-    });
+    let stakes = plan.stakes.iter().cloned().map(IntoActiveModel::into_active_model);
     staking_records::Entity::insert_many(stakes).on_conflict(do_nothing()).exec_without_returning(txn).await?;
     insert_mints(txn, plan, target).await?;
     finish_events(txn, plan, target).await?;
