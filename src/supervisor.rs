@@ -26,6 +26,7 @@ use crate::chain_health::{ChainHealthActor, ChainHealthArgs, ChainHealthMsg};
 use crate::reload::{ConfigActor, ConfigArgs, ConfigMsg, ReloadHandle};
 use crate::config::{ConfigHandle, ConfigSource};
 use crate::custody::MasterKeys;
+use crate::db::WriteGate;
 use crate::intake::{IntakeActor, IntakeArgs, IntakeMsg, IntakeSlot};
 use crate::rewards::{Processor, ProcessorArgs, ProcessorMsg, ProcessorSlot, WalletNudge};
 use crate::monitor::{Monitor, MonitorArgs, MonitorMsg};
@@ -121,6 +122,8 @@ impl Child {
 /// The supervisor's children and restart history.
 pub struct RootState {
     db: DatabaseConnection,
+    /// The intake's and processors' turns at SQLite's write lock.
+    gate: WriteGate,
     config: ConfigHandle,
     intake_slot: IntakeSlot,
     intake: ActorRef<IntakeMsg>,
@@ -152,7 +155,8 @@ impl Actor for RootSupervisor {
     type Arguments = RootArgs;
 
     async fn pre_start(&self, myself: ActorRef<RootMsg>, args: RootArgs) -> Result<RootState, ActorProcessingErr> {
-        let intake = spawn_intake(&myself, &args.db, &args.config, &args.processor_slot).await?;
+        let gate = WriteGate::for_connection(&args.db);
+        let intake = spawn_intake(&myself, &args.db, &gate, &args.config, &args.processor_slot).await?;
         args.intake_slot.store(Some(Arc::new(intake.clone())));
         let mut others = Vec::new();
         let mut chain_health = None;
@@ -185,7 +189,7 @@ impl Actor for RootSupervisor {
             info!("Processors disabled (processor.enabled = false): this daemon only stores webhooks");
         }
         for _ in 0..if processing.enabled { processing.workers } else { 0 } {
-            processors.push(spawn_processor(&myself, &args.db, &args.config, &args.keys, &args.chain_slot).await?);
+            processors.push(spawn_processor(&myself, &args.db, &gate, &args.config, &args.keys, &args.chain_slot).await?);
         }
         args.processor_slot.store(Arc::new(processors));
         let scheduler = spawn_scheduler(&myself, &args.db, &args.config, &args.keys, &args.processor_slot).await?;
@@ -200,6 +204,7 @@ impl Actor for RootSupervisor {
         let alerts = spawn_alerts(&myself, &args.db, &args.config).await?;
         Ok(RootState {
             db: args.db,
+            gate,
             config: args.config,
             intake_slot: args.intake_slot,
             intake,
@@ -310,11 +315,11 @@ impl RootState {
     async fn respawn(&mut self, myself: &ActorRef<RootMsg>, child: Child, failed: ractor::ActorId) -> Result<(), ActorProcessingErr> {
         match child {
             Child::Intake => {
-                self.intake = spawn_intake(myself, &self.db, &self.config, &self.processor_slot).await?;
+                self.intake = spawn_intake(myself, &self.db, &self.gate, &self.config, &self.processor_slot).await?;
                 self.intake_slot.store(Some(Arc::new(self.intake.clone())));
             }
             Child::Processor => {
-                let replacement = spawn_processor(myself, &self.db, &self.config, &self.keys, &self.chain_slot).await?;
+                let replacement = spawn_processor(myself, &self.db, &self.gate, &self.config, &self.keys, &self.chain_slot).await?;
                 let mut processors: Vec<_> = self.processor_slot.load().iter().filter(|p| p.get_id() != failed).cloned().collect();
                 processors.push(replacement);
                 self.processor_slot.store(Arc::new(processors));
@@ -390,6 +395,7 @@ async fn spawn_config(
 async fn spawn_processor(
     supervisor: &ActorRef<RootMsg>,
     db: &DatabaseConnection,
+    gate: &WriteGate,
     config: &ConfigHandle,
     keys: &Option<MasterKeys>,
     chain: &ChainSlot,
@@ -400,7 +406,7 @@ async fn spawn_processor(
             let _ = chain.registry.cast(RegistryMsg::Nudge(Some(wallet)));
         }
     });
-    let args = ProcessorArgs { db: db.clone(), config: config.clone(), keys: keys.clone(), nudge_wallet };
+    let args = ProcessorArgs { db: db.clone(), config: config.clone(), keys: keys.clone(), nudge_wallet, gate: gate.clone() };
     let (processor, _) = Actor::spawn_linked(None, Processor, args, supervisor.get_cell()).await?;
     Ok(processor)
 }
@@ -408,12 +414,13 @@ async fn spawn_processor(
 async fn spawn_intake(
     supervisor: &ActorRef<RootMsg>,
     db: &DatabaseConnection,
+    gate: &WriteGate,
     config: &ConfigHandle,
     processors: &ProcessorSlot,
 ) -> Result<ActorRef<IntakeMsg>, ActorProcessingErr> {
     let processors = processors.clone();
     let on_commit: crate::intake::OnCommit = Arc::new(move || crate::rewards::processor::nudge(&processors));
-    let args = IntakeArgs { db: db.clone(), config: config.clone(), on_commit };
+    let args = IntakeArgs { db: db.clone(), config: config.clone(), on_commit, gate: gate.clone() };
     let (intake, _) = Actor::spawn_linked(None, IntakeActor, args, supervisor.get_cell()).await?;
     Ok(intake)
 }

@@ -16,6 +16,7 @@ use tracing::{debug, warn};
 use super::store::{self, NewEvent};
 use super::{StoreError, Stored};
 use crate::config::ConfigHandle;
+use crate::db::WriteGate;
 use crate::webhooks::Partner;
 
 /// Messages the intake actor handles.
@@ -41,6 +42,8 @@ pub struct IntakeArgs {
     pub config: ConfigHandle,
     /// Called after a commit that stored new events (nudges the processors).
     pub on_commit: OnCommit,
+    /// Shared with the processors: on SQLite, each batch waits its turn.
+    pub gate: WriteGate,
 }
 
 /// What the intake actor calls after committing new events.
@@ -51,6 +54,7 @@ pub struct IntakeState {
     db: DatabaseConnection,
     config: ConfigHandle,
     on_commit: OnCommit,
+    gate: WriteGate,
     batch: Vec<(NewEvent, RpcReplyPort<Result<Stored, StoreError>>)>,
 }
 
@@ -60,7 +64,7 @@ impl Actor for IntakeActor {
     type Arguments = IntakeArgs;
 
     async fn pre_start(&self, _myself: ActorRef<IntakeMsg>, args: IntakeArgs) -> Result<IntakeState, ActorProcessingErr> {
-        Ok(IntakeState { db: args.db, config: args.config, on_commit: args.on_commit, batch: Vec::new() })
+        Ok(IntakeState { db: args.db, config: args.config, on_commit: args.on_commit, gate: args.gate, batch: Vec::new() })
     }
 
     async fn handle(&self, myself: ActorRef<IntakeMsg>, msg: IntakeMsg, state: &mut IntakeState) -> Result<(), ActorProcessingErr> {
@@ -69,9 +73,10 @@ impl Actor for IntakeActor {
                 let config = state.config.load();
                 if !config.intake.group_commit {
                     // One transaction per request, run concurrently on the pool.
-                    let db = state.db.clone();
+                    let (db, gate) = (state.db.clone(), state.gate.clone());
                     let timeout = Duration::from_millis(config.intake.store_timeout_ms);
                     tokio::spawn(async move {
+                        let _turn = gate.enter().await;
                         let mut outcome = write_batch(&db, vec![(*event, reply)], timeout).await;
                         outcome.pop().map(|(result, reply)| reply.send(result));
                     });
@@ -115,7 +120,9 @@ impl IntakeState {
         let timeout = Duration::from_millis(self.config.load().intake.store_timeout_ms);
         #[cfg(feature = "test-hooks")]
         let crash_marked = batch.iter().any(|(e, _)| e.partner_event_id.ends_with("crash"));
+        let turn = self.gate.enter().await;
         let outcomes = write_batch(&self.db, batch, timeout).await;
+        drop(turn);
         // Test hook: the actor dies with a batch written but not yet answered,
         // when the batch holds an id ending in "crash".
         #[cfg(feature = "test-hooks")]

@@ -44,12 +44,23 @@ pub async fn claim(db: &impl ConnectionTrait, token: Uuid, lease: Duration, limi
     }
     let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
     // Through the partial index of claimed rows, longest lapsed first.
-    let lapsed = claim_where(db, token, until, now, Which { condition: "claim_token IS NOT NULL AND claimed_until < ", also: ", lapses = lapses + 1", order: "claimed_until" }, 1).await?;
+    let lapsed = claim_where(
+        db,
+        token,
+        until,
+        now,
+        Which { condition: "claim_token IS NOT NULL AND claimed_until < ", also: ", lapses = lapses + 1", order: "claimed_until", sqlite_index: Some(CLAIMED_INDEX) },
+        1,
+    )
+    .await?;
     if !lapsed.is_empty() {
         return Ok(lapsed);
     }
-    claim_where(db, token, until, now, Which { condition: "claim_token IS NULL AND next_attempt_at <= ", also: "", order: "next_attempt_at" }, limit).await
+    claim_where(db, token, until, now, Which { condition: "claim_token IS NULL AND next_attempt_at <= ", also: "", order: "next_attempt_at", sqlite_index: None }, limit).await
 }
+
+/// The partial index of claimed rows (migration 000076).
+const CLAIMED_INDEX: &str = "webhook_events_claimed_idx";
 
 /// Which due rows a claim statement takes.
 struct Which<'a> {
@@ -59,6 +70,11 @@ struct Which<'a> {
     also: &'a str,
     /// The first `limit` by this.
     order: &'a str,
+    /// The index SQLite must search. Its planner prefers the equality on
+    /// `status` (the due index) over a partial index, and would walk every
+    /// pending row of a backlog to find the few claimed ones, at each claim
+    /// and under the write lock; PostgreSQL picks the partial index itself.
+    sqlite_index: Option<&'a str>,
 }
 
 /// One claim statement: due pending rows matching `which` get `token`
@@ -71,7 +87,8 @@ async fn claim_where(
     which: Which<'_>,
     limit: u64,
 ) -> Result<Vec<webhook_events::Model>, DbErr> {
-    let Which { condition, also, order } = which;
+    let Which { condition, also, order, sqlite_index } = which;
+    let indexed_by = sqlite_index.map(|index| format!(" INDEXED BY {index}")).unwrap_or_default();
     let backend = db.get_database_backend();
     let sql = match backend {
         DbBackend::Postgres => format!(
@@ -81,7 +98,7 @@ async fn claim_where(
         ),
         _ => format!(
             "UPDATE webhook_events SET claim_token = ?, claimed_until = ?{also} WHERE id IN (\
-             SELECT id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= ? AND {condition}? \
+             SELECT id FROM webhook_events{indexed_by} WHERE status = 'pending' AND next_attempt_at <= ? AND {condition}? \
              ORDER BY {order} LIMIT ?) RETURNING *"
         ),
     };
@@ -90,6 +107,17 @@ async fn claim_where(
         _ => vec![token.into(), until.into(), now.into(), now.into(), (limit as i64).into()],
     };
     webhook_events::Entity::find().from_raw_sql(Statement::from_sql_and_values(backend, sql, values)).all(db).await
+}
+
+/// `status = 'pending'` for a statement that finds its events by a list of
+/// ids. SQLite's planner, without statistics, takes an equality on the due
+/// index's first column for about ten rows and prefers it to 64 lookups by
+/// id, then walks every pending row of a backlog (measured: 13 ms per
+/// batch at 60,000 pending, under the write lock); the unary `+` keeps the
+/// term off any index there. PostgreSQL plans with statistics.
+pub fn still_pending(backend: DbBackend) -> String {
+    let column = if backend == DbBackend::Sqlite { "+status" } else { "status" };
+    format!("{column} = '{PENDING}'")
 }
 
 /// Sets the event's final `status` (processed or invalid), recording

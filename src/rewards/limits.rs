@@ -132,26 +132,12 @@ pub async fn add_batch(db: &impl ConnectionTrait, bounds: &Bounds, adds: &BTreeM
         if rows.is_empty() {
             continue;
         }
-        if db.get_database_backend() == DbBackend::Postgres {
-            if !add_rows_postgres(db, &rows, limit).await? {
-                return Ok(false);
-            }
-            continue;
-        }
-        for ((scope, day), count) in rows {
-            let new = count.old.unwrap_or_default().checked_add(count.add).ok_or(LimitError::Contended)?;
-            if new > limit {
-                return Ok(false);
-            }
-            let written = match count.old {
-                Some(old) => compare_and_set(db, scope, day, old, new).await,
-                None => insert_counter(db, scope, day, new).await,
-            };
-            match written {
-                Ok(()) => {}
-                Err(LimitError::Contended) => return Ok(false),
-                Err(error) => return Err(error),
-            }
+        let written = match db.get_database_backend() {
+            DbBackend::Postgres => add_rows_postgres(db, &rows, limit).await?,
+            _ => add_rows_sqlite(db, &rows, limit).await?,
+        };
+        if !written {
+            return Ok(false);
         }
     }
     Ok(true)
@@ -174,6 +160,32 @@ async fn add_rows_postgres(db: &impl ConnectionTrait, rows: &[(&(String, String)
         tuples.join(", ")
     );
     let result = db.execute_raw(Statement::from_sql_and_values(DbBackend::Postgres, sql, values)).await?;
+    Ok(result.rows_affected() == rows.len() as u64)
+}
+
+/// SQLite: the new values are computed here (its arithmetic is 64-bit or
+/// float, too small for base units) and written in one multi-row upsert that
+/// compares each counter with the value the batch was decided from: a new
+/// counter is inserted only while none exists, an existing one set only
+/// while it still holds `old`. Fewer rows written than given: another writer
+/// came between (the batch rolls back).
+async fn add_rows_sqlite(db: &impl ConnectionTrait, rows: &[(&(String, String), &CounterAdd)], limit: U256) -> Result<bool, LimitError> {
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(rows.len() * 4);
+    for ((scope, day), count) in rows {
+        let new = count.old.unwrap_or_default().checked_add(count.add).ok_or(LimitError::Contended)?;
+        if new > limit {
+            return Ok(false);
+        }
+        values.extend([scope.clone().into(), day.clone().into(), count.old.map(|old| old.to_string()).into(), new.to_string().into()]);
+    }
+    let sql = format!(
+        "WITH batch (scope, day, old, new) AS (VALUES {}) \
+         INSERT INTO mint_counters (scope, day, used) SELECT scope, day, new FROM batch WHERE true \
+         ON CONFLICT (scope, day) DO UPDATE SET used = excluded.used \
+         WHERE mint_counters.used = (SELECT old FROM batch WHERE batch.scope = excluded.scope AND batch.day = excluded.day)",
+        vec!["(?, ?, ?, ?)"; rows.len()].join(", ")
+    );
+    let result = db.execute_raw(Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)).await?;
     Ok(result.rows_affected() == rows.len() as u64)
 }
 

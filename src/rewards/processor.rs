@@ -28,7 +28,7 @@ use super::limits::Bounds;
 use crate::alert::{self, Severity};
 use crate::config::{Config, ConfigHandle, ProcessorConfig};
 use crate::custody::MasterKeys;
-use crate::db::Failure;
+use crate::db::{Failure, WriteGate};
 use crate::retry::Backoff;
 use crate::webhooks::{Partner, payload};
 
@@ -231,6 +231,8 @@ pub struct ProcessorArgs {
     pub keys: Option<MasterKeys>,
     /// Nudges the wallet actors that got work (a no-op without a chain).
     pub nudge_wallet: WalletNudge,
+    /// Shared with intake: on SQLite, each claim and write waits its turn.
+    pub gate: WriteGate,
 }
 
 /// A processor's state.
@@ -274,7 +276,10 @@ impl ProcessorState {
         let config = self.args.config.load_full();
         let settings = &config.processor;
         let token = Uuid::now_v7();
-        let claimed = match inbox::claim(&self.args.db, token, Duration::from_secs(settings.lease_secs), settings.batch, Utc::now()).await {
+        let turn = self.args.gate.enter().await;
+        let claimed = inbox::claim(&self.args.db, token, Duration::from_secs(settings.lease_secs), settings.batch, Utc::now()).await;
+        drop(turn);
+        let claimed = match claimed {
             Ok(claimed) => {
                 self.failing_since = None;
                 self.failing_alerted = false;
@@ -308,6 +313,7 @@ impl ProcessorState {
                 // A poison event that crashes or hangs whoever runs it must
                 // not be claimed again at every lease forever.
                 let error = format!("its claim lapsed {} times without an outcome: a processor crashed or hung on it", event.lapses);
+                let _turn = self.args.gate.enter().await;
                 if let Err(error) = self.dead_letter(event, token, &error).await {
                     warn!(partner = %event.partner, event_id = %event.partner_event_id, %error, "Cannot dead-letter an event whose claims keep lapsing");
                 }
@@ -363,12 +369,14 @@ impl ProcessorState {
             return 0;
         }
         let run: Vec<&webhook_events::Model> = items[..decided.outcomes.len()].iter().map(|item| item.event).collect();
-        let until = Utc::now() + chrono::Duration::from_std(Duration::from_secs(settings.lease_secs)).unwrap_or_default();
         let keys = self.args.keys.clone();
-        let target = Target { events: &run, token, until, daemon: &config.daemon_name, bounds, rules_hash, budget: handler_budget(settings), keys: keys.as_ref() };
+        let target = Target { events: &run, token, daemon: &config.daemon_name, bounds, rules_hash, budget: handler_budget(settings), keys: keys.as_ref() };
+        // The turn lasts through the outcomes' hand-backs below.
+        let turn = self.args.gate.enter().await;
         match batch::write(&self.args.db, &decided, &target).await {
             Ok(Written::Committed) => {}
             Ok(Written::RolledBack { held, why }) => {
+                drop(turn);
                 debug!(events = run.len(), %why, "A batch did not write as planned; processing its events one at a time");
                 for event in run.iter().filter(|event| held.contains(&event.id)) {
                     self.process_one(config, rules_hash, token, event, wallets).await;
@@ -404,6 +412,7 @@ impl ProcessorState {
     async fn process_one(&mut self, config: &Config, rules_hash: &str, token: Uuid, event: &webhook_events::Model, wallets: &mut BTreeSet<Uuid>) {
         let keys = self.args.keys.clone();
         let ctx = Context { rules: &config.rewards, rules_hash, keys: keys.as_ref(), event };
+        let _turn = self.args.gate.enter().await;
         self.process(&ctx, token, &config.processor, wallets).await;
     }
 

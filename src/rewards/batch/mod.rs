@@ -20,11 +20,11 @@ use alloy::primitives::U256;
 use chrono::{DateTime, Utc};
 use entity::{aurora_bookings, mint_counters, staking_records, transactions, tribe_events, tribe_rewards, users, wallets, webhook_events};
 use sea_orm::sea_query::{Expr, LockType, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect, Statement};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QuerySelect};
 use uuid::Uuid;
 
 pub use self::plan::{Item, Plan, Rules, Snapshot};
-use super::inbox::{self, INVALID, PENDING, PROCESSED};
+use super::inbox::{self, INVALID, PROCESSED};
 use super::handlers;
 use super::limits::{self, Bounds};
 use super::processor::Outcome;
@@ -145,8 +145,6 @@ pub struct Target<'a> {
     pub events: &'a [&'a webhook_events::Model],
     /// The processor's claim token.
     pub token: Uuid,
-    /// The claims are renewed until then.
-    pub until: DateTime<Utc>,
     /// This daemon's name, recorded on processed events.
     pub daemon: &'a str,
     /// The limits the plan was decided with.
@@ -250,28 +248,26 @@ async fn insert_users(txn: &impl ConnectionTrait, plan: &Plan, wallets: Vec<NewW
     expect_inserted("users", inserted, plan.new_users.len())
 }
 
-/// The run's claims, renewed: all of them still this processor's, or the
-/// run is redone one event at a time for those that are.
+/// The run's claims, still this processor's, locked until the commit (on
+/// PostgreSQL `FOR UPDATE`, so a processor taking over a lapsed lease skips
+/// them; SQLite has one writer): all of them, or the run is redone one event
+/// at a time for those that are. A read, not a renewal of the lease: the
+/// batch commits within half of it, and rewriting every row of the run
+/// once more cost a page write per event.
 async fn recheck_claims(txn: &impl ConnectionTrait, target: &Target<'_>) -> Result<(), Diverged> {
-    let backend = txn.get_database_backend();
-    let (mut values, mut marks): (Vec<sea_orm::Value>, Vec<String>) = (vec![target.until.into(), target.token.into()], Vec::new());
-    for event in target.events {
-        values.push(event.id.into());
-        marks.push(placeholder(backend, values.len()));
-    }
-    let sql = format!(
-        "UPDATE webhook_events SET claimed_until = {} WHERE claim_token = {} AND status = '{PENDING}' AND id IN ({}) RETURNING id",
-        placeholder(backend, 1),
-        placeholder(backend, 2),
-        marks.join(", ")
-    );
-    let rows = txn.query_all_raw(Statement::from_sql_and_values(backend, sql, values)).await?;
-    let held: BTreeSet<Uuid> = rows.iter().map(|row| row.try_get::<Uuid>("", "id")).collect::<Result<_, _>>()?;
+    let held: BTreeSet<Uuid> = webhook_events::Entity::find()
+        .select_only()
+        .column(webhook_events::Column::Id)
+        .filter(webhook_events::Column::Id.is_in(target.events.iter().map(|event| event.id)))
+        .filter(webhook_events::Column::ClaimToken.eq(target.token))
+        .filter(Expr::cust(inbox::still_pending(txn.get_database_backend())))
+        .lock(LockType::Update)
+        .into_tuple::<Uuid>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect();
     if held.len() == target.events.len() { Ok(()) } else { Err(Diverged::Lost(held)) }
-}
-
-fn placeholder(backend: sea_orm::DbBackend, n: usize) -> String {
-    if backend == sea_orm::DbBackend::Postgres { format!("${n}") } else { "?".into() }
 }
 
 /// The hot wallets that take the run's new intents, still active and
@@ -323,7 +319,7 @@ async fn finish_events(txn: &impl ConnectionTrait, plan: &Plan, target: &Target<
             .col_expr(webhook_events::Column::ClaimedUntil, Expr::value(Option::<DateTime<Utc>>::None))
             .filter(webhook_events::Column::Id.is_in(processed.iter().copied()))
             .filter(webhook_events::Column::ClaimToken.eq(target.token))
-            .filter(webhook_events::Column::Status.eq(PENDING))
+            .filter(Expr::cust(inbox::still_pending(txn.get_database_backend())))
             .exec(txn)
             .await?;
         if result.rows_affected != processed.len() as u64 {
