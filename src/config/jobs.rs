@@ -5,6 +5,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, DAEMON_FILE, invalid};
 
+/// The largest `processor.batch` accepted: a run's multi-row inserts bind
+/// about 20 parameters per intent, and PostgreSQL takes at most 65,535 in a
+/// statement, so a larger claim would have every batch fall back to one
+/// event at a time.
+pub const MAX_PROCESSOR_BATCH: u64 = 1_000;
+
 /// The longest `processor.transient_retry_max_secs` accepted.
 pub const MAX_TRANSIENT_RETRY_SECS: u64 = 86_400;
 
@@ -157,6 +163,9 @@ impl ProcessorConfig {
         if self.lease_secs == 0 || self.poll_interval_ms == 0 {
             errors.push(invalid(DAEMON_FILE, "processor", "lease_secs and poll_interval_ms must be greater than 0"));
         }
+        if self.batch > MAX_PROCESSOR_BATCH {
+            errors.push(invalid(DAEMON_FILE, "processor.batch", format!("must be at most {MAX_PROCESSOR_BATCH}")));
+        }
         // A retry further out than a day is a stuck event in disguise, and the
         // backoff's arithmetic stays far from overflow.
         if self.transient_retry_max_secs > MAX_TRANSIENT_RETRY_SECS {
@@ -203,6 +212,15 @@ impl MonitorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_claim_larger_than_a_batch_statement_can_bind_is_refused() {
+        let mut errors = Vec::new();
+        ProcessorConfig { batch: MAX_PROCESSOR_BATCH, ..ProcessorConfig::default() }.validate(&mut errors);
+        assert!(errors.is_empty());
+        ProcessorConfig { batch: MAX_PROCESSOR_BATCH + 1, ..ProcessorConfig::default() }.validate(&mut errors);
+        assert_eq!(errors.len(), 1);
+    }
 
     #[test]
     fn a_transient_retry_cap_beyond_a_day_is_refused() {
