@@ -60,6 +60,14 @@ enum Phase {
         /// Events per claim.
         #[arg(long, default_value_t = 64)]
         batch: u64,
+        /// While the backlog drains, also send signed bookings over this
+        /// many connections back to back (closed loop) and report the
+        /// intake's and the processors' rates over the same seconds.
+        #[arg(long)]
+        intake_concurrency: Option<usize>,
+        /// Seconds of that intake load.
+        #[arg(long, default_value_t = 10)]
+        intake_seconds: u64,
     },
     /// Webhook → confirmed latency on anvil.
     Latency {
@@ -110,14 +118,55 @@ async fn main() -> anyhow::Result<()> {
     let keys = MasterKeys::parse(&key_text)?;
     let db = havend::db::connect(&config).await?;
     havend::db::migrate_up(&db).await?;
+    vacuum_if_autovacuum_is_off(&db).await?;
     match args.phase {
-        Phase::Backlog { events, new_users, workers, batch } => backlog(config, db, keys, events, new_users, workers, batch).await,
+        Phase::Backlog { events, new_users, workers, batch, intake_concurrency, intake_seconds } => {
+            let intake = intake_concurrency.map(|concurrency| (concurrency, Duration::from_secs(intake_seconds)));
+            backlog(config, db, keys, Backlog { events, new_users, workers, batch, intake }).await
+        }
         Phase::Latency { rate, seconds, wallets } => latency(config, db, keys, rate, seconds, wallets).await,
         Phase::Sustain { start, max_rate, seconds, wallets } => sustain(config, db, keys, start, max_rate, seconds, wallets).await,
     }
 }
 
-async fn backlog(mut config: Config, db: DatabaseConnection, keys: MasterKeys, events: usize, new_users: bool, workers: usize, batch: u64) -> anyhow::Result<()> {
+/// The inbox is a queue: every event's row is updated at claim and at
+/// finish, and without vacuum its dead versions pile up in the due index
+/// until each claim walks past hundreds of thousands of them. A server with
+/// `autovacuum = off` (as some test machines run) would measure that, not
+/// havend: the bench then vacuums the queue tables every 5 s itself, as
+/// autovacuum would, and says so.
+async fn vacuum_if_autovacuum_is_off(db: &DatabaseConnection) -> anyhow::Result<()> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let setting = db.query_one_raw(Statement::from_string(DbBackend::Postgres, "SHOW autovacuum")).await?;
+    if setting.and_then(|row| row.try_get::<String>("", "autovacuum").ok()).as_deref() != Some("off") {
+        return Ok(());
+    }
+    println!("note:     this server runs with autovacuum = off; the bench vacuums the inbox and counters every 5 s");
+    let db = db.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let _ = db.execute_unprepared("VACUUM (ANALYZE) webhook_events, mint_counters, transactions").await;
+        }
+    });
+    Ok(())
+}
+
+/// What `backlog` measures.
+struct Backlog {
+    events: usize,
+    new_users: bool,
+    workers: usize,
+    batch: u64,
+    /// Intake load while the backlog drains: connections and how long.
+    intake: Option<(usize, Duration)>,
+}
+
+async fn backlog(mut config: Config, db: DatabaseConnection, keys: MasterKeys, run: Backlog) -> anyhow::Result<()> {
+    let Backlog { events, new_users, workers, batch, intake } = run;
     let hot = custody::create_wallet(&db, &keys, custody::HOT, "bench").await?;
     // No chain in this phase, so nothing to check roles on: the wallet only
     // has to be assignable.
@@ -148,11 +197,16 @@ async fn backlog(mut config: Config, db: DatabaseConnection, keys: MasterKeys, e
     config.processor.workers = workers;
     config.processor.batch = batch;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
     let started = Instant::now();
     let daemon = havend::Daemon::start(config, listener).await?;
+    let mut target = events;
+    if let Some((concurrency, seconds)) = intake {
+        target += intake_while_draining(&db, addr, concurrency, seconds, users).await?;
+    }
     loop {
-        let processed = webhook_events::Entity::find().filter(webhook_events::Column::Status.eq("processed")).count(&db).await?;
-        if processed as usize >= events {
+        let processed = processed_count(&db).await?;
+        if processed as usize >= target {
             break;
         }
         if started.elapsed() > Duration::from_secs(1_800) {
@@ -163,9 +217,9 @@ async fn backlog(mut config: Config, db: DatabaseConnection, keys: MasterKeys, e
     let elapsed = started.elapsed();
     let intents = transactions::Entity::find().count(&db).await?;
     println!(
-        "processor: {events} events -> {intents} intents in {:.2} s = {:.0} events/s ({workers} worker(s), claims of {batch})",
+        "processor: {target} events -> {intents} intents in {:.2} s = {:.0} events/s ({workers} worker(s), claims of {batch})",
         elapsed.as_secs_f64(),
-        events as f64 / elapsed.as_secs_f64()
+        target as f64 / elapsed.as_secs_f64()
     );
     // How long each batch's write transaction stayed open (on SQLite, the
     // write lock intake waits for), as the daemon's summary has it.
@@ -174,6 +228,59 @@ async fn backlog(mut config: Config, db: DatabaseConnection, keys: MasterKeys, e
     }
     daemon.shutdown().await;
     Ok(())
+}
+
+async fn processed_count(db: &DatabaseConnection) -> anyhow::Result<u64> {
+    Ok(webhook_events::Entity::find().filter(webhook_events::Column::Status.eq("processed")).count(db).await?)
+}
+
+/// Sends signed bookings (for the backlog's `users`) over `concurrency`
+/// connections back to back for `seconds` while the processors drain, and
+/// prints both rates over that window; returns how many were stored.
+async fn intake_while_draining(db: &DatabaseConnection, addr: std::net::SocketAddr, concurrency: usize, seconds: Duration, users: usize) -> anyhow::Result<usize> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http::<http_body_util::Full<Bytes>>();
+    let before = processed_count(db).await?;
+    let started = Instant::now();
+    let mut senders = tokio::task::JoinSet::new();
+    for sender in 0..concurrency {
+        let client = client.clone();
+        senders.spawn(async move {
+            let (mut latencies_ms, mut refused) = (Vec::new(), 0usize);
+            let mut i = 0usize;
+            while started.elapsed() < seconds {
+                let body = format!(r#"{{"id":"live_{sender}_{i}","guest_id":"guest_{}","total_price":"120.50","nights":2}}"#, (sender + i) % users);
+                i += 1;
+                let headers = Scheme::HavenHmac.sign(Partner::Aurora, &Secret::new(SECRET), body.as_bytes(), chrono::Utc::now().timestamp(), "").map_err(anyhow::Error::msg)?;
+                let mut request = http::Request::post(format!("http://{addr}/webhooks/aurora/booking-created"));
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+                let request = request.body(http_body_util::Full::new(Bytes::from(body)))?;
+                let sent = Instant::now();
+                match client.request(request).await {
+                    Ok(response) if response.status() == http::StatusCode::OK => latencies_ms.push(sent.elapsed().as_secs_f64() * 1000.0),
+                    _ => refused += 1,
+                }
+            }
+            anyhow::Ok((latencies_ms, refused))
+        });
+    }
+    let (mut latencies_ms, mut refused) = (Vec::new(), 0);
+    while let Some(sender) = senders.join_next().await {
+        let (latencies, not_acknowledged) = sender??;
+        latencies_ms.extend(latencies);
+        refused += not_acknowledged;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let processed = processed_count(db).await? - before;
+    let stored = latencies_ms.len();
+    let (p50, p99) = percentiles(&mut latencies_ms);
+    println!(
+        "intake:   {stored} bookings acknowledged in {elapsed:.1} s = {:.0}/s (p50 {p50:.2} ms, p99 {p99:.2} ms, {refused} not acknowledged) over {concurrency} connections",
+        stored as f64 / elapsed
+    );
+    println!("  while the processors settled {processed} events = {:.0}/s", processed as f64 / elapsed);
+    Ok(stored)
 }
 
 /// A daemon on a fresh anvil (`--block-time 1`) with `wallets` funded,
