@@ -103,7 +103,7 @@ pub async fn deliver(db: &impl ConnectionTrait, delivery: &Delivery, row: &alert
         return Ok(UNROUTED);
     }
     let window = Duration::from_secs(delivery.config.throttle_window_secs);
-    let key = plan::throttle_key(&alert.category, &alert.message);
+    let key = plan::throttle_key(&alert.category, alert.subject());
     let decision = match plan::throttles(&alert.category) {
         true => store::throttle(db, &key, alert.id, alert.created_at, window).await?,
         false => Throttled::Lead(0),

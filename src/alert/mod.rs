@@ -38,12 +38,25 @@ pub struct Alert {
     pub severity: Severity,
     /// What kind (`transaction_failed`, `system_test`, …).
     pub category: String,
-    /// What happened, for people; also the throttling subject.
+    /// What happened, for people; also the throttling subject unless the
+    /// details name one (see [`SUBJECT`]).
     pub message: String,
     /// Structured details.
     pub details: Value,
     /// When it was raised.
     pub created_at: DateTime<Utc>,
+}
+
+/// The details key naming an alert's throttling subject when its message
+/// cannot be one: alerts that differ only in what they list (the held
+/// mints of a limit) are repeats of each other.
+pub const SUBJECT: &str = "subject";
+
+impl Alert {
+    /// What repeats of this alert share: the details' [`SUBJECT`], else the message.
+    pub fn subject(&self) -> &str {
+        self.details.get(SUBJECT).and_then(Value::as_str).unwrap_or(&self.message)
+    }
 }
 
 impl From<&entity::alerts::Model> for Alert {

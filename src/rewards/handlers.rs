@@ -505,17 +505,74 @@ pub async fn hold_intent(db: &impl ConnectionTrait, intent: &transactions::Model
 
 /// The operator's alert for an intent held over a mint limit.
 pub async fn alert_held(db: &impl ConnectionTrait, id: Uuid, amount: alloy::primitives::U256, source: &str, user_ref: &str, reason: &str) {
-    let (message, details) = held_alert(id, amount, source, user_ref, reason);
+    let (message, details) = held_alert(&[HeldMint { id, amount, source, user_ref }], reason);
     alert::raise(db, Severity::Warning, HELD_ALERT, &message, details).await;
 }
 
 /// The category of [`held_alert`]s.
 pub const HELD_ALERT: &str = "mint_held";
 
-/// The message and details of the alert for an intent held over a limit.
-pub fn held_alert(id: Uuid, amount: alloy::primitives::U256, source: &str, user_ref: &str, reason: &str) -> (String, serde_json::Value) {
-    (
-        format!("A mint of {} HNV to {user_ref} is held: {reason}. Release or cancel it with `havend intents release|cancel {id}`.", to_hnv(amount)),
-        json!({ "transaction_id": id, "user": user_ref, "source": source, "reason": reason }),
-    )
+/// A mint held over a limit, as its alert lists it.
+#[derive(Debug, Clone, Copy)]
+pub struct HeldMint<'a> {
+    /// The held intent.
+    pub id: Uuid,
+    /// Base units.
+    pub amount: alloy::primitives::U256,
+    /// The intent's source (what earned it).
+    pub source: &'a str,
+    /// Its user's reference.
+    pub user_ref: &'a str,
+}
+
+/// The message and details of the alert for mints held by one limit: one
+/// mint is named with the command that releases it; several (a batch past
+/// the day's total) are counted in the message and listed in the details,
+/// one alert rather than one per mint. The throttle subject is the limit
+/// (`reason`), so once a limit holds every reward, the operator hears of it
+/// once per throttle window instead of once per booking.
+pub fn held_alert(held: &[HeldMint<'_>], reason: &str) -> (String, serde_json::Value) {
+    let message = match held {
+        [one] => format!("A mint of {} HNV to {} is held: {reason}. Release or cancel it with `havend intents release|cancel {}`.", to_hnv(one.amount), one.user_ref, one.id),
+        many => {
+            let total = many.iter().fold(alloy::primitives::U256::ZERO, |total, mint| total.saturating_add(mint.amount));
+            format!(
+                "{} mints totalling {} HNV are held: {reason}. `havend intents held` lists them; release or cancel each with `havend intents release|cancel <id>`.",
+                many.len(),
+                to_hnv(total)
+            )
+        }
+    };
+    let mints: Vec<_> = held.iter().map(|mint| json!({ "transaction_id": mint.id, "user": mint.user_ref, "source": mint.source, "amount": to_hnv(mint.amount) })).collect();
+    (message, json!({ "reason": reason, "mints": mints, alert::SUBJECT: reason }))
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy::primitives::U256;
+
+    use super::*;
+    use crate::alert::Alert;
+
+    fn alert(message: String, details: serde_json::Value) -> Alert {
+        Alert { id: Uuid::now_v7(), severity: Severity::Warning, category: HELD_ALERT.into(), message, details, created_at: Utc::now() }
+    }
+
+    #[test]
+    fn mints_held_by_one_limit_are_one_alert_listing_them_and_repeats_of_each_other() {
+        let hnv = |n: u64| U256::from(n) * U256::from(10u64).pow(U256::from(18));
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let reason = "minting would exceed the total daily limit of 1000 HNV on 2026-12-03";
+        let (one, one_details) = held_alert(&[HeldMint { id: a, amount: hnv(5), source: "s:a", user_ref: "aurora:g1" }], reason);
+        assert!(one.contains(&a.to_string()) && one.contains("aurora:g1"), "one mint is named with its release command: {one}");
+        let held = [HeldMint { id: a, amount: hnv(5), source: "s:a", user_ref: "aurora:g1" }, HeldMint { id: b, amount: hnv(7), source: "s:b", user_ref: "aurora:g2" }];
+        let (many, details) = held_alert(&held, reason);
+        assert!(many.starts_with("2 mints totalling 12 HNV are held"), "{many}");
+        let listed: Vec<_> = details["mints"].as_array().unwrap().iter().map(|mint| mint["transaction_id"].as_str().unwrap().to_owned()).collect();
+        assert_eq!(listed, [a.to_string(), b.to_string()]);
+        // The throttle sees one subject: the limit, not the mints.
+        assert_eq!(alert(one, one_details).subject(), reason);
+        assert_eq!(alert(many, details).subject(), reason);
+        assert_eq!(alert("other".into(), json!({})).subject(), "other", "without a subject the message is one");
+    }
 }

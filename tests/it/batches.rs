@@ -82,7 +82,12 @@ struct Rows {
     bookings: Vec<BookingRow>,
     counters: Vec<(String, String, String)>,
     tribe: (u64, u64, u64),
+    /// Alerts by category, but for the held mints' ones.
     alerts: BTreeMap<String, usize>,
+    /// The sources of the mints the `mint_held` alerts list: a batch alerts
+    /// a limit's held mints together, one at a time each alone, and either
+    /// way every held mint is alerted once.
+    held_alerted: Vec<String>,
     /// Custodial wallets and their `create` audit rows.
     wallets: (u64, u64),
 }
@@ -109,13 +114,19 @@ async fn rows(db: &DatabaseConnection) -> Rows {
     let mut counters: Vec<_> = mint_counters::Entity::find().all(db).await.unwrap().into_iter().map(|c| (c.scope, c.day, c.used)).collect();
     counters.sort();
     let tribe = (tribe_events::Entity::find().count(db).await.unwrap(), tribe_rewards::Entity::find().count(db).await.unwrap(), staking_records::Entity::find().count(db).await.unwrap());
-    let mut alerts = BTreeMap::new();
+    let (mut alerts, mut held_alerted) = (BTreeMap::new(), Vec::new());
     for alert in entity::alerts::Entity::find().all(db).await.unwrap() {
-        *alerts.entry(alert.category).or_default() += 1;
+        if alert.category == "mint_held" {
+            let details: serde_json::Value = serde_json::from_str(&alert.details).unwrap();
+            held_alerted.extend(details["mints"].as_array().unwrap().iter().map(|mint| mint["source"].as_str().unwrap().to_owned()));
+        } else {
+            *alerts.entry(alert.category).or_default() += 1;
+        }
     }
+    held_alerted.sort();
     let user_wallets = entity::wallets::Entity::find().filter(entity::wallets::Column::Kind.eq(havend::custody::USER)).count(db).await.unwrap();
     let created = entity::wallet_audit_logs::Entity::find().filter(entity::wallet_audit_logs::Column::Action.eq("create")).count(db).await.unwrap();
-    Rows { events, intents, bookings, counters, tribe, alerts, wallets: (user_wallets, created) }
+    Rows { events, intents, bookings, counters, tribe, alerts, held_alerted, wallets: (user_wallets, created) }
 }
 
 /// The inbox processed by a daemon named `name` (batches of 64), once no
@@ -157,6 +168,7 @@ async fn a_batch_ends_every_event_as_one_at_a_time_would(backend: Backend) {
     let batched_rows = processed_by(backend, batched).await;
     assert!(batches_written() > before, "the batched daemon committed batches");
     assert!(reference.intents.iter().any(|intent| intent.4 == "held"), "the inbox passes a daily limit: {:?}", reference.intents);
+    assert_eq!(reference.held_alerted.len(), reference.intents.iter().filter(|intent| intent.4 == "held").count(), "every held mint is alerted");
     assert!(reference.events.iter().any(|event| event.1 == "invalid"), "the inbox has invalid events");
     assert_eq!(batched_rows, reference);
 }

@@ -13,7 +13,7 @@
 
 pub mod plan;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::U256;
@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 pub use self::plan::{Item, Plan, Rules, Snapshot};
 use super::inbox::{self, INVALID, PROCESSED};
-use super::handlers;
+use super::handlers::{self, HeldMint};
 use super::limits::{self, Bounds};
 use super::processor::Outcome;
 use crate::alert::{self, Severity};
@@ -300,8 +300,15 @@ async fn insert_mints(txn: &impl ConnectionTrait, plan: &Plan, target: &Target<'
     });
     let inserted = transactions::Entity::insert_many(rows).on_conflict(OnConflict::column(transactions::Column::Source).do_nothing().to_owned()).exec_without_returning(txn).await?;
     expect_inserted("intents", inserted, plan.mints.len())?;
-    let held: Vec<_> = plan.mints.iter().filter_map(|mint| mint.held.as_ref().map(|reason| handlers::held_alert(mint.id, mint.amount, &mint.source, &mint.user_ref, reason))).collect();
-    alert::raise_many(txn, Severity::Warning, handlers::HELD_ALERT, &held).await;
+    // One alert per limit that held mints of the run, listing them.
+    let mut held: BTreeMap<&str, Vec<HeldMint<'_>>> = BTreeMap::new();
+    for mint in &plan.mints {
+        if let Some(reason) = &mint.held {
+            held.entry(reason).or_default().push(HeldMint { id: mint.id, amount: mint.amount, source: &mint.source, user_ref: &mint.user_ref });
+        }
+    }
+    let alerts: Vec<_> = held.iter().map(|(reason, mints)| handlers::held_alert(mints, reason)).collect();
+    alert::raise_many(txn, Severity::Warning, handlers::HELD_ALERT, &alerts).await;
     Ok(())
 }
 
