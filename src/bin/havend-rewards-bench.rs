@@ -208,17 +208,18 @@ async fn backlog(mut config: Config, db: DatabaseConnection, keys: MasterKeys, r
     if let Some((concurrency, seconds)) = intake {
         target += intake_while_draining(&db, addr, concurrency, seconds, users).await?;
     }
-    loop {
-        let processed = processed_count(&db).await?;
-        if processed as usize >= target {
-            break;
-        }
+    // Counting what is still pending gets cheaper as the backlog drains;
+    // counting what was processed read the whole inbox ten times a second,
+    // on the cores the processors were measured on.
+    while pending_count(&db).await? > 0 {
         if started.elapsed() > Duration::from_secs(1_800) {
-            anyhow::bail!("only {processed} of {events} processed after 30 minutes");
+            anyhow::bail!("{} of {target} events still pending after 30 minutes", pending_count(&db).await?);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let elapsed = started.elapsed();
+    let processed = processed_count(&db).await?;
+    anyhow::ensure!(processed as usize == target, "only {processed} of {target} events were processed");
     let intents = transactions::Entity::find().count(&db).await?;
     println!(
         "processor: {target} events -> {intents} intents in {:.2} s = {:.0} events/s ({workers} worker(s), claims of {batch})",
@@ -232,6 +233,14 @@ async fn backlog(mut config: Config, db: DatabaseConnection, keys: MasterKeys, r
     }
     daemon.shutdown().await;
     Ok(())
+}
+
+async fn pending_count(db: &DatabaseConnection) -> anyhow::Result<u64> {
+    use sea_orm::{ConnectionTrait, Statement};
+    // The status as a literal: a parameter's generic plan scans the table.
+    let sql = "SELECT COUNT(*) AS pending FROM webhook_events WHERE status = 'pending'";
+    let row = db.query_one_raw(Statement::from_string(db.get_database_backend(), sql)).await?;
+    Ok(row.map(|row| row.try_get::<i64>("", "pending")).transpose()?.unwrap_or_default() as u64)
 }
 
 async fn processed_count(db: &DatabaseConnection) -> anyhow::Result<u64> {

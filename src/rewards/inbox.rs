@@ -29,17 +29,12 @@ pub const DEAD_LETTER: &str = "dead_letter";
 /// when it crashes or hangs its processor again, the lapse falls on it, not
 /// on the events that waited behind it in a batch.
 pub async fn claim(db: &impl ConnectionTrait, token: Uuid, lease: Duration, limit: u64, now: DateTime<Utc>) -> Result<Vec<webhook_events::Model>, DbErr> {
-    // Most polls find nothing: a read costs no write lock (SQLite has one for
-    // the whole database), so the UPDATE runs only when something is due.
-    let due: Option<Uuid> = webhook_events::Entity::find()
-        .select_only()
-        .column(webhook_events::Column::Id)
-        .filter(webhook_events::Column::Status.eq(PENDING))
-        .filter(webhook_events::Column::NextAttemptAt.lte(now))
-        .into_tuple()
-        .one(db)
-        .await?;
-    if due.is_none() {
+    // Most polls find nothing. On SQLite a read costs no write lock (it has
+    // one for the whole database), so the UPDATE runs only when something is
+    // due. On PostgreSQL a claim that finds nothing locks nothing and is its
+    // own check, while this read, planned once for any status, became a
+    // sequential scan of the whole inbox (4.4 ms a batch at 60,000 events).
+    if db.get_database_backend() == DbBackend::Sqlite && !any_due(db, now).await? {
         return Ok(Vec::new());
     }
     let until = now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
@@ -57,6 +52,19 @@ pub async fn claim(db: &impl ConnectionTrait, token: Uuid, lease: Duration, limi
         return Ok(lapsed);
     }
     claim_where(db, token, until, now, Which { condition: "claim_token IS NULL AND next_attempt_at <= ", also: "", order: "next_attempt_at", sqlite_index: None }, limit).await
+}
+
+/// Whether any pending event is due at `now`.
+async fn any_due(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<bool, DbErr> {
+    let due: Option<Uuid> = webhook_events::Entity::find()
+        .select_only()
+        .column(webhook_events::Column::Id)
+        .filter(webhook_events::Column::Status.eq(PENDING))
+        .filter(webhook_events::Column::NextAttemptAt.lte(now))
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(due.is_some())
 }
 
 /// The partial index of claimed rows (migration 000076).
@@ -91,10 +99,12 @@ async fn claim_where(
     let indexed_by = sqlite_index.map(|index| format!(" INDEXED BY {index}")).unwrap_or_default();
     let backend = db.get_database_backend();
     let sql = match backend {
+        // `= ANY(ARRAY(…))`, not `IN (…)`: the statement's cached generic
+        // plan joined the picked ids against a sequential scan of the inbox.
         DbBackend::Postgres => format!(
-            "UPDATE webhook_events SET claim_token = $1, claimed_until = $2{also} WHERE id IN (\
+            "UPDATE webhook_events SET claim_token = $1, claimed_until = $2{also} WHERE id = ANY(ARRAY(\
              SELECT id FROM webhook_events WHERE status = 'pending' AND next_attempt_at <= $3 AND {condition}$3 \
-             ORDER BY {order} LIMIT $4 FOR UPDATE SKIP LOCKED) RETURNING *"
+             ORDER BY {order} LIMIT $4 FOR UPDATE SKIP LOCKED)) RETURNING *"
         ),
         _ => format!(
             "UPDATE webhook_events SET claim_token = ?, claimed_until = ?{also} WHERE id IN (\
