@@ -24,6 +24,7 @@ mod m20261202_000074_inbox_processed_by;
 mod m20261202_000075_inbox_claim_lapses;
 mod m20261203_000076_inbox_claimed_index;
 mod m20261203_000077_inbox_autovacuum;
+mod m20261203_000078_stream_insert_per_statement;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000075_inbox_claim_lapses::Migration),
             Box::new(m20261203_000076_inbox_claimed_index::Migration),
             Box::new(m20261203_000077_inbox_autovacuum::Migration),
+            Box::new(m20261203_000078_stream_insert_per_statement::Migration),
         ]
     }
 }
