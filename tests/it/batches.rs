@@ -12,7 +12,7 @@ use havend::webhooks::Partner;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::on_both_backends;
-use crate::support::{Backend, TestDaemon, eventually};
+use crate::support::{Backend, TestDaemon, TestDatabase, eventually};
 
 /// Daemons that process one event at a time (the failpoint is
 /// process-wide: both backends' variants arm the same list).
@@ -173,4 +173,35 @@ async fn a_batch_ends_every_event_as_one_at_a_time_would(backend: Backend) {
     assert_eq!(batched_rows, reference);
 }
 
-on_both_backends!(a_batch_ends_every_event_as_one_at_a_time_would);
+on_both_backends!(a_batch_ends_every_event_as_one_at_a_time_would, a_batch_sum_decided_from_a_stale_counter_never_overwrites_it);
+
+/// A batch's counter sums are decided from values read before its
+/// transaction. Writes of other writers in between (an API mint, another
+/// processor) must never be overwritten nor let the sum pass the limit:
+/// whatever each write answers, the counter ends at exactly the sum of the
+/// writes it accepted, within the limit (SQLite compares with the value the
+/// batch read; PostgreSQL adds atomically).
+async fn a_batch_sum_decided_from_a_stale_counter_never_overwrites_it(backend: Backend) {
+    use alloy::primitives::U256;
+    use havend::rewards::limits::{self, Bounds, CounterAdd};
+
+    let database = TestDatabase::create(backend).await;
+    let db = sea_orm::Database::connect(&database.url).await.unwrap();
+    havend::db::migrate_up(&db).await.unwrap();
+    let bounds = Bounds { per_event: U256::MAX, per_user: U256::MAX, total: U256::from(1_000u64) };
+    let key = ("total".to_owned(), "2026-12-03".to_owned());
+    let mut accepted = U256::ZERO;
+    // (what the batch read, what it adds): the first creates the counter,
+    // the others come from snapshots taken before the writes ahead of them.
+    for (old, add) in [(None, 100u64), (None, 950), (Some(0u64), 50), (Some(100), 50)] {
+        let adds = BTreeMap::from([(key.clone(), CounterAdd { old: old.map(U256::from), add: U256::from(add) })]);
+        if limits::add_batch(&db, &bounds, &adds).await.unwrap() {
+            accepted += U256::from(add);
+        }
+    }
+    let counter = mint_counters::Entity::find().one(&db).await.unwrap().unwrap();
+    assert_eq!(counter.used, accepted.to_string(), "the counter holds exactly what was accepted");
+    assert!(accepted <= bounds.total, "{accepted} accepted");
+    assert!(accepted >= U256::from(100u64), "the first write counts");
+}
+
