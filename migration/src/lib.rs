@@ -53,3 +53,12 @@ impl MigratorTrait for Migrator {
         ]
     }
 }
+
+/// Runs `sql` on PostgreSQL only: for migrations that tune what SQLite does
+/// not have (triggers over transition tables, storage parameters).
+async fn on_postgres(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    if manager.get_database_backend() != sea_orm_migration::sea_orm::DbBackend::Postgres {
+        return Ok(());
+    }
+    manager.get_connection().execute_unprepared(sql).await.map(|_| ())
+}
