@@ -19,6 +19,7 @@ pub mod ticketing_status;
 pub mod transactions;
 pub mod tribe_events;
 pub mod tribe_rewards;
+pub mod tx_attempt_intents;
 pub mod tx_attempts;
 pub mod users;
 pub mod wallet_audit_logs;

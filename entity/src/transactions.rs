@@ -51,6 +51,11 @@ pub struct Model {
     pub limit_day: Option<String>,
     /// Base units a reversal could not burn because the user no longer held them.
     pub shortfall: Option<String>,
+    /// The intent's number on chain (the bit a batch token marks used), set
+    /// by the database on insert and never changed. `None` only in a model
+    /// built before its row was written and read back.
+    #[sea_orm(unique)]
+    pub seq: Option<i64>,
 }
 
 /// Relations are expressed by ids in queries.

@@ -2,14 +2,15 @@
 
 use sea_orm::entity::prelude::*;
 
-/// One signed transaction; all attempts of an intent share its nonce.
+/// One signed transaction; all attempts at a nonce carry the same intents
+/// (`tx_attempt_intents`), and `transaction_id` names the first of them.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "tx_attempts")]
 pub struct Model {
     /// Row id.
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    /// The intent.
+    /// The first intent it executes (all of them: `tx_attempt_intents`).
     pub transaction_id: Uuid,
     /// The hot wallet that signed it.
     pub wallet_id: Uuid,

@@ -25,6 +25,7 @@ mod m20261202_000075_inbox_claim_lapses;
 mod m20261203_000076_inbox_claimed_index;
 mod m20261203_000077_inbox_autovacuum;
 mod m20261203_000078_stream_insert_per_statement;
+mod m20261203_000079_batch_minting;
 
 /// Every migration, oldest first.
 pub struct Migrator;
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000076_inbox_claimed_index::Migration),
             Box::new(m20261203_000077_inbox_autovacuum::Migration),
             Box::new(m20261203_000078_stream_insert_per_statement::Migration),
+            Box::new(m20261203_000079_batch_minting::Migration),
         ]
     }
 }

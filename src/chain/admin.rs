@@ -9,7 +9,7 @@ use alloy::providers::{Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
 
-use super::HavenToken;
+use super::{HavenToken, HavenTokenSingle};
 
 /// Why an admin operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +37,15 @@ pub async fn deploy_token(rpc_url: &str, admin: &PrivateKeySigner) -> Result<Add
     Ok(*token.address())
 }
 
-/// Grants `wallet` the minter and burner roles.
+/// Deploys the single-intent HAVEN (`chain.token_abi = "single"`), as
+/// deployments made before batches run it; returns its address.
+pub async fn deploy_single_token(rpc_url: &str, admin: &PrivateKeySigner) -> Result<Address, AdminError> {
+    let provider = provider(rpc_url, admin)?;
+    let token = HavenTokenSingle::deploy(provider, admin.address()).await.map_err(|e| failed("deploy")(e.to_string()))?;
+    Ok(*token.address())
+}
+
+/// Grants `wallet` the minter and burner roles (either token: their roles are the same).
 pub async fn grant_roles(rpc_url: &str, admin: &PrivateKeySigner, token: Address, wallet: Address) -> Result<(), AdminError> {
     let provider = provider(rpc_url, admin)?;
     let contract = HavenToken::new(token, provider);

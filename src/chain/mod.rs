@@ -29,6 +29,75 @@ alloy::sol!(
     "src/chain/contracts/HavenToken.json"
 );
 
+alloy::sol!(
+    #[sol(rpc)]
+    #[derive(Debug)]
+    HavenTokenSingle,
+    "src/chain/contracts/HavenTokenSingle.json"
+);
+
+pub use crate::config::TokenAbi;
+
+/// One intent in a call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// havend's id of the intent.
+    pub transaction_id: uuid::Uuid,
+    /// Its number on chain (`transactions.seq`).
+    pub seq: u64,
+    /// The holder credited or debited.
+    pub account: Address,
+    /// Base units.
+    pub amount: U256,
+}
+
+impl Entry {
+    /// The first indexed topic of the token's logs about this intent: its
+    /// number for a batch token, its `bytes32` id for a single one.
+    pub fn log_key(&self, abi: TokenAbi) -> B256 {
+        match abi {
+            TokenAbi::Batch => B256::from(U256::from(self.seq)),
+            TokenAbi::Single => intent_id(self.transaction_id),
+        }
+    }
+}
+
+/// What a mined transaction did with one of its entries, from the token's logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryResult {
+    /// Minted or burned (`IntentExecuted`).
+    Executed,
+    /// Skipped: its number was used by an earlier transaction.
+    Used,
+    /// Skipped: a burn its holder could not cover (its number is used now).
+    Insufficient,
+}
+
+/// The results a token's logs record, by [`Entry::log_key`]. A single token
+/// logs only executions (a used id reverts the whole transaction).
+pub fn entry_results<'a>(token: Address, logs: impl IntoIterator<Item = &'a alloy::rpc::types::Log>) -> std::collections::HashMap<B256, EntryResult> {
+    use alloy::sol_types::SolEvent;
+    let mut results = std::collections::HashMap::new();
+    for log in logs {
+        let topics = log.topics();
+        if log.address() != token || topics.len() < 2 {
+            continue;
+        }
+        let result = if topics[0] == HavenToken::IntentExecuted::SIGNATURE_HASH || topics[0] == HavenTokenSingle::IntentExecuted::SIGNATURE_HASH {
+            EntryResult::Executed
+        } else if let Ok(skipped) = HavenToken::IntentSkipped::decode_log_data(log.data()) {
+            if skipped.reason == SKIPPED_INSUFFICIENT { EntryResult::Insufficient } else { EntryResult::Used }
+        } else {
+            continue;
+        };
+        results.insert(topics[1], result);
+    }
+    results
+}
+
+/// `IntentSkipped` reason of a burn its holder could not cover (the contract's `SKIPPED_INSUFFICIENT`).
+const SKIPPED_INSUFFICIENT: u8 = 2;
+
 /// Token amounts on chain have 18 decimals.
 pub const DECIMALS: u32 = 18;
 
@@ -36,9 +105,9 @@ pub const DECIMALS: u32 = 18;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CallKind {
-    /// `mint(to, amount, intentId)`.
+    /// `mintBatch` (`mint` on a single token).
     Mint,
-    /// `burn(from, amount, intentId)`.
+    /// `burnBatch` (`burn` on a single token).
     Burn,
 }
 
@@ -61,18 +130,35 @@ impl CallKind {
     }
 }
 
-/// The on-chain id of an intent: the hash of havend's intent id, stable
+/// The on-chain id of an intent on a single token: the hash of havend's intent id, stable
 /// across attempts, nonces and generations, so the contract refuses a second
 /// execution whatever happened upstream.
 pub fn intent_id(transaction_id: uuid::Uuid) -> B256 {
     keccak256(transaction_id.as_bytes())
 }
 
-/// The calldata of a mint or burn.
-pub fn encode_call(kind: CallKind, account: Address, amount: U256, intent: B256) -> Bytes {
-    match kind {
-        CallKind::Mint => HavenToken::mintCall { to: account, amount, intentId: intent }.abi_encode().into(),
-        CallKind::Burn => HavenToken::burnCall { from: account, amount, intentId: intent }.abi_encode().into(),
+/// The calldata that executes `entries` (all of `kind`, in this order): one
+/// `mintBatch`/`burnBatch`, or for a single token one `mint`/`burn` of the
+/// first entry (it never gets more than one).
+pub fn encode_call(abi: TokenAbi, kind: CallKind, entries: &[Entry]) -> Bytes {
+    match abi {
+        TokenAbi::Batch => {
+            let accounts: Vec<Address> = entries.iter().map(|e| e.account).collect();
+            let amounts: Vec<U256> = entries.iter().map(|e| e.amount).collect();
+            let seqs: Vec<U256> = entries.iter().map(|e| U256::from(e.seq)).collect();
+            match kind {
+                CallKind::Mint => HavenToken::mintBatchCall { to: accounts, amounts, seqs }.abi_encode().into(),
+                CallKind::Burn => HavenToken::burnBatchCall { from: accounts, amounts, seqs }.abi_encode().into(),
+            }
+        }
+        TokenAbi::Single => {
+            let Some(entry) = entries.first() else { return Bytes::new() };
+            let (account, amount, intent) = (entry.account, entry.amount, intent_id(entry.transaction_id));
+            match kind {
+                CallKind::Mint => HavenTokenSingle::mintCall { to: account, amount, intentId: intent }.abi_encode().into(),
+                CallKind::Burn => HavenTokenSingle::burnCall { from: account, amount, intentId: intent }.abi_encode().into(),
+            }
+        }
     }
 }
 
@@ -318,19 +404,41 @@ impl ChainClient {
         self.timed(async { self.provider.get_max_priority_fee_per_gas().await }).await
     }
 
-    /// The transaction whose `IntentExecuted` log names `intent` on `token`
-    /// within blocks `from..=to` (one window of [`log_windows`]), with its
-    /// block number and hash, if any.
-    pub async fn intent_execution(&self, token: Address, intent: B256, from: u64, to: u64) -> Result<Option<(B256, u64, B256)>, RpcFailure> {
+    /// For each of `keys` ([`Entry::log_key`]) whose intent `token` settled
+    /// within blocks `from..=to` (one window of [`log_windows`]): the first
+    /// transaction that did, with its block number and hash, and whether it
+    /// executed the intent or skipped a burn its holder could not cover
+    /// (that too uses the number). A skip as `used` settles nothing.
+    pub async fn intent_executions(
+        &self,
+        token: Address,
+        keys: &[B256],
+        from: u64,
+        to: u64,
+    ) -> Result<std::collections::HashMap<B256, (B256, u64, B256, EntryResult)>, RpcFailure> {
         use alloy::sol_types::SolEvent;
         let filter = alloy::rpc::types::Filter::new()
             .address(token)
-            .event_signature(HavenToken::IntentExecuted::SIGNATURE_HASH)
-            .topic1(intent)
+            .event_signature(vec![
+                HavenToken::IntentExecuted::SIGNATURE_HASH,
+                HavenToken::IntentSkipped::SIGNATURE_HASH,
+                HavenTokenSingle::IntentExecuted::SIGNATURE_HASH,
+            ])
+            .topic1(keys.to_vec())
             .from_block(BlockNumberOrTag::Number(from))
             .to_block(BlockNumberOrTag::Number(to));
         let logs = self.timed(async { self.provider.get_logs(&filter).await }).await?;
-        Ok(logs.into_iter().find_map(|log| Some((log.transaction_hash?, log.block_number?, log.block_hash?))))
+        let mut found = std::collections::HashMap::new();
+        for log in &logs {
+            let Some((key, result)) = entry_results(token, [log]).into_iter().next() else { continue };
+            if result == EntryResult::Used {
+                continue;
+            }
+            if let (Some(hash), Some(block), Some(block_hash)) = (log.transaction_hash, log.block_number, log.block_hash) {
+                found.entry(key).or_insert((hash, block, block_hash, result));
+            }
+        }
+        Ok(found)
     }
 
     /// Broadcasts signed bytes.
@@ -487,7 +595,11 @@ mod tests {
             nonce: 3,
             gas_limit: 120_000,
             fees: Fees { max_fee_per_gas: 2_000_000_000, max_priority_fee_per_gas: 1_000_000_000 },
-            input: encode_call(CallKind::Mint, Address::repeat_byte(1), U256::from(5), intent_id(uuid::Uuid::nil())),
+            input: encode_call(
+                TokenAbi::Batch,
+                CallKind::Mint,
+                &[Entry { transaction_id: uuid::Uuid::nil(), seq: 1, account: Address::repeat_byte(1), amount: U256::from(5) }],
+            ),
         };
         let a = sign(&signer, &request).unwrap();
         let b = sign(&signer, &request).unwrap();

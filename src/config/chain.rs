@@ -36,10 +36,29 @@ pub struct ChainConfig {
     /// Transactions per wallet signed and not yet final, at most.
     #[serde(default = "default_max_in_flight")]
     pub max_in_flight: usize,
-    /// Gas limit of a `mint` call (pipelined calls cannot be estimated).
+    /// Which token the daemon calls: `batch` (`mintBatch`/`burnBatch`, the
+    /// token `havend token deploy` deploys) or `single` (a deployed
+    /// one-intent-per-transaction token: `mint`/`burn` with a `bytes32` id).
+    #[serde(default)]
+    pub token_abi: TokenAbi,
+    /// Intents one batch transaction carries at most (`batch` tokens).
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+    /// Gas limit of a batch: this base plus the per-entry limit of its kind
+    /// times its entries (pipelined calls cannot be estimated).
+    #[serde(default = "default_gas_limit_batch_base")]
+    pub gas_limit_batch_base: u64,
+    /// Gas per mint entry of a batch, sized for the worst case: a new holder
+    /// whose number opens a fresh bitmap slot.
+    #[serde(default = "default_gas_limit_per_mint")]
+    pub gas_limit_per_mint: u64,
+    /// Gas per burn entry of a batch, sized for the worst case (a fresh bitmap slot).
+    #[serde(default = "default_gas_limit_per_burn")]
+    pub gas_limit_per_burn: u64,
+    /// Gas limit of a `mint` call of a `single` token.
     #[serde(default = "default_gas_limit")]
     pub gas_limit_mint: u64,
-    /// Gas limit of a `burn` call.
+    /// Gas limit of a `burn` call of a `single` token.
     #[serde(default = "default_gas_limit")]
     pub gas_limit_burn: u64,
     /// Tip offered, wei.
@@ -70,6 +89,29 @@ pub struct ChainConfig {
     pub deploy_block: u64,
 }
 
+/// Which HAVEN token the daemon calls (`chain.token_abi`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenAbi {
+    /// `mintBatch`/`burnBatch` with each intent's number (`seq`): many intents
+    /// per transaction, a used number skipped with its own event.
+    #[default]
+    Batch,
+    /// `mint`/`burn` with a `bytes32` intent id, one per transaction, a used
+    /// id reverting (`IntentAlreadyUsed`): a token deployed before batches.
+    Single,
+}
+
+impl TokenAbi {
+    /// Intents one transaction may carry, given the configured batch size.
+    pub fn batch_size(self, max_batch: usize) -> usize {
+        match self {
+            TokenAbi::Batch => max_batch.max(1),
+            TokenAbi::Single => 1,
+        }
+    }
+}
+
 /// Default confirmation depth (dev chains do not reorg).
 pub const DEFAULT_FINALITY_DEPTH: u64 = 1;
 fn default_finality_depth() -> u64 {
@@ -90,6 +132,29 @@ fn default_max_in_flight() -> usize {
 fn default_gas_limit() -> u64 {
     150_000
 }
+/// Default intents per batch transaction.
+pub const DEFAULT_INTENTS_PER_BATCH: usize = 100;
+fn default_max_batch() -> usize {
+    DEFAULT_INTENTS_PER_BATCH
+}
+fn default_gas_limit_batch_base() -> u64 {
+    BATCH_BASE_GAS
+}
+fn default_gas_limit_per_mint() -> u64 {
+    PER_MINT_GAS
+}
+fn default_gas_limit_per_burn() -> u64 {
+    PER_BURN_GAS
+}
+/// Default batch base gas: the transaction's 21,000, the role check, the
+/// first (cold) write of the total supply and the arrays' calldata heads,
+/// with room to spare (`eth_estimateGas` on anvil: see the README).
+pub const BATCH_BASE_GAS: u64 = 60_000;
+/// Default gas per mint entry: a new holder (a zero balance slot written)
+/// whose number opens a fresh bitmap slot, its event and calldata.
+pub const PER_MINT_GAS: u64 = 60_000;
+/// Default gas per burn entry: a balance read and write, a fresh bitmap slot, its event and calldata.
+pub const PER_BURN_GAS: u64 = 40_000;
 fn default_priority_fee() -> u64 {
     1_000_000_000
 }
@@ -116,6 +181,9 @@ impl ChainConfig {
     pub(super) fn validate(&self, errors: &mut Vec<ConfigError>) {
         if self.max_in_flight == 0 {
             errors.push(invalid(DAEMON_FILE, "chain.max_in_flight", "must be greater than 0"));
+        }
+        if self.max_batch == 0 {
+            errors.push(invalid(DAEMON_FILE, "chain.max_batch", "must be greater than 0"));
         }
         if self.finality_depth == 0 {
             errors.push(invalid(DAEMON_FILE, "chain.finality_depth", "must be at least 1"));

@@ -31,7 +31,10 @@ use serde::{Deserialize, Serialize};
 
 pub use alerts::{AlertsConfig, ChannelConfig, ChannelKind, SmtpTls};
 pub use api::{ApiConfig, ApiKey, CrossAppConfig, RedisConfig, Scope, StreamConfig};
-pub use chain::{BreakerSettings, ChainConfig, CustodyConfig, DEFAULT_FINALITY_DEPTH, DEFAULT_LOG_RANGE_BLOCKS, DEFAULT_MAX_IN_FLIGHT};
+pub use chain::{
+    BATCH_BASE_GAS, BreakerSettings, ChainConfig, CustodyConfig, DEFAULT_FINALITY_DEPTH, DEFAULT_LOG_RANGE_BLOCKS, DEFAULT_MAX_IN_FLIGHT,
+    PER_BURN_GAS, PER_MINT_GAS, TokenAbi,
+};
 pub use cidr::Cidr;
 pub use database::{
     DEFAULT_ACQUIRE_TIMEOUT_MS, DEFAULT_FLUSH_DELAY_US, DEFAULT_MAX_BATCH, DEFAULT_MAX_CONNECTIONS, DEFAULT_STORE_TIMEOUT_MS, DatabaseConfig, INBOX_ROW_PARAMETERS, IntakeConfig,

@@ -9,7 +9,7 @@ pub mod redemption;
 
 use alloy::primitives::U256;
 use entity::{transactions, users};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set, TryIntoModel};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 use crate::chain::{CallKind, intent_id};
@@ -185,13 +185,12 @@ pub async fn enqueue_with(
     let hot_wallet_id = assign_wallet(db, &user).await?;
     hook_for_test("ledger::before_insert", &intent.user);
     let row = intent_row(Uuid::now_v7(), &intent, user.id, hot_wallet_id, provenance, None, chrono::Utc::now());
-    // The unique source decides; the row just written needs no read back.
-    let inserted = transactions::Entity::insert(row.clone()).on_conflict_do_nothing_on([transactions::Column::Source]).exec_without_returning(db).await?;
-    if matches!(inserted, sea_orm::TryInsertResult::Inserted(1)) {
-        return Ok(Enqueued { intent: row.try_into_model()?, created: true });
-    }
+    // The unique source decides. Read back either way: the database numbers
+    // the intent (`seq`), on SQLite in a trigger RETURNING does not see.
+    let inserted = transactions::Entity::insert(row).on_conflict_do_nothing_on([transactions::Column::Source]).exec_without_returning(db).await?;
+    let created = matches!(inserted, sea_orm::TryInsertResult::Inserted(1));
     let stored = by_source(db, &intent.source).await?.ok_or_else(|| DbErr::RecordNotFound(intent.source))?;
-    Ok(Enqueued { intent: stored, created: false })
+    Ok(Enqueued { intent: stored, created })
 }
 
 /// The row of a new queued intent (or held, with the reason, when `held`
@@ -227,6 +226,8 @@ pub fn intent_row(
         rules_hash: Set(provenance.rules_hash),
         limit_day: Set(provenance.limit_day),
         shortfall: Set(None),
+        // Numbered by the database (see migration 000079).
+        seq: sea_orm::ActiveValue::NotSet,
     }
 }
 

@@ -25,12 +25,12 @@ use tracing::{debug, info, warn};
 use uuid::Uuid;
 
 use super::{WalletDeps, WalletSettings};
-use super::plan::{self, Action, AttemptView, InFlightView, Memory, Mined, Rules, Snapshot};
-use super::sign_plan::{self, AfterSend, Assignment, GasLimits, Queued, Reversals, Seen, Step as SignStep};
-use super::store::{self, NewAttempt, Outcome, ReversalDecision, StoreError};
+use super::plan::{self, Action, AttemptView, InFlightView, Memory, Mined, Rules, Settled, Settlement, Snapshot};
+use super::sign_plan::{self, AfterSend, Assignment, Queued, Reversals, Seen, Step as SignStep};
+use super::store::{self, NewAttempt, ReversalDecision, StoreError};
 use crate::alert::{self, Severity};
 use crate::breaker::BreakerHandle;
-use crate::chain::{self, CallKind, ChainClient, Fees, RpcFailure, SendRejection, TxRequest};
+use crate::chain::{self, CallKind, ChainClient, Entry, EntryResult, Fees, RpcFailure, SendRejection, TxRequest};
 use crate::custody;
 use crate::ledger::gas_hold;
 
@@ -58,7 +58,7 @@ pub struct WalletStatus {
     pub epoch: i64,
     /// The next nonce it will assign.
     pub next_nonce: u64,
-    /// Intents signed and not yet final.
+    /// Transactions (nonces) signed and not yet final.
     pub in_flight: usize,
     /// Why it stopped signing, if it did.
     pub halted: Option<String>,
@@ -90,16 +90,17 @@ struct Attempt {
     gas_limit: u64,
 }
 
-/// One signed intent at one nonce.
+/// One signed batch at one nonce.
 struct InFlight {
-    transaction_id: Uuid,
     kind: CallKind,
-    account: Address,
-    amount: U256,
+    /// Its intents, in call order; every attempt carries exactly these.
+    entries: Vec<Entry>,
     attempts: Vec<Attempt>,
     broadcast: bool,
     last_sent: Option<Instant>,
     mined: Option<Mined>,
+    /// What the mined receipt's logs say of each intent (read with `mined`).
+    results: HashMap<Uuid, EntryResult>,
     /// Node refusals of this nonce in a row (classified, alerted on the first).
     refusals: u32,
     /// Not sent again before this (backoff after an unexplained refusal).
@@ -109,17 +110,16 @@ struct InFlight {
 }
 
 impl InFlight {
-    /// A newly signed intent, not yet broadcast.
-    fn signed(assignment: &Assignment, attempt: Attempt) -> Self {
+    /// A newly signed batch, not yet broadcast.
+    fn signed(assignment: Assignment, attempt: Attempt) -> Self {
         InFlight {
-            transaction_id: assignment.transaction_id,
             kind: assignment.kind,
-            account: assignment.account,
-            amount: assignment.amount,
+            entries: assignment.entries,
             attempts: vec![attempt],
             broadcast: false,
             last_sent: None,
             mined: None,
+            results: HashMap::new(),
             refusals: 0,
             retry_at: None,
             underpriced: false,
@@ -127,13 +127,24 @@ impl InFlight {
     }
 
     fn newest(&self) -> &Attempt {
-        self.attempts.last().expect("an in-flight intent has at least one attempt")
+        self.attempts.last().expect("an in-flight batch has at least one attempt")
+    }
+
+    fn ids(&self) -> Vec<Uuid> {
+        self.entries.iter().map(|e| e.transaction_id).collect()
+    }
+
+    /// Records where a receipt put the batch, and what its logs say of each intent.
+    fn record(&mut self, mined: Mined, abi: chain::TokenAbi, token: Address, logs: &[alloy::rpc::types::Log]) {
+        let by_key = chain::entry_results(token, logs);
+        self.results = self.entries.iter().filter_map(|e| Some((e.transaction_id, *by_key.get(&e.log_key(abi))?))).collect();
+        self.mined = Some(mined);
     }
 
     fn view(&self, nonce: u64, now: Instant) -> InFlightView {
         InFlightView {
             nonce,
-            transaction_id: self.transaction_id,
+            entries: self.ids(),
             attempts: self.attempts.iter().map(|a| AttemptView { hash: a.hash, fees: a.fees }).collect(),
             sent_ago: self.last_sent.filter(|_| self.broadcast).map(|t| now.duration_since(t)),
             backing_off: self.retry_at.is_some_and(|t| now < t),
@@ -309,11 +320,20 @@ impl WalletState {
 
     async fn load_in_flight(&mut self) -> Result<(), sea_orm::DbErr> {
         let tracked = store::load_in_flight(&self.db, self.wallet_id).await?;
-        let user_ids: Vec<Uuid> = tracked.iter().map(|t| t.intent.user_id).collect();
+        let user_ids: Vec<Uuid> = tracked.iter().flat_map(|t| t.intents.iter().map(|i| i.user_id)).collect();
         let accounts = super::accounts_of(&self.db, &user_ids).await?;
         for t in tracked {
-            let (Some(nonce), Some(kind)) = (t.intent.nonce, CallKind::parse(&t.intent.kind)) else { continue };
-            let nonce = nonce as u64;
+            let Some(kind) = t.intents.first().and_then(|i| CallKind::parse(&i.kind)) else { continue };
+            let entries: Vec<Entry> = t
+                .intents
+                .iter()
+                .map(|i| Entry {
+                    transaction_id: i.id,
+                    seq: i.seq.and_then(|s| u64::try_from(s).ok()).unwrap_or_default(),
+                    account: accounts.get(&i.user_id).copied().unwrap_or_default(),
+                    amount: U256::from_str_radix(&i.amount, 10).unwrap_or_default(),
+                })
+                .collect();
             let attempts: Vec<Attempt> = t
                 .attempts
                 .iter()
@@ -334,19 +354,18 @@ impl WalletState {
                 continue;
             }
             for attempt in &attempts {
-                self.by_hash.insert(attempt.hash, nonce);
+                self.by_hash.insert(attempt.hash, t.nonce);
             }
             self.in_flight.insert(
-                nonce,
+                t.nonce,
                 InFlight {
-                    transaction_id: t.intent.id,
                     kind,
-                    account: accounts.get(&t.intent.user_id).copied().unwrap_or_default(),
-                    amount: U256::from_str_radix(&t.intent.amount, 10).unwrap_or_default(),
+                    entries,
                     // After a restart the node may or may not have it: send again.
                     broadcast: false,
                     last_sent: None,
                     mined: None,
+                    results: HashMap::new(),
                     refusals: 0,
                     retry_at: None,
                     underpriced: false,
@@ -483,7 +502,7 @@ impl WalletState {
             if !self.in_flight.is_empty() {
                 for receipt in self.rpc(self.chain.block_receipts(block)).await? {
                     let block_hash = receipt.block_hash.unwrap_or_default();
-                    self.record_mined(Mined { hash: receipt.transaction_hash, block, block_hash, success: receipt.status() });
+                    self.record_mined(Mined { hash: receipt.transaction_hash, block, block_hash, success: receipt.status() }, receipt.logs());
                 }
             }
             self.scanned_block = Some(block);
@@ -491,11 +510,11 @@ impl WalletState {
         Ok(())
     }
 
-    fn record_mined(&mut self, mined: Mined) {
+    fn record_mined(&mut self, mined: Mined, logs: &[alloy::rpc::types::Log]) {
         if let Some(nonce) = self.by_hash.get(&mined.hash)
             && let Some(entry) = self.in_flight.get_mut(nonce)
         {
-            entry.mined = Some(mined);
+            entry.record(mined, self.settings.token_abi, self.settings.token, logs);
         }
     }
 
@@ -537,20 +556,27 @@ impl WalletState {
             if let Some(mined) = entry.mined {
                 if mined.block + depth > head + 1 || depth == 1 {
                     snapshot.receipts.insert(mined.hash, mined);
+                    snapshot.results.insert(mined.hash, entry.results.clone());
                     continue;
                 }
-                // At depth: is it still there, in the same block?
+                // At depth: is it still there, in the same block? Its logs are read again from it.
                 let fresh = self.rpc(self.chain.receipt(mined.hash)).await?.and_then(|r| {
-                    Some(Mined { hash: mined.hash, block: r.block_number?, block_hash: r.block_hash?, success: r.status() })
+                    let mined = Mined { hash: mined.hash, block: r.block_number?, block_hash: r.block_hash?, success: r.status() };
+                    Some((mined, r))
                 });
+                let (abi, token) = (self.settings.token_abi, self.settings.token);
                 let entry = self.in_flight.get_mut(&nonce).expect("tracked");
-                entry.mined = fresh;
                 match fresh {
-                    Some(fresh) => {
+                    Some((fresh, receipt)) => {
+                        entry.record(fresh, abi, token, receipt.logs());
                         snapshot.receipts.insert(fresh.hash, fresh);
+                        snapshot.results.insert(fresh.hash, entry.results.clone());
                     }
                     // Gone in a reorg: watched (and rebroadcast) again.
-                    None => entry.broadcast = false,
+                    None => {
+                        entry.mined = None;
+                        entry.broadcast = false;
+                    }
                 }
             } else if nonce < latest {
                 unexplained = true;
@@ -559,8 +585,9 @@ impl WalletState {
                     snapshot.looked_up.insert(hash);
                     if let Some(r) = self.rpc(self.chain.receipt(hash)).await? {
                         let mined = Mined { hash, block: r.block_number.unwrap_or(head), block_hash: r.block_hash.unwrap_or_default(), success: r.status() };
-                        self.record_mined(mined);
+                        self.record_mined(mined, r.logs());
                         snapshot.receipts.insert(hash, mined);
+                        snapshot.results.insert(hash, self.in_flight[&nonce].results.clone());
                         snapshot.known.insert(hash);
                     } else if self.rpc(self.chain.is_known(hash)).await? {
                         snapshot.known.insert(hash);
@@ -587,33 +614,50 @@ impl WalletState {
                 snapshot.market_tip = self.rpc(self.chain.market_tip()).await?;
             }
         }
-        let reverted: Vec<Uuid> = self
-            .in_flight
-            .values()
-            .filter(|f| f.mined.is_some_and(|m| !m.success && m.block + depth <= head + 1))
-            .map(|f| f.transaction_id)
-            .collect();
-        for transaction_id in reverted {
-            let execution = self.find_execution(transaction_id, head).await?;
-            let executed = execution.map(|(hash, block, block_hash)| Mined { hash, block, block_hash, success: true });
-            snapshot.executed_by.insert(transaction_id, executed);
+        // Intents of final receipts that reverted or skipped them as used:
+        // settled by an earlier transaction, or (reverted) not at all.
+        let mut lookups: Vec<Entry> = Vec::new();
+        for (nonce, entry) in &self.in_flight {
+            let Some(mined) = entry.mined.filter(|m| m.block + depth <= head + 1) else { continue };
+            let ids = plan::needs_lookup(&entry.view(*nonce, now), &mined, Some(&entry.results));
+            lookups.extend(entry.entries.iter().filter(|e| ids.contains(&e.transaction_id)).cloned());
+        }
+        if !lookups.is_empty() {
+            snapshot.executed_by = self.find_executions(&lookups, head).await?;
         }
         Ok(snapshot)
     }
 
-    /// The transaction whose `IntentExecuted` log names the intent, searched
-    /// forward from the block its first attempt was signed at up to `head`,
-    /// one window of `log_range_blocks` per request.
-    async fn find_execution(&self, transaction_id: Uuid, head: u64) -> Result<Option<(B256, u64, B256)>, Stop> {
-        let sent = store::sent_blocks(&self.db, transaction_id).await?;
-        let from = plan::log_search_start(&sent, self.settings.deploy_block, self.settings.finality_depth);
-        let intent = chain::intent_id(transaction_id);
+    /// For each of `entries`, the earlier transaction whose log settled it
+    /// (`IntentExecuted`, or a burn skipped as unfunded), searched forward
+    /// from the block its intent's first attempt was signed at up to `head`,
+    /// one window of `log_range_blocks` per request, all of them at once.
+    async fn find_executions(&self, entries: &[Entry], head: u64) -> Result<HashMap<Uuid, Option<(Mined, EntryResult)>>, Stop> {
+        let ids: Vec<Uuid> = entries.iter().map(|e| e.transaction_id).collect();
+        let sent = store::sent_blocks(&self.db, &ids).await?;
+        let start = |e: &Entry| {
+            plan::log_search_start(sent.get(&e.transaction_id).map_or(&[][..], Vec::as_slice), self.settings.deploy_block, self.settings.finality_depth)
+        };
+        let from = entries.iter().map(start).min().unwrap_or(self.settings.deploy_block);
+        let abi = self.settings.token_abi;
+        let mut found: HashMap<Uuid, Option<(Mined, EntryResult)>> = ids.iter().map(|id| (*id, None)).collect();
+        let mut missing: Vec<&Entry> = entries.iter().collect();
         for (first, last) in chain::log_windows(from, head, self.settings.log_range_blocks) {
-            if let Some(found) = self.rpc(self.chain.intent_execution(self.settings.token, intent, first, last)).await? {
-                return Ok(Some(found));
+            let keys: Vec<B256> = missing.iter().map(|e| e.log_key(abi)).collect();
+            let logged = self.rpc(self.chain.intent_executions(self.settings.token, &keys, first, last)).await?;
+            missing.retain(|e| match logged.get(&e.log_key(abi)) {
+                Some((hash, block, block_hash, result)) => {
+                    let mined = Mined { hash: *hash, block: *block, block_hash: *block_hash, success: true };
+                    found.insert(e.transaction_id, Some((mined, *result)));
+                    false
+                }
+                None => true,
+            });
+            if missing.is_empty() {
+                break;
             }
         }
-        Ok(None)
+        Ok(found)
     }
 
     /// Carries out the planner's actions with fenced writes.
@@ -629,11 +673,8 @@ impl WalletState {
                     }
                     return Ok(());
                 }
-                Action::Settle { nonce, transaction_id, mined } => outcomes.push((
-                    nonce,
-                    Outcome { transaction_id, success: mined.success, hash: mined.hash, block_number: mined.block },
-                )),
-                Action::Requeue { nonce, transaction_id } => self.requeue_foreign(nonce, transaction_id).await?,
+                Action::Settle { nonce, outcomes: settled } => outcomes.push((nonce, settled)),
+                Action::Requeue { nonce, transaction_ids } => self.requeue_foreign(nonce, &transaction_ids).await?,
                 Action::Send { nonce } => {
                     if self.send_and_classify(nonce).await? {
                         sent.push(nonce);
@@ -650,44 +691,57 @@ impl WalletState {
         self.finalize(outcomes).await
     }
 
-    async fn requeue_foreign(&mut self, nonce: u64, transaction_id: Uuid) -> Result<(), Stop> {
+    async fn requeue_foreign(&mut self, nonce: u64, transaction_ids: &[Uuid]) -> Result<(), Stop> {
         if let Some(entry) = self.in_flight.remove(&nonce) {
             for attempt in &entry.attempts {
                 self.by_hash.remove(&attempt.hash);
             }
         }
-        store::requeue_foreign(&self.db, self.wallet_id, self.epoch, self.next_nonce, transaction_id, nonce).await?;
+        store::requeue_foreign(&self.db, self.wallet_id, self.epoch, self.next_nonce, transaction_ids, nonce).await?;
         alert::raise(
             &self.db,
             Severity::Critical,
             "foreign_nonce",
-            &format!("Nonce {nonce} of hot wallet {} was used by a transaction havend did not send: someone else holds this key. The intent is queued again as its next generation; signing stopped until `havend wallet resume` or a rotation.", self.address),
-            json!({ "wallet": self.address, "nonce": nonce, "transaction_id": transaction_id }),
+            &format!("Nonce {nonce} of hot wallet {} was used by a transaction havend did not send: someone else holds this key. Its {} intents are queued again as their next generation; signing stopped until `havend wallet resume` or a rotation.", self.address, transaction_ids.len()),
+            json!({ "wallet": self.address, "nonce": nonce, "transaction_id": transaction_ids.first(), "transaction_ids": transaction_ids }),
         )
         .await;
         Ok(())
     }
 
-    /// Records final outcomes; a reverted intent alerts.
-    async fn finalize(&mut self, outcomes: Vec<(u64, Outcome)>) -> Result<(), Stop> {
+    /// Records final outcomes; a batch with reverted intents raises one
+    /// alert, and one with burns its holders could not cover another.
+    async fn finalize(&mut self, outcomes: Vec<(u64, Vec<Settled>)>) -> Result<(), Stop> {
         if outcomes.is_empty() {
             return Ok(());
         }
-        let records: Vec<Outcome> = outcomes.iter().map(|(_, o)| o.clone()).collect();
+        let records: Vec<Settled> = outcomes.iter().flat_map(|(_, o)| o.iter().copied()).collect();
         store::finalize(&self.db, self.wallet_id, self.epoch, self.next_nonce, &records).await?;
-        for (nonce, outcome) in outcomes {
+        for (nonce, settled) in outcomes {
             if let Some(entry) = self.in_flight.remove(&nonce) {
                 for attempt in &entry.attempts {
                     self.by_hash.remove(&attempt.hash);
                 }
             }
-            if !outcome.success {
+            let ids = |settlement| settled.iter().filter(|o| o.settlement == settlement).map(|o| o.transaction_id).collect::<Vec<_>>();
+            let (failed, unfunded) = (ids(Settlement::Failed), ids(Settlement::Unfunded));
+            if let Some(first) = settled.iter().find(|o| o.settlement == Settlement::Failed) {
                 alert::raise(
                     &self.db,
                     Severity::Error,
                     "transaction_failed",
-                    &format!("Intent {} reverted on chain (nonce {nonce} of {})", outcome.transaction_id, self.address),
-                    json!({ "transaction_id": outcome.transaction_id, "tx_hash": outcome.hash, "wallet": self.address, "nonce": nonce }),
+                    &format!("{} intents reverted on chain (nonce {nonce} of {}), first {}", failed.len(), self.address, first.transaction_id),
+                    json!({ "transaction_id": first.transaction_id, "transaction_ids": failed, "tx_hash": first.mined.hash, "wallet": self.address, "nonce": nonce }),
+                )
+                .await;
+            }
+            if !unfunded.is_empty() {
+                alert::raise(
+                    &self.db,
+                    Severity::Warning,
+                    "burn_unfunded",
+                    &format!("{} burns of nonce {nonce} of {} were skipped on chain: their holders could not cover them; recorded as settled for nothing, the amounts as shortfalls", unfunded.len(), self.address),
+                    json!({ "transaction_ids": unfunded, "wallet": self.address, "nonce": nonce }),
                 )
                 .await;
             }
@@ -784,7 +838,7 @@ impl WalletState {
             .iter()
             .filter_map(|n| self.in_flight.get(n))
             .filter(|f| !f.broadcast)
-            .map(|f| f.transaction_id)
+            .flat_map(InFlight::ids)
             .collect();
         store::mark_broadcast(&self.db, self.wallet_id, self.epoch, self.next_nonce, &ids).await?;
         for nonce in nonces {
@@ -811,11 +865,12 @@ impl WalletState {
             nonce,
             gas_limit: newest.gas_limit,
             fees,
-            input: chain::encode_call(entry.kind, entry.account, entry.amount, chain::intent_id(entry.transaction_id)),
+            // Exactly the same entries: only the fees change.
+            input: chain::encode_call(self.settings.token_abi, entry.kind, &entry.entries),
         };
         let signed = chain::sign(&self.signer, &request).map_err(|e| Stop::Db(format!("signing failed: {e}")))?;
         let attempt = NewAttempt {
-            transaction_id: entry.transaction_id,
+            transaction_ids: entry.ids(),
             kind: entry.kind,
             nonce,
             attempt: newest.number + 1,
@@ -873,7 +928,7 @@ impl WalletState {
     async fn sign_new(&mut self, head: u64) -> Result<bool, Stop> {
         let mut seen = Seen { in_flight: self.in_flight.len(), ..Seen::default() };
         let (intents, more) = loop {
-            match sign_plan::next(self.settings.max_in_flight, &seen) {
+            match sign_plan::next(self.settings.max_in_flight, self.settings.batch_size, &seen) {
                 SignStep::Stop { more } => return Ok(more),
                 SignStep::Sign { intents, more } => break (intents, more),
                 SignStep::ReadQueue { limit, hold_mints } => {
@@ -888,6 +943,9 @@ impl WalletState {
         };
         let start = self.next_nonce;
         let (batch, entries) = self.sign_batch(start, &intents, head).await?;
+        if batch.is_empty() {
+            return Ok(more);
+        }
         match store::reserve(&self.db, self.wallet_id, self.epoch, start, &batch).await {
             Ok(()) => {}
             // The queue changed under us (rotation, cancellation): nothing was reserved; next tick.
@@ -898,7 +956,7 @@ impl WalletState {
             Err(error) => return Err(error.into()),
         }
         self.next_nonce = start + batch.len() as u64;
-        debug!(wallet = %self.address, nonce = start, count = batch.len(), "Batch written ahead");
+        debug!(wallet = %self.address, nonce = start, transactions = batch.len(), intents = intents.len(), "Batches written ahead");
         // Crash-test hooks (compiled in only with the `test-hooks` feature).
         fail::fail_point!("wallet::after_write_ahead", |_| std::process::abort());
         for (nonce, entry) in entries {
@@ -948,15 +1006,17 @@ impl WalletState {
         Ok(Reversals { decisions, reloaded })
     }
 
-    /// Signs `intents` into consecutive nonces from `start` at the current
-    /// base fee: the attempts to write ahead and the entries to track.
+    /// Batches `intents` into consecutive nonces from `start` (as many as
+    /// the window has free) and signs them at the current base fee: the
+    /// attempts to write ahead and the batches to track.
     async fn sign_batch(&self, start: u64, intents: &[Queued], head: u64) -> Result<(Vec<NewAttempt>, Vec<(u64, InFlight)>), Stop> {
         let user_ids: Vec<Uuid> = intents.iter().map(|t| t.user_id).collect();
         let accounts = super::accounts_of(&self.db, &user_ids).await?;
         let base_fee = self.rpc(self.chain.base_fee()).await?;
         let fees = self.settings.fee_policy.initial(base_fee);
-        let gas = GasLimits { mint: self.settings.gas_limit_mint, burn: self.settings.gas_limit_burn };
-        let assigned = sign_plan::assign(start, intents, &accounts, gas).map_err(|e| Stop::Db(e.to_string()))?;
+        let free = self.settings.max_in_flight.saturating_sub(self.in_flight.len());
+        let assigned =
+            sign_plan::assign(start, intents, &accounts, self.settings.gas, self.settings.batch_size, free).map_err(|e| Stop::Db(e.to_string()))?;
         let mut batch = Vec::with_capacity(assigned.len());
         let mut entries = Vec::with_capacity(assigned.len());
         for a in assigned {
@@ -966,11 +1026,11 @@ impl WalletState {
                 nonce: a.nonce,
                 gas_limit: a.gas_limit,
                 fees,
-                input: chain::encode_call(a.kind, a.account, a.amount, chain::intent_id(a.transaction_id)),
+                input: chain::encode_call(self.settings.token_abi, a.kind, &a.entries),
             };
             let signed = chain::sign(&self.signer, &request).map_err(|e| Stop::Db(format!("signing failed: {e}")))?;
             batch.push(NewAttempt {
-                transaction_id: a.transaction_id,
+                transaction_ids: a.entries.iter().map(|e| e.transaction_id).collect(),
                 kind: a.kind,
                 nonce: a.nonce,
                 attempt: 0,
@@ -981,7 +1041,7 @@ impl WalletState {
                 sent_block: head,
             });
             let attempt = Attempt { number: 0, hash: signed.hash, raw: signed.raw, fees, gas_limit: a.gas_limit };
-            entries.push((a.nonce, InFlight::signed(&a, attempt)));
+            entries.push((a.nonce, InFlight::signed(a, attempt)));
         }
         Ok((batch, entries))
     }

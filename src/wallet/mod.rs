@@ -64,10 +64,12 @@ pub struct WalletSettings {
     pub poll_interval: Duration,
     /// In-flight window.
     pub max_in_flight: usize,
-    /// Gas limit of a mint.
-    pub gas_limit_mint: u64,
-    /// Gas limit of a burn.
-    pub gas_limit_burn: u64,
+    /// The token's calls (batches or one intent per transaction).
+    pub token_abi: crate::chain::TokenAbi,
+    /// Intents per transaction at most.
+    pub batch_size: usize,
+    /// Gas limits per kind of call.
+    pub gas: sign_plan::GasLimits,
     /// Fee choice and bumps.
     pub fee_policy: FeePolicy,
     /// When a sent, unmined transaction is looked at again.
@@ -89,8 +91,16 @@ impl WalletSettings {
             finality_depth: chain.finality_depth.max(1),
             poll_interval: Duration::from_millis(chain.poll_interval_ms),
             max_in_flight: chain.max_in_flight,
-            gas_limit_mint: chain.gas_limit_mint,
-            gas_limit_burn: chain.gas_limit_burn,
+            token_abi: chain.token_abi,
+            batch_size: chain.token_abi.batch_size(chain.max_batch),
+            gas: sign_plan::GasLimits {
+                abi: chain.token_abi,
+                mint: chain.gas_limit_mint,
+                burn: chain.gas_limit_burn,
+                batch_base: chain.gas_limit_batch_base,
+                per_mint: chain.gas_limit_per_mint,
+                per_burn: chain.gas_limit_per_burn,
+            },
             fee_policy: FeePolicy {
                 priority_fee: chain.priority_fee_wei as u128,
                 base_fee_multiplier: chain.base_fee_multiplier as u128,

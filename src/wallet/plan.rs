@@ -3,6 +3,10 @@
 //! (settle, requeue, halt, send, re-sign with bumped fees) come out. No I/O,
 //! no clock: the actor gathers the [`Snapshot`] and executes the [`Action`]s
 //! with fenced writes, so every rule here is tested without a chain.
+//!
+//! A nonce carries a batch: 1..B intents of one kind that every attempt at
+//! that nonce executes, settled together (each with its own outcome, from
+//! the token's logs) and requeued together.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
@@ -10,7 +14,7 @@ use std::time::Duration;
 use alloy::primitives::B256;
 use uuid::Uuid;
 
-use crate::chain::Fees;
+use crate::chain::{EntryResult, Fees};
 
 /// One attempt (signed transaction) of an in-flight intent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,13 +25,13 @@ pub struct AttemptView {
     pub fees: Fees,
 }
 
-/// One signed intent at its nonce.
+/// One signed batch at its nonce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InFlightView {
     /// The nonce every attempt of its generation shares.
     pub nonce: u64,
-    /// The intent.
-    pub transaction_id: Uuid,
+    /// The intents every attempt at the nonce carries, in call order.
+    pub entries: Vec<Uuid>,
     /// Its attempts at `nonce`, oldest first; the newest is the one sent.
     pub attempts: Vec<AttemptView>,
     /// Time since the newest attempt was last sent; `None`: not sent since
@@ -77,10 +81,38 @@ pub struct Snapshot {
     pub market_tip: u128,
     /// How long `latest_nonce` has not moved while work was pending.
     pub stalled_for: Duration,
-    /// For intents whose transaction reverted: the transaction that executed
-    /// the intent after all (its `IntentExecuted` log), `None` if there is
-    /// none. An intent not here was not looked up.
-    pub executed_by: HashMap<Uuid, Option<Mined>>,
+    /// What the token's logs say each successful receipt of `receipts` did
+    /// with each of its intents, by attempt hash. A receipt not here was not read.
+    pub results: HashMap<B256, HashMap<Uuid, EntryResult>>,
+    /// For intents whose transaction reverted or skipped them as used: the
+    /// transaction that settled the intent earlier (its `IntentExecuted`
+    /// log, or its skip of a burn its holder could not cover), `None` if
+    /// there is none. An intent not here was not looked up.
+    pub executed_by: HashMap<Uuid, Option<(Mined, EntryResult)>>,
+}
+
+/// How one intent ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Minted or burned.
+    Confirmed,
+    /// A burn its holder could not cover: settled for nothing, the amount
+    /// becomes the shortfall.
+    Unfunded,
+    /// Reverted, and no other transaction executed it.
+    Failed,
+}
+
+/// The final outcome of one intent of a settled nonce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// The intent.
+    pub transaction_id: Uuid,
+    /// The transaction that decided it: the mined attempt, or for an
+    /// intent settled earlier, the one whose log says so.
+    pub mined: Mined,
+    /// How.
+    pub settlement: Settlement,
 }
 
 /// The configuration the rules depend on.
@@ -117,24 +149,21 @@ pub enum Action {
         /// until an operator resumes the wallet.
         foreign: bool,
     },
-    /// Record the intent's final outcome, mined by `mined.hash`.
+    /// Record the final outcome of every intent at `nonce`.
     Settle {
         /// Its nonce.
         nonce: u64,
-        /// The intent.
-        transaction_id: Uuid,
-        /// The transaction that decided it (ours, or for an intent already
-        /// executed, the one whose `IntentExecuted` log names it).
-        mined: Mined,
+        /// One per intent of the batch, in its order.
+        outcomes: Vec<Settled>,
     },
     /// A transaction we did not send consumed `nonce` (final, none of our
-    /// attempts known on two looks): record it and queue the intent again
-    /// as its next generation.
+    /// attempts known on two looks): record it and queue its intents again
+    /// as their next generation, together.
     Requeue {
         /// The foreign nonce.
         nonce: u64,
-        /// The intent.
-        transaction_id: Uuid,
+        /// Every intent of the batch.
+        transaction_ids: Vec<Uuid>,
     },
     /// Send the newest attempt at `nonce` (again): never sent since start,
     /// or the node forgot it. The same bytes, so harmless.
@@ -168,7 +197,7 @@ pub fn plan(in_flight: &[InFlightView], snapshot: &Snapshot, rules: &Rules, memo
             }
         } else if entry.nonce < snapshot.latest_nonce {
             if is_foreign(entry, snapshot, memory) {
-                actions.push(Action::Requeue { nonce: entry.nonce, transaction_id: entry.transaction_id });
+                actions.push(Action::Requeue { nonce: entry.nonce, transaction_ids: entry.entries.clone() });
                 foreign = true;
             }
         } else {
@@ -184,24 +213,50 @@ pub fn plan(in_flight: &[InFlightView], snapshot: &Snapshot, rules: &Rules, memo
     actions
 }
 
-/// A mined intent: final at the depth → settled; reverted → settled as
-/// failed unless its `IntentExecuted` log shows another of its transactions
-/// executed it, which then settles it as confirmed.
+/// A mined batch, once final at the depth, settles every intent at once:
+/// executed → confirmed by it; a burn its holder could not cover → settled
+/// for nothing by it; skipped as used, or reverted → decided by the earlier
+/// transaction whose log settled the intent (confirmed, or unfunded), once
+/// that one is final too; a reverted intent nothing else executed → failed.
+/// A number used with no earlier log found was executed all the same (only
+/// an execution or an unfunded skip marks it): confirmed by this one.
 fn settle(entry: &InFlightView, mined: &Mined, snapshot: &Snapshot, rules: &Rules) -> Option<Action> {
     let is_final = |m: &Mined| m.block + rules.finality_depth <= snapshot.head + 1;
     if !is_final(mined) {
         return None;
     }
-    let decided = if mined.success {
-        *mined
-    } else {
-        match snapshot.executed_by.get(&entry.transaction_id)? {
-            Some(executed) if is_final(executed) => *executed,
-            Some(_) => return None,
-            None => *mined,
-        }
-    };
-    Some(Action::Settle { nonce: entry.nonce, transaction_id: entry.transaction_id, mined: decided })
+    let results = if mined.success { Some(snapshot.results.get(&mined.hash)?) } else { None };
+    let mut outcomes = Vec::with_capacity(entry.entries.len());
+    for &transaction_id in &entry.entries {
+        let direct = results.map(|r| r.get(&transaction_id).copied());
+        let (decided, settlement) = match direct {
+            Some(Some(EntryResult::Executed)) => (*mined, Settlement::Confirmed),
+            Some(Some(EntryResult::Insufficient)) => (*mined, Settlement::Unfunded),
+            // Mined without a word about it: not the token havend calls.
+            Some(None) => (*mined, Settlement::Failed),
+            Some(Some(EntryResult::Used)) | None => match snapshot.executed_by.get(&transaction_id)? {
+                Some((earlier, result)) if is_final(earlier) => {
+                    (*earlier, if *result == EntryResult::Insufficient { Settlement::Unfunded } else { Settlement::Confirmed })
+                }
+                Some(_) => return None,
+                None if mined.success => (*mined, Settlement::Confirmed),
+                None => (*mined, Settlement::Failed),
+            },
+        };
+        outcomes.push(Settled { transaction_id, mined: decided, settlement });
+    }
+    Some(Action::Settle { nonce: entry.nonce, outcomes })
+}
+
+/// The intents of a final mined batch whose outcome needs the earlier
+/// transaction that settled them: all of a reverted one, and those a
+/// successful one skipped as used (its logs in `results`).
+pub fn needs_lookup(entry: &InFlightView, mined: &Mined, results: Option<&HashMap<Uuid, EntryResult>>) -> Vec<Uuid> {
+    if !mined.success {
+        return entry.entries.clone();
+    }
+    let Some(results) = results else { return Vec::new() };
+    entry.entries.iter().filter(|id| results.get(id) == Some(&EntryResult::Used)).copied().collect()
 }
 
 /// A consumed nonce without a receipt of ours is foreign only when it is
@@ -297,11 +352,17 @@ mod tests {
         Fees { max_fee_per_gas: cap, max_priority_fee_per_gas: tip }
     }
 
-    /// In flight at `nonce` with `attempts` attempts (cap 100, tip 10), sent `sent` seconds ago.
+    /// In flight at `nonce` with `attempts` attempts (cap 100, tip 10), sent
+    /// `sent` seconds ago, carrying one intent.
     fn entry(nonce: u64, attempts: u64, sent: Option<u64>) -> InFlightView {
+        batch(nonce, attempts, sent, 1)
+    }
+
+    /// [`entry`] carrying `width` intents.
+    fn batch(nonce: u64, attempts: u64, sent: Option<u64>, width: u64) -> InFlightView {
         InFlightView {
             nonce,
-            transaction_id: Uuid::from_u64_pair(0, nonce),
+            entries: (0..width).map(|i| Uuid::from_u64_pair(nonce, i)).collect(),
             attempts: (0..attempts).map(|a| AttemptView { hash: hash(nonce, a), fees: fees(100 + a as u128 * 20, 10 + a as u128 * 2) }).collect(),
             sent_ago: sent.map(Duration::from_secs),
             backing_off: false,
@@ -315,6 +376,11 @@ mod tests {
 
     fn mined(hash: B256, block: u64, success: bool) -> Mined {
         Mined { hash, block, block_hash: B256::repeat_byte(block as u8), success }
+    }
+
+    /// `hash` mined `entry`, and its logs say `result` for each intent.
+    fn logged(snapshot: &mut Snapshot, entry: &InFlightView, hash: B256, result: EntryResult) {
+        snapshot.results.insert(hash, entry.entries.iter().map(|id| (*id, result)).collect());
     }
 
     /// Every attempt of `entry` asked about; `known` ones known to the node.
@@ -333,6 +399,7 @@ mod tests {
         for (head, settles) in [(10, true), (9, false), (12, true)] {
             let mut s = view(head, 1, 1);
             s.receipts.insert(hash(0, 0), mined(hash(0, 0), 8, true));
+            logged(&mut s, &e, hash(0, 0), EntryResult::Executed);
             let actions = plan(std::slice::from_ref(&e), &s, &rules(), &mut Memory::default());
             assert_eq!(actions.iter().any(|a| matches!(a, Action::Settle { .. })), settles, "head {head}");
         }
@@ -344,28 +411,84 @@ mod tests {
         let mut s = view(20, 5, 5);
         s.receipts.insert(hash(4, 1), mined(hash(4, 1), 10, true));
         let actions = plan(std::slice::from_ref(&e), &s, &rules(), &mut Memory::default());
-        assert_eq!(actions, vec![Action::Settle { nonce: 4, transaction_id: e.transaction_id, mined: mined(hash(4, 1), 10, true) }]);
+        assert!(actions.is_empty(), "a receipt whose logs were not read settles nothing: {actions:?}");
+        logged(&mut s, &e, hash(4, 1), EntryResult::Executed);
+        let actions = plan(std::slice::from_ref(&e), &s, &rules(), &mut Memory::default());
+        let outcomes = vec![Settled { transaction_id: e.entries[0], mined: mined(hash(4, 1), 10, true), settlement: Settlement::Confirmed }];
+        assert_eq!(actions, vec![Action::Settle { nonce: 4, outcomes }]);
+    }
+
+    #[test]
+    fn a_batch_settles_each_intent_as_the_token_logged_it() {
+        let e = batch(6, 1, Some(1), 5);
+        let ours = mined(hash(6, 0), 10, true);
+        let earlier = mined(B256::repeat_byte(0xee), 4, true);
+        let mut s = view(20, 7, 7);
+        s.receipts.insert(ours.hash, ours);
+        let [executed, unfunded, used_elsewhere, used_unfunded_elsewhere, used_unfound] = e.entries[..] else { unreachable!() };
+        s.results.insert(
+            ours.hash,
+            HashMap::from([
+                (executed, EntryResult::Executed),
+                (unfunded, EntryResult::Insufficient),
+                (used_elsewhere, EntryResult::Used),
+                (used_unfunded_elsewhere, EntryResult::Used),
+                (used_unfound, EntryResult::Used),
+            ]),
+        );
+        assert_eq!(needs_lookup(&e, &ours, s.results.get(&ours.hash)), vec![used_elsewhere, used_unfunded_elsewhere, used_unfound]);
+        assert!(plan(std::slice::from_ref(&e), &s, &rules(), &mut Memory::default()).is_empty(), "skips not looked up yet: the whole batch waits");
+        s.executed_by.insert(used_elsewhere, Some((earlier, EntryResult::Executed)));
+        s.executed_by.insert(used_unfunded_elsewhere, Some((earlier, EntryResult::Insufficient)));
+        s.executed_by.insert(used_unfound, None);
+        let actions = plan(std::slice::from_ref(&e), &s, &rules(), &mut Memory::default());
+        let settled = |transaction_id, mined, settlement| Settled { transaction_id, mined, settlement };
+        let expected = vec![
+            settled(executed, ours, Settlement::Confirmed),
+            settled(unfunded, ours, Settlement::Unfunded),
+            settled(used_elsewhere, earlier, Settlement::Confirmed),
+            settled(used_unfunded_elsewhere, earlier, Settlement::Unfunded),
+            settled(used_unfound, ours, Settlement::Confirmed),
+        ];
+        assert_eq!(actions, vec![Action::Settle { nonce: 6, outcomes: expected }]);
+        // The earlier transaction not final yet (a reorg could still drop it): wait.
+        s.executed_by.insert(used_elsewhere, Some((mined(earlier.hash, 19, true), EntryResult::Executed)));
+        assert!(plan(std::slice::from_ref(&e), &s, &rules(), &mut Memory::default()).is_empty());
+    }
+
+    #[test]
+    fn a_foreign_nonce_requeues_every_intent_of_its_batch_together() {
+        let e = batch(3, 2, Some(30), 4);
+        let mut memory = Memory { suspects: BTreeMap::from([(3, 40)]) };
+        let mut s = view(50, 4, 4);
+        looked(&mut s, &e, false);
+        let actions = plan(std::slice::from_ref(&e), &s, &rules(), &mut memory);
+        assert!(actions.contains(&Action::Requeue { nonce: 3, transaction_ids: e.entries.clone() }), "{actions:?}");
     }
 
     #[test]
     fn a_revert_of_an_intent_executed_elsewhere_settles_confirmed_by_that_transaction() {
         let e = entry(2, 1, Some(1));
         let elsewhere = mined(B256::repeat_byte(0xee), 5, true);
-        let cases: [(Option<Option<Mined>>, Option<Mined>); 4] = [
-            (None, None),                                                         // not looked up yet: no decision
-            (Some(None), Some(mined(hash(2, 0), 10, false))),                     // really failed
-            (Some(Some(elsewhere)), Some(elsewhere)),                             // IntentAlreadyUsed: confirmed by the other
-            (Some(Some(mined(B256::repeat_byte(0xee), 19, true))), None),         // the other not final yet: wait
+        let later = mined(B256::repeat_byte(0xee), 19, true);
+        let failed = mined(hash(2, 0), 10, false);
+        // (what the log lookup found, if it ran) → how the intent settles, if it does.
+        type Case = (Option<Option<(Mined, EntryResult)>>, Option<(Mined, Settlement)>);
+        let cases: [Case; 4] = [
+            (None, None),                                                                    // not looked up yet: no decision
+            (Some(None), Some((failed, Settlement::Failed))),                                // really failed
+            (Some(Some((elsewhere, EntryResult::Executed))), Some((elsewhere, Settlement::Confirmed))), // IntentAlreadyUsed: confirmed by the other
+            (Some(Some((later, EntryResult::Executed))), None),                              // the other not final yet: wait
         ];
         for (executed, expected) in cases {
             let mut s = view(20, 3, 3);
             s.receipts.insert(hash(2, 0), mined(hash(2, 0), 10, false));
             if let Some(executed) = executed {
-                s.executed_by.insert(e.transaction_id, executed);
+                s.executed_by.insert(e.entries[0], executed);
             }
             let actions = plan(std::slice::from_ref(&e), &s, &rules(), &mut Memory::default());
             let settled = actions.iter().find_map(|a| match a {
-                Action::Settle { mined, .. } => Some(*mined),
+                Action::Settle { outcomes, .. } => Some((outcomes[0].mined, outcomes[0].settlement)),
                 _ => None,
             });
             assert_eq!(settled, expected, "{executed:?}");
@@ -467,13 +590,16 @@ mod tests {
     mod properties {
         use proptest::prelude::*;
 
+        use alloy::primitives::U256;
+
         use super::*;
 
         /// What became of one in-flight nonce in a generated chain view.
         #[derive(Debug, Clone)]
         enum Fate {
             /// Attempt `attempt` mined at `depth_back` blocks below the head.
-            Mined { attempt: usize, depth_back: u64, success: bool },
+            /// Its logs say `results[i]` of intent `i` (0 executed, 1 used, 2 insufficient).
+            Mined { attempt: usize, depth_back: u64, success: bool, results: Vec<u8> },
             /// No receipt; `known` says which attempts the node knows.
             Unmined { known: Vec<bool> },
         }
@@ -486,24 +612,37 @@ mod tests {
 
         fn case() -> impl Strategy<Value = Case> {
             let nonce = (1usize..4, prop_oneof![
-                (0usize..3, 0u64..6, any::<bool>()).prop_map(|(attempt, depth_back, success)| Fate::Mined { attempt, depth_back, success }),
+                (0usize..3, 0u64..6, any::<bool>(), proptest::collection::vec(0u8..3, 4))
+                    .prop_map(|(attempt, depth_back, success, results)| Fate::Mined { attempt, depth_back, success, results }),
                 proptest::collection::vec(any::<bool>(), 3).prop_map(|known| Fate::Unmined { known }),
-            ], any::<bool>(), proptest::option::of(0u64..20));
+            ], any::<bool>(), proptest::option::of(0u64..20), 1u64..5, proptest::option::of(0u64..8));
             (0u64..50, proptest::collection::vec(nonce, 0..8), 0u64..10, 0u64..10, any::<bool>())
                 .prop_map(|(first, nonces, consumed, unfinal, all_looked)| {
                     let head = 100;
                     let mut snapshot = view(head, 0, 0);
                     let mut in_flight = Vec::new();
-                    for (i, (attempts, fate, looked, sent)) in nonces.into_iter().enumerate() {
+                    for (i, (attempts, fate, looked, sent, width, earlier)) in nonces.into_iter().enumerate() {
                         let n = first + i as u64;
-                        let mut e = entry(n, attempts as u64, sent);
+                        let mut e = batch(n, attempts as u64, sent, width);
                         e.attempts.truncate(attempts);
                         match fate {
-                            Fate::Mined { attempt, depth_back, success } => {
+                            Fate::Mined { attempt, depth_back, success, results } => {
                                 let a = &e.attempts[attempt % attempts];
-                                snapshot.receipts.insert(a.hash, mined(a.hash, head - depth_back, success));
+                                let ours = mined(a.hash, head - depth_back, success);
+                                snapshot.receipts.insert(a.hash, ours);
                                 snapshot.looked_up.insert(a.hash);
                                 snapshot.known.insert(a.hash);
+                                let results: HashMap<Uuid, EntryResult> = e.entries.iter().zip(results).map(|(id, r)| {
+                                    (*id, [EntryResult::Executed, EntryResult::Used, EntryResult::Insufficient][r as usize])
+                                }).collect();
+                                // Intents settled earlier by another transaction, `earlier` blocks back (none when absent).
+                                for id in needs_lookup(&e, &ours, success.then_some(&results)) {
+                                    let other = earlier.map(|back| (mined(B256::from(U256::from(n * 10 + back)), head - back, true), EntryResult::Executed));
+                                    snapshot.executed_by.insert(id, other);
+                                }
+                                if success {
+                                    snapshot.results.insert(a.hash, results);
+                                }
                             }
                             Fate::Unmined { known } => {
                                 for (a, known) in e.attempts.iter().zip(known) {
@@ -526,7 +665,11 @@ mod tests {
         }
 
         fn attempts_of(case: &Case, nonce: u64) -> &[AttemptView] {
-            &case.in_flight.iter().find(|e| e.nonce == nonce).expect("an action names an in-flight nonce").attempts
+            &in_flight_at(case, nonce).attempts
+        }
+
+        fn in_flight_at(case: &Case, nonce: u64) -> &InFlightView {
+            case.in_flight.iter().find(|e| e.nonce == nonce).expect("an action names an in-flight nonce")
         }
 
         proptest! {
@@ -534,8 +677,11 @@ mod tests {
             #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::default() })]
 
             /// Invariant 3: a nonce is requeued only when it is final and
-            /// none of its attempts was mined or is known to the node; at
-            /// most one attempt per nonce is settled, one of its own.
+            /// none of its attempts was mined or is known to the node, and
+            /// then with every intent of its batch; a settled nonce settles
+            /// each of its intents exactly once, by one of its own attempts
+            /// or by the earlier transaction that settled that intent, never
+            /// before the finality depth.
             #[test]
             fn never_requeues_a_nonce_one_of_ours_mined_and_settles_one_attempt_per_nonce(case in case(), earlier in proptest::option::of(90u64..=100)) {
                 let mut memory = Memory::default();
@@ -548,17 +694,25 @@ mod tests {
                 let mut settled = HashSet::new();
                 for action in &actions {
                     match action {
-                        Action::Requeue { nonce, .. } => {
+                        Action::Requeue { nonce, transaction_ids } => {
+                            prop_assert_eq!(transaction_ids, &in_flight_at(&case, *nonce).entries, "a batch requeued in part");
                             let attempts = attempts_of(&case, *nonce);
                             prop_assert!(*nonce < case.snapshot.final_nonce, "requeued a nonce that is not final");
                             prop_assert!(attempts.iter().all(|a| !case.snapshot.receipts.contains_key(&a.hash)), "requeued a nonce one of ours mined");
                             prop_assert!(attempts.iter().all(|a| case.snapshot.looked_up.contains(&a.hash) && !case.snapshot.known.contains(&a.hash)));
                             prop_assert!(earlier.is_some_and(|first| first < case.snapshot.head), "requeued without an earlier look at an earlier block");
                         }
-                        Action::Settle { nonce, mined, .. } => {
+                        Action::Settle { nonce, outcomes } => {
                             prop_assert!(settled.insert(*nonce), "nonce {} settled twice", nonce);
-                            prop_assert!(attempts_of(&case, *nonce).iter().any(|a| a.hash == mined.hash), "settled by a hash that is not one of its attempts");
-                            prop_assert!(mined.block + DEPTH <= case.snapshot.head + 1, "settled before the finality depth");
+                            let ids: Vec<Uuid> = outcomes.iter().map(|o| o.transaction_id).collect();
+                            prop_assert_eq!(&ids, &in_flight_at(&case, *nonce).entries, "not every intent of the batch settled, once each");
+                            for outcome in outcomes {
+                                let own = attempts_of(&case, *nonce).iter().any(|a| a.hash == outcome.mined.hash);
+                                let earlier = case.snapshot.executed_by.get(&outcome.transaction_id).copied().flatten().map(|(m, _)| m);
+                                prop_assert!(own || earlier == Some(outcome.mined), "settled by a transaction that is neither its own nor its earlier one");
+                                prop_assert!(outcome.mined.block + DEPTH <= case.snapshot.head + 1, "settled before the finality depth");
+                                prop_assert!(outcome.settlement != Settlement::Failed || !outcome.mined.success || !own, "a successful batch failed an intent");
+                            }
                         }
                         Action::Send { nonce } | Action::Bump { nonce } => {
                             prop_assert!(*nonce >= case.snapshot.latest_nonce, "re-sent or replaced a consumed nonce");
@@ -592,8 +746,11 @@ mod tests {
                     let settled = actions.iter().any(|a| matches!(a, Action::Settle { nonce, .. } if *nonce == e.nonce));
                     let requeued = actions.iter().any(|a| matches!(a, Action::Requeue { nonce, .. } if *nonce == e.nonce));
                     let accounted = match receipt {
-                        // A reverted receipt waits for its IntentExecuted lookup; a fresh one for depth.
-                        Some(m) => settled || !m.success || m.block + DEPTH > snapshot.head + 1,
+                        // A fresh receipt waits for depth; one whose intents wait for an earlier transaction, for that.
+                        Some(m) => {
+                            let waits_for_earlier = e.entries.iter().any(|id| snapshot.executed_by.get(id).copied().flatten().is_some_and(|(o, _)| o.block + DEPTH > snapshot.head + 1));
+                            settled || waits_for_earlier || m.block + DEPTH > snapshot.head + 1
+                        }
                         None => requeued || known,
                     };
                     prop_assert!(accounted, "nonce {} left unaccounted: {:?}", e.nonce, actions);

@@ -5,12 +5,15 @@
 //! reads what [`next`] asks for, feeds it back in a [`Seen`], and executes the
 //! final [`Step::Sign`]; every rule here is tested without a database or a chain.
 //!
-//! One intent per nonce: each selected intent gets the next nonce in queue order.
+//! A nonce carries a batch: up to the batch size of intents of one kind, in
+//! queue order, each batch taking the next nonce in the order its first
+//! intent was queued (one intent per nonce on a single-intent token).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use alloy::primitives::{Address, U256};
+use crate::chain::{Entry, TokenAbi};
 use uuid::Uuid;
 
 use super::store::ReversalDecision;
@@ -31,11 +34,13 @@ pub struct Queued {
     pub user_id: Uuid,
     /// Amount in base units, as stored (a decimal string).
     pub amount: String,
+    /// Its number on chain.
+    pub seq: Option<i64>,
 }
 
 impl From<entity::transactions::Model> for Queued {
     fn from(t: entity::transactions::Model) -> Self {
-        Queued { id: t.id, kind: CallKind::parse(&t.kind), reverses: t.reverses, user_id: t.user_id, amount: t.amount }
+        Queued { id: t.id, kind: CallKind::parse(&t.kind), reverses: t.reverses, user_id: t.user_id, amount: t.amount, seq: t.seq }
     }
 }
 
@@ -53,7 +58,7 @@ pub struct Reversals {
 /// What the actor has read this tick, as [`next`] asked for it.
 #[derive(Debug, Clone, Default)]
 pub struct Seen {
-    /// Intents signed and not yet final.
+    /// Nonces signed and not yet final.
     pub in_flight: usize,
     /// The latest read of the queue.
     pub queued: Option<Vec<Queued>>,
@@ -75,7 +80,8 @@ pub enum Step {
         /// Run another tick at once.
         more: bool,
     },
-    /// Read up to `limit` queued intents, in queue order (mints left out when `hold_mints`).
+    /// Read up to `limit` queued intents (free nonces × batch size), in
+    /// queue order (mints left out when `hold_mints`).
     ReadQueue {
         /// Free window slots.
         limit: u64,
@@ -88,7 +94,7 @@ pub enum Step {
     ReadGasHold,
     /// Decide these `(reversal, original)` pairs against their originals.
     DecideReversals(Vec<(Uuid, Uuid)>),
-    /// Sign these intents, in this order, into consecutive nonces.
+    /// Sign these intents, in this order, batched into consecutive nonces by [`assign`].
     Sign {
         /// The intents.
         intents: Vec<Queued>,
@@ -101,8 +107,8 @@ pub enum Step {
 /// Reads happen only when needed, in the order the checks are cheap in: the
 /// queue first (an idle wallet pays one query), then the pause, then the gas
 /// hold (only with mints queued), then the reversals.
-pub fn next(max_in_flight: usize, seen: &Seen) -> Step {
-    let capacity = max_in_flight.saturating_sub(seen.in_flight);
+pub fn next(max_in_flight: usize, batch_size: usize, seen: &Seen) -> Step {
+    let capacity = max_in_flight.saturating_sub(seen.in_flight).saturating_mul(batch_size.max(1));
     if capacity == 0 {
         return Step::Stop { more: false };
     }
@@ -158,30 +164,46 @@ fn select(queued: &[Queued], pairs: &[(Uuid, Uuid)], reversals: &Reversals) -> V
         .collect()
 }
 
-/// One intent with its nonce and what its call needs.
+/// One batch with its nonce and what its call needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assignment {
-    /// The intent.
-    pub transaction_id: Uuid,
-    /// Mint or burn.
+    /// Mint or burn, for every entry.
     pub kind: CallKind,
     /// Its nonce.
     pub nonce: u64,
-    /// The user's custodial address.
-    pub account: Address,
-    /// Amount in base units.
-    pub amount: U256,
-    /// The gas limit of its kind.
+    /// The intents, in call order.
+    pub entries: Vec<Entry>,
+    /// Its gas limit.
     pub gas_limit: u64,
 }
 
-/// The configured gas limit of each kind of call.
+/// The configured gas limits (pipelined calls cannot be estimated).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GasLimits {
-    /// For a mint.
+    /// The token's calls.
+    pub abi: TokenAbi,
+    /// A single token's `mint`.
     pub mint: u64,
-    /// For a burn.
+    /// A single token's `burn`.
     pub burn: u64,
+    /// A batch's base.
+    pub batch_base: u64,
+    /// Per mint entry of a batch.
+    pub per_mint: u64,
+    /// Per burn entry of a batch.
+    pub per_burn: u64,
+}
+
+impl GasLimits {
+    /// The gas limit of a call of `kind` with `entries` intents.
+    pub fn of(&self, kind: CallKind, entries: usize) -> u64 {
+        match (self.abi, kind) {
+            (TokenAbi::Single, CallKind::Mint) => self.mint,
+            (TokenAbi::Single, CallKind::Burn) => self.burn,
+            (TokenAbi::Batch, CallKind::Mint) => self.batch_base.saturating_add(self.per_mint.saturating_mul(entries as u64)),
+            (TokenAbi::Batch, CallKind::Burn) => self.batch_base.saturating_add(self.per_burn.saturating_mul(entries as u64)),
+        }
+    }
 }
 
 /// Why a batch cannot be assigned (the stored intents are inconsistent: restart and reload).
@@ -193,23 +215,54 @@ pub enum AssignError {
     /// The stored amount is not a decimal number of base units.
     #[error("bad amount on intent {0}")]
     BadAmount(Uuid),
+    /// The intent has no number on chain.
+    #[error("intent {0} has no seq")]
+    NoSeq(Uuid),
 }
 
-/// Gives the intents consecutive nonces from `start`, in order, one intent
-/// per nonce; an intent of an unknown kind is left out without taking one.
-pub fn assign(start: u64, intents: &[Queued], accounts: &HashMap<Uuid, Address>, gas: GasLimits) -> Result<Vec<Assignment>, AssignError> {
-    let mut assigned = Vec::with_capacity(intents.len());
+/// Batches the intents, in queue order, into calls of one kind of at most
+/// `batch_size` entries each, and gives the batches consecutive nonces from
+/// `start` in the order of their first intents: no wait for a batch to
+/// fill, so a lone intent goes at once, a long queue in full batches. At
+/// most `max_nonces` batches; an intent that would need another stays
+/// queued (and with it every later one of its kind, so each kind keeps its
+/// queue order). An intent of an unknown kind is left out.
+pub fn assign(
+    start: u64,
+    intents: &[Queued],
+    accounts: &HashMap<Uuid, Address>,
+    gas: GasLimits,
+    batch_size: usize,
+    max_nonces: usize,
+) -> Result<Vec<Assignment>, AssignError> {
+    let batch_size = batch_size.max(1);
+    let mut batches: Vec<(CallKind, Vec<Entry>)> = Vec::new();
+    // The batch of each kind still filling: (mint, burn).
+    let mut filling: (Option<usize>, Option<usize>) = (None, None);
     for intent in intents {
         let Some(kind) = intent.kind else { continue };
         let account = accounts.get(&intent.user_id).copied().ok_or(AssignError::UnknownUser(intent.id))?;
         let amount = U256::from_str_radix(&intent.amount, 10).map_err(|_| AssignError::BadAmount(intent.id))?;
-        let gas_limit = match kind {
-            CallKind::Mint => gas.mint,
-            CallKind::Burn => gas.burn,
+        let seq = intent.seq.and_then(|seq| u64::try_from(seq).ok()).ok_or(AssignError::NoSeq(intent.id))?;
+        let entry = Entry { transaction_id: intent.id, seq, account, amount };
+        let open = match kind {
+            CallKind::Mint => &mut filling.0,
+            CallKind::Burn => &mut filling.1,
         };
-        assigned.push(Assignment { transaction_id: intent.id, kind, nonce: start + assigned.len() as u64, account, amount, gas_limit });
+        match open {
+            Some(i) if batches[*i].1.len() < batch_size => batches[*i].1.push(entry),
+            _ if batches.len() < max_nonces => {
+                *open = Some(batches.len());
+                batches.push((kind, vec![entry]));
+            }
+            _ => {}
+        }
     }
-    Ok(assigned)
+    Ok(batches
+        .into_iter()
+        .enumerate()
+        .map(|(i, (kind, entries))| Assignment { kind, nonce: start + i as u64, gas_limit: gas.of(kind, entries.len()), entries })
+        .collect())
 }
 
 /// What the actor does after broadcasting one intent of a new batch.
@@ -261,7 +314,7 @@ mod tests {
     use super::*;
 
     fn intent(n: u128, kind: CallKind, reverses: Option<u128>) -> Queued {
-        Queued { id: Uuid::from_u128(n), kind: Some(kind), reverses: reverses.map(Uuid::from_u128), user_id: Uuid::from_u128(1_000 + n), amount: n.to_string() }
+        Queued { id: Uuid::from_u128(n), kind: Some(kind), reverses: reverses.map(Uuid::from_u128), user_id: Uuid::from_u128(1_000 + n), amount: n.to_string(), seq: Some(n as i64) }
     }
 
     /// Runs the plan to its end against a world where the store answers
@@ -271,7 +324,7 @@ mod tests {
         let mut seen = Seen { in_flight, ..Seen::default() };
         let mut reads = Vec::new();
         loop {
-            let step = next(max, &seen);
+            let step = next(max, 1, &seen);
             match &step {
                 Step::ReadQueue { limit, hold_mints } => {
                     let kept = queue.iter().filter(|t| !hold_mints || t.kind != Some(CallKind::Mint));
@@ -336,13 +389,39 @@ mod tests {
         odd.kind = None;
         let intents = [intent(1, CallKind::Mint, None), odd, intent(3, CallKind::Burn, None)];
         let accounts: HashMap<Uuid, Address> = intents.iter().map(|t| (t.user_id, Address::repeat_byte(7))).collect();
-        let gas = GasLimits { mint: 100, burn: 200 };
-        let assigned = assign(40, &intents, &accounts, gas).expect("assigned");
+        let gas = GasLimits { abi: TokenAbi::Single, mint: 100, burn: 200, batch_base: 1_000, per_mint: 10, per_burn: 20 };
+        let assigned = assign(40, &intents, &accounts, gas, 1, 8).expect("assigned");
         let got: Vec<(u64, u64)> = assigned.iter().map(|a| (a.nonce, a.gas_limit)).collect();
         assert_eq!(got, vec![(40, 100), (41, 200)]);
-        assert_eq!(assign(0, &intents, &HashMap::new(), gas), Err(AssignError::UnknownUser(intents[0].id)));
+        assert_eq!(assign(0, &intents, &HashMap::new(), gas, 1, 8), Err(AssignError::UnknownUser(intents[0].id)));
         let bad = Queued { amount: "1.5".into(), ..intents[0].clone() };
-        assert_eq!(assign(0, std::slice::from_ref(&bad), &accounts, gas), Err(AssignError::BadAmount(bad.id)));
+        assert_eq!(assign(0, std::slice::from_ref(&bad), &accounts, gas, 1, 8), Err(AssignError::BadAmount(bad.id)));
+        let unnumbered = Queued { seq: None, ..intents[0].clone() };
+        assert_eq!(assign(0, std::slice::from_ref(&unnumbered), &accounts, gas, 1, 8), Err(AssignError::NoSeq(unnumbered.id)));
+    }
+
+    #[test]
+    fn intents_batch_by_kind_in_queue_order_with_gas_per_entry() {
+        let kinds = [CallKind::Mint, CallKind::Burn, CallKind::Mint, CallKind::Mint, CallKind::Burn, CallKind::Mint];
+        let intents: Vec<Queued> = kinds.iter().enumerate().map(|(i, k)| intent(i as u128 + 1, *k, None)).collect();
+        let accounts: HashMap<Uuid, Address> = intents.iter().map(|t| (t.user_id, Address::repeat_byte(7))).collect();
+        let gas = GasLimits { abi: TokenAbi::Batch, mint: 100, burn: 200, batch_base: 1_000, per_mint: 10, per_burn: 20 };
+        let batches = |max_nonces| {
+            assign(7, &intents, &accounts, gas, 2, max_nonces)
+                .expect("assigned")
+                .into_iter()
+                .map(|a| (a.nonce, a.kind, a.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), a.gas_limit))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            batches(8),
+            vec![
+                (7, CallKind::Mint, vec![1, 3], 1_020),
+                (8, CallKind::Burn, vec![2, 5], 1_040),
+                (9, CallKind::Mint, vec![4, 6], 1_020),
+            ]
+        );
+        assert_eq!(batches(2), vec![(7, CallKind::Mint, vec![1, 3], 1_020), (8, CallKind::Burn, vec![2, 5], 1_040)], "what needs a third nonce waits");
     }
 
     #[test]
@@ -423,17 +502,42 @@ mod tests {
                 prop_assert!(positions.windows(2).all(|w| w[0] < w[1]), "queue order not kept");
             }
 
-            /// One intent per nonce: consecutive nonces from the start, none
-            /// twice, every intent of a known kind once, in batch order.
+            /// Batches take consecutive nonces from the start, none twice, at
+            /// most `max_nonces`; each holds 1..=batch size intents of one
+            /// kind; every intent of a known kind is in at most one batch,
+            /// each kind in queue order, and what is left out of a kind is
+            /// its tail; with nonces to spare, none is left out.
             #[test]
-            fn never_assigns_a_nonce_twice((queue, _) in world(), start in 0u64..1_000_000, unknown in proptest::collection::vec(any::<bool>(), 12)) {
+            fn batches_take_consecutive_nonces_and_each_intent_at_most_once(
+                (queue, _) in world(), start in 0u64..1_000_000, unknown in proptest::collection::vec(any::<bool>(), 12),
+                batch_size in 1usize..5, max_nonces in 1usize..6,
+            ) {
                 let intents: Vec<Queued> = queue.into_iter().zip(unknown).map(|(t, u)| if u { Queued { kind: None, ..t } } else { t }).collect();
                 let accounts: HashMap<Uuid, Address> = intents.iter().map(|t| (t.user_id, Address::repeat_byte(1))).collect();
-                let assigned = assign(start, &intents, &accounts, GasLimits { mint: 1, burn: 2 }).expect("consistent intents");
+                let gas = GasLimits { abi: TokenAbi::Batch, mint: 1, burn: 2, batch_base: 10, per_mint: 3, per_burn: 4 };
+                let assigned = assign(start, &intents, &accounts, gas, batch_size, max_nonces).expect("consistent intents");
+                prop_assert!(assigned.len() <= max_nonces);
                 let nonces: Vec<u64> = assigned.iter().map(|a| a.nonce).collect();
                 prop_assert_eq!(nonces, (start..start + assigned.len() as u64).collect::<Vec<_>>());
-                let known: Vec<Uuid> = intents.iter().filter(|t| t.kind.is_some()).map(|t| t.id).collect();
-                prop_assert_eq!(assigned.iter().map(|a| a.transaction_id).collect::<Vec<_>>(), known);
+                let mut seen = HashSet::new();
+                for a in &assigned {
+                    prop_assert!(!a.entries.is_empty() && a.entries.len() <= batch_size);
+                    prop_assert_eq!(a.gas_limit, gas.of(a.kind, a.entries.len()));
+                    for e in &a.entries {
+                        prop_assert!(seen.insert(e.transaction_id), "an intent in two batches");
+                        prop_assert_eq!(intents.iter().find(|t| t.id == e.transaction_id).and_then(|t| t.kind), Some(a.kind), "a batch mixes kinds");
+                    }
+                }
+                let count = |kind| intents.iter().filter(|t| t.kind == Some(kind)).count();
+                let needed = count(CallKind::Mint).div_ceil(batch_size) + count(CallKind::Burn).div_ceil(batch_size);
+                for kind in [CallKind::Mint, CallKind::Burn] {
+                    let queued: Vec<Uuid> = intents.iter().filter(|t| t.kind == Some(kind)).map(|t| t.id).collect();
+                    let signed: Vec<Uuid> = assigned.iter().filter(|a| a.kind == kind).flat_map(|a| a.entries.iter().map(|e| e.transaction_id)).collect();
+                    prop_assert_eq!(&signed[..], &queued[..signed.len()], "a kind out of queue order, or a gap in it");
+                    if needed <= max_nonces {
+                        prop_assert_eq!(signed.len(), queued.len(), "left an intent out with nonces to spare");
+                    }
+                }
             }
 
             /// The refusal backoff never shrinks with more refusals and stays within its cap.

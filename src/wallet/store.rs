@@ -5,20 +5,27 @@
 //! wallet over (or it was revoked), and the write is rolled back.
 
 use alloy::primitives::{B256, U256};
-use entity::{transactions, tx_attempts, wallets};
+use std::collections::HashMap;
+
+use entity::{transactions, tx_attempt_intents, tx_attempts, wallets};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set, Statement,
 };
 use uuid::Uuid;
 
+use super::plan::{Settled, Settlement};
 use crate::chain::{CallKind, Fees};
 use crate::custody;
 use crate::ledger::{BROADCAST, CANCELLED, CONFIRMED, FAILED, HELD, QUEUED, SIGNED, gas_hold};
 
 /// Attempt rows per multi-row insert (11 parameters each).
 const ATTEMPT_ROWS_PER_INSERT: usize = 1_000;
+/// Join rows per multi-row insert (3 parameters each).
+const LINK_ROWS_PER_INSERT: usize = 5_000;
+/// Ids per `IN (…)` list, under both backends' bind-parameter limits.
+const IDS_PER_STATEMENT: usize = 5_000;
 
 /// Why a fenced write did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -126,16 +133,18 @@ pub async fn heartbeat(db: &impl ConnectionTrait, wallet_id: Uuid, epoch: i64) -
         .map(|_| ())
 }
 
-/// An intent with its signed attempts, as the actor tracks it.
+/// A signed batch at its nonce with its attempts, as the actor tracks it.
 #[derive(Debug, Clone)]
 pub struct Tracked {
-    /// The intent.
-    pub intent: transactions::Model,
-    /// Its attempts at its current nonce, oldest first.
+    /// The nonce.
+    pub nonce: u64,
+    /// Its intents, in call order.
+    pub intents: Vec<transactions::Model>,
+    /// Its attempts at the nonce, oldest first.
     pub attempts: Vec<tx_attempts::Model>,
 }
 
-/// Intents of this wallet that are signed or broadcast, with their attempts.
+/// This wallet's signed or broadcast batches with their attempts, by nonce.
 pub async fn load_in_flight(db: &impl ConnectionTrait, wallet_id: Uuid) -> Result<Vec<Tracked>, DbErr> {
     let intents = transactions::Entity::find()
         .filter(transactions::Column::HotWalletId.eq(wallet_id))
@@ -143,21 +152,51 @@ pub async fn load_in_flight(db: &impl ConnectionTrait, wallet_id: Uuid) -> Resul
         .order_by_asc(transactions::Column::Nonce)
         .all(db)
         .await?;
-    let ids: Vec<Uuid> = intents.iter().map(|i| i.id).collect();
-    let mut attempts = tx_attempts::Entity::find()
-        .filter(tx_attempts::Column::TransactionId.is_in(ids))
-        .order_by_asc(tx_attempts::Column::Attempt)
-        .all(db)
-        .await?;
-    Ok(intents
+    let mut by_nonce: std::collections::BTreeMap<u64, Vec<transactions::Model>> = std::collections::BTreeMap::new();
+    for intent in intents {
+        if let Some(nonce) = intent.nonce.and_then(|n| u64::try_from(n).ok()) {
+            by_nonce.entry(nonce).or_default().push(intent);
+        }
+    }
+    // A wallet signs each nonce once, so its attempts at a nonce all carry that nonce's batch.
+    let nonces: Vec<i64> = by_nonce.keys().map(|n| *n as i64).collect();
+    let mut attempts: HashMap<u64, Vec<tx_attempts::Model>> = HashMap::new();
+    for chunk in nonces.chunks(IDS_PER_STATEMENT) {
+        let rows = tx_attempts::Entity::find()
+            .filter(tx_attempts::Column::WalletId.eq(wallet_id))
+            .filter(tx_attempts::Column::Nonce.is_in(chunk.iter().copied()))
+            .order_by_asc(tx_attempts::Column::Attempt)
+            .all(db)
+            .await?;
+        for row in rows {
+            attempts.entry(row.nonce as u64).or_default().push(row);
+        }
+    }
+    let first_attempts: Vec<Uuid> = attempts.values().filter_map(|a| a.first()).map(|a| a.id).collect();
+    let position: HashMap<Uuid, i32> = links_of_attempts(db, &first_attempts).await?.into_iter().map(|l| (l.transaction_id, l.position)).collect();
+    Ok(by_nonce
         .into_iter()
-        .map(|intent| {
-            let (mine, rest): (Vec<_>, Vec<_>) =
-                attempts.drain(..).partition(|a| a.transaction_id == intent.id && Some(a.nonce) == intent.nonce);
-            attempts = rest;
-            Tracked { intent, attempts: mine }
+        .map(|(nonce, mut intents)| {
+            intents.sort_by_key(|i| (position.get(&i.id).copied().unwrap_or(i32::MAX), i.id));
+            Tracked { nonce, intents, attempts: attempts.remove(&nonce).unwrap_or_default() }
         })
         .collect())
+}
+
+async fn links_of_attempts(db: &impl ConnectionTrait, attempts: &[Uuid]) -> Result<Vec<tx_attempt_intents::Model>, DbErr> {
+    let mut links = Vec::new();
+    for chunk in attempts.chunks(IDS_PER_STATEMENT) {
+        links.extend(tx_attempt_intents::Entity::find().filter(tx_attempt_intents::Column::AttemptId.is_in(chunk.iter().copied())).all(db).await?);
+    }
+    Ok(links)
+}
+
+async fn links_of_intents(db: &impl ConnectionTrait, intents: &[Uuid]) -> Result<Vec<tx_attempt_intents::Model>, DbErr> {
+    let mut links = Vec::new();
+    for chunk in intents.chunks(IDS_PER_STATEMENT) {
+        links.extend(tx_attempt_intents::Entity::find().filter(tx_attempt_intents::Column::TransactionId.is_in(chunk.iter().copied())).all(db).await?);
+    }
+    Ok(links)
 }
 
 /// Queued intents of this wallet, oldest first, leaving out reversals whose
@@ -186,11 +225,11 @@ pub async fn queued(db: &impl ConnectionTrait, wallet_id: Uuid, limit: u64, hold
         .await
 }
 
-/// A signed first attempt of an intent, about to be written ahead of its broadcast.
+/// A signed attempt of a batch, about to be written ahead of its broadcast.
 #[derive(Debug, Clone)]
 pub struct NewAttempt {
-    /// The intent.
-    pub transaction_id: Uuid,
+    /// The intents it executes, in call order.
+    pub transaction_ids: Vec<Uuid>,
     /// Mint or burn (mints wait out a gas spike; see [`crate::ledger::gas_hold`]).
     pub kind: CallKind,
     /// Its nonce.
@@ -209,10 +248,10 @@ pub struct NewAttempt {
     pub sent_block: u64,
 }
 
-fn attempt_row(wallet_id: Uuid, attempt: &NewAttempt) -> tx_attempts::ActiveModel {
+fn attempt_row(wallet_id: Uuid, id: Uuid, attempt: &NewAttempt) -> tx_attempts::ActiveModel {
     tx_attempts::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        transaction_id: Set(attempt.transaction_id),
+        id: Set(id),
+        transaction_id: Set(attempt.transaction_ids.first().copied().unwrap_or_default()),
         wallet_id: Set(wallet_id),
         nonce: Set(attempt.nonce as i64),
         attempt: Set(attempt.attempt),
@@ -226,25 +265,63 @@ fn attempt_row(wallet_id: Uuid, attempt: &NewAttempt) -> tx_attempts::ActiveMode
     }
 }
 
-/// The block each attempt of the intent was signed at (every generation,
-/// every wallet), NULL for attempts signed before it was recorded.
-pub async fn sent_blocks(db: &impl ConnectionTrait, transaction_id: Uuid) -> Result<Vec<Option<i64>>, DbErr> {
-    tx_attempts::Entity::find()
-        .select_only()
-        .column(tx_attempts::Column::SentBlock)
-        .filter(tx_attempts::Column::TransactionId.eq(transaction_id))
-        .into_tuple()
-        .all(db)
-        .await
+/// Writes attempts and the join rows naming their intents.
+async fn insert_attempts(txn: &DatabaseTransaction, wallet_id: Uuid, attempts: &[NewAttempt]) -> Result<(), DbErr> {
+    let ids: Vec<Uuid> = attempts.iter().map(|_| Uuid::now_v7()).collect();
+    let rows: Vec<_> = attempts.iter().zip(&ids).map(|(a, id)| attempt_row(wallet_id, *id, a)).collect();
+    // Bind-parameter limits (SQLite 32,766, PostgreSQL 65,535) cap rows per statement.
+    for chunk in rows.chunks(ATTEMPT_ROWS_PER_INSERT) {
+        tx_attempts::Entity::insert_many(chunk.to_vec()).exec(txn).await?;
+    }
+    let links: Vec<tx_attempt_intents::ActiveModel> = attempts
+        .iter()
+        .zip(&ids)
+        .flat_map(|(a, id)| {
+            a.transaction_ids.iter().enumerate().map(move |(position, transaction_id)| tx_attempt_intents::ActiveModel {
+                attempt_id: Set(*id),
+                transaction_id: Set(*transaction_id),
+                position: Set(position as i32),
+            })
+        })
+        .collect();
+    for chunk in links.chunks(LINK_ROWS_PER_INSERT) {
+        tx_attempt_intents::Entity::insert_many(chunk.to_vec()).exec_without_returning(txn).await?;
+    }
+    Ok(())
 }
 
-/// How many attempts were signed for the intent (replacements included).
+/// The block each attempt of each of `intents` was signed at (every
+/// generation, every wallet), NULL for attempts signed before it was recorded.
+pub async fn sent_blocks(db: &impl ConnectionTrait, intents: &[Uuid]) -> Result<HashMap<Uuid, Vec<Option<i64>>>, DbErr> {
+    let links = links_of_intents(db, intents).await?;
+    let attempt_ids: Vec<Uuid> = links.iter().map(|l| l.attempt_id).collect();
+    let mut blocks: HashMap<Uuid, Option<i64>> = HashMap::new();
+    for chunk in attempt_ids.chunks(IDS_PER_STATEMENT) {
+        let rows: Vec<(Uuid, Option<i64>)> = tx_attempts::Entity::find()
+            .select_only()
+            .column(tx_attempts::Column::Id)
+            .column(tx_attempts::Column::SentBlock)
+            .filter(tx_attempts::Column::Id.is_in(chunk.iter().copied()))
+            .into_tuple()
+            .all(db)
+            .await?;
+        blocks.extend(rows);
+    }
+    let mut sent: HashMap<Uuid, Vec<Option<i64>>> = HashMap::new();
+    for link in links {
+        sent.entry(link.transaction_id).or_default().push(blocks.get(&link.attempt_id).copied().flatten());
+    }
+    Ok(sent)
+}
+
+/// How many attempts were signed carrying the intent (replacements included).
 pub async fn attempt_count(db: &impl ConnectionTrait, transaction_id: Uuid) -> Result<u64, DbErr> {
-    tx_attempts::Entity::find().filter(tx_attempts::Column::TransactionId.eq(transaction_id)).count(db).await
+    tx_attempt_intents::Entity::find().filter(tx_attempt_intents::Column::TransactionId.eq(transaction_id)).count(db).await
 }
 
-/// The write-ahead commit: intents → `signed` with their nonces, attempts
-/// stored, `next_nonce` advanced from `start` past the batch, all or nothing.
+/// The write-ahead commit: each batch's intents → `signed` with its nonce,
+/// attempts and their intents stored, `next_nonce` advanced from `start`
+/// past the batches, all or nothing.
 pub async fn reserve(
     db: &DatabaseConnection,
     wallet_id: Uuid,
@@ -271,20 +348,17 @@ pub async fn reserve(
             .col_expr(transactions::Column::Status, Expr::value(SIGNED))
             .col_expr(transactions::Column::Nonce, Expr::value(attempt.nonce as i64))
             .col_expr(transactions::Column::UpdatedAt, Expr::value(now))
-            .filter(transactions::Column::Id.eq(attempt.transaction_id))
+            .filter(transactions::Column::Id.is_in(attempt.transaction_ids.iter().copied()))
             .filter(transactions::Column::HotWalletId.eq(wallet_id))
             .filter(transactions::Column::Status.eq(QUEUED))
             .exec(&txn)
             .await?;
-        if updated.rows_affected != 1 {
+        if updated.rows_affected != attempt.transaction_ids.len() as u64 {
             // Moved (rotation) or cancelled meanwhile: sign nothing of this batch.
             return Err(StoreError::NotAllowed("queue changed while signing".into()));
         }
     }
-    // Bind-parameter limits (SQLite 32,766, PostgreSQL 65,535) cap rows per statement.
-    for chunk in batch.chunks(ATTEMPT_ROWS_PER_INSERT) {
-        tx_attempts::Entity::insert_many(chunk.iter().map(|a| attempt_row(wallet_id, a))).exec(&txn).await?;
-    }
+    insert_attempts(&txn, wallet_id, batch).await?;
     // Test hook: another daemon may claim the wallet between this actor's reads and its fence.
     if is_hook_target("wallet::fence_target", wallet_id) {
         fail::fail_point!("wallet::before_fence");
@@ -294,10 +368,10 @@ pub async fn reserve(
     Ok(())
 }
 
-/// Stores a replacement attempt (same intent, same nonce, higher fees) before it is sent.
+/// Stores a replacement attempt (same intents, same nonce, higher fees) before it is sent.
 pub async fn add_attempt(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next_nonce: u64, attempt: &NewAttempt) -> Result<(), StoreError> {
     let txn = crate::db::begin_write(db).await?;
-    attempt_row(wallet_id, attempt).insert(&txn).await?;
+    insert_attempts(&txn, wallet_id, std::slice::from_ref(attempt)).await?;
     fence(&txn, wallet_id, epoch, next_nonce, next_nonce, Allowed::SignedWork).await?;
     txn.commit().await?;
     Ok(())
@@ -321,35 +395,49 @@ pub async fn mark_broadcast(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64
     Ok(())
 }
 
-/// What the chain did with one intent.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    /// The intent.
-    pub transaction_id: Uuid,
-    /// Mined successfully (`confirmed`) or reverted (`failed`).
-    pub success: bool,
-    /// The mined attempt.
-    pub hash: B256,
-    /// Its block.
-    pub block_number: u64,
-}
-
-/// Records final outcomes.
-pub async fn finalize(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next_nonce: u64, outcomes: &[Outcome]) -> Result<(), StoreError> {
+/// Records final outcomes: confirmed or failed by the transaction that
+/// decided each; a burn its holder could not cover is confirmed for nothing,
+/// its amount moved to the shortfall, so balances stay equal to the chain.
+pub async fn finalize(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next_nonce: u64, outcomes: &[Settled]) -> Result<(), StoreError> {
     if outcomes.is_empty() {
         return Ok(());
     }
     let txn = crate::db::begin_write(db).await?;
     let now = chrono::Utc::now();
+    // One statement per deciding transaction and outcome, not per intent.
+    let mut groups: HashMap<(B256, u64, bool), Vec<Uuid>> = HashMap::new();
+    let mut unfunded = Vec::new();
     for outcome in outcomes {
+        match outcome.settlement {
+            Settlement::Confirmed => groups.entry((outcome.mined.hash, outcome.mined.block, true)).or_default().push(outcome.transaction_id),
+            Settlement::Failed => groups.entry((outcome.mined.hash, outcome.mined.block, false)).or_default().push(outcome.transaction_id),
+            Settlement::Unfunded => unfunded.push(outcome),
+        }
+    }
+    for ((hash, block, confirmed), ids) in groups {
+        for chunk in ids.chunks(IDS_PER_STATEMENT) {
+            transactions::Entity::update_many()
+                .col_expr(transactions::Column::Status, Expr::value(if confirmed { CONFIRMED } else { FAILED }))
+                .col_expr(transactions::Column::TxHash, Expr::value(hash.to_string()))
+                .col_expr(transactions::Column::BlockNumber, Expr::value(block as i64))
+                .col_expr(transactions::Column::LastError, Expr::value((!confirmed).then_some("reverted on chain".to_string())))
+                .col_expr(transactions::Column::UpdatedAt, Expr::value(now))
+                .filter(transactions::Column::Id.is_in(chunk.iter().copied()))
+                .exec(&txn)
+                .await?;
+        }
+    }
+    for outcome in unfunded {
+        let Some(burn) = transactions::Entity::find_by_id(outcome.transaction_id).one(&txn).await? else { continue };
+        let parse = |v: Option<&str>| v.and_then(|v| U256::from_str_radix(v, 10).ok()).unwrap_or_default();
+        let shortfall = parse(Some(&burn.amount)).saturating_add(parse(burn.shortfall.as_deref()));
         transactions::Entity::update_many()
-            .col_expr(transactions::Column::Status, Expr::value(if outcome.success { CONFIRMED } else { FAILED }))
-            .col_expr(transactions::Column::TxHash, Expr::value(outcome.hash.to_string()))
-            .col_expr(transactions::Column::BlockNumber, Expr::value(outcome.block_number as i64))
-            .col_expr(
-                transactions::Column::LastError,
-                Expr::value((!outcome.success).then_some("reverted on chain".to_string())),
-            )
+            .col_expr(transactions::Column::Status, Expr::value(CONFIRMED))
+            .col_expr(transactions::Column::Amount, Expr::value("0"))
+            .col_expr(transactions::Column::Shortfall, Expr::value(Some(shortfall.to_string())))
+            .col_expr(transactions::Column::TxHash, Expr::value(outcome.mined.hash.to_string()))
+            .col_expr(transactions::Column::BlockNumber, Expr::value(outcome.mined.block as i64))
+            .col_expr(transactions::Column::LastError, Expr::value("the holder could not cover the burn on chain: settled for nothing"))
             .col_expr(transactions::Column::UpdatedAt, Expr::value(now))
             .filter(transactions::Column::Id.eq(outcome.transaction_id))
             .exec(&txn)
@@ -360,11 +448,11 @@ pub async fn finalize(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next
     Ok(())
 }
 
-/// A nonce consumed by a transaction havend did not send: recorded, and its
-/// intent queued again as its next generation, for a new nonce (the contract
-/// refuses a second execution of its intent id, so this is safe even if ours
-/// had landed).
-pub async fn requeue_foreign(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next_nonce: u64, transaction_id: Uuid, nonce: u64) -> Result<(), StoreError> {
+/// A nonce consumed by a transaction havend did not send: recorded, and the
+/// intents of its batch queued again as their next generation, for a new
+/// nonce (the contract never executes an intent's number or id twice, so this
+/// is safe even if ours had landed).
+pub async fn requeue_foreign(db: &DatabaseConnection, wallet_id: Uuid, epoch: i64, next_nonce: u64, transaction_ids: &[Uuid], nonce: u64) -> Result<(), StoreError> {
     let txn = crate::db::begin_write(db).await?;
     record_foreign(&txn, wallet_id, nonce).await?;
     transactions::Entity::update_many()
@@ -373,7 +461,7 @@ pub async fn requeue_foreign(db: &DatabaseConnection, wallet_id: Uuid, epoch: i6
         .col_expr(transactions::Column::Generation, Expr::col(transactions::Column::Generation).add(1))
         .col_expr(transactions::Column::LastError, Expr::value(format!("nonce {nonce} was taken by a foreign transaction")))
         .col_expr(transactions::Column::UpdatedAt, Expr::value(chrono::Utc::now()))
-        .filter(transactions::Column::Id.eq(transaction_id))
+        .filter(transactions::Column::Id.is_in(transaction_ids.iter().copied()))
         .filter(transactions::Column::Status.is_in([SIGNED, BROADCAST]))
         .exec(&txn)
         .await?;

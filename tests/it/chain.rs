@@ -37,25 +37,6 @@ async fn thousand_mints_over_two_wallets_all_confirm_and_match_the_ledger() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn contract_rejects_a_reused_intent_id() {
-    let chain = TestChain::start(None).await;
-    let contract = havend::chain::HavenToken::new(chain.token, chain.admin_provider());
-    let minter = contract.MINTER_ROLE().call().await.unwrap();
-    contract.grantRole(minter, chain.admin.address()).send().await.unwrap().get_receipt().await.unwrap();
-    let intent = havend::chain::intent_id(uuid::Uuid::now_v7());
-    let to = Address::repeat_byte(0x42);
-    let first = contract.mint(to, U256::from(5), intent).send().await.unwrap().get_receipt().await.unwrap();
-    assert!(first.status());
-    let second = contract.mint(to, U256::from(5), intent).send().await;
-    let reverted = match second {
-        Err(_) => true,
-        Ok(pending) => !pending.get_receipt().await.unwrap().status(),
-    };
-    assert!(reverted, "the second mint of one intent id reverts");
-    assert_eq!(chain.total_supply().await, U256::from(5));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_daemon_for_the_same_wallet_fences_the_first_and_nothing_mints_twice() {
     let chain = TestChain::start(Some(1)).await;
     let prepared = Prepared::new(Backend::Postgres, &chain, 1).await;
@@ -993,7 +974,7 @@ async fn a_node_refusing_a_misconfigured_gas_limit_raises_an_alert_and_holds_new
     let chain = TestChain::start(Some(1)).await;
     let prepared = Prepared::new(Backend::Sqlite, &chain, 1).await;
     // Over the block gas limit: no node will take it.
-    let (daemon, keys, _) = prepared.start_with(&chain, |db| db.url.clone(), |config| config.gas_limit_mint = 4_000_000_000).await;
+    let (daemon, keys, _) = prepared.start_with(&chain, |db| db.url.clone(), |config| config.gas_limit_batch_base = 4_000_000_000).await;
     let first = mint(&daemon, &keys, "aurora:guest_gas", 1, "gas:1").await;
     daemon.daemon().nudge_wallets();
     assert!(

@@ -14,6 +14,7 @@ mod intake;
 mod layering;
 mod monitor;
 mod openapi;
+mod onchain_batches;
 mod ops;
 mod poison;
 mod processing;

@@ -13,7 +13,7 @@ use entity::{transactions, webhook_events};
 use havend::webhooks::Partner;
 use sea_orm::{ColumnTrait, Database, EntityTrait, PaginatorTrait, QueryFilter};
 
-use crate::support::chain::{Prepared, TestChain, chain_config, drained, wallets_looked};
+use crate::support::chain::{Prepared, TestChain, assert_executed_once, chain_config, drained, wallets_looked};
 use crate::support::*;
 
 const HAVEND: &str = env!("CARGO_BIN_EXE_havend");
@@ -437,20 +437,11 @@ async fn two_havend_processes_share_one_inbox_through_a_sigkill_and_mint_exactly
     assert!(intents.iter().all(|t| t.status == "confirmed" || t.status == "held"), "nothing failed");
 
     // Exactly once on chain, each from the wallet its daemon signs for.
-    let client_chain = chain.client();
     let mut minted = U256::ZERO;
     for intent in intents.iter().filter(|t| t.status == "confirmed") {
-        let attempts = entity::tx_attempts::Entity::find().filter(entity::tx_attempts::Column::TransactionId.eq(intent.id)).all(&db).await.unwrap();
         let wallet = prepared.wallets.iter().find(|w| w.id == intent.hot_wallet_id).unwrap();
-        let mut mined = 0;
-        for attempt in &attempts {
-            if let Some(receipt) = client_chain.receipt(attempt.tx_hash.parse().unwrap()).await.unwrap() {
-                assert!(receipt.status(), "no attempt reverted");
-                assert_eq!(receipt.from, wallet.address.parse::<Address>().unwrap(), "signed by the intent's own hot wallet");
-                mined += 1;
-            }
-        }
-        assert_eq!(mined, 1, "intent {} mined exactly once", intent.id);
+        let receipt = assert_executed_once(&db, &chain, intent).await;
+        assert_eq!(receipt.from, wallet.address.parse::<Address>().unwrap(), "signed by the intent's own hot wallet");
         minted += U256::from_str_radix(&intent.amount, 10).unwrap();
     }
     assert_eq!(minted, hnv(25) * U256::from(364u64));

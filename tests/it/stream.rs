@@ -151,6 +151,7 @@ async fn insert_intent(db: &impl ConnectionTrait, user: uuid::Uuid) -> uuid::Uui
         rules_hash: Set(None),
         limit_day: Set(None),
         shortfall: Set(None),
+        seq: sea_orm::ActiveValue::NotSet,
     }
     .insert(db)
     .await

@@ -1,14 +1,18 @@
-// Compiles HavenToken.sol with the pinned solc and OpenZeppelin into
-// HavenToken.json (ABI + bytecode), the artifact havend builds against.
-// `node compile.js --check` fails when the committed artifact differs.
+// Compiles HavenToken.sol (batches, the default) and HavenTokenSingle.sol
+// (the first, one intent per transaction, still supported) with the pinned
+// solc and OpenZeppelin into HavenToken.json and HavenTokenSingle.json
+// (ABI + bytecode), the artifacts havend builds against.
+// `node compile.js --check` fails when a committed artifact differs.
 const fs = require('fs');
 const path = require('path');
 const solc = require('solc');
 
-const source = fs.readFileSync(path.join(__dirname, 'HavenToken.sol'), 'utf8');
+const CONTRACTS = ['HavenToken', 'HavenTokenSingle'];
 const input = {
   language: 'Solidity',
-  sources: { 'HavenToken.sol': { content: source } },
+  sources: Object.fromEntries(
+    CONTRACTS.map((name) => [`${name}.sol`, { content: fs.readFileSync(path.join(__dirname, `${name}.sol`), 'utf8') }]),
+  ),
   settings: {
     optimizer: { enabled: true, runs: 200 },
     evmVersion: 'cancun',
@@ -29,21 +33,26 @@ if (errors.length) {
   errors.forEach((e) => console.error(e.formattedMessage));
   process.exit(1);
 }
-const contract = output.contracts['HavenToken.sol'].HavenToken;
-const artifact = JSON.stringify(
-  { contractName: 'HavenToken', compiler: `solc ${solc.version()}`, abi: contract.abi, bytecode: '0x' + contract.evm.bytecode.object },
-  null,
-  2,
-) + '\n';
-const target = path.join(__dirname, 'HavenToken.json');
-if (process.argv.includes('--check')) {
-  const committed = fs.readFileSync(target, 'utf8');
-  if (committed !== artifact) {
-    console.error('HavenToken.json differs from a fresh compile of HavenToken.sol; run `npm run compile`');
-    process.exit(1);
+let stale = false;
+for (const name of CONTRACTS) {
+  const contract = output.contracts[`${name}.sol`][name];
+  const artifact = JSON.stringify(
+    { contractName: name, compiler: `solc ${solc.version()}`, abi: contract.abi, bytecode: '0x' + contract.evm.bytecode.object },
+    null,
+    2,
+  ) + '\n';
+  const target = path.join(__dirname, `${name}.json`);
+  if (process.argv.includes('--check')) {
+    const committed = fs.existsSync(target) ? fs.readFileSync(target, 'utf8') : '';
+    if (committed !== artifact) {
+      console.error(`${name}.json differs from a fresh compile of ${name}.sol; run \`npm run compile\``);
+      stale = true;
+    } else {
+      console.log(`${name}.json matches a fresh compile`);
+    }
+  } else {
+    fs.writeFileSync(target, artifact);
+    console.log(`wrote ${target}`);
   }
-  console.log('HavenToken.json matches a fresh compile');
-} else {
-  fs.writeFileSync(target, artifact);
-  console.log(`wrote ${target}`);
 }
+if (stale) process.exit(1);

@@ -212,7 +212,8 @@ pub async fn ledger_total(daemon: &TestDaemon) -> U256 {
 }
 
 /// Invariant 4: every nonce of `wallet` from its first to the chain's is one
-/// confirmed/failed intent or one recorded foreign nonce; none twice, none skipped.
+/// batch of confirmed/failed intents or one recorded foreign nonce; none
+/// both, none skipped.
 pub async fn assert_nonces_accounted(daemon: &TestDaemon, chain: &TestChain, wallet: &wallets::Model) {
     let address: Address = wallet.address.parse().unwrap();
     let chain_nonce = chain.client().nonce_at(address, alloy::eips::BlockId::latest()).await.unwrap();
@@ -230,6 +231,10 @@ pub async fn assert_nonces_accounted(daemon: &TestDaemon, chain: &TestChain, wal
         .all(&daemon.db)
         .await
         .unwrap();
+    // The intents of a batch share its nonce.
+    used.sort_unstable();
+    used.dedup();
+    assert!(foreign.iter().all(|f| used.binary_search(&f.nonce).is_err()), "a nonce both ours and foreign");
     used.extend(foreign.iter().map(|f| f.nonce));
     used.sort_unstable();
     let expected: Vec<i64> = (0..chain_nonce as i64).collect();
@@ -276,3 +281,40 @@ pub async fn wallets_looked(daemon: &TestDaemon) -> bool {
     })
     .await
 }
+
+/// Every attempt that carried `intent` (through `tx_attempt_intents`: a
+/// batch's attempts carry all its intents).
+pub async fn attempts_of(db: &impl sea_orm::ConnectionTrait, intent: uuid::Uuid) -> Vec<entity::tx_attempts::Model> {
+    let links = entity::tx_attempt_intents::Entity::find()
+        .filter(entity::tx_attempt_intents::Column::TransactionId.eq(intent))
+        .all(db)
+        .await
+        .unwrap();
+    entity::tx_attempts::Entity::find()
+        .filter(entity::tx_attempts::Column::Id.is_in(links.into_iter().map(|l| l.attempt_id)))
+        .all(db)
+        .await
+        .unwrap()
+}
+
+/// Exactly once on chain: of the attempts that carried `intent`, exactly one
+/// was mined, without reverting, and its logs say it executed the intent's
+/// number (a double-send would show as a skip of a used number); returns
+/// that receipt.
+pub async fn assert_executed_once(db: &impl sea_orm::ConnectionTrait, chain: &TestChain, intent: &transactions::Model) -> alloy::rpc::types::TransactionReceipt {
+    let client = chain.client();
+    let mut mined = Vec::new();
+    for attempt in attempts_of(db, intent.id).await {
+        if let Some(receipt) = client.receipt(attempt.tx_hash.parse().unwrap()).await.unwrap() {
+            mined.push(receipt);
+        }
+    }
+    assert_eq!(mined.len(), 1, "intent {} has exactly one mined attempt", intent.id);
+    let receipt = mined.pop().unwrap();
+    assert!(receipt.status(), "no attempt reverted");
+    let key = alloy::primitives::B256::from(U256::from(intent.seq.expect("numbered") as u64));
+    let results = havend::chain::entry_results(chain.token, receipt.logs());
+    assert_eq!(results.get(&key), Some(&havend::chain::EntryResult::Executed), "intent {} executed by its mined attempt", intent.id);
+    receipt
+}
+
