@@ -75,7 +75,9 @@ async fn foreign_transaction_on_the_hot_wallet_raises_critical_and_the_intent_st
     let key = havend::custody::export(&daemon.db, &keys, &wallets[0], "test").await.unwrap();
     chain.send_as(key.parse().unwrap()).await;
 
-    let second = mint(&daemon, &keys, "aurora:guest_a", 5, "foreign:2").await;
+    // A batch of three whose nonce someone else takes.
+    let batch = mint_together(&daemon, &keys, &[("aurora:guest_a", 3, "foreign:2"), ("aurora:guest_b", 1, "foreign:3"), ("aurora:guest_c", 1, "foreign:4")]).await;
+    let second = batch[0].clone();
     daemon.daemon().nudge_wallets();
     // Its nonce was taken: two looks a block apart, then CRITICAL, requeued as the next generation, signing stopped.
     assert!(
@@ -87,8 +89,10 @@ async fn foreign_transaction_on_the_hot_wallet_raises_critical_and_the_intent_st
     );
     let critical = alerts(&daemon, "foreign_nonce").await;
     assert!(critical.iter().any(|a| a.severity == "CRITICAL"), "{critical:?}");
-    let stored = entity::transactions::Entity::find_by_id(second.id).one(&daemon.db).await.unwrap().unwrap();
-    assert_eq!((stored.status.as_str(), stored.nonce, stored.generation), ("queued", None, 1), "requeued as its next generation");
+    for intent in &batch {
+        let stored = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
+        assert_eq!((stored.status.as_str(), stored.nonce, stored.generation), ("queued", None, 1), "the whole batch requeued as its next generation");
+    }
     assert!(wallets_looked(&daemon).await);
     assert_eq!(status_of(&daemon, second.id).await, "queued", "nothing is signed while halted");
 
@@ -97,8 +101,10 @@ async fn foreign_transaction_on_the_hot_wallet_raises_critical_and_the_intent_st
     assert!(wallet.halted.is_some(), "the halt is stored, so a restart keeps it");
     havend::wallet::lifecycle::resume(&daemon.db, &wallet, "test").await.unwrap();
     assert!(drained(&daemon, Duration::from_secs(60)).await);
-    let stored = entity::transactions::Entity::find_by_id(second.id).one(&daemon.db).await.unwrap().unwrap();
-    assert_eq!((stored.status.as_str(), stored.nonce), ("confirmed", Some(2)), "re-signed under the next nonce");
+    for intent in &batch {
+        let stored = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
+        assert_eq!((stored.status.as_str(), stored.nonce), ("confirmed", Some(2)), "re-signed together under the next nonce");
+    }
     assert_eq!(chain.total_supply().await, U256::from(15u64) * U256::from(10u64).pow(U256::from(18)));
     assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
     daemon.stop().await;
@@ -499,10 +505,11 @@ async fn dropped_transaction_is_rebroadcast_and_an_underpriced_one_is_replaced_w
     let confirmed = entity::transactions::Entity::find_by_id(first.id).one(&daemon.db).await.unwrap().unwrap();
     assert_eq!(confirmed.tx_hash.as_deref(), Some(attempt.tx_hash.as_str()), "the same bytes were mined");
 
-    // Underpriced: the next block's base fee jumps above the pending tx's cap.
-    let second = mint(&daemon, &keys, "aurora:guest_d", 4, "drop:2").await;
+    // Underpriced: a batch of three; the next block's base fee jumps above its cap.
+    let batch = mint_together(&daemon, &keys, &[("aurora:guest_d", 2, "drop:2"), ("aurora:guest_e", 1, "drop:3"), ("aurora:guest_f", 1, "drop:4")]).await;
+    let second = batch[0].clone();
     daemon.daemon().nudge_wallets();
-    assert!(eventually(Duration::from_secs(10), || async { count_with_status(&daemon, "broadcast").await == 1 }).await);
+    assert!(eventually(Duration::from_secs(10), || async { count_with_status(&daemon, "broadcast").await == 3 }).await);
     let pending = entity::tx_attempts::Entity::find()
         .filter(entity::tx_attempts::Column::TransactionId.eq(second.id))
         .one(&daemon.db)
@@ -514,13 +521,19 @@ async fn dropped_transaction_is_rebroadcast_and_an_underpriced_one_is_replaced_w
     admin.evm_mine(None).await.unwrap();
     admin.anvil_set_auto_mine(true).await.unwrap();
     assert!(drained(&daemon, Duration::from_secs(30)).await, "a re-signed attempt gets mined");
-    let attempts = entity::tx_attempts::Entity::find()
-        .filter(entity::tx_attempts::Column::TransactionId.eq(second.id))
-        .all(&daemon.db)
-        .await
-        .unwrap();
+    let attempts = attempts_of(&daemon.db, second.id).await;
     assert!(attempts.len() >= 2, "a replacement attempt was made");
     assert!(attempts.iter().all(|a| a.nonce == pending.nonce), "all attempts share the nonce");
+    let ids: Vec<uuid::Uuid> = batch.iter().map(|t| t.id).collect();
+    for attempt in &attempts {
+        let mut links = entity::tx_attempt_intents::Entity::find()
+            .filter(entity::tx_attempt_intents::Column::AttemptId.eq(attempt.id))
+            .all(&daemon.db)
+            .await
+            .unwrap();
+        links.sort_by_key(|l| l.position);
+        assert_eq!(links.iter().map(|l| l.transaction_id).collect::<Vec<_>>(), ids, "attempt {} carries exactly the batch's intents", attempt.attempt);
+    }
     let mut mined = 0;
     for attempt in &attempts {
         if chain.client().receipt(attempt.tx_hash.parse().unwrap()).await.unwrap().is_some() {
@@ -632,9 +645,10 @@ async fn a_receipt_reorged_away_is_checked_again_at_the_finality_depth_and_never
     let (daemon, keys, wallets) = prepared.start_with(&chain, |db| db.url.clone(), |config| config.finality_depth = 3).await;
     let admin = chain.admin_provider();
     admin.anvil_set_auto_mine(false).await.unwrap();
-    let intent = mint(&daemon, &keys, "aurora:guest_reorg", 9, "reorg:1").await;
+    let batch = mint_together(&daemon, &keys, &[("aurora:guest_reorg", 8, "reorg:1"), ("aurora:guest_reorg2", 1, "reorg:2")]).await;
+    let intent = batch[0].clone();
     daemon.daemon().nudge_wallets();
-    assert!(eventually(Duration::from_secs(10), || async { count_with_status(&daemon, "broadcast").await == 1 }).await);
+    assert!(eventually(Duration::from_secs(10), || async { count_with_status(&daemon, "broadcast").await == 2 }).await);
     let attempt = entity::tx_attempts::Entity::find().one(&daemon.db).await.unwrap().unwrap();
     let snapshot = admin.anvil_snapshot().await.unwrap();
     admin.evm_mine(None).await.unwrap();
@@ -653,7 +667,7 @@ async fn a_receipt_reorged_away_is_checked_again_at_the_finality_depth_and_never
     assert!(
         eventually(Duration::from_secs(30), || async {
             let _ = admin.evm_mine(None).await;
-            count_with_status(&daemon, "confirmed").await == 1
+            count_with_status(&daemon, "confirmed").await == 2
         })
         .await,
         "rebroadcast and confirmed at depth"
@@ -661,6 +675,8 @@ async fn a_receipt_reorged_away_is_checked_again_at_the_finality_depth_and_never
     let row = entity::transactions::Entity::find_by_id(intent.id).one(&daemon.db).await.unwrap().unwrap();
     let receipt = chain.client().receipt(row.tx_hash.as_deref().unwrap().parse().unwrap()).await.unwrap().expect("the recorded transaction is on chain");
     assert_eq!(receipt.block_number.map(|b| b as i64), row.block_number, "recorded in the block that holds it");
+    let other = entity::transactions::Entity::find_by_id(batch[1].id).one(&daemon.db).await.unwrap().unwrap();
+    assert_eq!((other.tx_hash, other.block_number), (row.tx_hash.clone(), row.block_number), "the batch settled together");
     assert_eq!(chain.total_supply().await, U256::from(9u64) * U256::from(10u64).pow(U256::from(18)));
     assert_nonces_accounted(&daemon, &chain, &wallets[0]).await;
     daemon.stop().await;

@@ -31,11 +31,11 @@ async fn setup(backend: Backend) -> Setup {
     let config_dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let wallet = &prepared.wallets[0].address;
-    // Small batches: many nonces to crash between, each carrying several intents.
+    // Batches of 50: a round of 120 intents is three transactions to crash between.
     let config = format!(
         "data_dir = {data:?}\n[server]\nlisten = \"127.0.0.1:{port}\"\n[database]\nurl = {url:?}\n[custody]\nmaster_key_file = {key:?}\n\
          [chain]\nrpc_url = {rpc:?}\ntoken = \"{token}\"\nchain_id = {chain_id}\nwallets = [\"{wallet}\"]\npoll_interval_ms = 100\nmax_in_flight = 256\nresend_after_ms = 1500\n\
-         max_batch = 3\n",
+         max_batch = 50\n",
         data = config_dir.path().join("data").display().to_string(),
         url = prepared.database.url,
         key = prepared.key_dir.path().join("master.key").display().to_string(),
@@ -115,6 +115,8 @@ impl Setup {
                 .fold(U256::ZERO, |sum, t| sum + U256::from_str_radix(&t.amount, 10).unwrap());
             assert_eq!(self.chain.balance_of(user.address.parse().unwrap()).await, owed, "balanceOf({}) equals its confirmed mints", user.external_ref);
         }
+        let report = havend::ledger::reconcile::reconcile(&self.db, &client, self.chain.token).await.unwrap();
+        assert!(report.differences.is_empty() && report.ledger_total == report.total_supply, "reconcile is clean: {report:?}");
         let nonce = client.nonce_at(self.prepared.wallets[0].address.parse().unwrap(), alloy::eips::BlockId::latest()).await.unwrap();
         // A batch's intents share its nonce.
         let nonces: std::collections::BTreeSet<i64> = intents.iter().filter_map(|t| t.nonce).collect();
@@ -144,11 +146,20 @@ async fn finish_and_stop(setup: &Setup) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_at_each_broadcast_step_then_restart_mints_every_intent_exactly_once() {
-    let setup = setup(Backend::Postgres).await;
+    crash_at_each_broadcast_step_then_restart(Backend::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_on_sqlite_at_each_broadcast_step_then_restart_mints_every_intent_exactly_once() {
+    crash_at_each_broadcast_step_then_restart(Backend::Sqlite).await;
+}
+
+async fn crash_at_each_broadcast_step_then_restart(backend: Backend) {
+    let setup = setup(backend).await;
     for (round, failpoint) in [
         "wallet::after_write_ahead=return",
         "wallet::after_broadcast=return",
-        "wallet::mid_broadcast=20*off->return",
+        "wallet::mid_broadcast=1*off->return",
     ]
     .into_iter()
     .enumerate()

@@ -184,6 +184,27 @@ pub async fn mint(daemon: &TestDaemon, keys: &MasterKeys, user: &str, amount: u6
     .unwrap()
 }
 
+/// Queues mints `(user, whole HNV, source)` in one commit, so a wallet
+/// actor sees them at once and signs them as one batch.
+pub async fn mint_together(daemon: &TestDaemon, keys: &MasterKeys, mints: &[(&str, u64, &str)]) -> Vec<transactions::Model> {
+    use sea_orm::TransactionTrait;
+    let txn = daemon.daemon().db().begin().await.unwrap();
+    let mut queued = Vec::new();
+    for (user, amount, source) in mints {
+        let intent = NewIntent {
+            user: (*user).into(),
+            kind: CallKind::Mint,
+            amount: U256::from(*amount) * U256::from(10u64).pow(U256::from(18)),
+            reason: "test".into(),
+            source: (*source).into(),
+            reverses: None,
+        };
+        queued.push(ledger::enqueue_in(&txn, keys, intent).await.unwrap());
+    }
+    txn.commit().await.unwrap();
+    queued
+}
+
 pub async fn count_with_status(daemon: &TestDaemon, status: &str) -> u64 {
     transactions::Entity::find().filter(transactions::Column::Status.eq(status)).count(&daemon.db).await.unwrap()
 }
